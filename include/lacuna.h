@@ -1,0 +1,200 @@
+/* lacuna — many short-lived, guarded memory regions (green-thread stacks first of all) carved from
+ * ONE reserved mapping, whose pages go back to the kernel when the regions are freed.
+ *
+ * Reading order: this header (the pool, then the overflow handler), then examples/stacks.c, then
+ * src/pool.c and src/os.c.
+ *
+ * Conventions, for every function here:
+ *   - calls that can fail return 0 or a positive errno value (EINVAL, ENOMEM, ...), as pthreads do;
+ *   - calls that hand out memory return NULL and set errno, as malloc does;
+ *   - bad input (NULL, a foreign pointer, a double free, an absurd size) is reported with EINVAL and
+ *     never crashes or corrupts a pool. Builds with -DLACUNA_DEBUG also print the call and value.
+ *   - a zero-initialised config struct gives good defaults.
+ *
+ * Linux only. Kernel features are probed at run time (see lacuna_features); nothing here depends
+ * on the kernel headers the program was built with.
+ */
+#ifndef LACUNA_H
+#define LACUNA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LACUNA_API __attribute__((visibility("default")))
+
+#define LACUNA_VERSION_MAJOR 0
+#define LACUNA_VERSION_MINOR 1
+#define LACUNA_VERSION_PATCH 0
+
+/* ---------------------------------------------------------------------------------------------
+ * The region pool
+ *
+ * A pool is one reservation of `capacity` slots. Each slot is [guard][region]: the guard lies
+ * BELOW the region, where a downward-growing stack overflows into it. lacuna_alloc returns the
+ * lowest usable byte of a region; a stack's initial stack pointer is that plus region_size.
+ *
+ * Freed regions first go to a warm cache (most recently freed is reused first: its pages are the
+ * hottest). Past the cache bound, or after decay_ms unused, regions are released to the kernel
+ * in batches (one process_madvise for up to 1024 regions where the kernel allows it).
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct lacuna_pool lacuna_pool;
+
+/* What happens to a freed region's pages when it leaves the warm cache. */
+typedef enum lacuna_release {
+    LACUNA_RELEASE_DEFAULT = 0, /* = LACUNA_RELEASE_DONTNEED */
+    LACUNA_RELEASE_DONTNEED,    /* pages dropped now; RSS falls; next touch faults in a zero page */
+    LACUNA_RELEASE_FREE,        /* MADV_FREE: kernel reclaims lazily; reuse before that costs no
+                                   fault. Old bytes may survive. Under LACUNA_ZERO this becomes
+                                   DONTNEED (zeroing lazily-freed pages would fault them all in). */
+    LACUNA_RELEASE_NEVER,       /* keep every page (a plain pool): RSS stays at its peak */
+} lacuna_release;
+
+/* How each region's guard is made. Modes actually in force are reported in lacuna_stats. */
+typedef enum lacuna_guard {
+    LACUNA_GUARD_DEFAULT = 0, /* best available: kernel guard markers, else mprotect (bounded),
+                                 else none */
+    LACUNA_GUARD_MARKER,      /* MADV_GUARD_INSTALL (Linux >= 6.13) only: no VMA split.
+                                 lacuna_pool_create fails with ENOTSUP without it */
+    LACUNA_GUARD_MPROTECT,    /* mprotect(PROT_NONE): 2 VMAs per guard, so bounded by a budget
+                                 (lacuna_features.mprotect_guard_budget); past it regions are
+                                 handed out unguarded and counted in lacuna_stats.unguarded */
+    LACUNA_GUARD_NONE,        /* no guard; guard_size bytes are still left unused below each region */
+} lacuna_guard;
+
+/* Flags for lacuna_pool_config.flags. */
+#define LACUNA_ZERO       1u /* every region handed out reads as all zero bytes. Without it the
+                                contents of a region are undefined (old data, or zero). */
+#define LACUNA_BACKGROUND 2u /* start a thread that releases warm regions idle past decay_ms, so
+                                an idle process gives memory back too. Off unless asked for;
+                                stopped and joined by lacuna_pool_destroy. */
+
+/* Named values for the fields whose 0 means "default". */
+#define LACUNA_CACHE_NONE ((size_t)-1)   /* cache: keep no warm regions; release on every free */
+#define LACUNA_DECAY_NEVER ((unsigned)-1) /* decay_ms: never release warm regions for being idle */
+
+typedef struct lacuna_pool_config {
+    size_t region_size;    /* usable bytes per region; required; rounded up to the page size */
+    size_t capacity;       /* most regions live at once; 0 = 65536 */
+    size_t guard_size;     /* guard bytes BELOW each region; 0 = one page; rounded up to pages */
+    lacuna_guard guard;    /* 0 = best available */
+    lacuna_release release; /* 0 = DONTNEED */
+    size_t cache;          /* freed regions kept warm in the shared cache (each thread also keeps
+                              up to 32 of its own); 0 = min(1024, 64 MiB of regions);
+                              LACUNA_CACHE_NONE = none, release on every free */
+    size_t keep_resident;  /* bytes at the TOP of a region never released (memset to zero instead
+                              under LACUNA_ZERO); rounded up to pages; < region_size */
+    unsigned decay_ms;     /* warm regions unused this long are released; 0 = 1000 ms;
+                              LACUNA_DECAY_NEVER = never */
+    unsigned flags;        /* LACUNA_ZERO | LACUNA_BACKGROUND */
+} lacuna_pool_config;
+
+/* Counters and geometry of a pool, filled by lacuna_pool_stats. Counters are exact when no other
+ * thread is using the pool, and a consistent-enough snapshot otherwise. */
+typedef struct lacuna_stats {
+    size_t live;             /* regions handed out and not yet freed */
+    size_t warm;             /* freed regions whose pages are kept (shared cache + thread caches) */
+    size_t released;         /* freed regions whose pages went back (reused before fresh slots) */
+    size_t used;             /* slots ever handed out (never-used slots cost nothing) */
+    size_t capacity;         /* slots */
+    size_t region_size;      /* usable bytes per region (page-rounded) */
+    size_t guard_size;       /* bytes below each region */
+    size_t stride;           /* guard_size + region_size: distance between regions */
+    size_t reserved_bytes;   /* address space reserved: capacity * stride */
+    size_t cache;            /* the shared warm-cache bound in force */
+    size_t keep_resident;    /* bytes kept at the top of a released region */
+    unsigned decay_ms;       /* decay in force (LACUNA_DECAY_NEVER = none) */
+    uint64_t allocs;         /* successful lacuna_alloc calls */
+    uint64_t frees;          /* successful lacuna_free calls */
+    uint64_t released_regions; /* regions whose pages went back to the kernel, counted each time */
+    uint64_t release_calls;  /* syscalls spent releasing (one process_madvise counts once) */
+    uint64_t guard_calls;    /* syscalls spent installing guards */
+    uint64_t unguarded;      /* regions handed out without a guard (mprotect budget exhausted) */
+    uint64_t release_errors; /* release syscalls that failed (those regions stayed warm) */
+    lacuna_guard guard;      /* mode in force after probing: MARKER, MPROTECT or NONE */
+    lacuna_release release;  /* mode in force: DONTNEED, FREE or NEVER */
+    unsigned flags;          /* flags in force */
+} lacuna_stats;
+
+/* Create a pool. Returns 0 and sets *pool, or:
+ *   EINVAL  config or pool NULL, region_size 0, keep_resident >= region_size, unknown enum value
+ *           or flag, capacity * stride overflowing or larger than the address space allows;
+ *   ENOTSUP guard = LACUNA_GUARD_MARKER and the kernel has no working MADV_GUARD_INSTALL;
+ *   ENOMEM  the reservation (or its side tables) could not be made.
+ * On failure nothing stays mapped or allocated. Cost is O(1) in capacity: no page of a region is
+ * touched and no guard is installed until its slot is first handed out. */
+LACUNA_API int lacuna_pool_create(const lacuna_pool_config *config, lacuna_pool **pool);
+
+/* Unmap the whole reservation and free the pool; NULL is a no-op. Every region of the pool is
+ * invalid afterwards. The caller must ensure no other thread is using the pool. */
+LACUNA_API void lacuna_pool_destroy(lacuna_pool *pool);
+
+/* Hand out a region: returns its lowest usable byte, or NULL with errno set to
+ *   EINVAL  pool is NULL;
+ *   ENOMEM  every slot is live (the pool keeps working: free one and retry), or a guard could not
+ *           be installed (LACUNA_GUARD_MARKER and the kernel is out of memory).
+ * Thread-safe. The warm path (a region this thread freed recently) takes no lock, no syscall. */
+LACUNA_API void *lacuna_alloc(lacuna_pool *pool);
+
+/* Give a region back. Returns 0, or EINVAL when pool is NULL, region is NULL, not the start of a
+ * region of this pool (outside it, inside a guard, misaligned), or not live (a double free);
+ * the pool is unchanged then. Thread-safe; a region may be freed by any thread. */
+LACUNA_API int lacuna_free(lacuna_pool *pool, void *region);
+
+/* Release every warm region of the shared cache and of the calling thread's cache now, in
+ * batches. Other threads' caches (at most 32 regions each) are left alone: they are released when
+ * those threads spill them or exit. Returns 0, EINVAL (NULL pool), or the errno of a failed
+ * release syscall (those regions stay warm and are retried later). */
+LACUNA_API int lacuna_trim(lacuna_pool *pool);
+
+/* Fill *stats. NULL pool or stats: stats is left unchanged / nothing happens. */
+LACUNA_API void lacuna_pool_stats(const lacuna_pool *pool, lacuna_stats *stats);
+
+/* Region index of a pointer inside one of the pool's regions (any byte, not only the start), or
+ * -1 if it is not inside a region. Handy to name a region in logs; O(1). */
+LACUNA_API long lacuna_region_index(const lacuna_pool *pool, const void *addr);
+
+/* ---------------------------------------------------------------------------------------------
+ * Kernel features, probed once per process
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct lacuna_features {
+    int guard_marker;       /* MADV_GUARD_INSTALL works (probed by effect: a write() from a guarded
+                               page fails with EFAULT) */
+    int batch_release;      /* process_madvise on self works for DONTNEED/FREE */
+    int pagemap_scan;       /* PAGEMAP_SCAN ioctl on /proc/self/pagemap works */
+    int madv_free;          /* MADV_FREE accepted */
+    size_t page_size;
+    size_t max_map_count;   /* vm.max_map_count (65530 when unreadable) */
+    size_t mprotect_guard_budget; /* mprotect guards allowed process-wide: a quarter of
+                                     max_map_count VMAs, 2 VMAs per guard */
+    const char *forced;     /* LACUNA_FORCE_FALLBACK as read, or "" */
+} lacuna_features;
+
+/* Probe (once) and report. LACUNA_FORCE_FALLBACK=all, or a comma list of guard,batch,scan,free,
+ * makes the older path be used even where the kernel has the newer one (for testing). */
+LACUNA_API void lacuna_features_get(lacuna_features *features);
+
+/* ---------------------------------------------------------------------------------------------
+ * Stack overflow reporting
+ * ------------------------------------------------------------------------------------------- */
+
+/* Install (once per process) a SIGSEGV handler and give the CALLING THREAD an alternate signal
+ * stack; call it again on every other thread whose overflows must be reported (the handler
+ * cannot run on an overflowed stack, so each thread needs its own). For a fault inside a guard of
+ * any live pool it writes
+ *     lacuna: stack overflow in region N of pool 0x... (fault at 0x...)
+ * to stderr (async-signal-safe) and dies by SIGSEGV as usual. Any other fault goes to the handler
+ * that was installed before, or takes the default action, unchanged. Returns 0 or an errno value
+ * from sigaction/sigaltstack/malloc. */
+LACUNA_API int lacuna_overflow_handler_install(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LACUNA_H */

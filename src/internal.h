@@ -1,0 +1,100 @@
+/* Internal interfaces shared between lacuna's source files. Nothing here is public: every name is
+ * lac_*, hidden from the shared library by -fvisibility=hidden. Grouped by the file that
+ * defines it; arrows between layers point down only (fiber -> pool -> os).
+ */
+#ifndef LACUNA_INTERNAL_H
+#define LACUNA_INTERNAL_H
+
+#include "lacuna.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define LAC_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define LAC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Debug builds name the call and the value on bad input; release builds stay silent. */
+#ifdef LACUNA_DEBUG
+void lac_debug_bad_input(const char *call, const char *what, const void *value);
+#define LAC_BAD_INPUT(call, what, value) lac_debug_bad_input(call, what, value)
+#else
+#define LAC_BAD_INPUT(call, what, value) ((void)0)
+#endif
+
+/* ---- os.c: the only file that makes memory syscalls ------------------------------------------ */
+
+/* How a release drops pages. */
+typedef enum lac_advice {
+    LAC_ADV_DONTNEED, /* MADV_DONTNEED: pages gone now, refault as zero */
+    LAC_ADV_FREE,     /* MADV_FREE: pages reclaimed lazily, may keep old data */
+} lac_advice;
+
+/* The probed features (probing happens on the first call; thread-safe). */
+const lacuna_features *lac_os_features(void);
+
+/* Reserve len bytes (page multiple) of read-write, private, anonymous, MAP_NORESERVE memory with
+ * transparent huge pages off. NULL + errno on failure (nothing mapped). */
+void *lac_os_reserve(size_t len);
+
+/* Unmap a reservation made by lac_os_reserve. 0 or errno. */
+int lac_os_unreserve(void *addr, size_t len);
+
+/* Install guard markers (MADV_GUARD_INSTALL) on n page-aligned ranges: one process_madvise when
+ * batching works, else one madvise per range. *calls (if not NULL) gets the syscalls made.
+ * Returns the number of ranges guarded, from the front; fewer than n means ranges [ret, n) have
+ * no guard and errno tells why. Precondition: lac_os_features()->guard_marker. */
+size_t lac_os_guard_markers(const struct iovec *ranges, size_t n, uint64_t *calls);
+
+/* mprotect(PROT_NONE) one page-aligned range. 0 or errno (ENOMEM: vm.max_map_count reached). */
+int lac_os_guard_mprotect(void *addr, size_t len);
+
+/* Release the pages of n page-aligned ranges with the given advice, batched by 1024 per
+ * process_madvise where possible (a partial call is completed with the remainder), else one
+ * madvise per range. Returns the number of ranges fully released, from the front; fewer than n
+ * means [ret, n) were not (or not entirely) released and errno tells why. *calls (if not NULL) is
+ * increased by the syscalls made. */
+size_t lac_os_release(const struct iovec *ranges, size_t n, lac_advice advice, uint64_t *calls);
+
+/* mincore: one byte per page of [addr, addr+len), bit 0 set if resident. 0 or errno. */
+int lac_os_resident(const void *addr, size_t len, unsigned char *vec);
+
+/* A run of pages [start, end) reported by lac_os_scan. */
+typedef struct lac_run {
+    uintptr_t start, end;
+} lac_run;
+#define LAC_PAGE_PRESENT (1u << 3) /* PAGEMAP_SCAN category: page is in memory */
+#define LAC_PAGE_WRITTEN (1u << 0) /* PAGEMAP_SCAN category: written (inside uffd-wp ranges) */
+
+/* PAGEMAP_SCAN: up to max (<= 256) runs of pages in `category` inside [addr, addr+len). Returns the
+ * number of runs and sets *next to where the walk stopped (== addr+len when complete), or a
+ * negative errno (-ENOTSUP without PAGEMAP_SCAN: use lac_os_resident). */
+long lac_os_scan(const void *addr, size_t len, uint64_t category, lac_run *runs, size_t max,
+                 uintptr_t *next);
+
+/* Test-only fault injection (CMake -DLACUNA_FAULT_INJECTION=ON): make the nth call (1 = the next)
+ * of an operation fail with err, or with LAC_FAULT_PARTIAL make the nth batched release stop
+ * after its first range. nth = 0 disarms. */
+typedef enum lac_op { LAC_OP_RESERVE, LAC_OP_RELEASE, LAC_OP_GUARD, LAC_OP_SCAN, LAC_OP_COUNT } lac_op;
+#define LAC_FAULT_PARTIAL (-1)
+void lac_fault_inject(lac_op op, unsigned nth, int err);
+
+/* ---- pool.c --------------------------------------------------------------------------------- */
+
+/* A name for region `index` of a pool, shown in the overflow message (the fiber runtime names
+ * its stacks). Called from a signal handler: must be async-signal-safe and not allocate. */
+typedef const char *(*lac_region_namer)(void *ctx, size_t index);
+void lac_pool_set_namer(lacuna_pool *pool, lac_region_namer namer, void *ctx);
+
+/* ---- overflow.c ----------------------------------------------------------------------------- */
+
+/* Register a pool's geometry so the SIGSEGV handler can recognise its guards without touching the
+ * pool itself. Returns false when the fixed table is full (the pool works, overflows in it are
+ * then reported as plain SIGSEGV). */
+bool lac_overflow_register(const lacuna_pool *pool, uintptr_t base, size_t size, size_t stride,
+                           size_t guard_size);
+void lac_overflow_set_namer(const lacuna_pool *pool, lac_region_namer namer, void *ctx);
+void lac_overflow_unregister(const lacuna_pool *pool);
+
+#endif /* LACUNA_INTERNAL_H */

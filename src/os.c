@@ -1,0 +1,417 @@
+/* os.c — every memory syscall lacuna makes, behind a handful of primitives.
+ *
+ * Owns: the one-time feature probe (guard markers, process_madvise on self, PAGEMAP_SCAN,
+ * MADV_FREE), the process's pidfd and pagemap descriptor (reopened in a forked child: both name
+ * the process that opened them), the LACUNA_FORCE_FALLBACK switch, and the test-only fault
+ * injector. Each primitive captures errno right after its syscall and reports how far it got, so
+ * the policy above (pool.c, wipe.c) can keep exact books.
+ *
+ * Does not: decide anything. Which regions to release, when, and with what guard is pool.c's.
+ * Kernel constants newer than Debian 12's 6.1 headers are defined here, and only here.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef MADV_FREE
+#define MADV_FREE 8
+#endif
+#define LAC_MADV_GUARD_INSTALL 102 /* Linux 6.13 */
+#define LAC_SYS_PIDFD_OPEN     434 /* Linux 5.3; same number on x86_64 and aarch64 */
+#define LAC_SYS_PROCESS_MADVISE 440 /* Linux 5.10; any advice on self since 6.13 */
+#define LAC_IOV_MAX            1024 /* process_madvise rejects 1025 iovecs with EINVAL */
+
+static lacuna_features features;
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static int self_pidfd = -1;   /* for process_madvise; -1 when batching is off */
+static int pagemap_fd = -1;   /* /proc/self/pagemap for PAGEMAP_SCAN; -1 when scanning is off */
+
+/* PAGEMAP_SCAN (Linux 6.7), from <linux/fs.h> of newer kernels. */
+struct lac_page_region {
+    uint64_t start, end, categories;
+};
+struct lac_pm_scan_arg {
+    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+    uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define LAC_PAGEMAP_SCAN _IOWR('f', 16, struct lac_pm_scan_arg)
+#define LAC_SCAN_BATCH   256 /* <= 512: larger answers can return a stale walk_end (6.18) */
+
+/* ---- fault injection ---------------------------------------------------------------------- */
+
+#ifdef LACUNA_FAULT_INJECTION
+static _Atomic unsigned fault_countdown[LAC_OP_COUNT];
+static _Atomic int fault_errno[LAC_OP_COUNT];
+
+void lac_fault_inject(lac_op op, unsigned nth, int err)
+{
+    atomic_store(&fault_errno[op], err);
+    atomic_store(&fault_countdown[op], nth);
+}
+
+/* The errno to fail this call of op with, or 0 to make the call. */
+static int fault_take(lac_op op)
+{
+    unsigned n = atomic_load(&fault_countdown[op]);
+    while (n != 0) {
+        if (atomic_compare_exchange_weak(&fault_countdown[op], &n, n - 1))
+            return n == 1 ? atomic_load(&fault_errno[op]) : 0;
+    }
+    return 0;
+}
+#else
+void lac_fault_inject(lac_op op, unsigned nth, int err)
+{
+    (void)op, (void)nth, (void)err;
+}
+static inline int fault_take(lac_op op)
+{
+    (void)op;
+    return 0;
+}
+#endif
+
+/* ---- probe -------------------------------------------------------------------------------- */
+
+static bool forced(const char *list, const char *what)
+{
+    if (list == NULL || *list == '\0')
+        return false;
+    size_t n = strlen(what);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if ((len == 3 && strncmp(p, "all", 3) == 0) || (len == n && strncmp(p, what, n) == 0))
+            return true;
+        p += len + (end != NULL);
+    }
+    return false;
+}
+
+static size_t read_max_map_count(void)
+{
+    size_t v = 65530; /* the kernel's default */
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+    if (f) {
+        unsigned long x;
+        if (fscanf(f, "%lu", &x) == 1 && x > 0)
+            v = x;
+        fclose(f);
+    }
+    return v;
+}
+
+/* A guard marker is real only if it has an effect: emulators (qemu-user) return 0 and ignore it.
+ * write() from a guarded page must fail with EFAULT rather than fault the caller. */
+static bool probe_guard_marker(char *scratch, size_t pg)
+{
+    if (madvise(NULL, 0, LAC_MADV_GUARD_INSTALL) != 0)
+        return false;
+    if (madvise(scratch + pg, pg, LAC_MADV_GUARD_INSTALL) != 0)
+        return false;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return false;
+    ssize_t w = write(fds[1], scratch + pg, 1);
+    bool ok = w < 0 && errno == EFAULT;
+    close(fds[0]);
+    close(fds[1]);
+    return ok;
+}
+
+static int open_pidfd(void)
+{
+    return (int)syscall(LAC_SYS_PIDFD_OPEN, getpid(), 0);
+}
+
+/* process_madvise(DONTNEED) on self must drop a written page (qemu-user answers ENOSYS). */
+static bool probe_batch(char *scratch, size_t pg)
+{
+    int fd = open_pidfd();
+    if (fd < 0)
+        return false;
+    scratch[0] = 1;
+    struct iovec iov = {scratch, pg};
+    long r = syscall(LAC_SYS_PROCESS_MADVISE, fd, &iov, 1, MADV_DONTNEED, 0);
+    if (r != (long)pg || *(volatile char *)scratch != 0) {
+        close(fd);
+        return false;
+    }
+    self_pidfd = fd;
+    return true;
+}
+
+static bool probe_scan(char *scratch, size_t pg);
+
+static void atfork_child(void)
+{
+    /* Both descriptors name the process that opened them, i.e. the parent. */
+    if (pagemap_fd >= 0) {
+        close(pagemap_fd);
+        pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+        if (pagemap_fd < 0)
+            features.pagemap_scan = 0;
+    }
+    /* The pidfd names the parent: process_madvise through it would drop the PARENT's pages. */
+    if (self_pidfd >= 0) {
+        close(self_pidfd);
+        self_pidfd = open_pidfd();
+        if (self_pidfd < 0)
+            features.batch_release = 0;
+    }
+}
+
+static void probe(void)
+{
+    const char *env = getenv("LACUNA_FORCE_FALLBACK");
+    features.forced = env ? env : "";
+    features.page_size = (size_t)sysconf(_SC_PAGESIZE);
+    features.max_map_count = read_max_map_count();
+    features.mprotect_guard_budget = features.max_map_count / 4 / 2;
+
+    size_t pg = features.page_size;
+    char *scratch = mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (scratch != MAP_FAILED) {
+        features.guard_marker = !forced(env, "guard") && probe_guard_marker(scratch, pg);
+        features.batch_release = !forced(env, "batch") && probe_batch(scratch + 2 * pg, pg);
+        features.madv_free = !forced(env, "free") && madvise(scratch, pg, MADV_FREE) == 0;
+        features.pagemap_scan = !forced(env, "scan") && probe_scan(scratch + 3 * pg, pg);
+        munmap(scratch, 4 * pg);
+    }
+    pthread_atfork(NULL, NULL, atfork_child);
+}
+
+const lacuna_features *lac_os_features(void)
+{
+    pthread_once(&probe_once, probe);
+    return &features;
+}
+
+void lacuna_features_get(lacuna_features *out)
+{
+    if (out != NULL)
+        *out = *lac_os_features();
+}
+
+/* ---- reserve ------------------------------------------------------------------------------ */
+
+void *lac_os_reserve(size_t len)
+{
+    int err = fault_take(LAC_OP_RESERVE);
+    if (err) {
+        errno = err;
+        return NULL;
+    }
+    /* NORESERVE: address space only; commit is charged per touched page, so a 68 GiB pool of
+     * stacks is fine under overcommit heuristics. */
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    /* Once for the whole range: a THP would pin 2 MiB per touched stack and a partial DONTNEED
+     * inside it returns nothing; per-region advice would split the VMA. */
+    (void)madvise(p, len, MADV_NOHUGEPAGE);
+    return p;
+}
+
+int lac_os_unreserve(void *addr, size_t len)
+{
+    return munmap(addr, len) == 0 ? 0 : errno;
+}
+
+/* ---- guards ------------------------------------------------------------------------------- */
+
+size_t lac_os_guard_markers(const struct iovec *ranges, size_t n, uint64_t *calls)
+{
+    size_t done = 0;
+    uint64_t ncalls = 0;
+    int err = fault_take(LAC_OP_GUARD);
+    if (err) {
+        errno = err;
+        return 0;
+    }
+    if (features.batch_release) {
+        /* Guard install through process_madvise: any advice on self since 6.13, which guard
+         * markers need anyway. The ranges are disjoint pages, so bytes done map to ranges. */
+        while (done < n) {
+            size_t k = n - done < LAC_IOV_MAX ? n - done : LAC_IOV_MAX;
+            long r = syscall(LAC_SYS_PROCESS_MADVISE, self_pidfd, ranges + done, k,
+                             LAC_MADV_GUARD_INSTALL, 0);
+            ncalls++;
+            if (r < 0)
+                break; /* fall through to one call per range: it tells exactly which failed */
+            size_t bytes = (size_t)r;
+            while (done < n && bytes >= ranges[done].iov_len)
+                bytes -= ranges[done++].iov_len;
+            if (bytes != 0 || (size_t)r == 0)
+                break;
+        }
+    }
+    for (; done < n; done++) {
+        ncalls++;
+        if (madvise(ranges[done].iov_base, ranges[done].iov_len, LAC_MADV_GUARD_INSTALL) != 0)
+            break;
+    }
+    if (calls)
+        *calls += ncalls;
+    return done;
+}
+
+int lac_os_guard_mprotect(void *addr, size_t len)
+{
+    int err = fault_take(LAC_OP_GUARD);
+    if (err)
+        return err;
+    /* ENOMEM here almost always means vm.max_map_count: each interior guard costs 2 VMAs. */
+    return mprotect(addr, len, PROT_NONE) == 0 ? 0 : errno;
+}
+
+/* ---- release ------------------------------------------------------------------------------ */
+
+static int advice_flag(lac_advice a)
+{
+    return a == LAC_ADV_FREE ? MADV_FREE : MADV_DONTNEED;
+}
+
+/* One process_madvise over up to 1024 ranges starting at ranges[0], completing partial calls.
+ * Returns ranges fully done; on error errno is set. */
+static size_t release_vector(const struct iovec *ranges, size_t n, int advice, uint64_t *calls,
+                             bool partial_fault)
+{
+    size_t done = 0;
+    size_t skip = 0; /* bytes of ranges[done] already released by a partial call */
+    while (done < n) {
+        size_t k = n - done < LAC_IOV_MAX ? n - done : LAC_IOV_MAX;
+        struct iovec first, *vec = (struct iovec *)ranges + done;
+        struct iovec tmp[LAC_IOV_MAX];
+        if (skip) {
+            first.iov_base = (char *)ranges[done].iov_base + skip;
+            first.iov_len = ranges[done].iov_len - skip;
+            tmp[0] = first;
+            memcpy(tmp + 1, ranges + done + 1, (k - 1) * sizeof *tmp);
+            vec = tmp;
+        }
+        long r;
+        if (partial_fault) {
+            /* Pretend the kernel stopped after the first range, as it may under pressure. */
+            r = madvise(vec[0].iov_base, vec[0].iov_len, advice) == 0 ? (long)vec[0].iov_len : -1;
+            partial_fault = false;
+        } else {
+            r = syscall(LAC_SYS_PROCESS_MADVISE, self_pidfd, vec, k, advice, 0);
+        }
+        (*calls)++;
+        if (r < 0)
+            return done;
+        size_t bytes = (size_t)r + skip;
+        skip = 0;
+        while (done < n && bytes >= ranges[done].iov_len)
+            bytes -= ranges[done++].iov_len;
+        skip = bytes;
+        if (r == 0) {
+            errno = EIO; /* no progress: never loop forever */
+            return done;
+        }
+    }
+    return done;
+}
+
+size_t lac_os_release(const struct iovec *ranges, size_t n, lac_advice advice, uint64_t *calls)
+{
+    uint64_t dummy = 0;
+    if (calls == NULL)
+        calls = &dummy;
+    int err = fault_take(LAC_OP_RELEASE);
+    if (err > 0) {
+        errno = err;
+        return 0;
+    }
+    int adv = advice_flag(advice);
+    /* A 1-range process_madvise costs more than plain madvise (measured: 0.8 vs 0.5 us). */
+    if (features.batch_release && n > 1)
+        return release_vector(ranges, n, adv, calls, err == LAC_FAULT_PARTIAL);
+    for (size_t i = 0; i < n; i++) {
+        (*calls)++;
+        if (madvise(ranges[i].iov_base, ranges[i].iov_len, adv) != 0)
+            return i;
+    }
+    return n;
+}
+
+/* ---- residency ---------------------------------------------------------------------------- */
+
+int lac_os_resident(const void *addr, size_t len, unsigned char *vec)
+{
+    int err = fault_take(LAC_OP_SCAN);
+    if (err)
+        return err;
+    return mincore((void *)addr, len, vec) == 0 ? 0 : errno;
+}
+
+/* ---- PAGEMAP_SCAN ------------------------------------------------------------------------- */
+
+static long scan_ioctl(uintptr_t start, uintptr_t end, uint64_t category, lac_run *runs,
+                       size_t max, uintptr_t *walk_end)
+{
+    struct lac_page_region regs[LAC_SCAN_BATCH];
+    if (max > LAC_SCAN_BATCH)
+        max = LAC_SCAN_BATCH;
+    struct lac_pm_scan_arg arg = {
+        .size = sizeof arg,
+        .start = start,
+        .end = end,
+        .vec = (uintptr_t)regs,
+        .vec_len = max,
+        .category_mask = category,
+        .return_mask = category,
+    };
+    long r = ioctl(pagemap_fd, LAC_PAGEMAP_SCAN, &arg);
+    if (r < 0)
+        return -errno;
+    for (long i = 0; i < r; i++) {
+        runs[i].start = (uintptr_t)regs[i].start;
+        runs[i].end = (uintptr_t)regs[i].end;
+    }
+    /* Fewer runs than room means the walk reached `end` (walk_end can be stale otherwise). */
+    *walk_end = (size_t)r < max ? end : (uintptr_t)arg.walk_end;
+    return r;
+}
+
+static bool probe_scan(char *scratch, size_t pg)
+{
+    pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (pagemap_fd < 0)
+        return false;
+    scratch[0] = 1;
+    lac_run run;
+    uintptr_t next;
+    long r = scan_ioctl((uintptr_t)scratch, (uintptr_t)scratch + pg, LAC_PAGE_PRESENT, &run, 1,
+                        &next);
+    if (r != 1 || run.start != (uintptr_t)scratch) {
+        close(pagemap_fd);
+        pagemap_fd = -1;
+        return false;
+    }
+    return true;
+}
+
+long lac_os_scan(const void *addr, size_t len, uint64_t category, lac_run *runs, size_t max,
+                 uintptr_t *next)
+{
+    int err = fault_take(LAC_OP_SCAN);
+    if (err)
+        return -err;
+    if (!lac_os_features()->pagemap_scan)
+        return -ENOTSUP;
+    return scan_ioctl((uintptr_t)addr, (uintptr_t)addr + len, category, runs, max, next);
+}
