@@ -7,8 +7,8 @@
  * Conventions, for every function here:
  *   - calls that can fail return 0 or a positive errno value (EINVAL, ENOMEM, ...), as pthreads do;
  *   - calls that hand out memory return NULL and set errno, as malloc does;
- *   - bad input (NULL, a foreign pointer, a double free, an absurd size) is reported with EINVAL and
- *     never crashes or corrupts a pool. Builds with -DLACUNA_DEBUG also print the call and value.
+ *   - bad input (NULL, a foreign pointer, a double free, an absurd size) is reported with EINVAL
+ * and never crashes or corrupts a pool. Builds with -DLACUNA_DEBUG also print the call and value.
  *   - a zero-initialised config struct gives good defaults.
  *
  * Linux only. Kernel features are probed at run time (see lacuna_features); nothing here depends
@@ -63,61 +63,64 @@ typedef enum lacuna_guard {
     LACUNA_GUARD_MPROTECT,    /* mprotect(PROT_NONE): 2 VMAs per guard, so bounded by a budget
                                  (lacuna_features.mprotect_guard_budget); past it regions are
                                  handed out unguarded and counted in lacuna_stats.unguarded */
-    LACUNA_GUARD_NONE,        /* no guard; guard_size bytes are still left unused below each region */
+    LACUNA_GUARD_NONE, /* no guard; guard_size bytes are still left unused below each region */
 } lacuna_guard;
 
 /* Flags for lacuna_pool_config.flags. */
-#define LACUNA_ZERO       1u /* every region handed out reads as all zero bytes. Without it the
-                                contents of a region are undefined (old data, or zero). */
-#define LACUNA_BACKGROUND 2u /* start a thread that releases warm regions idle past decay_ms, so
-                                an idle process gives memory back too. Off unless asked for;
-                                stopped and joined by lacuna_pool_destroy. */
+#define LACUNA_ZERO                                                                                \
+    1u /* every region handed out reads as all zero bytes. Without it the                          \
+          contents of a region are undefined (old data, or zero). */
+#define LACUNA_BACKGROUND                                                                          \
+    2u /* start a thread that releases warm regions idle past decay_ms, so                         \
+          an idle process gives memory back too. Off unless asked for;                             \
+          stopped and joined by lacuna_pool_destroy. */
 
 /* Named values for the fields whose 0 means "default". */
-#define LACUNA_CACHE_NONE ((size_t)-1)   /* cache: keep no warm regions; release on every free */
-#define LACUNA_DECAY_NEVER ((unsigned)-1) /* decay_ms: never release warm regions for being idle */
+#define LACUNA_CACHE_NONE  ((size_t)-1)   /* cache: keep no warm regions; release on every free */
+#define LACUNA_DECAY_NEVER ((unsigned)-1) /* decay_ms: never release warm regions for being idle   \
+                                           */
 
 typedef struct lacuna_pool_config {
-    size_t region_size;    /* usable bytes per region; required; rounded up to the page size */
-    size_t capacity;       /* most regions live at once; 0 = 65536 */
-    size_t guard_size;     /* guard bytes BELOW each region; 0 = one page; rounded up to pages */
-    lacuna_guard guard;    /* 0 = best available */
+    size_t region_size;     /* usable bytes per region; required; rounded up to the page size */
+    size_t capacity;        /* most regions live at once; 0 = 65536 */
+    size_t guard_size;      /* guard bytes BELOW each region; 0 = one page; rounded up to pages */
+    lacuna_guard guard;     /* 0 = best available */
     lacuna_release release; /* 0 = DONTNEED */
-    size_t cache;          /* freed regions kept warm in the shared cache (each thread also keeps
-                              up to 32 of its own); 0 = min(1024, 64 MiB of regions);
-                              LACUNA_CACHE_NONE = none, release on every free */
-    size_t keep_resident;  /* bytes at the TOP of a region never released (memset to zero instead
-                              under LACUNA_ZERO); rounded up to pages; < region_size */
-    unsigned decay_ms;     /* warm regions unused this long are released; 0 = 1000 ms;
-                              LACUNA_DECAY_NEVER = never */
-    unsigned flags;        /* LACUNA_ZERO | LACUNA_BACKGROUND */
+    size_t cache;           /* freed regions kept warm in the shared cache (each thread also keeps
+                               up to 32 of its own); 0 = min(1024, 64 MiB of regions);
+                               LACUNA_CACHE_NONE = none, release on every free */
+    size_t keep_resident;   /* bytes at the TOP of a region never released (memset to zero instead
+                               under LACUNA_ZERO); rounded up to pages; < region_size */
+    unsigned decay_ms;      /* warm regions unused this long are released; 0 = 1000 ms;
+                               LACUNA_DECAY_NEVER = never */
+    unsigned flags;         /* LACUNA_ZERO | LACUNA_BACKGROUND */
 } lacuna_pool_config;
 
 /* Counters and geometry of a pool, filled by lacuna_pool_stats. Counters are exact when no other
  * thread is using the pool, and a consistent-enough snapshot otherwise. */
 typedef struct lacuna_stats {
-    size_t live;             /* regions handed out and not yet freed */
-    size_t warm;             /* freed regions whose pages are kept (shared cache + thread caches) */
-    size_t released;         /* freed regions whose pages went back (reused before fresh slots) */
-    size_t used;             /* slots ever handed out (never-used slots cost nothing) */
-    size_t capacity;         /* slots */
-    size_t region_size;      /* usable bytes per region (page-rounded) */
-    size_t guard_size;       /* bytes below each region */
-    size_t stride;           /* guard_size + region_size: distance between regions */
-    size_t reserved_bytes;   /* address space reserved: capacity * stride */
-    size_t cache;            /* the shared warm-cache bound in force */
-    size_t keep_resident;    /* bytes kept at the top of a released region */
-    unsigned decay_ms;       /* decay in force (LACUNA_DECAY_NEVER = none) */
-    uint64_t allocs;         /* successful lacuna_alloc calls */
-    uint64_t frees;          /* successful lacuna_free calls */
+    size_t live;           /* regions handed out and not yet freed */
+    size_t warm;           /* freed regions whose pages are kept (shared cache + thread caches) */
+    size_t released;       /* free slots holding no pages: released, or guarded but unused */
+    size_t used;           /* slots ever handed out (never-used slots cost nothing) */
+    size_t capacity;       /* slots */
+    size_t region_size;    /* usable bytes per region (page-rounded) */
+    size_t guard_size;     /* bytes below each region */
+    size_t stride;         /* guard_size + region_size: distance between regions */
+    size_t reserved_bytes; /* address space reserved: capacity * stride */
+    size_t cache;          /* the shared warm-cache bound in force */
+    size_t keep_resident;  /* bytes kept at the top of a released region */
+    unsigned decay_ms;     /* decay in force (LACUNA_DECAY_NEVER = none) */
+    uint64_t allocs;       /* successful lacuna_alloc calls */
+    uint64_t frees;        /* successful lacuna_free calls */
     uint64_t released_regions; /* regions whose pages went back to the kernel, counted each time */
-    uint64_t release_calls;  /* syscalls spent releasing (one process_madvise counts once) */
-    uint64_t guard_calls;    /* syscalls spent installing guards */
-    uint64_t unguarded;      /* regions handed out without a guard (mprotect budget exhausted) */
-    uint64_t release_errors; /* release syscalls that failed (those regions stayed warm) */
-    lacuna_guard guard;      /* mode in force after probing: MARKER, MPROTECT or NONE */
-    lacuna_release release;  /* mode in force: DONTNEED, FREE or NEVER */
-    unsigned flags;          /* flags in force */
+    uint64_t release_calls;    /* syscalls spent releasing (one process_madvise counts once) */
+    uint64_t guard_calls;      /* syscalls spent installing guards */
+    uint64_t unguarded;        /* regions handed out without a guard (mprotect budget exhausted) */
+    uint64_t release_errors;   /* release syscalls that failed (those regions stayed warm) */
+    lacuna_guard guard;        /* mode in force after probing: MARKER, MPROTECT or NONE */
+    lacuna_release release;    /* mode in force: DONTNEED, FREE or NEVER */
+    unsigned flags;            /* flags in force */
 } lacuna_stats;
 
 /* Create a pool. Returns 0 and sets *pool, or:
@@ -163,16 +166,16 @@ LACUNA_API long lacuna_region_index(const lacuna_pool *pool, const void *addr);
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct lacuna_features {
-    int guard_marker;       /* MADV_GUARD_INSTALL works (probed by effect: a write() from a guarded
-                               page fails with EFAULT) */
-    int batch_release;      /* process_madvise on self works for DONTNEED/FREE */
-    int pagemap_scan;       /* PAGEMAP_SCAN ioctl on /proc/self/pagemap works */
-    int madv_free;          /* MADV_FREE accepted */
+    int guard_marker;  /* MADV_GUARD_INSTALL works (probed by effect: a write() from a guarded
+                          page fails with EFAULT) */
+    int batch_release; /* process_madvise on self works for DONTNEED/FREE */
+    int pagemap_scan;  /* PAGEMAP_SCAN ioctl on /proc/self/pagemap works */
+    int madv_free;     /* MADV_FREE accepted */
     size_t page_size;
-    size_t max_map_count;   /* vm.max_map_count (65530 when unreadable) */
+    size_t max_map_count;         /* vm.max_map_count (65530 when unreadable) */
     size_t mprotect_guard_budget; /* mprotect guards allowed process-wide: a quarter of
                                      max_map_count VMAs, 2 VMAs per guard */
-    const char *forced;     /* LACUNA_FORCE_FALLBACK as read, or "" */
+    const char *forced;           /* LACUNA_FORCE_FALLBACK as read, or "" */
 } lacuna_features;
 
 /* Probe (once) and report. LACUNA_FORCE_FALLBACK=all, or a comma list of guard,batch,scan,free,

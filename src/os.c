@@ -27,15 +27,15 @@
 #ifndef MADV_FREE
 #define MADV_FREE 8
 #endif
-#define LAC_MADV_GUARD_INSTALL 102 /* Linux 6.13 */
-#define LAC_SYS_PIDFD_OPEN     434 /* Linux 5.3; same number on x86_64 and aarch64 */
-#define LAC_SYS_PROCESS_MADVISE 440 /* Linux 5.10; any advice on self since 6.13 */
-#define LAC_IOV_MAX            1024 /* process_madvise rejects 1025 iovecs with EINVAL */
+#define LAC_MADV_GUARD_INSTALL  102  /* Linux 6.13 */
+#define LAC_SYS_PIDFD_OPEN      434  /* Linux 5.3; same number on x86_64 and aarch64 */
+#define LAC_SYS_PROCESS_MADVISE 440  /* Linux 5.10; any advice on self since 6.13 */
+#define LAC_IOV_MAX             1024 /* process_madvise rejects 1025 iovecs with EINVAL */
 
 static lacuna_features features;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
-static int self_pidfd = -1;   /* for process_madvise; -1 when batching is off */
-static int pagemap_fd = -1;   /* /proc/self/pagemap for PAGEMAP_SCAN; -1 when scanning is off */
+static int self_pidfd = -1; /* for process_madvise; -1 when batching is off */
+static int pagemap_fd = -1; /* /proc/self/pagemap for PAGEMAP_SCAN; -1 when scanning is off */
 
 /* PAGEMAP_SCAN (Linux 6.7), from <linux/fs.h> of newer kernels. */
 struct lac_page_region {
@@ -86,8 +86,7 @@ static inline int fault_take(lac_op op)
 
 static bool forced(const char *list, const char *what)
 {
-    if (list == NULL || *list == '\0')
-        return false;
+    if (list == NULL || *list == '\0') return false;
     size_t n = strlen(what);
     for (const char *p = list; *p;) {
         const char *end = strchr(p, ',');
@@ -105,8 +104,7 @@ static size_t read_max_map_count(void)
     FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
     if (f) {
         unsigned long x;
-        if (fscanf(f, "%lu", &x) == 1 && x > 0)
-            v = x;
+        if (fscanf(f, "%lu", &x) == 1 && x > 0) v = x;
         fclose(f);
     }
     return v;
@@ -116,13 +114,10 @@ static size_t read_max_map_count(void)
  * write() from a guarded page must fail with EFAULT rather than fault the caller. */
 static bool probe_guard_marker(char *scratch, size_t pg)
 {
-    if (madvise(NULL, 0, LAC_MADV_GUARD_INSTALL) != 0)
-        return false;
-    if (madvise(scratch + pg, pg, LAC_MADV_GUARD_INSTALL) != 0)
-        return false;
+    if (madvise(NULL, 0, LAC_MADV_GUARD_INSTALL) != 0) return false;
+    if (madvise(scratch + pg, pg, LAC_MADV_GUARD_INSTALL) != 0) return false;
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0)
-        return false;
+    if (pipe2(fds, O_CLOEXEC) != 0) return false;
     ssize_t w = write(fds[1], scratch + pg, 1);
     bool ok = w < 0 && errno == EFAULT;
     close(fds[0]);
@@ -139,8 +134,7 @@ static int open_pidfd(void)
 static bool probe_batch(char *scratch, size_t pg)
 {
     int fd = open_pidfd();
-    if (fd < 0)
-        return false;
+    if (fd < 0) return false;
     scratch[0] = 1;
     struct iovec iov = {scratch, pg};
     long r = syscall(LAC_SYS_PROCESS_MADVISE, fd, &iov, 1, MADV_DONTNEED, 0);
@@ -160,15 +154,13 @@ static void atfork_child(void)
     if (pagemap_fd >= 0) {
         close(pagemap_fd);
         pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-        if (pagemap_fd < 0)
-            features.pagemap_scan = 0;
+        if (pagemap_fd < 0) features.pagemap_scan = 0;
     }
     /* The pidfd names the parent: process_madvise through it would drop the PARENT's pages. */
     if (self_pidfd >= 0) {
         close(self_pidfd);
         self_pidfd = open_pidfd();
-        if (self_pidfd < 0)
-            features.batch_release = 0;
+        if (self_pidfd < 0) features.batch_release = 0;
     }
 }
 
@@ -200,8 +192,7 @@ const lacuna_features *lac_os_features(void)
 
 void lacuna_features_get(lacuna_features *out)
 {
-    if (out != NULL)
-        *out = *lac_os_features();
+    if (out != NULL) *out = *lac_os_features();
 }
 
 /* ---- reserve ------------------------------------------------------------------------------ */
@@ -215,10 +206,9 @@ void *lac_os_reserve(size_t len)
     }
     /* NORESERVE: address space only; commit is charged per touched page, so a 68 GiB pool of
      * stacks is fine under overcommit heuristics. */
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
+    void *p =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return NULL;
     /* Once for the whole range: a THP would pin 2 MiB per touched stack and a partial DONTNEED
      * inside it returns nothing; per-region advice would split the VMA. */
     (void)madvise(p, len, MADV_NOHUGEPAGE);
@@ -254,8 +244,7 @@ size_t lac_os_guard_markers(const struct iovec *ranges, size_t n, uint64_t *call
             size_t bytes = (size_t)r;
             while (done < n && bytes >= ranges[done].iov_len)
                 bytes -= ranges[done++].iov_len;
-            if (bytes != 0 || (size_t)r == 0)
-                break;
+            if (bytes != 0 || (size_t)r == 0) break;
         }
     }
     for (; done < n; done++) {
@@ -263,16 +252,14 @@ size_t lac_os_guard_markers(const struct iovec *ranges, size_t n, uint64_t *call
         if (madvise(ranges[done].iov_base, ranges[done].iov_len, LAC_MADV_GUARD_INSTALL) != 0)
             break;
     }
-    if (calls)
-        *calls += ncalls;
+    if (calls) *calls += ncalls;
     return done;
 }
 
 int lac_os_guard_mprotect(void *addr, size_t len)
 {
     int err = fault_take(LAC_OP_GUARD);
-    if (err)
-        return err;
+    if (err) return err;
     /* ENOMEM here almost always means vm.max_map_count: each interior guard costs 2 VMAs. */
     return mprotect(addr, len, PROT_NONE) == 0 ? 0 : errno;
 }
@@ -311,8 +298,7 @@ static size_t release_vector(const struct iovec *ranges, size_t n, int advice, u
             r = syscall(LAC_SYS_PROCESS_MADVISE, self_pidfd, vec, k, advice, 0);
         }
         (*calls)++;
-        if (r < 0)
-            return done;
+        if (r < 0) return done;
         size_t bytes = (size_t)r + skip;
         skip = 0;
         while (done < n && bytes >= ranges[done].iov_len)
@@ -329,8 +315,7 @@ static size_t release_vector(const struct iovec *ranges, size_t n, int advice, u
 size_t lac_os_release(const struct iovec *ranges, size_t n, lac_advice advice, uint64_t *calls)
 {
     uint64_t dummy = 0;
-    if (calls == NULL)
-        calls = &dummy;
+    if (calls == NULL) calls = &dummy;
     int err = fault_take(LAC_OP_RELEASE);
     if (err > 0) {
         errno = err;
@@ -342,8 +327,7 @@ size_t lac_os_release(const struct iovec *ranges, size_t n, lac_advice advice, u
         return release_vector(ranges, n, adv, calls, err == LAC_FAULT_PARTIAL);
     for (size_t i = 0; i < n; i++) {
         (*calls)++;
-        if (madvise(ranges[i].iov_base, ranges[i].iov_len, adv) != 0)
-            return i;
+        if (madvise(ranges[i].iov_base, ranges[i].iov_len, adv) != 0) return i;
     }
     return n;
 }
@@ -353,19 +337,17 @@ size_t lac_os_release(const struct iovec *ranges, size_t n, lac_advice advice, u
 int lac_os_resident(const void *addr, size_t len, unsigned char *vec)
 {
     int err = fault_take(LAC_OP_SCAN);
-    if (err)
-        return err;
+    if (err) return err;
     return mincore((void *)addr, len, vec) == 0 ? 0 : errno;
 }
 
 /* ---- PAGEMAP_SCAN ------------------------------------------------------------------------- */
 
-static long scan_ioctl(uintptr_t start, uintptr_t end, uint64_t category, lac_run *runs,
-                       size_t max, uintptr_t *walk_end)
+static long scan_ioctl(uintptr_t start, uintptr_t end, uint64_t category, lac_run *runs, size_t max,
+                       uintptr_t *walk_end)
 {
     struct lac_page_region regs[LAC_SCAN_BATCH];
-    if (max > LAC_SCAN_BATCH)
-        max = LAC_SCAN_BATCH;
+    if (max > LAC_SCAN_BATCH) max = LAC_SCAN_BATCH;
     struct lac_pm_scan_arg arg = {
         .size = sizeof arg,
         .start = start,
@@ -376,8 +358,7 @@ static long scan_ioctl(uintptr_t start, uintptr_t end, uint64_t category, lac_ru
         .return_mask = category,
     };
     long r = ioctl(pagemap_fd, LAC_PAGEMAP_SCAN, &arg);
-    if (r < 0)
-        return -errno;
+    if (r < 0) return -errno;
     for (long i = 0; i < r; i++) {
         runs[i].start = (uintptr_t)regs[i].start;
         runs[i].end = (uintptr_t)regs[i].end;
@@ -390,13 +371,12 @@ static long scan_ioctl(uintptr_t start, uintptr_t end, uint64_t category, lac_ru
 static bool probe_scan(char *scratch, size_t pg)
 {
     pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (pagemap_fd < 0)
-        return false;
+    if (pagemap_fd < 0) return false;
     scratch[0] = 1;
     lac_run run;
     uintptr_t next;
-    long r = scan_ioctl((uintptr_t)scratch, (uintptr_t)scratch + pg, LAC_PAGE_PRESENT, &run, 1,
-                        &next);
+    long r =
+        scan_ioctl((uintptr_t)scratch, (uintptr_t)scratch + pg, LAC_PAGE_PRESENT, &run, 1, &next);
     if (r != 1 || run.start != (uintptr_t)scratch) {
         close(pagemap_fd);
         pagemap_fd = -1;
@@ -409,9 +389,7 @@ long lac_os_scan(const void *addr, size_t len, uint64_t category, lac_run *runs,
                  uintptr_t *next)
 {
     int err = fault_take(LAC_OP_SCAN);
-    if (err)
-        return -err;
-    if (!lac_os_features()->pagemap_scan)
-        return -ENOTSUP;
+    if (err) return -err;
+    if (!lac_os_features()->pagemap_scan) return -ENOTSUP;
     return scan_ioctl((uintptr_t)addr, (uintptr_t)addr + len, category, runs, max, next);
 }

@@ -40,38 +40,41 @@
 
 enum { S_FRESH = 0, S_LIVE, S_WARM, S_CLEAN, S_RELEASING };
 
-#define LAC_TC_MAX       32   /* regions a thread keeps per pool: 2 MiB of 64 KiB stacks */
-#define LAC_TLS_WAYS     4    /* pools a thread uses at once without evicting a cache */
-#define LAC_CHUNK        128  /* regions per release round: 2.5 KiB of stack, as this may run on a
-                                 small fiber stack; 128 ranges per process_madvise is plenty */
-#define LAC_GUARD_BATCH  32   /* fresh slots guarded per call: neighbours share a page table */
-#define LAC_MAX_RESERVE  (1ull << 44) /* 16 TiB: keeps page offsets within 32 bits */
-#define LAC_DEF_CAPACITY 65536
-#define LAC_DEF_CACHE    1024
+#define LAC_TC_MAX   32 /* regions a thread keeps per pool: 2 MiB of 64 KiB stacks */
+#define LAC_TLS_WAYS 4  /* pools a thread uses at once without evicting a cache */
+#define LAC_CHUNK                                                                                  \
+    128 /* regions per release round: 2.5 KiB of stack, as this may run on a                       \
+           small fiber stack; 128 ranges per process_madvise is plenty */
+#define LAC_GUARD_BATCH     32 /* fresh slots guarded per call: neighbours share a page table */
+#define LAC_MAX_RESERVE     (1ull << 44) /* 16 TiB: keeps page offsets within 32 bits */
+#define LAC_DEF_CAPACITY    65536
+#define LAC_DEF_CACHE       1024
 #define LAC_DEF_CACHE_BYTES (64u << 20) /* default cache holds at most 64 MiB of regions */
-#define LAC_DEF_DECAY_MS 1000
+#define LAC_DEF_DECAY_MS    1000
+#define LAC_TICK            64 /* warm-path allocs between decay checks: ~1 ns amortised */
 
 typedef struct lac_tcache {
-    _Atomic uint32_t n;       /* regions held; written by the owner only */
-    uint32_t cap;             /* 0 when the pool has no cache */
-    _Atomic uint64_t allocs;  /* owner-written counters, summed by lacuna_pool_stats */
+    _Atomic uint32_t n;      /* regions held; written by the owner only */
+    uint32_t cap;            /* 0 when the pool has no cache */
+    uint32_t tick;           /* warm allocs until the next decay check */
+    _Atomic uint64_t allocs; /* owner-written counters, summed by lacuna_pool_stats */
     _Atomic uint64_t frees;
-    bool owned;               /* a thread's TLS points here (under the pool lock) */
+    bool owned; /* a thread's TLS points here (under the pool lock) */
     pthread_t owner;
-    struct lac_tcache *next;  /* the pool's list of caches (under the pool lock) */
+    struct lac_tcache *next; /* the pool's list of caches (under the pool lock) */
     uint32_t slots[LAC_TC_MAX];
 } lac_tcache;
 
 struct lacuna_pool {
     /* read-only after create: the fast path's working set */
-    uint64_t id;              /* unique per process, never reused: thread caches key on it */
-    char *first;              /* lowest byte of region 0 = base + guard */
-    size_t span;              /* bytes from first to the end of the reservation */
+    uint64_t id; /* unique per process, never reused: thread caches key on it */
+    char *first; /* lowest byte of region 0 = base + guard */
+    size_t span; /* bytes from first to the end of the reservation */
     size_t stride;
-    uint64_t stride_recip;    /* 2^64 / stride_pages, rounded up: exact division of page offsets */
+    uint64_t stride_recip; /* 2^64 / stride_pages, rounded up: exact division of page offsets */
     unsigned page_shift;
     unsigned flags;
-    _Atomic uint8_t *state;   /* one byte per slot, S_* */
+    _Atomic uint8_t *state; /* one byte per slot, S_* */
     char *base;
     size_t capacity, region, guard, keep, cache, reserve_len, side_len;
     unsigned decay_ms;
@@ -80,23 +83,23 @@ struct lacuna_pool {
     lac_advice advice;
     uint32_t tc_cap;
 
-    pthread_mutex_t lock;     /* guards everything below */
-    uint32_t *warm;           /* ring of capacity slot indices; bottom at warm_head */
-    uint32_t *warm_ms;        /* when each warm entry was pushed (ms since create) */
+    pthread_mutex_t lock; /* guards everything below */
+    uint32_t *warm;       /* ring of capacity slot indices; bottom at warm_head */
+    uint32_t *warm_ms;    /* when each warm entry was pushed (ms since create) */
     size_t warm_head, warm_n;
-    uint32_t *clean;          /* stack of released slots */
+    uint32_t *clean; /* stack of released slots */
     size_t clean_n;
-    size_t fresh;             /* slots [fresh, capacity) were never handed out */
-    size_t releasing;         /* slots out in release right now */
-    pthread_cond_t released;  /* broadcast when a release round ends */
+    size_t fresh;            /* slots [fresh, capacity) were never handed out */
+    size_t releasing;        /* slots out in release right now */
+    pthread_cond_t released; /* broadcast when a release round ends */
     lac_tcache *tcaches;
-    size_t mprotect_guards;   /* charged against the process-wide budget */
+    size_t mprotect_guards; /* charged against the process-wide budget */
     struct timespec born;
 
     _Atomic uint64_t allocs, frees; /* those not counted in a thread cache */
     _Atomic uint64_t released_regions, release_calls, guard_calls, unguarded, release_errors;
 
-    pthread_t bg;             /* LACUNA_BACKGROUND decay thread */
+    pthread_t bg; /* LACUNA_BACKGROUND decay thread */
     bool bg_running, bg_stop;
     pthread_cond_t bg_wake;
 
@@ -158,11 +161,9 @@ static uint32_t now_ms(const lacuna_pool *p)
 static inline long slot_of(const lacuna_pool *p, const void *region)
 {
     uintptr_t off = (uintptr_t)region - (uintptr_t)p->first;
-    if (LAC_UNLIKELY(off >= p->span))
-        return -1;
+    if (LAC_UNLIKELY(off >= p->span)) return -1;
     uint64_t s = (uint64_t)(((unsigned __int128)p->stride_recip * (off >> p->page_shift)) >> 64);
-    if (LAC_UNLIKELY(s * p->stride != off))
-        return -1;
+    if (LAC_UNLIKELY(s * p->stride != off)) return -1;
     return (long)s;
 }
 
@@ -201,8 +202,7 @@ static void shelve(lacuna_pool *p, uint32_t s, uint32_t ms)
  * of it, so releases come in batches) and those idle past decay. all = every warm slot. */
 static size_t collect_release(lacuna_pool *p, uint32_t *out, size_t max, bool all)
 {
-    if (p->release_mode == LACUNA_RELEASE_NEVER)
-        return 0;
+    if (p->release_mode == LACUNA_RELEASE_NEVER) return 0;
     size_t n = 0;
     size_t target = p->warm_n > p->cache ? p->cache - p->cache / 4 : p->warm_n;
     uint32_t ms = p->decay_ms == LACUNA_DECAY_NEVER ? 0 : now_ms(p);
@@ -210,8 +210,7 @@ static size_t collect_release(lacuna_pool *p, uint32_t *out, size_t max, bool al
         bool over = p->warm_n > target;
         bool aged = p->decay_ms != LACUNA_DECAY_NEVER &&
                     (uint32_t)(ms - p->warm_ms[p->warm_head]) >= p->decay_ms;
-        if (!all && !over && !aged)
-            break;
+        if (!all && !over && !aged) break;
         uint32_t s = warm_pop_bottom(p);
         state_set(p, s, S_RELEASING);
         out[n++] = s;
@@ -227,8 +226,7 @@ static size_t collect_release(lacuna_pool *p, uint32_t *out, size_t max, bool al
 static __attribute__((noinline)) int release_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
 {
     struct iovec iov[LAC_CHUNK];
-    if (n == 0 || n > LAC_CHUNK)
-        return 0;
+    if (n == 0 || n > LAC_CHUNK) return 0;
     size_t len = p->region - p->keep;
     for (size_t i = 0; i < n; i++) {
         char *r = slot_region(p, slots[i]);
@@ -273,8 +271,7 @@ static int release_due(lacuna_pool *p, bool all)
         pthread_mutex_lock(&p->lock);
         size_t n = collect_release(p, slots, LAC_CHUNK, all);
         pthread_mutex_unlock(&p->lock);
-        if (n == 0)
-            return err;
+        if (n == 0) return err;
         int e = release_slots(p, slots, n);
         if (e) /* failed slots went back to warm: stop, or trim would retry them forever */
             return e;
@@ -287,8 +284,7 @@ static int release_due(lacuna_pool *p, bool all)
  * order); the others stay FRESH and are left for the caller to shelve on the noguard list. */
 static size_t guard_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
 {
-    if (p->guard_mode == LACUNA_GUARD_NONE)
-        return n;
+    if (p->guard_mode == LACUNA_GUARD_NONE) return n;
     if (p->guard_mode == LACUNA_GUARD_MARKER) {
         struct iovec iov[LAC_GUARD_BATCH];
         for (size_t i = 0; i < n; i++) {
@@ -329,8 +325,7 @@ static size_t guard_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
 static void tcache_drain(lacuna_pool *p, lac_tcache *tc, size_t keep)
 {
     uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
-    if (n <= keep)
-        return;
+    if (n <= keep) return;
     uint32_t ms = now_ms(p);
     size_t out = n - keep; /* the bottom ones: least recently freed */
     for (size_t i = 0; i < out; i++)
@@ -342,8 +337,7 @@ static void tcache_drain(lacuna_pool *p, lac_tcache *tc, size_t keep)
 static lacuna_pool *registry_find(uint64_t id)
 {
     for (lacuna_pool *p = registry; p; p = p->next_live)
-        if (p->id == id)
-            return p;
+        if (p->id == id) return p;
     return NULL;
 }
 
@@ -365,8 +359,7 @@ static void thread_exit(void *unused)
 {
     (void)unused;
     for (int i = 0; i < LAC_TLS_WAYS; i++) {
-        if (tls.tc[i])
-            tcache_abandon(tls.id[i], tls.tc[i]);
+        if (tls.tc[i]) tcache_abandon(tls.id[i], tls.tc[i]);
         tls.id[i] = 0;
         tls.tc[i] = NULL;
     }
@@ -381,12 +374,10 @@ static void make_exit_key(void)
  * no memory for one (the caller then uses the shared lists directly). */
 static __attribute__((noinline)) lac_tcache *tcache_slow(lacuna_pool *p)
 {
-    if (p->tc_cap == 0)
-        return NULL;
+    if (p->tc_cap == 0) return NULL;
     int way = LAC_TLS_WAYS - 1;
     for (int i = 1; i < LAC_TLS_WAYS; i++)
-        if (tls.id[i] == p->id)
-            way = i;
+        if (tls.id[i] == p->id) way = i;
     lac_tcache *tc = NULL;
     if (tls.id[way] == p->id) {
         tc = tls.tc[way];
@@ -404,6 +395,7 @@ static __attribute__((noinline)) lac_tcache *tcache_slow(lacuna_pool *p)
             p->tcaches = tc;
         }
         if (tc) {
+            tc->tick = LAC_TICK;
             tc->owned = true;
             tc->owner = pthread_self();
         }
@@ -423,8 +415,7 @@ static __attribute__((noinline)) lac_tcache *tcache_slow(lacuna_pool *p)
 
 static inline lac_tcache *tcache_of(lacuna_pool *p)
 {
-    if (LAC_LIKELY(tls.id[0] == p->id))
-        return tls.tc[0];
+    if (LAC_LIKELY(tls.id[0] == p->id)) return tls.tc[0];
     return tcache_slow(p);
 }
 
@@ -443,8 +434,7 @@ static void zero_used(const lacuna_pool *p, char *r)
             continue;
         }
         for (size_t i = 0; i < len / pg; i++)
-            if (vec[i] & 1)
-                memset(r + off + i * pg, 0, pg);
+            if (vec[i] & 1) memset(r + off + i * pg, 0, pg);
     }
 }
 
@@ -453,8 +443,7 @@ static inline void *hand_out(lacuna_pool *p, uint32_t s)
     uint8_t was = state_get(p, s);
     state_set(p, s, S_LIVE);
     char *r = slot_region(p, s);
-    if (LAC_UNLIKELY(p->flags & LACUNA_ZERO) && was == S_WARM)
-        zero_used(p, r);
+    if (LAC_UNLIKELY(p->flags & LACUNA_ZERO) && was == S_WARM) zero_used(p, r);
     return r;
 }
 
@@ -486,8 +475,7 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
     pthread_mutex_lock(&p->lock);
     for (;;) {
         take_slots(p, want, got, &ngot, fresh, &nfresh);
-        if (ngot + nfresh > 0 || p->releasing == 0)
-            break;
+        if (ngot + nfresh > 0 || p->releasing == 0) break;
         pthread_cond_wait(&p->released, &p->lock); /* all free slots are out being released */
     }
     pthread_mutex_unlock(&p->lock);
@@ -523,6 +511,14 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
     return hand_out(p, s);
 }
 
+/* Every LAC_TICK warm allocs: release what decayed, so a pool that only ever hits its thread
+ * caches still gives idle memory back. */
+static __attribute__((noinline)) void decay_tick(lacuna_pool *p, lac_tcache *tc)
+{
+    tc->tick = LAC_TICK;
+    if (p->decay_ms != LACUNA_DECAY_NEVER) (void)release_due(p, false);
+}
+
 void *lacuna_alloc(lacuna_pool *p)
 {
     if (LAC_UNLIKELY(p == NULL)) {
@@ -536,6 +532,7 @@ void *lacuna_alloc(lacuna_pool *p)
         if (LAC_LIKELY(n > 0)) {
             atomic_store_explicit(&tc->n, n - 1, memory_order_relaxed);
             count(&tc->allocs);
+            if (LAC_UNLIKELY(--tc->tick == 0)) decay_tick(p, tc);
             return hand_out(p, tc->slots[n - 1]);
         }
     }
@@ -627,8 +624,7 @@ static void *background(void *arg)
             t.tv_nsec -= 1000000000;
         }
         pthread_cond_timedwait(&p->bg_wake, &p->lock, &t);
-        if (p->bg_stop)
-            break;
+        if (p->bg_stop) break;
         pthread_mutex_unlock(&p->lock);
         (void)release_due(p, false);
         pthread_mutex_lock(&p->lock);
@@ -651,17 +647,16 @@ static int configure(lacuna_pool *p, const lacuna_pool_config *c)
     size_t pg = f->page_size;
     if (c->region_size == 0 || c->region_size > LAC_MAX_RESERVE ||
         c->guard_size > LAC_MAX_RESERVE || (unsigned)c->guard > LACUNA_GUARD_NONE ||
-        (unsigned)c->release > LACUNA_RELEASE_NEVER || (c->flags & ~(LACUNA_ZERO | LACUNA_BACKGROUND)))
+        (unsigned)c->release > LACUNA_RELEASE_NEVER ||
+        (c->flags & ~(LACUNA_ZERO | LACUNA_BACKGROUND)))
         return EINVAL;
     p->region = round_up(c->region_size, pg);
     p->guard = round_up(c->guard_size ? c->guard_size : pg, pg);
     p->keep = round_up(c->keep_resident, pg);
-    if (c->keep_resident > c->region_size || p->keep >= p->region)
-        return EINVAL;
+    if (c->keep_resident > c->region_size || p->keep >= p->region) return EINVAL;
     p->capacity = c->capacity ? c->capacity : LAC_DEF_CAPACITY;
     p->stride = p->region + p->guard;
-    if (p->capacity > UINT32_MAX || p->capacity > LAC_MAX_RESERVE / p->stride)
-        return EINVAL;
+    if (p->capacity > UINT32_MAX || p->capacity > LAC_MAX_RESERVE / p->stride) return EINVAL;
     p->reserve_len = p->capacity * p->stride;
     p->page_shift = (unsigned)__builtin_ctzl(pg);
     p->stride_recip = UINT64_MAX / (p->stride >> p->page_shift) + 1;
@@ -672,8 +667,7 @@ static int configure(lacuna_pool *p, const lacuna_pool_config *c)
         p->guard_mode = f->guard_marker ? LACUNA_GUARD_MARKER : LACUNA_GUARD_MPROTECT;
         break;
     case LACUNA_GUARD_MARKER:
-        if (!f->guard_marker)
-            return ENOTSUP;
+        if (!f->guard_marker) return ENOTSUP;
         /* fallthrough */
     default:
         p->guard_mode = c->guard;
@@ -692,25 +686,21 @@ static int configure(lacuna_pool *p, const lacuna_pool_config *c)
     } else {
         p->cache = c->cache;
     }
-    if (p->cache > p->capacity)
-        p->cache = p->capacity;
+    if (p->cache > p->capacity) p->cache = p->capacity;
     /* A thread cache only pays when the shared cache is big enough to feed it. */
-    p->tc_cap = p->cache >= 4 * LAC_TC_MAX || p->release_mode == LACUNA_RELEASE_NEVER ? LAC_TC_MAX
-                                                                                       : 0;
+    p->tc_cap =
+        p->cache >= 4 * LAC_TC_MAX || p->release_mode == LACUNA_RELEASE_NEVER ? LAC_TC_MAX : 0;
     p->decay_ms = c->decay_ms ? c->decay_ms : LAC_DEF_DECAY_MS;
     return 0;
 }
 
 int lacuna_pool_create(const lacuna_pool_config *c, lacuna_pool **out)
 {
-    if (c == NULL || out == NULL)
-        return EINVAL;
+    if (c == NULL || out == NULL) return EINVAL;
     lacuna_pool *p = calloc(1, sizeof *p);
-    if (p == NULL)
-        return ENOMEM;
+    if (p == NULL) return ENOMEM;
     int err = configure(p, c);
-    if (err)
-        goto fail;
+    if (err) goto fail;
 
     /* Side tables in a mapping of their own: state (1 byte), warm ring + times (8), clean (4). */
     size_t pg = lac_os_features()->page_size;
@@ -769,8 +759,7 @@ fail:
 
 void lacuna_pool_destroy(lacuna_pool *p)
 {
-    if (p == NULL)
-        return;
+    if (p == NULL) return;
     if (p->bg_running) {
         pthread_mutex_lock(&p->lock);
         p->bg_stop = true;
@@ -855,8 +844,7 @@ __attribute__((constructor)) static void pool_init(void)
 
 void lacuna_pool_stats(const lacuna_pool *cp, lacuna_stats *st)
 {
-    if (cp == NULL || st == NULL)
-        return;
+    if (cp == NULL || st == NULL) return;
     lacuna_pool *p = (lacuna_pool *)cp; /* the lock is not part of the observable state */
     memset(st, 0, sizeof *st);
     uint64_t allocs = atomic_load(&p->allocs), frees = atomic_load(&p->frees);
@@ -894,11 +882,9 @@ void lacuna_pool_stats(const lacuna_pool *cp, lacuna_stats *st)
 
 long lacuna_region_index(const lacuna_pool *p, const void *addr)
 {
-    if (p == NULL)
-        return -1;
+    if (p == NULL) return -1;
     uintptr_t off = (uintptr_t)addr - (uintptr_t)p->first;
-    if (off >= p->span || off % p->stride >= p->region)
-        return -1;
+    if (off >= p->span || off % p->stride >= p->region) return -1;
     return (long)(off / p->stride);
 }
 

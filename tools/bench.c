@@ -26,8 +26,7 @@ long bench_rss_kib(void)
     long size, rss = -1;
     FILE *f = fopen("/proc/self/statm", "r");
     if (f) {
-        if (fscanf(f, "%ld %ld", &size, &rss) != 2)
-            rss = -1;
+        if (fscanf(f, "%ld %ld", &size, &rss) != 2) rss = -1;
         fclose(f);
     }
     return rss * (sysconf(_SC_PAGESIZE) / 1024);
@@ -39,11 +38,9 @@ long bench_status_kib(const char *field)
     long v = -1;
     size_t n = strlen(field);
     FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return -1;
+    if (!f) return -1;
     while (fgets(line, sizeof line, f))
-        if (strncmp(line, field, n) == 0)
-            v = strtol(line + n, NULL, 10);
+        if (strncmp(line, field, n) == 0) v = strtol(line + n, NULL, 10);
     fclose(f);
     return v;
 }
@@ -53,8 +50,7 @@ long bench_vmas(void)
     FILE *f = fopen("/proc/self/maps", "r");
     long n = 0;
     int c;
-    if (!f)
-        return -1;
+    if (!f) return -1;
     while ((c = getc(f)) != EOF)
         n += c == '\n';
     fclose(f);
@@ -96,18 +92,28 @@ int bench_parse_size(const char *s, size_t *out)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || v < 0)
-        return EINVAL;
+    if (errno || end == s || v < 0) return EINVAL;
     switch (*end) {
-    case 'k': case 'K': v *= 1024; end++; break;
-    case 'm': case 'M': v *= 1024 * 1024; end++; break;
-    case 'g': case 'G': v *= 1024.0 * 1024 * 1024; end++; break;
-    default: break;
-    }
-    if (*end == 'i' || *end == 'B')
+    case 'k':
+    case 'K':
+        v *= 1024;
         end++;
-    if (*end != '\0')
-        return EINVAL;
+        break;
+    case 'm':
+    case 'M':
+        v *= 1024 * 1024;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        v *= 1024.0 * 1024 * 1024;
+        end++;
+        break;
+    default:
+        break;
+    }
+    if (*end == 'i' || *end == 'B') end++;
+    if (*end != '\0') return EINVAL;
     *out = (size_t)v;
     return 0;
 }
@@ -126,8 +132,7 @@ double bench_median(double *v, int n)
 
 void bench_progress(const char *fmt, ...)
 {
-    if (!isatty(2) && !getenv("LACUNA_BENCH_PROGRESS"))
-        return;
+    if (!isatty(2) && !getenv("LACUNA_BENCH_PROGRESS")) return;
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "\r\033[K");
@@ -138,12 +143,10 @@ void bench_progress(const char *fmt, ...)
 int bench_in_child(void (*fn)(void *arg, void *out), void *arg, void *out, size_t size)
 {
     int fds[2];
-    if (pipe(fds) != 0)
-        return -1;
+    if (pipe(fds) != 0) return -1;
     fflush(NULL);
     pid_t pid = fork();
-    if (pid < 0)
-        return -1;
+    if (pid < 0) return -1;
     if (pid == 0) {
         close(fds[0]);
         memset(out, 0, size);
@@ -152,8 +155,7 @@ int bench_in_child(void (*fn)(void *arg, void *out), void *arg, void *out, size_
         size_t left = size;
         while (left) {
             ssize_t w = write(fds[1], p, left);
-            if (w <= 0)
-                _exit(1);
+            if (w <= 0) _exit(1);
             p += w;
             left -= (size_t)w;
         }
@@ -187,10 +189,8 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *c = argv[1];
-    if (strcmp(c, "demo") == 0)
-        return bench_demo_main(argc - 1, argv + 1);
-    if (strcmp(c, "churn") == 0)
-        return bench_churn_main(argc - 1, argv + 1);
+    if (strcmp(c, "demo") == 0) return bench_demo_main(argc - 1, argv + 1);
+    if (strcmp(c, "churn") == 0) return bench_churn_main(argc - 1, argv + 1);
     if (strcmp(c, "all") == 0) {
         char *demo[] = {"demo", NULL};
         char *churn[] = {"churn", "--backend", "all", NULL};

@@ -10,12 +10,12 @@
 #define MIB (1024ul * 1024ul)
 
 uint64_t bench_now_ns(void);
-long bench_rss_kib(void);                /* /proc/self/statm resident */
+long bench_rss_kib(void);                 /* /proc/self/statm resident */
 long bench_status_kib(const char *field); /* e.g. "VmHWM:" from /proc/self/status */
-long bench_vmas(void);                   /* lines of /proc/self/maps */
+long bench_vmas(void);                    /* lines of /proc/self/maps */
 long bench_minflt(void);
 void bench_machine(FILE *out, const char *prefix); /* CPU, cores, kernel, compiler: one line */
-int bench_parse_size(const char *s, size_t *out); /* 64K, 1M, 1G, plain bytes; 0 or EINVAL */
+int bench_parse_size(const char *s, size_t *out);  /* 64K, 1M, 1G, plain bytes; 0 or EINVAL */
 double bench_median(double *v, int n);
 void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -33,8 +33,7 @@ static void *naive_get(churn *c, int guard)
     size_t g = guard ? c->guard : 0;
     char *p = mmap(NULL, c->cfg->region + g, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
+    if (p == MAP_FAILED) return NULL;
     if (g && mprotect(p, g, PROT_NONE) != 0) {
         munmap(p, c->cfg->region + g);
         return NULL;
@@ -45,10 +44,8 @@ static void *naive_get(churn *c, int guard)
 static void *get(churn *c)
 {
     const char *b = c->cfg->backend;
-    if (strncmp(b, "lacuna", 6) == 0)
-        return lacuna_alloc(c->pool);
-    if (strcmp(b, "malloc") == 0)
-        return malloc(c->cfg->region);
+    if (strncmp(b, "lacuna", 6) == 0) return lacuna_alloc(c->pool);
+    if (strcmp(b, "malloc") == 0) return malloc(c->cfg->region);
     return naive_get(c, strcmp(b, "naive") == 0);
 }
 
@@ -68,8 +65,7 @@ static void put(churn *c, void *r)
 static int setup(churn *c)
 {
     const char *b = c->cfg->backend;
-    if (strncmp(b, "lacuna", 6) != 0)
-        return 0;
+    if (strncmp(b, "lacuna", 6) != 0) return 0;
     lacuna_pool_config pc = {.region_size = c->cfg->region,
                              .capacity = c->cfg->live + 64 * c->cfg->threads + 1024};
     if (strcmp(b, "lacuna-never") == 0)
@@ -83,7 +79,7 @@ static int setup(churn *c)
     return lacuna_pool_create(&pc, &c->pool);
 }
 
-static const char *const backends[] = {"naive",  "naive-noguard",   "malloc",      "lacuna",
+static const char *const backends[] = {"naive",        "naive-noguard",   "malloc",      "lacuna",
                                        "lacuna-never", "lacuna-dontneed", "lacuna-free", NULL};
 
 /* ---- the workload ---- */
@@ -128,8 +124,7 @@ static void churn_child(void *arg, void *out)
     c.guard = c.page;
     res->failed_at = -1;
     res->err = setup(&c);
-    if (res->err)
-        return;
+    if (res->err) return;
     c.live = calloc(cfg->live, sizeof *c.live);
     for (size_t i = 0; i < cfg->live; i++) {
         char *r = get(&c);
@@ -161,8 +156,7 @@ static void churn_child(void *arg, void *out)
     res->minflt = bench_minflt() - flt0;
     res->ns_per_cycle = (double)(t1 - t0) / (double)(cfg->cycles / nt * nt);
     res->vmas_peak = bench_vmas();
-    if (atomic_load(&c.failed))
-        res->err = atomic_load(&c.failed);
+    if (atomic_load(&c.failed)) res->err = atomic_load(&c.failed);
     for (size_t i = 0; i < cfg->live; i++)
         put(&c, c.live[i]);
     if (c.pool) {
@@ -172,8 +166,7 @@ static void churn_child(void *arg, void *out)
         res->release_calls = st.release_calls;
         res->released_regions = st.released_regions;
     }
-    if (strcmp(cfg->backend, "malloc") == 0)
-        malloc_trim(0);
+    if (strcmp(cfg->backend, "malloc") == 0) malloc_trim(0);
     res->end_rss_kib = bench_rss_kib();
     res->peak_rss_kib = bench_status_kib("VmHWM:");
 }
@@ -189,8 +182,7 @@ int churn_measure(const churn_cfg *cfg, int runs, churn_result *med, double *min
     *min = *max = 0;
     for (unsigned i = 0; i <= n; i++) { /* run 0 is the warm-up */
         bench_progress("churn: %s region=%zuK live=%zu touch=%zu threads=%zu: run %u of %u",
-                       cfg->backend, cfg->region / KIB, cfg->live, cfg->touch, cfg->threads, i,
-                       n);
+                       cfg->backend, cfg->region / KIB, cfg->live, cfg->touch, cfg->threads, i, n);
         churn_result tmp;
         if (bench_in_child(churn_child, (void *)cfg, &tmp, sizeof tmp) != 0)
             tmp = (churn_result){.err = EIO, .failed_at = -1};
@@ -210,8 +202,7 @@ int churn_measure(const churn_cfg *cfg, int runs, churn_result *med, double *min
     *max = sorted[n - 1];
     unsigned best = 0; /* the run closest to the median supplies the other columns */
     for (unsigned i = 1; i < n; i++)
-        if (fabs(ns[i] - m) < fabs(ns[best] - m))
-            best = i;
+        if (fabs(ns[i] - m) < fabs(ns[best] - m)) best = i;
     *med = r[best];
     med->ns_per_cycle = m;
     return 0;
@@ -247,8 +238,12 @@ static void churn_usage(FILE *out)
 
 int bench_churn_main(int argc, char **argv)
 {
-    churn_cfg cfg = {.backend = "all", .region = 64 * KIB, .live = 1000, .cycles = 1000000,
-                     .touch = 1, .threads = 1};
+    churn_cfg cfg = {.backend = "all",
+                     .region = 64 * KIB,
+                     .live = 1000,
+                     .cycles = 1000000,
+                     .touch = 1,
+                     .threads = 1};
     int runs = 5, csv = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -320,8 +315,7 @@ int bench_churn_main(int argc, char **argv)
                "peak RSS", "end RSS", "VMAs", "minflt", "releases");
     }
     for (int b = 0; backends[b]; b++) {
-        if (!all && strcmp(backends[b], cfg.backend) != 0)
-            continue;
+        if (!all && strcmp(backends[b], cfg.backend) != 0) continue;
         churn_cfg one = cfg;
         one.backend = backends[b];
         churn_result r;

@@ -34,8 +34,7 @@ static void run(void *arg, void *out)
     lacuna_pool *pool = NULL;
     if (a == LACUNA) {
         lacuna_pool_config c = {.region_size = STACK, .capacity = STACKS};
-        if ((row->err = lacuna_pool_create(&c, &pool)) != 0)
-            return;
+        if ((row->err = lacuna_pool_create(&c, &pool)) != 0) return;
         lacuna_stats st;
         lacuna_pool_stats(pool, &st);
         snprintf(row->mode, sizeof row->mode, "%s guards",
@@ -76,8 +75,7 @@ static void run(void *arg, void *out)
         else
             lacuna_free(pool, stk[i]);
     }
-    if (a == LACUNA)
-        lacuna_trim(pool);
+    if (a == LACUNA) lacuna_trim(pool);
     uint64_t t2 = bench_now_ns();
     row->alloc_ms = (double)(t1 - t0) / 1e6;
     row->free_ms = (double)(t2 - t1) / 1e6;
@@ -98,8 +96,8 @@ int bench_demo_main(int argc, char **argv)
     printf("Goal: %d live stacks of 64 KiB, each with a guard page below it and its top page "
            "touched;\nthen free them all. Each approach runs in a fresh process.\n\n",
            STACKS);
-    printf("%-30s %8s %9s %9s %8s %10s %10s %9s %8s\n", "approach", "stacks", "alloc ms",
-           "free ms", "VMAs", "peak RSS", "RSS after", "minflt", "VmPTE");
+    printf("%-30s %8s %9s %9s %8s %10s %10s %9s %8s\n", "approach", "stacks", "alloc ms", "free ms",
+           "VMAs", "peak RSS", "RSS after", "minflt", "VmPTE");
     for (approach a = NAIVE; a <= LACUNA; a++) {
         demo_row r;
         if (bench_in_child(run, &a, &r, sizeof r) != 0) {

@@ -1,0 +1,298 @@
+/* Pages really go back: minor faults, RSS, VMAs and page tables, read from the kernel. */
+#define _GNU_SOURCE
+#include "lacuna.h"
+#include "test.h"
+
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KIB 1024u
+#define PG  4096u
+
+static lacuna_pool *make(lacuna_pool_config c)
+{
+    lacuna_pool *p = NULL;
+    CHECK_EQ(lacuna_pool_create(&c, &p), 0);
+    return p;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&t, NULL);
+}
+
+static unsigned resident_pages(const char *addr, size_t len)
+{
+    unsigned char vec[1024];
+    CHECK(len / PG <= sizeof vec);
+    CHECK_EQ(mincore((void *)addr, len, vec), 0);
+    unsigned n = 0;
+    for (size_t i = 0; i < len / PG; i++)
+        n += vec[i] & 1;
+    return n;
+}
+
+/* The seed's experiment: touch k pages, free + trim, touch again. */
+TEST(seed_experiment_dontneed)
+{
+    enum { K = 4 };
+    lacuna_pool *p = make((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 8});
+    char *r = lacuna_alloc(p);
+    for (int k = 0; k < K; k++)
+        memset(r + 64 * KIB - (k + 1) * PG, 0x77, PG);
+    CHECK_EQ(lacuna_free(p, r), 0);
+    CHECK_EQ(lacuna_trim(p), 0);
+    char *again = lacuna_alloc(p);
+    CHECK(again == r); /* the only used slot comes back */
+    long f0 = lt_minflt();
+    for (int k = 0; k < K; k++)
+        CHECK_EQ(((volatile char *)r)[64 * KIB - (k + 1) * PG + 9], 0); /* refault: a zero page */
+    long faults = lt_minflt() - f0;
+    CHECK(faults >= K && faults <= K + 2);
+    lacuna_stats st;
+    lacuna_pool_stats(p, &st);
+    CHECK_EQ(st.released_regions, 1);
+    CHECK_EQ(st.release_calls, 1);
+    lacuna_pool_destroy(p);
+}
+
+TEST(seed_experiment_free)
+{
+    enum { K = 4 };
+    lacuna_pool *p = make((lacuna_pool_config){
+        .region_size = 64 * KIB, .capacity = 8, .release = LACUNA_RELEASE_FREE});
+    lacuna_stats st;
+    lacuna_pool_stats(p, &st);
+    char *r = lacuna_alloc(p);
+    for (int k = 0; k < K; k++)
+        memset(r + 64 * KIB - (k + 1) * PG, 0x77, PG);
+    CHECK_EQ(lacuna_free(p, r), 0);
+    CHECK_EQ(lacuna_trim(p), 0);
+    CHECK(lacuna_alloc(p) == r);
+    long f0 = lt_minflt();
+    for (int k = 0; k < K; k++)
+        r[64 * KIB - (k + 1) * PG] = 1;
+    long faults = lt_minflt() - f0;
+    if (st.release == LACUNA_RELEASE_FREE)
+        CHECK(faults < K); /* no memory pressure: the lazily freed pages are still there */
+    else
+        CHECK(faults >= K); /* MADV_FREE unavailable or forced off: DONTNEED semantics */
+    lacuna_pool_destroy(p);
+}
+
+TEST(rss_rises_and_falls)
+{
+    enum { N = 1000, TOUCH = 8 };
+    lacuna_pool *p = make((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 2 * N});
+    static char *r[N];
+    long rss0 = lt_rss_kib();
+    for (int i = 0; i < N; i++) {
+        r[i] = lacuna_alloc(p);
+        CHECK(r[i] != NULL);
+        memset(r[i] + 64 * KIB - TOUCH * PG, 1, TOUCH * PG);
+    }
+    long rss1 = lt_rss_kib();
+    CHECK(rss1 - rss0 >= N * TOUCH * 4 * 9 / 10); /* ~31 MiB */
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(lacuna_free(p, r[i]), 0);
+    CHECK_EQ(lacuna_trim(p), 0);
+    long rss2 = lt_rss_kib();
+    VMA_CHECK(rss2 - rss0 < 2048); /* back within 2 MiB of the start */
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(resident_pages(r[i], 64 * KIB), 0);
+    lacuna_stats st;
+    lacuna_pool_stats(p, &st);
+    CHECK_EQ(st.warm, 0);
+    CHECK(st.released >= N); /* plus slots guarded in a batch and never used */
+    lacuna_pool_destroy(p);
+}
+
+TEST(never_keeps_pages)
+{
+    enum { N = 500 };
+    lacuna_pool *p = make((lacuna_pool_config){
+        .region_size = 64 * KIB, .capacity = N, .release = LACUNA_RELEASE_NEVER});
+    static char *r[N];
+    long rss0 = lt_rss_kib();
+    for (int i = 0; i < N; i++) {
+        r[i] = lacuna_alloc(p);
+        memset(r[i], 1, 64 * KIB);
+    }
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(lacuna_free(p, r[i]), 0);
+    CHECK_EQ(lacuna_trim(p), 0);
+    CHECK(lt_rss_kib() - rss0 >= N * 64 * 9 / 10); /* a plain pool keeps its peak */
+    lacuna_stats st;
+    lacuna_pool_stats(p, &st);
+    CHECK_EQ(st.released_regions, 0);
+    CHECK_EQ(st.warm, N);
+    lacuna_pool_destroy(p);
+}
+
+/* Releases come in batches: at most one syscall per 32 regions where process_madvise works. */
+TEST(release_is_batched)
+{
+    enum { N = 4000 };
+    lacuna_pool *p = make((lacuna_pool_config){
+        .region_size = 16 * KIB, .capacity = N, .cache = 256, .decay_ms = LACUNA_DECAY_NEVER});
+    static char *r[N];
+    for (int i = 0; i < N; i++) {
+        r[i] = lacuna_alloc(p);
+        r[i][0] = 1;
+    }
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(lacuna_free(p, r[i]), 0);
+    lacuna_stats st;
+    lacuna_pool_stats(p, &st);
+    CHECK(st.warm <= 256 + 32); /* over the bound, the coldest went back without a trim */
+    CHECK(st.released_regions >= N - 256 - 32);
+    CHECK_EQ(lacuna_trim(p), 0);
+    lacuna_pool_stats(p, &st);
+    CHECK_EQ(st.released_regions, N);
+    lacuna_features f;
+    lacuna_features_get(&f);
+    if (f.batch_release)
+        CHECK(st.release_calls * 32 <= st.released_regions);
+    else
+        CHECK_EQ(st.release_calls, st.released_regions);
+    lacuna_pool_destroy(p);
+}
+
+TEST(no_cache_releases_every_free)
+{
+    lacuna_pool *p = make(
+        (lacuna_pool_config){.region_size = 64 * KIB, .capacity = 16, .cache = LACUNA_CACHE_NONE});
+    for (int i = 0; i < 10; i++) {
+        char *r = lacuna_alloc(p);
+        memset(r, 1, 64 * KIB);
+        CHECK_EQ(resident_pages(r, 64 * KIB), 16);
+        CHECK_EQ(lacuna_free(p, r), 0);
+        CHECK_EQ(resident_pages(r, 64 * KIB), 0);
+    }
+    lacuna_stats st;
+    lacuna_pool_stats(p, &st);
+    CHECK_EQ(st.released_regions, 10);
+    CHECK_EQ(st.warm, 0);
+    lacuna_pool_destroy(p);
+}
+
+/* keep_resident: the top pages stay (zeroed under LACUNA_ZERO), the rest goes. */
+static void keep_resident(unsigned flags)
+{
+    lacuna_pool *p = make((lacuna_pool_config){.region_size = 64 * KIB,
+                                               .capacity = 4,
+                                               .cache = LACUNA_CACHE_NONE,
+                                               .keep_resident = 2 * PG,
+                                               .flags = flags});
+    char *r = lacuna_alloc(p);
+    memset(r, 0x33, 64 * KIB);
+    CHECK_EQ(lacuna_free(p, r), 0);
+    CHECK_EQ(resident_pages(r, 14 * PG), 0);
+    CHECK_EQ(resident_pages(r + 14 * PG, 2 * PG), 2);
+    CHECK(lacuna_alloc(p) == r);
+    CHECK_EQ(r[64 * KIB - 1], (flags & LACUNA_ZERO) ? 0 : 0x33);
+    CHECK_EQ(r[0], 0);
+    lacuna_pool_destroy(p);
+}
+
+TEST(keep_resident_top)
+{
+    keep_resident(0);
+    keep_resident(LACUNA_ZERO);
+}
+
+/* Warm regions idle past decay_ms are released by later pool calls, even fast-path ones. */
+TEST(decay_on_later_calls)
+{
+    enum { N = 300 };
+    lacuna_pool *p =
+        make((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 1000, .decay_ms = 50});
+    static char *r[N];
+    for (int i = 0; i < N; i++) {
+        r[i] = lacuna_alloc(p);
+        memset(r[i], 1, 64 * KIB);
+    }
+    for (int i = 0; i < N; i++)
+        lacuna_free(p, r[i]);
+    lacuna_stats st;
+    lacuna_pool_stats(p, &st);
+    CHECK_EQ(st.released_regions, 0);
+    sleep_ms(200);
+    for (int i = 0; i < 1000; i++) /* warm-path traffic only */
+        lacuna_free(p, lacuna_alloc(p));
+    lacuna_pool_stats(p, &st);
+    CHECK(st.released_regions >= N - 64);
+    lacuna_pool_destroy(p);
+}
+
+TEST(background_release_when_idle)
+{
+    enum { N = 300 };
+    lacuna_pool *p = make((lacuna_pool_config){
+        .region_size = 64 * KIB, .capacity = 1000, .decay_ms = 50, .flags = LACUNA_BACKGROUND});
+    static char *r[N];
+    for (int i = 0; i < N; i++) {
+        r[i] = lacuna_alloc(p);
+        memset(r[i], 1, 64 * KIB);
+    }
+    long rss1 = lt_rss_kib();
+    for (int i = 0; i < N; i++)
+        lacuna_free(p, r[i]);
+    lacuna_stats st;
+    for (int i = 0; i < 100; i++) { /* no pool call: only the background thread can release */
+        sleep_ms(20);
+        lacuna_pool_stats(p, &st);
+        if (st.released_regions >= N - 64) break;
+    }
+    CHECK(st.released_regions >= N - 64);
+    CHECK(rss1 - lt_rss_kib() >= (N - 64) * 64 * 9 / 10);
+    lacuna_pool_destroy(p); /* stops and joins the thread */
+}
+
+TEST(vmas_flat_with_100k_live)
+{
+    enum { N = 100000 };
+    long vmas0 = lt_vma_count();
+    lacuna_pool *p = make((lacuna_pool_config){.region_size = 64 * KIB, .capacity = N});
+    static char *r[N];
+    for (int i = 0; i < N; i++) {
+        r[i] = lacuna_alloc(p);
+        CHECK(r[i] != NULL);
+    }
+    long vmas1 = lt_vma_count();
+    lacuna_stats st;
+    lacuna_pool_stats(p, &st);
+    if (st.guard == LACUNA_GUARD_MARKER) {
+        VMA_CHECK(vmas1 - vmas0 <= 3);
+        CHECK_EQ(st.unguarded, 0);
+    } else { /* mprotect: 2 VMAs a guard, up to the budget, the rest unguarded and counted */
+        lacuna_features f;
+        lacuna_features_get(&f);
+        VMA_CHECK(vmas1 - vmas0 <= (long)(2 * f.mprotect_guard_budget + 3));
+        CHECK_EQ(st.unguarded, N - f.mprotect_guard_budget);
+    }
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(lacuna_free(p, r[i]), 0);
+    lacuna_pool_destroy(p);
+    VMA_CHECK(lt_vma_count() == vmas0);
+}
+
+/* 1,000,000 guarded 64 KiB slots: creation is O(1), page tables grow with use, not capacity. */
+TEST(million_slots_cost_nothing_until_used)
+{
+    long vmas0 = lt_vma_count(), pte0 = lt_status_kib("VmPTE:");
+    lacuna_pool *p = make((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 1000000});
+    VMA_CHECK(lt_vma_count() - vmas0 <= 3);
+    for (int i = 0; i < 10; i++)
+        CHECK(lacuna_alloc(p) != NULL);
+    lacuna_stats st;
+    lacuna_pool_stats(p, &st);
+    if (st.guard == LACUNA_GUARD_MARKER) VMA_CHECK(lt_vma_count() - vmas0 <= 3);
+    CHECK(lt_status_kib("VmPTE:") - pte0 < 1024); /* all guards at once: 133 MiB */
+    CHECK(st.used <= 32); /* guards go in with the first batch of slots, not all 1,000,000 */
+    CHECK(st.guard_calls <= 32);
+    lacuna_pool_destroy(p);
+    VMA_CHECK(lt_vma_count() == vmas0);
+}

@@ -1,0 +1,202 @@
+/* Model-based random test: threads allocate, free (often a region another thread allocated) and
+ * trim, checked against a model of live regions: no region is ever handed out twice, every
+ * region lies inside the pool, LACUNA_ZERO regions read zero, and the stats add up. Seeded and
+ * deterministic per thread; not a benchmark. */
+#define _GNU_SOURCE
+#include "lacuna.h"
+#include "test.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define KIB 1024u
+
+typedef struct model {
+    lacuna_pool *pool;
+    size_t capacity, slots, ops;
+    _Atomic(char *) *slot;  /* the shared live set: a region or NULL */
+    _Atomic uint8_t *owned; /* per region index: 1 while handed out (the model) */
+    _Atomic uint64_t allocs, frees, enomem;
+    unsigned flags;
+} model;
+
+typedef struct worker {
+    model *m;
+    uint64_t seed;
+} worker;
+
+static uint64_t next(uint64_t *x)
+{
+    *x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+    return *x;
+}
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    model *m = w->m;
+    uint64_t x = w->seed;
+    for (size_t i = 0; i < m->ops; i++) {
+        uint64_t r = next(&x);
+        size_t j = (size_t)(r >> 8) % m->slots;
+        if ((r & 0xff) == 0) {
+            CHECK_EQ(lacuna_trim(m->pool), 0);
+            continue;
+        }
+        if ((r & 3) == 0) { /* free whatever is in slot j, whoever allocated it */
+            char *old = atomic_exchange(&m->slot[j], NULL);
+            if (old) {
+                long idx = lacuna_region_index(m->pool, old);
+                CHECK(idx >= 0);
+                CHECK_EQ(atomic_exchange(&m->owned[idx], 0), 1);
+                CHECK_EQ(lacuna_free(m->pool, old), 0);
+                atomic_fetch_add(&m->frees, 1);
+            }
+            continue;
+        }
+        char *reg = lacuna_alloc(m->pool);
+        if (reg == NULL) {
+            CHECK_EQ(errno, ENOMEM);
+            atomic_fetch_add(&m->enomem, 1);
+            continue;
+        }
+        atomic_fetch_add(&m->allocs, 1);
+        long idx = lacuna_region_index(m->pool, reg);
+        CHECK(idx >= 0 && (size_t)idx < m->capacity);
+        CHECK(lacuna_region_index(m->pool, reg - 1) == -1); /* reg is a region's start */
+        CHECK_EQ(atomic_exchange(&m->owned[idx], 1), 0);    /* never handed out twice */
+        if (m->flags & LACUNA_ZERO) CHECK(reg[0] == 0 && reg[16 * KIB - 1] == 0 && reg[5000] == 0);
+        reg[0] = (char)r;
+        reg[16 * KIB - 1] = (char)r;
+        reg[5000] = 1;
+        char *old = atomic_exchange(&m->slot[j], reg);
+        if (old) {
+            long oi = lacuna_region_index(m->pool, old);
+            CHECK_EQ(atomic_exchange(&m->owned[oi], 0), 1);
+            CHECK_EQ(lacuna_free(m->pool, old), 0);
+            atomic_fetch_add(&m->frees, 1);
+        }
+    }
+    return NULL;
+}
+
+static void run_model(int threads, size_t capacity, size_t slots, size_t ops, size_t cache,
+                      unsigned flags)
+{
+    model m = {.capacity = capacity, .slots = slots, .ops = ops, .flags = flags};
+    lacuna_pool_config c = {.region_size = 16 * KIB,
+                            .capacity = capacity,
+                            .cache = cache,
+                            .decay_ms = 5,
+                            .flags = flags};
+    CHECK_EQ(lacuna_pool_create(&c, &m.pool), 0);
+    m.slot = calloc(slots, sizeof *m.slot);
+    m.owned = calloc(capacity, sizeof *m.owned);
+    pthread_t t[8];
+    worker w[8];
+    for (int i = 0; i < threads; i++) {
+        w[i] = (worker){&m, 0x243F6A8885A308D3ull * (uint64_t)(i + 1)};
+        pthread_create(&t[i], NULL, work, &w[i]);
+    }
+    for (int i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+
+    lacuna_stats st;
+    lacuna_pool_stats(m.pool, &st);
+    CHECK_EQ(st.allocs, m.allocs);
+    CHECK_EQ(st.frees, m.frees);
+    size_t live = 0;
+    for (size_t j = 0; j < slots; j++)
+        live += m.slot[j] != NULL;
+    CHECK_EQ(st.live, live);
+    CHECK(st.used <= capacity);
+    for (size_t j = 0; j < slots; j++)
+        if (m.slot[j]) CHECK_EQ(lacuna_free(m.pool, m.slot[j]), 0);
+    CHECK_EQ(lacuna_trim(m.pool), 0);
+    lacuna_pool_stats(m.pool, &st);
+    CHECK_EQ(st.live, 0);
+    lacuna_pool_destroy(m.pool);
+    free(m.slot);
+    free((void *)m.owned);
+}
+
+TEST(model_one_thread)
+{
+    run_model(1, 512, 400, 200000, 0, 0);
+}
+
+TEST(model_four_threads_cross_frees)
+{
+    run_model(4, 2048, 1500, 200000, 0, 0);
+}
+
+TEST(model_tight_capacity)
+{
+    /* more live slots wanted than capacity: exhaustion and recovery under contention */
+    run_model(4, 300, 600, 100000, 64, 0);
+}
+
+TEST(model_no_cache_zero)
+{
+    run_model(3, 256, 200, 50000, LACUNA_CACHE_NONE, LACUNA_ZERO);
+}
+
+TEST(model_zero_cached)
+{
+    run_model(2, 1024, 800, 100000, 0, LACUNA_ZERO);
+}
+
+static void *exit_with_cache(void *arg)
+{
+    lacuna_pool *p = arg;
+    char *r[10];
+    for (int i = 0; i < 10; i++)
+        r[i] = lacuna_alloc(p);
+    for (int i = 0; i < 10; i++)
+        lacuna_free(p, r[i]);
+    return NULL; /* its thread cache holds regions: they must come back to the pool */
+}
+
+TEST(thread_exit_returns_cache)
+{
+    lacuna_pool_config c = {.region_size = 16 * KIB, .capacity = 40};
+    lacuna_pool *p;
+    CHECK_EQ(lacuna_pool_create(&c, &p), 0);
+    for (int round = 0; round < 20; round++) { /* 20 threads x 10 regions > capacity 40 */
+        pthread_t t;
+        pthread_create(&t, NULL, exit_with_cache, p);
+        pthread_join(t, NULL);
+    }
+    char *r[40];
+    for (int i = 0; i < 40; i++)
+        CHECK((r[i] = lacuna_alloc(p)) != NULL);
+    lacuna_pool_destroy(p);
+}
+
+static void *use_and_exit(void *arg)
+{
+    lacuna_pool **ps = arg;
+    for (int i = 0; i < 6; i++) /* more pools than thread-cache ways: evictions */
+        lacuna_free(ps[i], lacuna_alloc(ps[i]));
+    return NULL;
+}
+
+TEST(pool_destroyed_before_thread_exit)
+{
+    lacuna_pool *ps[6];
+    lacuna_pool_config c = {.region_size = 16 * KIB, .capacity = 64};
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ(lacuna_pool_create(&c, &ps[i]), 0);
+    use_and_exit(ps);
+    for (int i = 0; i < 6; i++) /* this thread's caches now name dead pools */
+        lacuna_pool_destroy(ps[i]);
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ(lacuna_pool_create(&c, &ps[i]), 0);
+    pthread_t t;
+    pthread_create(&t, NULL, use_and_exit, ps);
+    pthread_join(t, NULL);
+    use_and_exit(ps);
+    for (int i = 0; i < 6; i++)
+        lacuna_pool_destroy(ps[i]);
+}
