@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,9 @@
 #include <sys/mman.h>
 #include <time.h>
 
-enum { S_FRESH = 0, S_LIVE, S_WARM, S_CLEAN, S_RELEASING };
+/* Slot states. Only LIVE has bit 0 set, so a free is one atomic bit clear (LIVE -> WARM) that
+ * also tells whether the slot was live: a lock btr on x86-64. */
+enum { S_FRESH = 0, S_WARM = 2, S_LIVE = S_WARM | 1, S_CLEAN = 4, S_RELEASING = 6 };
 
 #define LAC_TC_MAX   32 /* regions a thread keeps per pool: 2 MiB of 64 KiB stacks */
 #define LAC_TLS_WAYS 4  /* pools a thread uses at once without evicting a cache */
@@ -51,15 +54,25 @@ enum { S_FRESH = 0, S_LIVE, S_WARM, S_CLEAN, S_RELEASING };
 #define LAC_DEF_CACHE       1024
 #define LAC_DEF_CACHE_BYTES (64u << 20) /* default cache holds at most 64 MiB of regions */
 #define LAC_DEF_DECAY_MS    1000
-#define LAC_TICK            64 /* warm-path allocs between decay checks: ~1 ns amortised */
+#define LAC_STATE_STRIDE                                                                           \
+    64                   /* bytes between two slots' states: a cache line each, or threads         \
+                            freeing neighbouring slots false-share (measured: 2 threads scaled     \
+                            1.21x with 1 byte per slot, see tools/churn.c). Untouched state        \
+                            pages cost nothing: 64 B per slot ever used. */
+#define LAC_TICK_MASK 63 /* a decay check every 64 warm-path allocs: ~1 ns amortised */
+#define LAC_OFF_SHIFT                                                                              \
+    12 /* offsets are divided in 4 KiB units: every page size is a multiple,                       \
+          and below LAC_MAX_RESERVE the quotient fits 32 bits (exact                               \
+          multiply-by-reciprocal division) */
 
 typedef struct lac_tcache {
     _Atomic uint32_t n;      /* regions held; written by the owner only */
     uint32_t cap;            /* 0 when the pool has no cache */
-    uint32_t tick;           /* warm allocs until the next decay check */
-    _Atomic uint64_t allocs; /* owner-written counters, summed by lacuna_pool_stats */
-    _Atomic uint64_t frees;
-    bool owned; /* a thread's TLS points here (under the pool lock) */
+    _Atomic uint64_t allocs; /* regions popped; owner-written, summed by lacuna_pool_stats */
+    _Atomic uint64_t moved_in, moved_out; /* regions added by a refill / removed by a drain;
+                                             frees = n + moved_out - moved_in + allocs, so the
+                                             warm free path counts nothing */
+    bool owned;                           /* a thread's TLS points here (under the pool lock) */
     pthread_t owner;
     struct lac_tcache *next; /* the pool's list of caches (under the pool lock) */
     uint32_t slots[LAC_TC_MAX];
@@ -73,8 +86,9 @@ struct lacuna_pool {
     size_t stride;
     uint64_t stride_recip; /* 2^64 / stride_pages, rounded up: exact division of page offsets */
     unsigned page_shift;
+    uint32_t zero_state; /* S_WARM under LACUNA_ZERO (such regions need zeroing), else 0xff */
     unsigned flags;
-    _Atomic uint8_t *state; /* one byte per slot, S_* */
+    _Atomic uint32_t *state; /* per slot, S_*, one cache line apart (see LAC_STATE_STRIDE) */
     char *base;
     size_t capacity, region, guard, keep, cache, reserve_len, side_len;
     unsigned decay_ms;
@@ -96,7 +110,7 @@ struct lacuna_pool {
     size_t mprotect_guards; /* charged against the process-wide budget */
     struct timespec born;
 
-    _Atomic uint64_t allocs, frees; /* those not counted in a thread cache */
+    alignas(64) _Atomic uint64_t allocs, frees; /* those not counted in a thread cache */
     _Atomic uint64_t released_regions, release_calls, guard_calls, unguarded, release_errors;
 
     pthread_t bg; /* LACUNA_BACKGROUND decay thread */
@@ -112,10 +126,16 @@ static lacuna_pool *registry;
 static uint64_t next_pool_id = 1;
 static _Atomic size_t mprotect_guards_in_use; /* process-wide: VMAs are per process */
 
+#if defined(__PIC__) && !defined(__PIE__)
+/* In liblacuna.so: no __tls_get_addr call on the fast path (static TLS, like glibc's own). */
+#define LAC_TLS_MODEL __attribute__((tls_model("initial-exec")))
+#else
+#define LAC_TLS_MODEL
+#endif
 static __thread struct {
     uint64_t id[LAC_TLS_WAYS];
     lac_tcache *tc[LAC_TLS_WAYS];
-} tls __attribute__((tls_model("initial-exec")));
+} tls LAC_TLS_MODEL;
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 
@@ -140,14 +160,16 @@ static inline char *slot_region(const lacuna_pool *p, size_t s)
     return p->first + s * p->stride;
 }
 
-static inline uint8_t state_get(const lacuna_pool *p, size_t s)
+static inline uint32_t state_get(const lacuna_pool *p, size_t s)
 {
-    return atomic_load_explicit(&p->state[s], memory_order_relaxed);
+    return atomic_load_explicit(&p->state[s * (LAC_STATE_STRIDE / sizeof(uint32_t))],
+                                memory_order_relaxed);
 }
 
-static inline void state_set(lacuna_pool *p, size_t s, uint8_t v)
+static inline void state_set(lacuna_pool *p, size_t s, uint32_t v)
 {
-    atomic_store_explicit(&p->state[s], v, memory_order_relaxed);
+    atomic_store_explicit(&p->state[s * (LAC_STATE_STRIDE / sizeof(uint32_t))], v,
+                          memory_order_relaxed);
 }
 
 static uint32_t now_ms(const lacuna_pool *p)
@@ -157,14 +179,25 @@ static uint32_t now_ms(const lacuna_pool *p)
     return (uint32_t)((t.tv_sec - p->born.tv_sec) * 1000 + (t.tv_nsec - p->born.tv_nsec) / 1000000);
 }
 
-/* Slot index of a region start, or -1. Exact for every offset below LAC_MAX_RESERVE. */
-static inline long slot_of(const lacuna_pool *p, const void *region)
+/* LIVE -> WARM, returning whether the slot was live. Atomic, so that of two racing frees of one
+ * region exactly one wins; a plain bit test-and-clear (lock btr) on x86-64. */
+static inline bool state_unlive(lacuna_pool *p, size_t s)
+{
+    uint32_t old = atomic_fetch_and_explicit(&p->state[s * (LAC_STATE_STRIDE / sizeof(uint32_t))],
+                                             ~1u, memory_order_relaxed);
+    return (old & 1u) != 0;
+}
+
+/* Slot index of a region start, or false. Exact for every offset below LAC_MAX_RESERVE.
+ * NULL and addresses below the pool wrap around to huge offsets and fail the span check. */
+static inline bool slot_of(const lacuna_pool *p, const void *region, uint32_t *slot)
 {
     uintptr_t off = (uintptr_t)region - (uintptr_t)p->first;
-    if (LAC_UNLIKELY(off >= p->span)) return -1;
-    uint64_t s = (uint64_t)(((unsigned __int128)p->stride_recip * (off >> p->page_shift)) >> 64);
-    if (LAC_UNLIKELY(s * p->stride != off)) return -1;
-    return (long)s;
+    if (LAC_UNLIKELY(off >= p->span))
+        return false;
+    uint64_t s = (uint64_t)(((unsigned __int128)p->stride_recip * (off >> LAC_OFF_SHIFT)) >> 64);
+    *slot = (uint32_t)s;
+    return s * p->stride == off;
 }
 
 /* ---- the shared lists (pool lock held) ---------------------------------------------------- */
@@ -202,7 +235,8 @@ static void shelve(lacuna_pool *p, uint32_t s, uint32_t ms)
  * of it, so releases come in batches) and those idle past decay. all = every warm slot. */
 static size_t collect_release(lacuna_pool *p, uint32_t *out, size_t max, bool all)
 {
-    if (p->release_mode == LACUNA_RELEASE_NEVER) return 0;
+    if (p->release_mode == LACUNA_RELEASE_NEVER)
+        return 0;
     size_t n = 0;
     size_t target = p->warm_n > p->cache ? p->cache - p->cache / 4 : p->warm_n;
     uint32_t ms = p->decay_ms == LACUNA_DECAY_NEVER ? 0 : now_ms(p);
@@ -210,7 +244,8 @@ static size_t collect_release(lacuna_pool *p, uint32_t *out, size_t max, bool al
         bool over = p->warm_n > target;
         bool aged = p->decay_ms != LACUNA_DECAY_NEVER &&
                     (uint32_t)(ms - p->warm_ms[p->warm_head]) >= p->decay_ms;
-        if (!all && !over && !aged) break;
+        if (!all && !over && !aged)
+            break;
         uint32_t s = warm_pop_bottom(p);
         state_set(p, s, S_RELEASING);
         out[n++] = s;
@@ -226,7 +261,8 @@ static size_t collect_release(lacuna_pool *p, uint32_t *out, size_t max, bool al
 static __attribute__((noinline)) int release_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
 {
     struct iovec iov[LAC_CHUNK];
-    if (n == 0 || n > LAC_CHUNK) return 0;
+    if (n == 0 || n > LAC_CHUNK)
+        return 0;
     size_t len = p->region - p->keep;
     for (size_t i = 0; i < n; i++) {
         char *r = slot_region(p, slots[i]);
@@ -271,7 +307,8 @@ static int release_due(lacuna_pool *p, bool all)
         pthread_mutex_lock(&p->lock);
         size_t n = collect_release(p, slots, LAC_CHUNK, all);
         pthread_mutex_unlock(&p->lock);
-        if (n == 0) return err;
+        if (n == 0)
+            return err;
         int e = release_slots(p, slots, n);
         if (e) /* failed slots went back to warm: stop, or trim would retry them forever */
             return e;
@@ -284,7 +321,8 @@ static int release_due(lacuna_pool *p, bool all)
  * order); the others stay FRESH and are left for the caller to shelve on the noguard list. */
 static size_t guard_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
 {
-    if (p->guard_mode == LACUNA_GUARD_NONE) return n;
+    if (p->guard_mode == LACUNA_GUARD_NONE)
+        return n;
     if (p->guard_mode == LACUNA_GUARD_MARKER) {
         struct iovec iov[LAC_GUARD_BATCH];
         for (size_t i = 0; i < n; i++) {
@@ -325,19 +363,24 @@ static size_t guard_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
 static void tcache_drain(lacuna_pool *p, lac_tcache *tc, size_t keep)
 {
     uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
-    if (n <= keep) return;
+    if (n <= keep)
+        return;
     uint32_t ms = now_ms(p);
     size_t out = n - keep; /* the bottom ones: least recently freed */
     for (size_t i = 0; i < out; i++)
         shelve(p, tc->slots[i], ms);
     memmove(tc->slots, tc->slots + out, keep * sizeof tc->slots[0]);
     atomic_store_explicit(&tc->n, (uint32_t)keep, memory_order_relaxed);
+    atomic_store_explicit(&tc->moved_out,
+                          atomic_load_explicit(&tc->moved_out, memory_order_relaxed) + out,
+                          memory_order_relaxed);
 }
 
 static lacuna_pool *registry_find(uint64_t id)
 {
     for (lacuna_pool *p = registry; p; p = p->next_live)
-        if (p->id == id) return p;
+        if (p->id == id)
+            return p;
     return NULL;
 }
 
@@ -359,7 +402,8 @@ static void thread_exit(void *unused)
 {
     (void)unused;
     for (int i = 0; i < LAC_TLS_WAYS; i++) {
-        if (tls.tc[i]) tcache_abandon(tls.id[i], tls.tc[i]);
+        if (tls.tc[i])
+            tcache_abandon(tls.id[i], tls.tc[i]);
         tls.id[i] = 0;
         tls.tc[i] = NULL;
     }
@@ -374,10 +418,12 @@ static void make_exit_key(void)
  * no memory for one (the caller then uses the shared lists directly). */
 static __attribute__((noinline)) lac_tcache *tcache_slow(lacuna_pool *p)
 {
-    if (p->tc_cap == 0) return NULL;
+    if (p->tc_cap == 0)
+        return NULL;
     int way = LAC_TLS_WAYS - 1;
     for (int i = 1; i < LAC_TLS_WAYS; i++)
-        if (tls.id[i] == p->id) way = i;
+        if (tls.id[i] == p->id)
+            way = i;
     lac_tcache *tc = NULL;
     if (tls.id[way] == p->id) {
         tc = tls.tc[way];
@@ -389,13 +435,14 @@ static __attribute__((noinline)) lac_tcache *tcache_slow(lacuna_pool *p)
         pthread_mutex_lock(&p->lock);
         for (tc = p->tcaches; tc && tc->owned; tc = tc->next)
             ;
-        if (tc == NULL && (tc = calloc(1, sizeof *tc)) != NULL) {
+        /* A cache line of its own: another thread's cache must not share it. */
+        if (tc == NULL && (tc = aligned_alloc(64, (sizeof *tc + 63) / 64 * 64)) != NULL) {
+            memset(tc, 0, sizeof *tc);
             tc->cap = p->tc_cap;
             tc->next = p->tcaches;
             p->tcaches = tc;
         }
         if (tc) {
-            tc->tick = LAC_TICK;
             tc->owned = true;
             tc->owner = pthread_self();
         }
@@ -415,7 +462,8 @@ static __attribute__((noinline)) lac_tcache *tcache_slow(lacuna_pool *p)
 
 static inline lac_tcache *tcache_of(lacuna_pool *p)
 {
-    if (LAC_LIKELY(tls.id[0] == p->id)) return tls.tc[0];
+    if (LAC_LIKELY(tls.id[0] == p->id))
+        return tls.tc[0];
     return tcache_slow(p);
 }
 
@@ -434,16 +482,18 @@ static void zero_used(const lacuna_pool *p, char *r)
             continue;
         }
         for (size_t i = 0; i < len / pg; i++)
-            if (vec[i] & 1) memset(r + off + i * pg, 0, pg);
+            if (vec[i] & 1)
+                memset(r + off + i * pg, 0, pg);
     }
 }
 
 static inline void *hand_out(lacuna_pool *p, uint32_t s)
 {
-    uint8_t was = state_get(p, s);
+    uint32_t was = state_get(p, s);
     state_set(p, s, S_LIVE);
     char *r = slot_region(p, s);
-    if (LAC_UNLIKELY(p->flags & LACUNA_ZERO) && was == S_WARM) zero_used(p, r);
+    if (LAC_UNLIKELY(p->flags & LACUNA_ZERO) && was == S_WARM)
+        zero_used(p, r);
     return r;
 }
 
@@ -475,7 +525,8 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
     pthread_mutex_lock(&p->lock);
     for (;;) {
         take_slots(p, want, got, &ngot, fresh, &nfresh);
-        if (ngot + nfresh > 0 || p->releasing == 0) break;
+        if (ngot + nfresh > 0 || p->releasing == 0)
+            break;
         pthread_cond_wait(&p->released, &p->lock); /* all free slots are out being released */
     }
     pthread_mutex_unlock(&p->lock);
@@ -497,46 +548,76 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
         errno = ENOMEM; /* every slot is live, or no guard could be installed */
         return NULL;
     }
-    /* got[0] is the hottest; the cache pops from its top, so keep the hottest for last. */
-    uint32_t s = got[0];
+    if (tc == NULL) {
+        atomic_fetch_add(&p->allocs, 1);
+        return hand_out(p, got[0]);
+    }
+    /* got[0] is the hottest: push it last, then pop it as the warm path would. */
+    uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+    for (size_t i = ngot; i-- > 0;)
+        tc->slots[n++] = got[i];
+    atomic_store_explicit(&tc->moved_in,
+                          atomic_load_explicit(&tc->moved_in, memory_order_relaxed) + ngot,
+                          memory_order_relaxed);
+    atomic_store_explicit(&tc->n, n - 1, memory_order_relaxed);
+    count(&tc->allocs);
+    return hand_out(p, got[0]);
+}
+
+/* Everything but the warm path: first call on this thread, empty cache, no cache, and every
+ * LAC_TICK_MASK + 1 warm allocs a decay check, so a pool that only ever hits its thread caches
+ * still gives idle memory back. */
+static __attribute__((noinline)) void *alloc_miss(lacuna_pool *p)
+{
+    lac_tcache *tc = tcache_of(p);
+    if (tc && p->decay_ms != LACUNA_DECAY_NEVER &&
+        (atomic_load_explicit(&tc->allocs, memory_order_relaxed) & LAC_TICK_MASK) == 0)
+        (void)release_due(p, false);
     if (tc) {
         uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
-        for (size_t i = ngot; i-- > 1;)
-            tc->slots[n++] = got[i];
-        atomic_store_explicit(&tc->n, n, memory_order_relaxed);
-        count(&tc->allocs);
-    } else {
-        atomic_fetch_add(&p->allocs, 1);
-    }
-    return hand_out(p, s);
-}
-
-/* Every LAC_TICK warm allocs: release what decayed, so a pool that only ever hits its thread
- * caches still gives idle memory back. */
-static __attribute__((noinline)) void decay_tick(lacuna_pool *p, lac_tcache *tc)
-{
-    tc->tick = LAC_TICK;
-    if (p->decay_ms != LACUNA_DECAY_NEVER) (void)release_due(p, false);
-}
-
-void *lacuna_alloc(lacuna_pool *p)
-{
-    if (LAC_UNLIKELY(p == NULL)) {
-        LAC_BAD_INPUT("lacuna_alloc", "NULL pool", NULL);
-        errno = EINVAL;
-        return NULL;
-    }
-    lac_tcache *tc = tcache_of(p);
-    if (LAC_LIKELY(tc != NULL)) {
-        uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
-        if (LAC_LIKELY(n > 0)) {
+        if (n > 0) {
             atomic_store_explicit(&tc->n, n - 1, memory_order_relaxed);
             count(&tc->allocs);
-            if (LAC_UNLIKELY(--tc->tick == 0)) decay_tick(p, tc);
             return hand_out(p, tc->slots[n - 1]);
         }
     }
     return alloc_slow(p, tc);
+}
+
+static __attribute__((noinline)) void *alloc_bad(void)
+{
+    LAC_BAD_INPUT("lacuna_alloc", "NULL pool", NULL);
+    errno = EINVAL;
+    return NULL;
+}
+
+static __attribute__((noinline)) void *zero_and_return(const lacuna_pool *p, char *r)
+{
+    zero_used(p, r);
+    return r;
+}
+
+/* The warm path is a leaf: every other case is a tail call, so it saves no registers. */
+void *lacuna_alloc(lacuna_pool *p)
+{
+    if (LAC_UNLIKELY(p == NULL))
+        return alloc_bad();
+    if (LAC_UNLIKELY(tls.id[0] != p->id))
+        return alloc_miss(p);
+    lac_tcache *tc = tls.tc[0]; /* never NULL when the id matches */
+    uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+    uint64_t a = atomic_load_explicit(&tc->allocs, memory_order_relaxed);
+    if (LAC_UNLIKELY(n == 0 || (a & LAC_TICK_MASK) == 0))
+        return alloc_miss(p);
+    atomic_store_explicit(&tc->allocs, a + 1, memory_order_relaxed);
+    atomic_store_explicit(&tc->n, n - 1, memory_order_relaxed);
+    uint32_t s = tc->slots[n - 1];
+    uint32_t was = state_get(p, s);
+    state_set(p, s, S_LIVE);
+    char *r = slot_region(p, s);
+    if (LAC_UNLIKELY(was == p->zero_state))
+        return zero_and_return(p, r);
+    return r;
 }
 
 /* ---- free --------------------------------------------------------------------------------- */
@@ -550,7 +631,6 @@ static __attribute__((noinline)) int free_slow(lacuna_pool *p, lac_tcache *tc, u
         uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
         tc->slots[n] = s;
         atomic_store_explicit(&tc->n, n + 1, memory_order_relaxed);
-        count(&tc->frees);
     } else {
         warm_push(p, s, now_ms(p));
         atomic_fetch_add(&p->frees, 1);
@@ -562,34 +642,39 @@ static __attribute__((noinline)) int free_slow(lacuna_pool *p, lac_tcache *tc, u
     return 0;
 }
 
+static __attribute__((noinline)) int free_miss(lacuna_pool *p, uint32_t s)
+{
+    return free_slow(p, tcache_of(p), s);
+}
+
+static __attribute__((noinline)) int free_bad(const lacuna_pool *p, const void *region)
+{
+    (void)p, (void)region;
+    LAC_BAD_INPUT("lacuna_free",
+                  p == NULL        ? "NULL pool"
+                  : region == NULL ? "NULL region"
+                                   : "not a live region of this pool (foreign, misaligned, in a "
+                                     "guard, or freed twice)",
+                  region);
+    return EINVAL;
+}
+
 int lacuna_free(lacuna_pool *p, void *region)
 {
-    if (LAC_UNLIKELY(p == NULL || region == NULL)) {
-        LAC_BAD_INPUT("lacuna_free", p ? "NULL region" : "NULL pool", region);
-        return EINVAL;
-    }
-    long s = slot_of(p, region);
-    if (LAC_UNLIKELY(s < 0)) {
-        LAC_BAD_INPUT("lacuna_free", "not the start of a region of this pool", region);
-        return EINVAL;
-    }
-    uint8_t live = S_LIVE;
-    if (LAC_UNLIKELY(!atomic_compare_exchange_strong_explicit(
-            &p->state[s], &live, S_WARM, memory_order_relaxed, memory_order_relaxed))) {
-        LAC_BAD_INPUT("lacuna_free", "region is not live (double free?)", region);
-        return EINVAL;
-    }
-    lac_tcache *tc = tcache_of(p);
-    if (LAC_LIKELY(tc != NULL)) {
-        uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
-        if (LAC_LIKELY(n < tc->cap)) {
-            tc->slots[n] = (uint32_t)s;
-            atomic_store_explicit(&tc->n, n + 1, memory_order_relaxed);
-            count(&tc->frees);
-            return 0;
-        }
-    }
-    return free_slow(p, tc, (uint32_t)s);
+    uint32_t s;
+    if (LAC_UNLIKELY(p == NULL || !slot_of(p, region, &s)))
+        return free_bad(p, region);
+    if (LAC_UNLIKELY(!state_unlive(p, s)))
+        return free_bad(p, region);
+    if (LAC_UNLIKELY(tls.id[0] != p->id))
+        return free_miss(p, s);
+    lac_tcache *tc = tls.tc[0];
+    uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+    if (LAC_UNLIKELY(n >= tc->cap))
+        return free_miss(p, s);
+    tc->slots[n] = s;
+    atomic_store_explicit(&tc->n, n + 1, memory_order_relaxed);
+    return 0;
 }
 
 int lacuna_trim(lacuna_pool *p)
@@ -624,7 +709,8 @@ static void *background(void *arg)
             t.tv_nsec -= 1000000000;
         }
         pthread_cond_timedwait(&p->bg_wake, &p->lock, &t);
-        if (p->bg_stop) break;
+        if (p->bg_stop)
+            break;
         pthread_mutex_unlock(&p->lock);
         (void)release_due(p, false);
         pthread_mutex_lock(&p->lock);
@@ -653,13 +739,16 @@ static int configure(lacuna_pool *p, const lacuna_pool_config *c)
     p->region = round_up(c->region_size, pg);
     p->guard = round_up(c->guard_size ? c->guard_size : pg, pg);
     p->keep = round_up(c->keep_resident, pg);
-    if (c->keep_resident > c->region_size || p->keep >= p->region) return EINVAL;
+    if (c->keep_resident > c->region_size || p->keep >= p->region)
+        return EINVAL;
     p->capacity = c->capacity ? c->capacity : LAC_DEF_CAPACITY;
     p->stride = p->region + p->guard;
-    if (p->capacity > UINT32_MAX || p->capacity > LAC_MAX_RESERVE / p->stride) return EINVAL;
+    if (p->capacity > UINT32_MAX || p->capacity > LAC_MAX_RESERVE / p->stride)
+        return EINVAL;
     p->reserve_len = p->capacity * p->stride;
     p->page_shift = (unsigned)__builtin_ctzl(pg);
-    p->stride_recip = UINT64_MAX / (p->stride >> p->page_shift) + 1;
+    p->stride_recip = UINT64_MAX / (p->stride >> LAC_OFF_SHIFT) + 1;
+    p->zero_state = (c->flags & LACUNA_ZERO) ? S_WARM : 0xff;
     p->flags = c->flags;
 
     switch (c->guard) {
@@ -667,7 +756,8 @@ static int configure(lacuna_pool *p, const lacuna_pool_config *c)
         p->guard_mode = f->guard_marker ? LACUNA_GUARD_MARKER : LACUNA_GUARD_MPROTECT;
         break;
     case LACUNA_GUARD_MARKER:
-        if (!f->guard_marker) return ENOTSUP;
+        if (!f->guard_marker)
+            return ENOTSUP;
         /* fallthrough */
     default:
         p->guard_mode = c->guard;
@@ -686,7 +776,8 @@ static int configure(lacuna_pool *p, const lacuna_pool_config *c)
     } else {
         p->cache = c->cache;
     }
-    if (p->cache > p->capacity) p->cache = p->capacity;
+    if (p->cache > p->capacity)
+        p->cache = p->capacity;
     /* A thread cache only pays when the shared cache is big enough to feed it. */
     p->tc_cap =
         p->cache >= 4 * LAC_TC_MAX || p->release_mode == LACUNA_RELEASE_NEVER ? LAC_TC_MAX : 0;
@@ -696,15 +787,19 @@ static int configure(lacuna_pool *p, const lacuna_pool_config *c)
 
 int lacuna_pool_create(const lacuna_pool_config *c, lacuna_pool **out)
 {
-    if (c == NULL || out == NULL) return EINVAL;
+    if (c == NULL || out == NULL)
+        return EINVAL;
     lacuna_pool *p = calloc(1, sizeof *p);
-    if (p == NULL) return ENOMEM;
+    if (p == NULL)
+        return ENOMEM;
     int err = configure(p, c);
-    if (err) goto fail;
+    if (err)
+        goto fail;
 
-    /* Side tables in a mapping of their own: state (1 byte), warm ring + times (8), clean (4). */
+    /* Side tables in a mapping of their own: warm ring + times (8 bytes a slot), clean (4),
+     * state (LAC_STATE_STRIDE). */
     size_t pg = lac_os_features()->page_size;
-    p->side_len = round_up(p->capacity * 13, pg);
+    p->side_len = round_up(p->capacity * (12 + LAC_STATE_STRIDE), pg);
     char *side = lac_os_reserve(p->side_len);
     if (side == NULL) {
         err = errno == EINVAL ? ENOMEM : errno;
@@ -713,7 +808,7 @@ int lacuna_pool_create(const lacuna_pool_config *c, lacuna_pool **out)
     p->warm = (uint32_t *)side;
     p->warm_ms = p->warm + p->capacity;
     p->clean = p->warm_ms + p->capacity;
-    p->state = (_Atomic uint8_t *)(p->clean + p->capacity);
+    p->state = (_Atomic uint32_t *)(p->clean + p->capacity);
 
     p->base = lac_os_reserve(p->reserve_len);
     if (p->base == NULL) {
@@ -759,7 +854,8 @@ fail:
 
 void lacuna_pool_destroy(lacuna_pool *p)
 {
-    if (p == NULL) return;
+    if (p == NULL)
+        return;
     if (p->bg_running) {
         pthread_mutex_lock(&p->lock);
         p->bg_stop = true;
@@ -844,7 +940,8 @@ __attribute__((constructor)) static void pool_init(void)
 
 void lacuna_pool_stats(const lacuna_pool *cp, lacuna_stats *st)
 {
-    if (cp == NULL || st == NULL) return;
+    if (cp == NULL || st == NULL)
+        return;
     lacuna_pool *p = (lacuna_pool *)cp; /* the lock is not part of the observable state */
     memset(st, 0, sizeof *st);
     uint64_t allocs = atomic_load(&p->allocs), frees = atomic_load(&p->frees);
@@ -852,7 +949,10 @@ void lacuna_pool_stats(const lacuna_pool *cp, lacuna_stats *st)
     pthread_mutex_lock(&p->lock);
     for (lac_tcache *tc = p->tcaches; tc; tc = tc->next) {
         allocs += atomic_load_explicit(&tc->allocs, memory_order_relaxed);
-        frees += atomic_load_explicit(&tc->frees, memory_order_relaxed);
+        frees += atomic_load_explicit(&tc->n, memory_order_relaxed) +
+                 atomic_load_explicit(&tc->moved_out, memory_order_relaxed) -
+                 atomic_load_explicit(&tc->moved_in, memory_order_relaxed) +
+                 atomic_load_explicit(&tc->allocs, memory_order_relaxed);
         tc_warm += atomic_load_explicit(&tc->n, memory_order_relaxed);
     }
     st->warm = p->warm_n + tc_warm;
@@ -882,9 +982,11 @@ void lacuna_pool_stats(const lacuna_pool *cp, lacuna_stats *st)
 
 long lacuna_region_index(const lacuna_pool *p, const void *addr)
 {
-    if (p == NULL) return -1;
+    if (p == NULL)
+        return -1;
     uintptr_t off = (uintptr_t)addr - (uintptr_t)p->first;
-    if (off >= p->span || off % p->stride >= p->region) return -1;
+    if (off >= p->span || off % p->stride >= p->region)
+        return -1;
     return (long)(off / p->stride);
 }
 

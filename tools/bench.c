@@ -3,6 +3,7 @@
  * medians over repeated runs, with min and max beside them. Never run by the tests. */
 #define _GNU_SOURCE
 #include "bench.h"
+#include "lacuna.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -172,6 +173,38 @@ int bench_in_child(void (*fn)(void *arg, void *out), void *arg, void *out, size_
     return got == size && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
+/* The warm alloc+free pair alone, for instruction counts:
+ *   valgrind --tool=callgrind --toggle-collect='lacuna_alloc' --toggle-collect='lacuna_free' \
+ *       ./build/tools/lacuna-bench pair 1000000
+ * then divide the total Ir by the pairs (tools/callgrind-pair.sh does both). */
+static int pair_main(int argc, char **argv)
+{
+    size_t n = 1000000;
+    if (argc > 1 && bench_parse_size(argv[1], &n) != 0) {
+        fprintf(stderr, "usage: lacuna-bench pair [PAIRS]\n");
+        return 2;
+    }
+    lacuna_pool_config c = {.region_size = 64 * KIB, .capacity = 1024};
+    lacuna_pool *p;
+    int err = lacuna_pool_create(&c, &p);
+    if (err) {
+        fprintf(stderr, "lacuna_pool_create: %s\n", strerror(err));
+        return 1;
+    }
+    void *warm = lacuna_alloc(p); /* make the thread cache and a warm region */
+    lacuna_free(p, warm);
+    uint64_t t0 = bench_now_ns();
+    for (size_t i = 0; i < n; i++) {
+        void *r = lacuna_alloc(p);
+        __asm__ volatile("" : : "r"(r) : "memory");
+        lacuna_free(p, r);
+    }
+    uint64_t t1 = bench_now_ns();
+    printf("%zu warm alloc+free pairs: %.1f ns per pair\n", n, (double)(t1 - t0) / (double)n);
+    lacuna_pool_destroy(p);
+    return 0;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: lacuna-bench CASE [options]\n"
@@ -179,6 +212,7 @@ static void usage(FILE *out)
                  "  demo     100,000 guarded 64 KiB stacks: the naive way vs lacuna\n"
                  "  churn    free a random live region, allocate a fresh one, touch pages\n"
                  "           (--help for its options)\n"
+                 "  pair     warm alloc+free pairs alone (for tools/callgrind-pair.sh)\n"
                  "  all      every case with its default options (what `make bench` runs)\n");
 }
 
@@ -191,6 +225,7 @@ int main(int argc, char **argv)
     const char *c = argv[1];
     if (strcmp(c, "demo") == 0) return bench_demo_main(argc - 1, argv + 1);
     if (strcmp(c, "churn") == 0) return bench_churn_main(argc - 1, argv + 1);
+    if (strcmp(c, "pair") == 0) return pair_main(argc - 1, argv + 1);
     if (strcmp(c, "all") == 0) {
         char *demo[] = {"demo", NULL};
         char *churn[] = {"churn", "--backend", "all", NULL};

@@ -27,6 +27,7 @@ int bench_in_child(void (*fn)(void *arg, void *out), void *arg, void *out, size_
 typedef struct churn_cfg {
     const char *backend;
     size_t region, live, cycles, touch, threads;
+    size_t cross; /* percent of cycles that free a region from the whole (shared) live set */
 } churn_cfg;
 
 typedef struct churn_result {

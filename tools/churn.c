@@ -1,8 +1,9 @@
 /* lacuna-bench churn: the stack-allocator workload. N regions live; each cycle frees a random
  * live one and allocates a fresh one, touching P pages from its top as a stack would. Backends:
  * the naive ways (one mmap per region, with and without a guard; malloc) and lacuna's policies.
- * With --threads T the live set is shared: a thread swaps its new region into a random slot and
- * frees what was there, so about (T-1)/T of frees are cross-thread. */
+ * With --threads T each thread owns a slice of the live set; with --cross PCT (default 50) a
+ * cycle instead swaps into a random slot of the whole set, whose old region another thread
+ * probably allocated: a cross-thread free. --cross 0 measures the allocator with private sets. */
 #define _GNU_SOURCE
 #include "bench.h"
 #include "lacuna.h"
@@ -92,7 +93,7 @@ static inline void touch(const churn *c, char *r)
 
 typedef struct worker {
     churn *c;
-    size_t cycles;
+    size_t cycles, lo, n; /* this thread's slice of the live set: [lo, lo + n) */
     uint64_t seed;
 } worker;
 
@@ -103,7 +104,8 @@ static void *run_worker(void *arg)
     uint64_t x = w->seed;
     for (size_t i = 0; i < w->cycles; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
-        size_t j = (size_t)(x % c->cfg->live);
+        bool cross = (x >> 56) * 100 < c->cfg->cross * 256u;
+        size_t j = cross ? (size_t)(x % c->cfg->live) : w->lo + (size_t)(x % w->n);
         char *r = get(c);
         if (r == NULL) {
             atomic_store(&c->failed, errno ? errno : ENOMEM);
@@ -144,7 +146,9 @@ static void churn_child(void *arg, void *out)
     size_t nt = cfg->threads < 64 ? cfg->threads : 64;
     uint64_t t0 = bench_now_ns();
     for (size_t i = 0; i < nt; i++) {
-        w[i] = (worker){&c, cfg->cycles / nt, 0x9E3779B97F4A7C15ull * (i + 1)};
+        size_t lo = cfg->live * i / nt, hi = cfg->live * (i + 1) / nt;
+        w[i] = (worker){&c, cfg->cycles / nt, lo, hi > lo ? hi - lo : 1,
+                        0x9E3779B97F4A7C15ull * (i + 1)};
         if (nt == 1)
             run_worker(&w[i]);
         else
@@ -211,15 +215,15 @@ int churn_measure(const churn_cfg *cfg, int runs, churn_result *med, double *min
 void churn_csv_header(FILE *out)
 {
     bench_machine(out, "# ");
-    fprintf(out, "backend,region,live,cycles,touch,threads,ns_per_cycle,ns_min,ns_max,peak_rss_kib,"
+    fprintf(out, "backend,region,live,cycles,touch,threads,cross,ns_per_cycle,ns_min,ns_max,peak_rss_kib,"
                  "end_rss_kib,vmas_peak,minflt,release_calls,released_regions,failed_at,error\n");
 }
 
 void churn_csv_row(FILE *out, const churn_cfg *cfg, const churn_result *r, double mn, double mx)
 {
-    fprintf(out, "%s,%zu,%zu,%zu,%zu,%zu,%.1f,%.1f,%.1f,%ld,%ld,%ld,%ld,%llu,%llu,%ld,%s\n",
+    fprintf(out, "%s,%zu,%zu,%zu,%zu,%zu,%zu,%.1f,%.1f,%.1f,%ld,%ld,%ld,%ld,%llu,%llu,%ld,%s\n",
             cfg->backend, cfg->region, cfg->live, cfg->cycles, cfg->touch, cfg->threads,
-            r->ns_per_cycle, mn, mx, r->peak_rss_kib, r->end_rss_kib, r->vmas_peak, r->minflt,
+            cfg->threads > 1 ? cfg->cross : 0, r->ns_per_cycle, mn, mx, r->peak_rss_kib, r->end_rss_kib, r->vmas_peak, r->minflt,
             (unsigned long long)r->release_calls, (unsigned long long)r->released_regions,
             r->failed_at, r->err ? strerror(r->err) : "");
 }
@@ -228,8 +232,8 @@ static void churn_usage(FILE *out)
 {
     fprintf(out,
             "usage: lacuna-bench churn [--backend B|all] [--region 64K] [--live 1000]\n"
-            "                          [--cycles 1000000] [--touch 1] [--threads 1] [--runs 5]\n"
-            "                          [--csv]\n"
+            "                          [--cycles 1000000] [--touch 1] [--threads 1] [--cross 50]\n"
+            "                          [--runs 5] [--csv]\n"
             "backends:");
     for (int i = 0; backends[i]; i++)
         fprintf(out, " %s", backends[i]);
@@ -279,6 +283,8 @@ int bench_churn_main(int argc, char **argv)
             cfg.touch = n;
         else if (strcmp(a, "--threads") == 0)
             cfg.threads = n;
+        else if (strcmp(a, "--cross") == 0)
+            cfg.cross = n;
         else if (strcmp(a, "--runs") == 0)
             runs = (int)n;
         else {
@@ -288,9 +294,11 @@ int bench_churn_main(int argc, char **argv)
     }
     size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     if (cfg.region < pg || cfg.live == 0 || cfg.threads == 0 || cfg.threads > 64 || runs < 1 ||
-        cfg.touch * pg > cfg.region || cfg.cycles < cfg.threads) {
+        cfg.touch * pg > cfg.region || cfg.cycles < cfg.threads || cfg.cross > 100 ||
+        cfg.live < cfg.threads) {
         fprintf(stderr, "lacuna-bench churn: need region >= 1 page, live >= 1, 1 <= threads <= 64,"
-                        " runs >= 1, touch <= region pages, cycles >= threads\n");
+                        " runs >= 1, touch <= region pages, cycles >= threads, live >= threads,"
+                        " cross <= 100\n");
         return 2;
     }
     bool all = strcmp(cfg.backend, "all") == 0;
@@ -308,9 +316,10 @@ int bench_churn_main(int argc, char **argv)
         churn_csv_header(stdout);
     else {
         bench_machine(stdout, "");
-        printf("churn: region %zu KiB, %zu live, %zu cycles, %zu page(s) touched, %zu thread(s), "
-               "median of %d runs\n\n",
-               cfg.region / KIB, cfg.live, cfg.cycles, cfg.touch, cfg.threads, runs);
+        printf("churn: region %zu KiB, %zu live, %zu cycles, %zu page(s) touched, %zu thread(s) "
+               "(%zu%% cross-thread), median of %d runs\n\n",
+               cfg.region / KIB, cfg.live, cfg.cycles, cfg.touch, cfg.threads,
+               cfg.threads > 1 ? cfg.cross : 0, runs);
         printf("%-16s %12s %17s %10s %10s %8s %9s %9s\n", "backend", "ns/cycle", "(min-max)",
                "peak RSS", "end RSS", "VMAs", "minflt", "releases");
     }
