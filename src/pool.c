@@ -317,6 +317,19 @@ static int release_due(lacuna_pool *p, bool all)
 
 /* ---- guards (pool lock NOT held; the slots are ours) -------------------------------------- */
 
+/* The operator can fix this one: say it once per process. */
+static void warn_map_count(int err)
+{
+    static atomic_flag said = ATOMIC_FLAG_INIT;
+    if (err == ENOMEM && !atomic_flag_test_and_set(&said))
+        fprintf(stderr,
+                "lacuna: mprotect guard failed with ENOMEM: vm.max_map_count (%zu) is exhausted "
+                "(2 VMAs per guard); regions are handed out unguarded and counted in "
+                "lacuna_stats.unguarded. Raise vm.max_map_count or use Linux >= 6.13 guard "
+                "markers.\n",
+                lac_os_features()->max_map_count);
+}
+
 /* Give fresh slots their guards. Returns how many of slots[] are usable (from the front, in
  * order); the others stay FRESH and are left for the caller to shelve on the noguard list. */
 static size_t guard_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
@@ -346,6 +359,7 @@ static size_t guard_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
         atomic_fetch_add(&p->guard_calls, 1);
         int err = lac_os_guard_mprotect(slot_region(p, slots[i]) - p->guard, p->guard);
         if (err) {
+            warn_map_count(err);
             atomic_fetch_sub(&mprotect_guards_in_use, 1);
             atomic_fetch_add(&p->unguarded, 1);
             continue;

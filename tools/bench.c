@@ -212,6 +212,7 @@ static void usage(FILE *out)
                  "  demo     100,000 guarded 64 KiB stacks: the naive way vs lacuna\n"
                  "  churn    free a random live region, allocate a fresh one, touch pages\n"
                  "           (--help for its options)\n"
+                 "  keep     keep_resident: memset the hot top pages vs release and refault\n"
                  "  pair     warm alloc+free pairs alone (for tools/callgrind-pair.sh)\n"
                  "  all      every case with its default options (what `make bench` runs)\n");
 }
@@ -225,6 +226,8 @@ int main(int argc, char **argv)
     const char *c = argv[1];
     if (strcmp(c, "demo") == 0) return bench_demo_main(argc - 1, argv + 1);
     if (strcmp(c, "churn") == 0) return bench_churn_main(argc - 1, argv + 1);
+    if (strcmp(c, "keep") == 0)
+        return bench_keep_main(argc - 1, argv + 1);
     if (strcmp(c, "pair") == 0) return pair_main(argc - 1, argv + 1);
     if (strcmp(c, "all") == 0) {
         char *demo[] = {"demo", NULL};
