@@ -34,7 +34,8 @@ static void *naive_get(churn *c, int guard)
     size_t g = guard ? c->guard : 0;
     char *p = mmap(NULL, c->cfg->region + g, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) return NULL;
+    if (p == MAP_FAILED)
+        return NULL;
     if (g && mprotect(p, g, PROT_NONE) != 0) {
         munmap(p, c->cfg->region + g);
         return NULL;
@@ -45,8 +46,10 @@ static void *naive_get(churn *c, int guard)
 static void *get(churn *c)
 {
     const char *b = c->cfg->backend;
-    if (strncmp(b, "lacuna", 6) == 0) return lacuna_alloc(c->pool);
-    if (strcmp(b, "malloc") == 0) return malloc(c->cfg->region);
+    if (strncmp(b, "lacuna", 6) == 0)
+        return lacuna_alloc(c->pool);
+    if (strcmp(b, "malloc") == 0)
+        return malloc(c->cfg->region);
     return naive_get(c, strcmp(b, "naive") == 0);
 }
 
@@ -66,7 +69,8 @@ static void put(churn *c, void *r)
 static int setup(churn *c)
 {
     const char *b = c->cfg->backend;
-    if (strncmp(b, "lacuna", 6) != 0) return 0;
+    if (strncmp(b, "lacuna", 6) != 0)
+        return 0;
     lacuna_pool_config pc = {.region_size = c->cfg->region,
                              .capacity = c->cfg->live + 64 * c->cfg->threads + 1024};
     if (strcmp(b, "lacuna-never") == 0)
@@ -75,13 +79,16 @@ static int setup(churn *c)
         pc.cache = LACUNA_CACHE_NONE;
     else if (strcmp(b, "lacuna-free") == 0)
         pc.release = LACUNA_RELEASE_FREE;
+    else if (strcmp(b, "lacuna-zero") == 0)
+        pc.flags = LACUNA_ZERO;
     else if (strcmp(b, "lacuna") != 0)
         return EINVAL;
     return lacuna_pool_create(&pc, &c->pool);
 }
 
-static const char *const backends[] = {"naive",        "naive-noguard",   "malloc",      "lacuna",
-                                       "lacuna-never", "lacuna-dontneed", "lacuna-free", NULL};
+static const char *const backends[] = {"naive",       "naive-noguard", "malloc",
+                                       "lacuna",      "lacuna-never",  "lacuna-dontneed",
+                                       "lacuna-free", "lacuna-zero",   NULL};
 
 /* ---- the workload ---- */
 
@@ -126,7 +133,8 @@ static void churn_child(void *arg, void *out)
     c.guard = c.page;
     res->failed_at = -1;
     res->err = setup(&c);
-    if (res->err) return;
+    if (res->err)
+        return;
     c.live = calloc(cfg->live, sizeof *c.live);
     for (size_t i = 0; i < cfg->live; i++) {
         char *r = get(&c);
@@ -160,7 +168,8 @@ static void churn_child(void *arg, void *out)
     res->minflt = bench_minflt() - flt0;
     res->ns_per_cycle = (double)(t1 - t0) / (double)(cfg->cycles / nt * nt);
     res->vmas_peak = bench_vmas();
-    if (atomic_load(&c.failed)) res->err = atomic_load(&c.failed);
+    if (atomic_load(&c.failed))
+        res->err = atomic_load(&c.failed);
     for (size_t i = 0; i < cfg->live; i++)
         put(&c, c.live[i]);
     if (c.pool) {
@@ -170,7 +179,8 @@ static void churn_child(void *arg, void *out)
         res->release_calls = st.release_calls;
         res->released_regions = st.released_regions;
     }
-    if (strcmp(cfg->backend, "malloc") == 0) malloc_trim(0);
+    if (strcmp(cfg->backend, "malloc") == 0)
+        malloc_trim(0);
     res->end_rss_kib = bench_rss_kib();
     res->peak_rss_kib = bench_status_kib("VmHWM:");
 }
@@ -206,7 +216,8 @@ int churn_measure(const churn_cfg *cfg, int runs, churn_result *med, double *min
     *max = sorted[n - 1];
     unsigned best = 0; /* the run closest to the median supplies the other columns */
     for (unsigned i = 1; i < n; i++)
-        if (fabs(ns[i] - m) < fabs(ns[best] - m)) best = i;
+        if (fabs(ns[i] - m) < fabs(ns[best] - m))
+            best = i;
     *med = r[best];
     med->ns_per_cycle = m;
     return 0;
@@ -215,17 +226,19 @@ int churn_measure(const churn_cfg *cfg, int runs, churn_result *med, double *min
 void churn_csv_header(FILE *out)
 {
     bench_machine(out, "# ");
-    fprintf(out, "backend,region,live,cycles,touch,threads,cross,ns_per_cycle,ns_min,ns_max,peak_rss_kib,"
-                 "end_rss_kib,vmas_peak,minflt,release_calls,released_regions,failed_at,error\n");
+    fprintf(
+        out,
+        "backend,region,live,cycles,touch,threads,cross,ns_per_cycle,ns_min,ns_max,peak_rss_kib,"
+        "end_rss_kib,vmas_peak,minflt,release_calls,released_regions,failed_at,error\n");
 }
 
 void churn_csv_row(FILE *out, const churn_cfg *cfg, const churn_result *r, double mn, double mx)
 {
     fprintf(out, "%s,%zu,%zu,%zu,%zu,%zu,%zu,%.1f,%.1f,%.1f,%ld,%ld,%ld,%ld,%llu,%llu,%ld,%s\n",
             cfg->backend, cfg->region, cfg->live, cfg->cycles, cfg->touch, cfg->threads,
-            cfg->threads > 1 ? cfg->cross : 0, r->ns_per_cycle, mn, mx, r->peak_rss_kib, r->end_rss_kib, r->vmas_peak, r->minflt,
-            (unsigned long long)r->release_calls, (unsigned long long)r->released_regions,
-            r->failed_at, r->err ? strerror(r->err) : "");
+            cfg->threads > 1 ? cfg->cross : 0, r->ns_per_cycle, mn, mx, r->peak_rss_kib,
+            r->end_rss_kib, r->vmas_peak, r->minflt, (unsigned long long)r->release_calls,
+            (unsigned long long)r->released_regions, r->failed_at, r->err ? strerror(r->err) : "");
 }
 
 static void churn_usage(FILE *out)
@@ -324,7 +337,8 @@ int bench_churn_main(int argc, char **argv)
                "peak RSS", "end RSS", "VMAs", "minflt", "releases");
     }
     for (int b = 0; backends[b]; b++) {
-        if (!all && strcmp(backends[b], cfg.backend) != 0) continue;
+        if (!all && strcmp(backends[b], cfg.backend) != 0)
+            continue;
         churn_cfg one = cfg;
         one.backend = backends[b];
         churn_result r;
