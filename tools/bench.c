@@ -27,7 +27,8 @@ long bench_rss_kib(void)
     long size, rss = -1;
     FILE *f = fopen("/proc/self/statm", "r");
     if (f) {
-        if (fscanf(f, "%ld %ld", &size, &rss) != 2) rss = -1;
+        if (fscanf(f, "%ld %ld", &size, &rss) != 2)
+            rss = -1;
         fclose(f);
     }
     return rss * (sysconf(_SC_PAGESIZE) / 1024);
@@ -39,9 +40,11 @@ long bench_status_kib(const char *field)
     long v = -1;
     size_t n = strlen(field);
     FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
+    if (!f)
+        return -1;
     while (fgets(line, sizeof line, f))
-        if (strncmp(line, field, n) == 0) v = strtol(line + n, NULL, 10);
+        if (strncmp(line, field, n) == 0)
+            v = strtol(line + n, NULL, 10);
     fclose(f);
     return v;
 }
@@ -51,7 +54,8 @@ long bench_vmas(void)
     FILE *f = fopen("/proc/self/maps", "r");
     long n = 0;
     int c;
-    if (!f) return -1;
+    if (!f)
+        return -1;
     while ((c = getc(f)) != EOF)
         n += c == '\n';
     fclose(f);
@@ -93,7 +97,8 @@ int bench_parse_size(const char *s, size_t *out)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || v < 0) return EINVAL;
+    if (errno || end == s || v < 0)
+        return EINVAL;
     switch (*end) {
     case 'k':
     case 'K':
@@ -113,8 +118,10 @@ int bench_parse_size(const char *s, size_t *out)
     default:
         break;
     }
-    if (*end == 'i' || *end == 'B') end++;
-    if (*end != '\0') return EINVAL;
+    if (*end == 'i' || *end == 'B')
+        end++;
+    if (*end != '\0')
+        return EINVAL;
     *out = (size_t)v;
     return 0;
 }
@@ -133,7 +140,8 @@ double bench_median(double *v, int n)
 
 void bench_progress(const char *fmt, ...)
 {
-    if (!isatty(2) && !getenv("LACUNA_BENCH_PROGRESS")) return;
+    if (!isatty(2) && !getenv("LACUNA_BENCH_PROGRESS"))
+        return;
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "\r\033[K");
@@ -144,10 +152,12 @@ void bench_progress(const char *fmt, ...)
 int bench_in_child(void (*fn)(void *arg, void *out), void *arg, void *out, size_t size)
 {
     int fds[2];
-    if (pipe(fds) != 0) return -1;
+    if (pipe(fds) != 0)
+        return -1;
     fflush(NULL);
     pid_t pid = fork();
-    if (pid < 0) return -1;
+    if (pid < 0)
+        return -1;
     if (pid == 0) {
         close(fds[0]);
         memset(out, 0, size);
@@ -156,7 +166,8 @@ int bench_in_child(void (*fn)(void *arg, void *out), void *arg, void *out, size_
         size_t left = size;
         while (left) {
             ssize_t w = write(fds[1], p, left);
-            if (w <= 0) _exit(1);
+            if (w <= 0)
+                _exit(1);
             p += w;
             left -= (size_t)w;
         }
@@ -205,16 +216,26 @@ static int pair_main(int argc, char **argv)
     return 0;
 }
 
+/* The cases, in the order `lacuna-bench --help` lists them. */
+static const struct bench_case {
+    const char *name;
+    int (*main)(int argc, char **argv);
+    const char *what;
+} cases[] = {
+    {"demo", bench_demo_main, "100,000 guarded 64 KiB stacks: the naive way vs lacuna"},
+    {"churn", bench_churn_main, "free a random live region, allocate one, touch pages (--help)"},
+    {"burst", bench_burst_main, "live regions ramp 0 -> 100,000 -> 0: RSS over time, per backend"},
+    {"seed", bench_seed_main, "every answer to 'give these pages back', side by side"},
+    {"keep", bench_keep_main, "keep_resident: memset the hot top pages vs release and refault"},
+    {"pair", pair_main, "warm alloc+free pairs alone (for tools/callgrind-pair.sh)"},
+};
+
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: lacuna-bench CASE [options]\n"
-                 "cases:\n"
-                 "  demo     100,000 guarded 64 KiB stacks: the naive way vs lacuna\n"
-                 "  churn    free a random live region, allocate a fresh one, touch pages\n"
-                 "           (--help for its options)\n"
-                 "  keep     keep_resident: memset the hot top pages vs release and refault\n"
-                 "  pair     warm alloc+free pairs alone (for tools/callgrind-pair.sh)\n"
-                 "  all      every case with its default options (what `make bench` runs)\n");
+    fprintf(out, "usage: lacuna-bench CASE [options]   (`make bench` runs them all: "
+                 "tools/bench.sh)\ncases:\n");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        fprintf(out, "  %-8s %s\n", cases[i].name, cases[i].what);
 }
 
 int main(int argc, char **argv)
@@ -223,23 +244,14 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    const char *c = argv[1];
-    if (strcmp(c, "demo") == 0) return bench_demo_main(argc - 1, argv + 1);
-    if (strcmp(c, "churn") == 0) return bench_churn_main(argc - 1, argv + 1);
-    if (strcmp(c, "keep") == 0)
-        return bench_keep_main(argc - 1, argv + 1);
-    if (strcmp(c, "pair") == 0) return pair_main(argc - 1, argv + 1);
-    if (strcmp(c, "all") == 0) {
-        char *demo[] = {"demo", NULL};
-        char *churn[] = {"churn", "--backend", "all", NULL};
-        int rc = bench_demo_main(1, demo);
-        return rc ? rc : bench_churn_main(3, churn);
-    }
-    if (strcmp(c, "-h") == 0 || strcmp(c, "--help") == 0) {
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (strcmp(argv[1], cases[i].name) == 0)
+            return cases[i].main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "lacuna-bench: unknown case '%s'\n", c);
+    fprintf(stderr, "lacuna-bench: unknown case '%s'\n", argv[1]);
     usage(stderr);
     return 2;
 }

@@ -45,5 +45,7 @@ void churn_csv_row(FILE *out, const churn_cfg *cfg, const churn_result *r, doubl
 int bench_churn_main(int argc, char **argv);
 int bench_demo_main(int argc, char **argv);
 int bench_keep_main(int argc, char **argv);
+int bench_burst_main(int argc, char **argv);
+int bench_seed_main(int argc, char **argv);
 
 #endif

@@ -34,7 +34,8 @@ static void run(void *arg, void *out)
     lacuna_pool *pool = NULL;
     if (a == LACUNA) {
         lacuna_pool_config c = {.region_size = STACK, .capacity = STACKS};
-        if ((row->err = lacuna_pool_create(&c, &pool)) != 0) return;
+        if ((row->err = lacuna_pool_create(&c, &pool)) != 0)
+            return;
         lacuna_stats st;
         lacuna_pool_stats(pool, &st);
         snprintf(row->mode, sizeof row->mode, "%s guards",
@@ -75,7 +76,8 @@ static void run(void *arg, void *out)
         else
             lacuna_free(pool, stk[i]);
     }
-    if (a == LACUNA) lacuna_trim(pool);
+    if (a == LACUNA)
+        lacuna_trim(pool);
     uint64_t t2 = bench_now_ns();
     row->alloc_ms = (double)(t1 - t0) / 1e6;
     row->free_ms = (double)(t2 - t1) / 1e6;
