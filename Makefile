@@ -40,7 +40,7 @@ test-tsan: build-tsan/Makefile
 test-sanitize: test-asan test-tsan
 
 bench: all
-	./build/tools/lacuna-bench all
+	tools/bench.sh build
 
 install: all
 	$(CMAKE) --install build

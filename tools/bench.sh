@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# `make bench`: the whole side-by-side suite. Writes bench/results/*.csv (each with the machine
+# in a header comment) and, with gnuplot, docs/*.png. Progress goes to stderr. Budget: 10 minutes
+# on 2 cores. Usage: tools/bench.sh [build-dir]   (QUICK=1 for a fast smoke run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+bench="$build/tools/lacuna-bench"
+out=bench/results
+mkdir -p "$out" docs
+export LACUNA_BENCH_PROGRESS=1
+runs=${RUNS:-5}
+fast_cycles=500000 slow_cycles=20000 regions="16K 64K 256K 1M" touches="1 2 8"
+if [ -n "${QUICK:-}" ]; then
+  runs=1 fast_cycles=20000 slow_cycles=2000 regions="64K" touches="1"
+fi
+step() { printf '\n== %s\n' "$*" >&2; }
+# Append one lacuna-bench --csv run to a file: the first keeps its machine comment and header.
+csv_to() {
+  local file=$1; shift
+  if [ ! -s "$file" ]; then "$@" > "$file"; else "$@" | grep -v '^#' | tail -n +2 >> "$file"; fi
+}
+start=$(date +%s)
+
+step "demo"
+"$bench" demo | tee "$out/demo.txt"
+
+step "churn: regions ($regions) x touch ($touches) x backends, median of $runs"
+rm -f "$out/churn.csv" "$out/threads.csv"
+for region in $regions; do
+  for touch in $touches; do
+    for b in naive naive-noguard malloc lacuna lacuna-never lacuna-dontneed lacuna-free; do
+      cycles=$fast_cycles
+      case $b in naive|naive-noguard|lacuna-dontneed) cycles=$slow_cycles ;; esac
+      csv_to "$out/churn.csv" "$bench" churn --backend $b --region $region --touch $touch \
+        --cycles $cycles --runs $runs --csv
+    done
+  done
+done
+
+step "threads: churn with 1 and 2 threads, 50% of frees cross-thread"
+for b in malloc lacuna lacuna-never; do
+  for t in 1 2; do
+    csv_to "$out/threads.csv" "$bench" churn --backend $b --threads $t --cross 50 --runs $runs \
+      --cycles $fast_cycles --csv
+  done
+done
+
+step "burst: RSS over time"
+rounds=3; [ -n "${QUICK:-}" ] && rounds=1
+"$bench" burst --rounds $rounds > "$out/burst.csv"
+
+step "seed: every answer to 'give these pages back'"
+"$bench" seed > "$out/seed.csv"
+
+step "keep: memset vs release of a stack's top pages"
+"$bench" keep > "$out/keep.csv"
+
+if command -v valgrind >/dev/null; then
+  step "pair: instructions per warm alloc+free (callgrind)"
+  tools/callgrind-pair.sh "$bench" | tee "$out/pair.txt"
+fi
+
+for extra in tools/bench.d/*.sh; do # cases added by other layers (wipe, fibers)
+  [ -e "$extra" ] || continue
+  step "$(basename "$extra" .sh)"
+  BENCH="$bench" OUT="$out" RUNS=$runs QUICK=${QUICK:-} bash "$extra"
+done
+
+step "plots"
+if ! command -v gnuplot >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get install -y -qq gnuplot-nox >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq gnuplot-nox >/dev/null 2>&1; }) || true
+fi
+if command -v gnuplot >/dev/null; then
+  tools/plots.sh "$out" docs
+else
+  echo "SKIP plots: gnuplot is not installed and could not be installed" >&2
+fi
+echo "bench: done in $(( $(date +%s) - start )) s; results in $out/, plots in docs/" >&2
