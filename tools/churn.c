@@ -23,11 +23,21 @@ typedef struct churn {
     const churn_cfg *cfg;
     size_t page, guard;
     lacuna_pool *pool;
+    void *peer; /* a Boost.Context allocator (boost-* backends) */
     _Atomic(char *) *live;
     _Atomic int failed;
 } churn;
 
 /* ---- backends ---- */
+
+#ifdef LACUNA_BENCH_BOOST /* tools/boost_peers.cpp */
+void *boost_peer_create(const char *name, size_t region);
+void *boost_peer_alloc(void *state);
+void boost_peer_free(void *state, void *region);
+#define BOOST_BACKENDS "boost-protected", "boost-pooled",
+#else
+#define BOOST_BACKENDS
+#endif
 
 static void *naive_get(churn *c, int guard)
 {
@@ -50,6 +60,10 @@ static void *get(churn *c)
         return lacuna_alloc(c->pool);
     if (strcmp(b, "malloc") == 0)
         return malloc(c->cfg->region);
+#ifdef LACUNA_BENCH_BOOST
+    if (strncmp(b, "boost", 5) == 0)
+        return boost_peer_alloc(c->peer);
+#endif
     return naive_get(c, strcmp(b, "naive") == 0);
 }
 
@@ -60,6 +74,10 @@ static void put(churn *c, void *r)
         lacuna_free(c->pool, r);
     } else if (strcmp(b, "malloc") == 0) {
         free(r);
+#ifdef LACUNA_BENCH_BOOST
+    } else if (strncmp(b, "boost", 5) == 0) {
+        boost_peer_free(c->peer, r);
+#endif
     } else {
         size_t g = strcmp(b, "naive") == 0 ? c->guard : 0;
         munmap((char *)r - g, c->cfg->region + g);
@@ -69,6 +87,10 @@ static void put(churn *c, void *r)
 static int setup(churn *c)
 {
     const char *b = c->cfg->backend;
+#ifdef LACUNA_BENCH_BOOST
+    if (strncmp(b, "boost", 5) == 0)
+        return (c->peer = boost_peer_create(b, c->cfg->region)) ? 0 : EINVAL;
+#endif
     if (strncmp(b, "lacuna", 6) != 0)
         return 0;
     lacuna_pool_config pc = {.region_size = c->cfg->region,
@@ -86,9 +108,11 @@ static int setup(churn *c)
     return lacuna_pool_create(&pc, &c->pool);
 }
 
-static const char *const backends[] = {"naive",       "naive-noguard", "malloc",
-                                       "lacuna",      "lacuna-never",  "lacuna-dontneed",
-                                       "lacuna-free", "lacuna-zero",   NULL};
+/* clang-format off */
+static const char *const backends[] = {
+    "naive", "naive-noguard", "malloc", "lacuna", "lacuna-never", "lacuna-dontneed",
+    "lacuna-free", "lacuna-zero", BOOST_BACKENDS NULL};
+/* clang-format on */
 
 /* ---- the workload ---- */
 
