@@ -200,4 +200,6 @@ LACUNA_API int lacuna_overflow_handler_install(void);
 }
 #endif
 
+#include "lacuna/fiber.h"
+
 #endif /* LACUNA_H */

@@ -103,4 +103,42 @@ bool lac_overflow_register(const lacuna_pool *pool, uintptr_t base, size_t size,
 void lac_overflow_set_namer(const lacuna_pool *pool, lac_region_namer namer, void *ctx);
 void lac_overflow_unregister(const lacuna_pool *pool);
 
+/* ---- arch/switch_*.S: the context switch (one file per CPU) -----------------------------------
+ */
+
+/* Save the running context on its own stack, store its stack pointer in *save_sp, and resume the
+ * context whose stack pointer is load_sp (made by lac_ctx_init or saved by a switch). Saves what
+ * the ABI makes callee-saved (see the .S file); returns when something switches back. */
+void lac_ctx_switch(void **save_sp, void *load_sp);
+
+/* Build a context at the top of a fresh stack that calls entry(arg) when first switched to; entry
+ * must never return. Returns the context's stack pointer. Writes only the top ~200 bytes. */
+void *lac_ctx_init(void *stack_top, void (*entry)(void *), void *arg);
+
+/* ---- fiber.c: the scheduler, as chan.c needs it ------------------------------------------------
+ */
+
+typedef struct lac_fiber lac_fiber;
+
+/* The running fiber of the calling thread, or NULL in thread context. */
+lac_fiber *lac_fiber_self(void);
+
+/* Block the running fiber (precondition: lac_fiber_self() != NULL) until lac_fiber_ready(it). The
+ * caller must have recorded where it waits first; other fibers run meanwhile. */
+void lac_fiber_park(void);
+
+/* Make a parked fiber of the calling thread runnable (back of the run queue). */
+void lac_fiber_ready(lac_fiber *fiber);
+
+/* Whether a fiber belongs to the calling thread's scheduler. */
+bool lac_fiber_local(const lac_fiber *fiber);
+
+/* A fiber parked on a channel: lives on the parked fiber's own stack (valid while it waits). */
+typedef struct lac_waiter {
+    struct lac_waiter *next; /* FIFO link in the channel's send or receive queue */
+    lac_fiber *fiber;
+    void *elem; /* the element to send, or where to receive */
+    int result; /* 0, or EPIPE when woken by a close */
+} lac_waiter;
+
 #endif /* LACUNA_INTERNAL_H */

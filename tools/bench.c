@@ -228,6 +228,8 @@ static const struct bench_case {
     {"seed", bench_seed_main, "every answer to 'give these pages back', side by side"},
     {"keep", bench_keep_main, "keep_resident: memset the hot top pages vs release and refault"},
     {"pair", pair_main, "warm alloc+free pairs alone (for tools/callgrind-pair.sh)"},
+    {"skynet", bench_skynet_main, "1,111,111 fibers on guarded pool stacks: time, peak RSS"},
+    {"switch", bench_switch_main, "ns per fiber switch (lacuna_yield) and per spawn+join"},
 };
 
 static void usage(FILE *out)

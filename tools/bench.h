@@ -47,5 +47,7 @@ int bench_demo_main(int argc, char **argv);
 int bench_keep_main(int argc, char **argv);
 int bench_burst_main(int argc, char **argv);
 int bench_seed_main(int argc, char **argv);
+int bench_skynet_main(int argc, char **argv); /* fiber_bench.c */
+int bench_switch_main(int argc, char **argv); /* fiber_bench.c */
 
 #endif

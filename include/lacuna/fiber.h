@@ -1,0 +1,144 @@
+/* lacuna/fiber.h — green threads (fibers) whose stacks are regions of one shared lacuna pool.
+ *
+ * Included by <lacuna.h>; include that one. Every OS thread that calls lacuna_go gets its own
+ * scheduler, created on the first spawn and torn down when lacuna_run (or a lacuna_join from the
+ * thread itself) returns with no fiber of that thread left. Fibers never migrate between threads;
+ * all threads share one stack pool (64 KiB guarded stacks unless lacuna_fiber_configure says
+ * otherwise). A fiber's stack goes back to the pool as soon as the fiber ends.
+ *
+ * Scheduling, per thread, cooperative: a fiber runs until it yields, blocks (channel, sleep, fd
+ * wait, join) or ends. A fiber spawned BY A FIBER runs at once, and its spawner runs right after
+ * it gives up the CPU (Go's `runnext`, taken one step further): a spawn-heavy tree is walked depth
+ * first and few stacks are live at once. Everything else (yield, wake-ups, spawns from the thread
+ * itself) is first in, first out.
+ *
+ * Conventions as in <lacuna.h>: 0 or a positive errno value; pointer results are NULL + errno;
+ * bad input is EINVAL, never a crash. "Thread context" below means code running on a thread's
+ * own stack (not inside any fiber), e.g. main() before or after lacuna_run.
+ */
+#ifndef LACUNA_FIBER_H
+#define LACUNA_FIBER_H
+
+#include "../lacuna.h"
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lacuna_fiber lacuna_fiber; /* a handle: it stays safe to pass after the fiber is
+                                             reclaimed (calls then fail with EINVAL) */
+typedef struct lacuna_chan lacuna_chan;
+
+#define LACUNA_FIBER_NAME_MAX 32 /* bytes of a fiber name kept, with the terminating NUL */
+
+/* ---------------------------------------------------------------------------------------------
+ * Stacks
+ * ------------------------------------------------------------------------------------------- */
+
+/* Create the shared stack pool from *config (region_size = stack size, guard, release policy,
+ * cache, ...) instead of the default (64 KiB stacks, one guard page each, capacity 65536, the
+ * pool's default cache and decay). Any thread, before the first lacuna_go of the process.
+ * Returns 0, or EINVAL (config NULL or rejected by lacuna_pool_create), EBUSY (the pool exists
+ * already: a fiber was spawned or this was called before), ENOTSUP/ENOMEM from the pool. */
+LACUNA_API int lacuna_fiber_configure(const lacuna_pool_config *config);
+
+/* The shared stack pool (for lacuna_pool_stats, lacuna_trim), or NULL before the first spawn or
+ * lacuna_fiber_configure. Owned by the runtime: never destroy it. Any thread. */
+LACUNA_API lacuna_pool *lacuna_fiber_pool(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Fibers
+ * ------------------------------------------------------------------------------------------- */
+
+/* Spawn fn(arg) on the calling thread's scheduler (creating it, with the thread's alternate
+ * signal stack and the overflow handler, on first use). From a fiber, the new fiber runs before
+ * this returns (at least until it first blocks or yields); from thread context it is queued and
+ * runs under lacuna_run or lacuna_join. Returns a handle to join or detach exactly once, or NULL
+ * with errno EINVAL (fn NULL), ENOMEM (every stack slot is live, or no memory), or an errno from
+ * creating the scheduler (epoll, sigaltstack). */
+LACUNA_API lacuna_fiber *lacuna_go(void *(*fn)(void *arg), void *arg);
+
+/* lacuna_go with a name (truncated to LACUNA_FIBER_NAME_MAX - 1 bytes; NULL = unnamed), set
+ * before the fiber first runs. A stack overflow in it prints
+ *     lacuna: stack overflow in fiber "NAME" (region N, fault at 0x...)
+ * and the process dies by SIGSEGV. Unnamed fibers are reported as "(unnamed)". */
+LACUNA_API lacuna_fiber *lacuna_go_named(const char *name, void *(*fn)(void *arg), void *arg);
+
+/* Rename a fiber of the calling thread (NULL fiber = the calling fiber). 0, or EINVAL (no such
+ * fiber: stale handle, another thread's fiber, NULL fiber from thread context). */
+LACUNA_API int lacuna_fiber_set_name(lacuna_fiber *fiber, const char *name);
+
+/* The calling fiber, or NULL in thread context. */
+LACUNA_API lacuna_fiber *lacuna_self(void);
+
+/* Let the other runnable fibers of this thread run; the caller goes to the back of the queue.
+ * Returns at once when nothing else is runnable. A no-op in thread context. */
+LACUNA_API void lacuna_yield(void);
+
+/* Wait until the fiber ends, reclaim it and return fn's result. From a fiber, the caller blocks;
+ * from thread context, the thread runs its scheduler until that fiber ends. On error returns NULL
+ * with errno (set errno = 0 first if fn may return NULL):
+ *   EINVAL  NULL or stale handle (already joined, or detached and ended), a detached fiber, a
+ *           fiber another fiber is already joining, a fiber of another thread;
+ *   EDEADLK joining yourself; or, from thread context, every fiber of the thread is blocked with
+ *           no timer and no fd wait (the fiber stays joinable). */
+LACUNA_API void *lacuna_join(lacuna_fiber *fiber);
+
+/* Let the fiber reclaim itself when it ends (at once if it has ended). 0, or EINVAL (NULL or
+ * stale handle, already detached, being joined, a fiber of another thread). */
+LACUNA_API int lacuna_detach(lacuna_fiber *fiber);
+
+/* Run this thread's fibers until none is left, then tear the scheduler down. Thread context only.
+ * Returns 0 (also when nothing was ever spawned), EPERM (called from a fiber), EDEADLK (every
+ * remaining fiber is blocked on a channel or a join, with no timer and no fd wait to wake it: they
+ * stay blocked; close or feed their channels from thread context and call lacuna_run again), or
+ * an errno from epoll_wait. */
+LACUNA_API int lacuna_run(void);
+
+/* Block the calling fiber for at least ms milliseconds (0: a yield); in thread context, sleep the
+ * thread (no fibers run meanwhile). Returns 0. */
+LACUNA_API int lacuna_sleep_ms(unsigned ms);
+
+/* Block the calling fiber until fd is ready for `events` (POLLIN, POLLOUT or both), has an error
+ * or hang-up, or timeout_ms passes (< 0: no timeout). In thread context it is a plain poll(2).
+ * Returns 0 when ready (the next read/write says how), ETIMEDOUT, EINVAL (events not a non-empty
+ * subset of POLLIN|POLLOUT), EBADF, EBUSY (another fiber of this thread waits on the same fd), or
+ * an errno from epoll_ctl. Files epoll cannot watch (regular files) are always ready. */
+LACUNA_API int lacuna_fd_wait(int fd, short events, int timeout_ms);
+
+/* ---------------------------------------------------------------------------------------------
+ * Channels: typed by element size, FIFO, for the fibers of ONE thread at a time
+ * ------------------------------------------------------------------------------------------- */
+
+/* A channel of elements of elem_size bytes holding up to capacity of them (0 = unbuffered: a send
+ * completes only when a receiver takes it). NULL + errno: EINVAL (elem_size 0, or elem_size *
+ * capacity overflowing), ENOMEM. Any thread. */
+LACUNA_API lacuna_chan *lacuna_chan_make(size_t elem_size, size_t capacity);
+
+/* Copy *elem into the channel, blocking the calling fiber (never the thread) while the channel is
+ * full (unbuffered: until a receiver takes it). Returns 0, or
+ *   EPIPE   the channel is closed (also when it is closed while the sender waits: not delivered);
+ *   EPERM   it would block and the caller is not a fiber (thread context never blocks here);
+ *   EINVAL  chan or elem NULL, or fibers of another thread are waiting on the channel. */
+LACUNA_API int lacuna_chan_send(lacuna_chan *chan, const void *elem);
+
+/* Take the oldest element into *elem, blocking the calling fiber while there is none. Returns 0,
+ * or EPIPE (closed and drained: *elem untouched), EPERM, EINVAL as lacuna_chan_send. */
+LACUNA_API int lacuna_chan_recv(lacuna_chan *chan, void *elem);
+
+/* Close: later sends fail with EPIPE; receivers drain what is buffered, then get EPIPE. Waiting
+ * senders and receivers are woken with EPIPE. Any context on the channel's thread. Returns 0, or
+ * EINVAL (NULL, or waiters of another thread), EALREADY (closed before). */
+LACUNA_API int lacuna_chan_close(lacuna_chan *chan);
+
+/* Free a channel (buffered elements are dropped). NULL is a no-op. Returns 0, or EBUSY when a
+ * fiber still waits on it (nothing is freed). */
+LACUNA_API int lacuna_chan_free(lacuna_chan *chan);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LACUNA_FIBER_H */
