@@ -520,9 +520,8 @@ static __attribute__((noreturn)) void fiber_entry(void *arg)
     san_after(s, f);
     if (s->zombie)
         reap(s);
-    f->arg = f->fn(f->arg);
+    f->arg = f->fn(f->arg); /* the same thread's scheduler still: fibers never migrate */
 
-    s = tls_sched; /* fibers never migrate; reloaded only for clarity */
     f->state = F_DONE;
     s->live--;
     if (f->joiner) {
@@ -647,9 +646,11 @@ int lacuna_run(void)
         return 0;
     if (s->cur)
         return EPERM;
+    int saved = errno; /* the result is the error: keep the caller's errno */
     int err = sched_loop(s, NULL);
     if (err == 0)
         sched_free(s);
+    errno = saved;
     return err;
 }
 
@@ -805,7 +806,7 @@ int lacuna_detach(lacuna_fiber *h)
     return 0;
 }
 
-int lacuna_sleep_ms(unsigned ms)
+static int sleep_ms(unsigned ms)
 {
     lac_sched *s = tls_sched;
     if (s == NULL || s->cur == NULL) {
@@ -832,7 +833,7 @@ int lacuna_sleep_ms(unsigned ms)
     return 0;
 }
 
-int lacuna_fd_wait(int fd, short events, int timeout_ms)
+static int fd_wait(int fd, short events, int timeout_ms)
 {
     if (events == 0 || (events & ~(POLLIN | POLLOUT)))
         return EINVAL;
@@ -880,6 +881,23 @@ int lacuna_fd_wait(int fd, short events, int timeout_ms)
     s->nio--;
     (void)epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
     return self->timed_out ? ETIMEDOUT : 0;
+}
+
+/* Both return their error: the caller's errno survives the syscalls made underneath. */
+int lacuna_sleep_ms(unsigned ms)
+{
+    int saved = errno;
+    int err = sleep_ms(ms);
+    errno = saved;
+    return err;
+}
+
+int lacuna_fd_wait(int fd, short events, int timeout_ms)
+{
+    int saved = errno;
+    int err = fd_wait(fd, events, timeout_ms);
+    errno = saved;
+    return err;
 }
 
 /* ---- for chan.c ---------------------------------------------------------------------------- */

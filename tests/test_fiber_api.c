@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -192,11 +193,60 @@ TEST(misuse)
     CHECK_EQ(lacuna_fd_wait(0, 0, 0), EINVAL);
     CHECK_EQ(lacuna_fd_wait(0, POLLPRI, 0), EINVAL);
 
+    /* errors come back as return values; errno is the caller's */
+    errno = 1234;
+    CHECK_EQ(lacuna_fd_wait(-1, POLLIN, 0), EBADF);
+    CHECK_EQ(lacuna_sleep_ms(1), 0);
+    CHECK_EQ(lacuna_run(), 0);
+    CHECK_EQ(errno, 1234);
+
     /* configuring after the pool exists */
     lacuna_pool_config pc = {.region_size = 32 * 1024};
     CHECK_EQ(lacuna_fiber_configure(&pc), EBUSY);
     CHECK_EQ(lacuna_fiber_configure(NULL), EINVAL);
     pool_idle();
+}
+
+static void *touch_stack(void *arg)
+{
+    volatile char buf[4096];
+    memset((char *)buf, 1, sizeof buf);
+    *(uintptr_t *)arg = (uintptr_t)buf;
+    return NULL;
+}
+
+TEST(configured_stacks_go_back_to_the_kernel)
+{
+    /* 48 KiB: not the default, and roomy enough for sanitizer runtimes on the fiber's stack */
+    lacuna_pool_config pc = {.region_size = 48 * 1024, .capacity = 4, .cache = LACUNA_CACHE_NONE};
+    CHECK_EQ(lacuna_fiber_configure(&pc), 0);
+    CHECK_EQ(lacuna_fiber_configure(&pc), EBUSY);
+    lacuna_stats st;
+    lacuna_pool_stats(lacuna_fiber_pool(), &st);
+    CHECK_EQ(st.region_size, 48 * 1024);
+    CHECK_EQ(st.capacity, 4);
+
+    uintptr_t where = 0;
+    CHECK(lacuna_join(lacuna_go(touch_stack, &where)) == NULL);
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char vec = 1;
+    CHECK_EQ(mincore((void *)(where & ~(pg - 1)), pg, &vec), 0);
+    CHECK_EQ(vec & 1, 0); /* the ended fiber's stack page went back to the kernel */
+    lacuna_pool_stats(lacuna_fiber_pool(), &st);
+    CHECK(st.released_regions >= 1);
+    CHECK_EQ(st.live, 0);
+
+    /* four stacks: a fifth live fiber gets ENOMEM, and the others are unharmed */
+    lacuna_fiber *f[4];
+    for (int i = 0; i < 4; i++)
+        CHECK((f[i] = lacuna_go(yielder, (void *)(uintptr_t)i)) != NULL);
+    errno = 0;
+    CHECK(lacuna_go(yielder, NULL) == NULL);
+    CHECK_EQ(errno, ENOMEM);
+    CHECK_EQ(lacuna_run(), 0);
+    for (int i = 0; i < 4; i++)
+        CHECK(lacuna_join(f[i]) == NULL);
+    CHECK_EQ(norder, 12);
 }
 
 static void *run_inside(void *arg)
