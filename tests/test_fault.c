@@ -403,6 +403,7 @@ static void small_stack_child(void *unused)
     free_all(victim, r, 100, live);
     char *s = lacuna_alloc(stacks);
     CHECK(s != NULL);
+    memset(s, 0xcc, stack); /* paint it, to measure how deep the release went */
     CHECK_EQ(getcontext(&small_ctx), 0);
     small_ctx.uc_stack.ss_sp = s;
     small_ctx.uc_stack.ss_size = stack;
@@ -412,7 +413,11 @@ static void small_stack_child(void *unused)
     lacuna_stats st = stats(victim);
     CHECK_EQ(st.released_regions, 100);
     CHECK_EQ(pool_resident(victim, r[0]), 0);
-    fprintf(stderr, "released on a %zu KiB stack\n", stack / KIB);
+    size_t untouched = 0;
+    while (untouched < stack && (unsigned char)s[untouched] == 0xcc)
+        untouched++;
+    fprintf(stderr, "released on a %zu KiB stack, %zu bytes of it used\n", stack / KIB,
+            stack - untouched);
 }
 
 TEST(release_fits_small_stack)
@@ -424,6 +429,7 @@ TEST(release_fits_small_stack)
         fprintf(stderr, "child: status %#x\n%s", st, err);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     CHECK(strstr(err, "released on a") != NULL);
+    fprintf(stderr, "%s", err);
 }
 
 /* ---- random operations with random faults, against a model ---------------------------------- */
