@@ -66,7 +66,7 @@ fuzz: build-fuzz/Makefile
 	  -print_final_stats=1 corpus ../tests/fuzz/corpus
 
 # The model test at scale: SOAK_OPS random operations (half per pool configuration) on 2 threads.
-SOAK_OPS ?= 20000000
+SOAK_OPS ?= 100000000
 soak: build-test/Makefile
 	$(CMAKE) --build build-test -j $(JOBS)
 	LACUNA_SOAK_OPS=$(SOAK_OPS) LACUNA_TEST_TIMEOUT=3600 ./build-test/tests/test_soak
