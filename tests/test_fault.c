@@ -413,6 +413,11 @@ static void small_stack_child(void *unused)
     lacuna_stats st = stats(victim);
     CHECK_EQ(st.released_regions, 100);
     CHECK_EQ(pool_resident(victim, r[0]), 0);
+    if (lt_under_valgrind()) { /* memcheck calls reading a dead stack an error */
+        fprintf(stderr, "released on a %zu KiB stack (use not measured under valgrind)\n",
+                stack / KIB);
+        return;
+    }
     size_t untouched = 0;
     while (untouched < stack && (unsigned char)s[untouched] == 0xcc)
         untouched++;
@@ -420,9 +425,8 @@ static void small_stack_child(void *unused)
             stack - untouched);
 }
 
-TEST(release_fits_small_stack)
+TEST(release_fits_small_stack) /* without the injector: the same trim, minus the partial call */
 {
-    need_injector();
     char err[4096];
     int st = lt_fork_run(small_stack_child, NULL, err, sizeof err);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
