@@ -78,7 +78,7 @@ install: all
 	$(CMAKE) --install build
 
 format:
-	clang-format -i include/*.h include/lacuna/*.h src/*.c src/*.h tests/*.c tests/*.h tools/*.c tools/*.h examples/*.c 2>/dev/null || true
+	clang-format -i include/*.h include/lacuna/*.h src/*.c src/*.h tests/*.c tests/*.h tests/fuzz/*.c tools/*.c tools/*.h examples/*.c 2>/dev/null || true
 
 clean:
 	rm -rf build build-test build-asan build-tsan build-fuzz
