@@ -65,7 +65,7 @@ fuzz: build-fuzz/Makefile
 	cd build-fuzz && ./tests/fuzz/fuzz_pool -max_total_time=$(FUZZ_SECONDS) -timeout=20 \
 	  -print_final_stats=1 corpus ../tests/fuzz/corpus
 
-# The model test at scale: SOAK_OPS random operations (half per pool configuration) on 2 threads.
+# The model test at scale: SOAK_OPS random operations (a third per pool configuration) on 2 threads.
 SOAK_OPS ?= 100000000
 soak: build-test/Makefile
 	$(CMAKE) --build build-test -j $(JOBS)

@@ -10,9 +10,10 @@
  *     region may be live again, rightly, by the time of the second free);
  *   - stats disagreeing with the model when the threads are done.
  * Ops: LACUNA_SOAK_OPS in total (default 200,000: the ctest run); `make soak` runs 10,000,000.
- * Each TEST runs half the ops on its own pool configuration. Seeded; not a benchmark. */
+ * Each TEST runs its share of the ops on its own pool configuration; the third injects release
+ * and guard failures (fault-injection builds) while both threads run. Seeded; not a benchmark. */
 #define _GNU_SOURCE
-#include "lacuna.h"
+#include "internal.h" /* lac_fault_inject, a no-op without the fault injector */
 #include "test.h"
 
 #include <pthread.h>
@@ -27,6 +28,7 @@ typedef struct soak {
     size_t capacity, slots, region;
     uint64_t ops; /* per thread */
     unsigned flags;
+    bool faults;             /* inject release and guard failures as it goes */
     _Atomic(char *) *slot;   /* the shared live set: a region or NULL */
     _Atomic uint8_t *owned;  /* per region index: 1 while handed out */
     _Atomic uint64_t *stamp; /* per region index: what its owner wrote into it */
@@ -86,8 +88,14 @@ static void *work(void *arg)
         unsigned what = (unsigned)(r & 0xffff);
         if (what < 16) { /* ~1 in 4096 */
             int rc = lacuna_trim(s->pool);
-            if (rc != 0)
+            if (rc != 0 && !s->faults)
                 diverge(s, "trim failed", NULL);
+            continue;
+        }
+        if (what < 80 && s->faults) { /* the next release or guard call of either thread fails */
+            static const int errs[] = {ENOMEM, EAGAIN, EINVAL, EPERM, LAC_FAULT_PARTIAL};
+            lac_fault_inject(r >> 40 & 1 ? LAC_OP_GUARD : LAC_OP_RELEASE, 1 + (r >> 41 & 3),
+                             errs[(r >> 44) % 5]);
             continue;
         }
         if (what < 32) {
@@ -151,11 +159,15 @@ static uint64_t total_ops(void)
     return n ? n : 200000;
 }
 
-static void run(lacuna_pool_config c, size_t slots, uint64_t seed)
+static void run(lacuna_pool_config c, size_t slots, uint64_t seed, bool faults)
 {
     enum { THREADS = 2 };
-    soak s = {.capacity = c.capacity, .slots = slots, .region = c.region_size, .flags = c.flags};
-    s.ops = total_ops() / 2 / THREADS; /* each TEST runs half of the total */
+    soak s = {.capacity = c.capacity,
+              .slots = slots,
+              .region = c.region_size,
+              .flags = c.flags,
+              .faults = faults};
+    s.ops = total_ops() / 3 / THREADS; /* each TEST runs a third of the total */
     CHECK_EQ(lacuna_pool_create(&c, &s.pool), 0);
     s.slot = calloc(slots, sizeof *s.slot);
     s.owned = calloc(c.capacity, sizeof *s.owned);
@@ -169,6 +181,8 @@ static void run(lacuna_pool_config c, size_t slots, uint64_t seed)
     }
     for (int i = 0; i < THREADS; i++)
         pthread_join(t[i], NULL);
+    for (int op = 0; op < LAC_OP_COUNT; op++)
+        lac_fault_inject((lac_op)op, 0, 0);
 
     lacuna_stats st;
     lacuna_pool_stats(s.pool, &st);
@@ -187,10 +201,11 @@ static void run(lacuna_pool_config c, size_t slots, uint64_t seed)
         diverge(&s, "not empty at the end", NULL);
     fprintf(stderr,
             "%llu ops on 2 threads: %llu allocs, %llu frees, %llu ENOMEM, %llu released, "
-            "%llu divergences\n",
+            "%llu failed releases, %llu divergences\n",
             (unsigned long long)(s.ops * THREADS), (unsigned long long)s.allocs,
             (unsigned long long)s.frees, (unsigned long long)s.enomem,
-            (unsigned long long)st.released_regions, (unsigned long long)s.divergences);
+            (unsigned long long)st.released_regions, (unsigned long long)st.release_errors,
+            (unsigned long long)s.divergences);
     CHECK_EQ(s.divergences, 0);
     lacuna_pool_destroy(s.pool);
     free(s.slot);
@@ -206,7 +221,7 @@ TEST(soak_thread_caches_background)
     run(
         (lacuna_pool_config){
             .region_size = 16 * KIB, .capacity = 2048, .decay_ms = 2, .flags = LACUNA_BACKGROUND},
-        2900, 1);
+        2900, 1, false);
 }
 
 /* LACUNA_ZERO with a small shared cache (no thread caches): a release on most frees, every
@@ -216,5 +231,18 @@ TEST(soak_zero_small_cache)
     run(
         (lacuna_pool_config){
             .region_size = 16 * KIB, .capacity = 1024, .cache = 16, .flags = LACUNA_ZERO},
-        1400, 2);
+        1400, 2, false);
+}
+
+/* Release and guard failures injected while both threads run (a no-op without the injector):
+ * failed releases go back to the warm list as the other thread pops it, guard failures make
+ * allocs fail with ENOMEM; LACUNA_ZERO regions still read zero, nothing is handed out twice. */
+TEST(soak_zero_with_faults)
+{
+    run((lacuna_pool_config){.region_size = 16 * KIB,
+                             .capacity = 1024,
+                             .cache = 64,
+                             .decay_ms = 1,
+                             .flags = LACUNA_ZERO},
+        1400, 3, true);
 }
