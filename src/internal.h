@@ -75,7 +75,7 @@ long lac_os_scan(const void *addr, size_t len, uint64_t category, lac_run *runs,
 
 /* Test-only fault injection (CMake -DLACUNA_FAULT_INJECTION=ON): make the nth call (1 = the next)
  * of an operation fail with err, or with LAC_FAULT_PARTIAL make the nth batched release stop
- * after its first range. nth = 0 disarms. */
+ * halfway through its first range (the rest must be completed). nth = 0 disarms. */
 typedef enum lac_op {
     LAC_OP_RESERVE,
     LAC_OP_RELEASE,

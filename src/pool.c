@@ -740,6 +740,17 @@ static size_t round_up(size_t x, size_t to)
     return (x + to - 1) / to * to;
 }
 
+/* The pool's condition variables; also remade in a forked child (see fork_child). */
+static void init_conds(lacuna_pool *p)
+{
+    pthread_cond_init(&p->released, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->bg_wake, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
 /* Fill in the geometry and policy from a config, applying defaults. EINVAL, ENOTSUP or 0. */
 static int configure(lacuna_pool *p, const lacuna_pool_config *c)
 {
@@ -834,12 +845,7 @@ int lacuna_pool_create(const lacuna_pool_config *c, lacuna_pool **out)
     clock_gettime(CLOCK_MONOTONIC_COARSE, &p->born);
 
     pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->released, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->bg_wake, &ca);
-    pthread_condattr_destroy(&ca);
+    init_conds(p);
 
     pthread_mutex_lock(&registry_lock);
     p->id = next_pool_id++;
@@ -922,8 +928,27 @@ static void fork_parent(void)
     pthread_mutex_unlock(&registry_lock);
 }
 
-/* The child has one thread: reclaim the caches of threads that no longer exist, and forget the
- * background threads (they were not copied). */
+/* Slots that another thread had out for release when the process forked (pool lock held, child
+ * only). That thread does not exist in the child, so they would never come back, and once only
+ * they were left, alloc_slow would wait for their release forever. Their pages in the child are
+ * what was copied, released or not: they go back as warm (zeroed on hand-out under LACUNA_ZERO). */
+static void reclaim_releasing(lacuna_pool *p)
+{
+    for (size_t s = 0; s < p->fresh && p->releasing > 0; s++) {
+        if (state_get(p, s) == S_RELEASING) {
+            state_set(p, s, S_WARM);
+            warm_push(p, (uint32_t)s, 0);
+            p->releasing--;
+        }
+    }
+    p->releasing = 0;
+}
+
+/* The child has one thread: reclaim the caches of threads that no longer exist and the slots they
+ * were releasing, forget the background threads (they were not copied; the child's pools decay
+ * on pool calls and lacuna_trim only), and remake the condition variables: they may count
+ * waiters that were not copied (the background thread in its timed wait), and glibc's
+ * pthread_cond_destroy waits for those forever. */
 static void fork_child(void)
 {
     pthread_t self = pthread_self();
@@ -934,7 +959,11 @@ static void fork_child(void)
                 tc->owned = false;
             }
         }
+        if (p->releasing > 0)
+            reclaim_releasing(p);
+        init_conds(p);
         p->bg_running = false;
+        p->bg_stop = false;
         pthread_mutex_unlock(&p->lock);
     }
     pthread_mutex_unlock(&registry_lock);

@@ -73,6 +73,9 @@ long lt_status_kib(
     const char *field);  /* e.g. "VmPTE:", "VmHWM:", "RssShmem:" from /proc/self/status */
 long lt_vma_count(void); /* lines of /proc/self/maps */
 long lt_minflt(void);    /* getrusage minor faults */
+/* 1 when running under valgrind (make test-valgrind): it reserves less address space and runs
+ * forks slowly, so a few tests scale down or skip, saying so. */
+int lt_under_valgrind(void);
 /* Run fn(arg) in a forked child; return its wait status. Child's stderr goes to err_buf. */
 int lt_fork_run(void (*fn)(void *), void *arg, char *err_buf, size_t err_len);
 

@@ -7,6 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+
 #define LT_MAX 128
 
 static struct {
@@ -65,6 +71,15 @@ long lt_minflt(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_minflt;
+}
+
+int lt_under_valgrind(void)
+{
+#ifdef RUNNING_ON_VALGRIND
+    return RUNNING_ON_VALGRIND != 0;
+#else
+    return getenv("LACUNA_UNDER_VALGRIND") != NULL;
+#endif
 }
 
 int lt_fork_run(void (*fn)(void *), void *arg, char *err_buf, size_t err_len)
