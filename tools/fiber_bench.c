@@ -5,7 +5,8 @@
  * its parent over a channel; each parent sums its 10 children and sends the sum up. Every fiber
  * gets its own guarded stack from the pool. Channels hold 10 elements (a parent's children never
  * wait to hand in their number; --unbuffered makes them rendezvous). Each run is a fresh child
- * process, so its peak RSS (VmHWM) is its own.
+ * process, so its peak RSS (VmHWM) is its own. --threads T deals the root's 10 subtrees to T
+ * threads sharing the stack pool.
  *
  * switch — ns per context switch (two fibers ping-ponging with lacuna_yield) and ns per
  * spawn+join of an empty fiber (from a fiber: the child runs at once, the spawner right after).
@@ -15,6 +16,7 @@
 #include "lacuna.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +24,7 @@
 
 typedef struct {
     size_t stack, capacity;
-    int runs, unbuffered;
+    int runs, unbuffered, threads;
 } sky_cfg;
 
 typedef struct {
@@ -68,6 +70,58 @@ static void *skynet(void *p)
     return NULL;
 }
 
+/* --threads T: the root's 10 subtrees are dealt round-robin to T threads; each thread runs a
+ * root fiber of its own for its share (fibers and channels never cross threads), and the main
+ * thread adds up what the threads return. */
+typedef struct {
+    int t, threads;
+    long sum;
+} sky_part;
+
+static void *sky_part_root(void *p)
+{
+    sky_part *part = p;
+    lacuna_chan *c = lacuna_chan_make(sizeof(long), 10);
+    if (c == NULL)
+        abort();
+    sky_arg child = {c, 0, 100000};
+    int n = 0;
+    for (long i = part->t; i < 10; i += part->threads, n++) {
+        child.num = i * child.size;
+        lacuna_fiber *f = lacuna_go(skynet, &child);
+        if (f == NULL)
+            abort();
+        lacuna_detach(f);
+    }
+    long v;
+    for (int i = 0; i < n; i++) {
+        lacuna_chan_recv(c, &v);
+        part->sum += v;
+    }
+    lacuna_chan_free(c);
+    return NULL;
+}
+
+static void *sky_thread(void *p)
+{
+    lacuna_fiber *f = lacuna_go(sky_part_root, p);
+    if (f == NULL)
+        abort();
+    lacuna_join(f);
+    return NULL;
+}
+
+static void sky_stats(sky_out *o)
+{
+    lacuna_stats st;
+    lacuna_pool_stats(lacuna_fiber_pool(), &st);
+    o->allocs = st.allocs;
+    o->used = st.used;
+    o->guard = st.guard;
+    lacuna_trim(lacuna_fiber_pool());
+    o->trimmed_kib = bench_rss_kib();
+}
+
 static void sky_run(void *arg, void *out)
 {
     const sky_cfg *cfg = arg;
@@ -78,6 +132,27 @@ static void sky_run(void *arg, void *out)
     o->err = lacuna_fiber_configure(&pc);
     if (o->err)
         return;
+    if (cfg->threads > 1) {
+        sky_part parts[10];
+        pthread_t tid[10];
+        uint64_t t0 = bench_now_ns();
+        for (int t = 0; t < cfg->threads; t++) {
+            parts[t] = (sky_part){t, cfg->threads, 0};
+            if (pthread_create(&tid[t], NULL, sky_thread, &parts[t]) != 0)
+                abort();
+        }
+        for (int t = 0; t < cfg->threads; t++) {
+            pthread_join(tid[t], NULL);
+            o->result += parts[t].sum;
+        }
+        o->ms = (double)(bench_now_ns() - t0) / 1e6;
+        printf("Result: %ld in %.0f ms.\n", o->result, o->ms);
+        fflush(stdout);
+        o->peak_kib = bench_status_kib("VmHWM:");
+        o->after_kib = bench_rss_kib();
+        sky_stats(o);
+        return;
+    }
     lacuna_chan *top = lacuna_chan_make(sizeof(long), 1);
     sky_arg root = {top, 0, 1000000};
     uint64_t t0 = bench_now_ns();
@@ -94,13 +169,7 @@ static void sky_run(void *arg, void *out)
     fflush(stdout);
     o->peak_kib = bench_status_kib("VmHWM:");
     o->after_kib = bench_rss_kib();
-    lacuna_stats st;
-    lacuna_pool_stats(lacuna_fiber_pool(), &st);
-    o->allocs = st.allocs;
-    o->used = st.used;
-    o->guard = st.guard;
-    lacuna_trim(lacuna_fiber_pool());
-    o->trimmed_kib = bench_rss_kib();
+    sky_stats(o);
     lacuna_chan_free(top);
 }
 
@@ -124,19 +193,25 @@ static int skynet_main(int argc, char **argv)
             cfg.runs = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--capacity") == 0 && i + 1 < argc) {
             cfg.capacity = strtoul(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            cfg.threads = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--unbuffered") == 0) {
             cfg.unbuffered = 1;
         } else {
             fprintf(stderr, "usage: lacuna-bench skynet [--stack 64K] [--runs 5] [--capacity N]"
-                            " [--unbuffered]\n");
+                            " [--threads 1..10] [--unbuffered]\n");
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
         }
     }
     if (cfg.runs < 1 || cfg.runs > 100)
         cfg.runs = 5;
-    printf("lacuna-bench skynet: 1,111,111 fibers, %zu KiB stacks, %s channels, one thread, "
+    if (cfg.threads < 1 || cfg.threads > 10)
+        cfg.threads = 1;
+    printf("lacuna-bench skynet: %s, %zu KiB stacks, %s channels, %d thread%s, "
            "median of %d\n",
-           cfg.stack / KIB, cfg.unbuffered ? "unbuffered" : "10-element", cfg.runs);
+           cfg.threads > 1 ? "1,111,110 fibers + a root per thread" : "1,111,111 fibers",
+           cfg.stack / KIB, cfg.unbuffered ? "unbuffered" : "10-element", cfg.threads,
+           cfg.threads > 1 ? "s" : "", cfg.runs);
     bench_machine(stdout, "");
     double ms[100], peak[100];
     sky_out o = {0};
