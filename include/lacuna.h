@@ -197,4 +197,6 @@ LACUNA_API int lacuna_overflow_handler_install(void);
 }
 #endif
 
+#include "lacuna/wipe.h"
+
 #endif /* LACUNA_H */

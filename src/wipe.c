@@ -1,0 +1,467 @@
+/* wipe.c — sparse zeroing: lacuna_wipe's strategies and the tracked tables.
+ *
+ * Owns the policy only: which pages to zero and whether to memset or release them. Every syscall
+ * on memory goes through os.c (lac_os_scan_ex, lac_os_resident, lac_os_release, lac_os_remap,
+ * lac_os_wp_open, ...). Invariants:
+ *   - lacuna_wipe validates the WHOLE range (/proc/self/maps, then guard markers) before it
+ *     changes a byte, so bad input leaves memory untouched;
+ *   - zeroing walks the range in address order in chunks whose scratch space lives on the stack
+ *     (under 8 KiB), so no wipe allocates;
+ *   - a table's bitmap (manual tracking) is a separate mapping, never inside the table's pages,
+ *     and for a shared table is itself shared, so marks made by one process are wiped by another.
+ * Does not: keep any state between lacuna_wipe calls but the thread's last choice.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Measured crossovers (docs/wipe.md has the tables; `lacuna-bench wipe` re-measures them):
+ *
+ * Release vs memset of a run of resident pages: memset wins at every run length measured, 1 to
+ * 65536 pages, for the wipe alone (52-165 ns/page vs 300-1140 ns/page for MADV_DONTNEED) and even
+ * more for the cycle (the released page faults back in: 1600-2600 ns/page). Hence wipes memset
+ * resident runs and release only when asked to give memory back (LACUNA_TABLE_RELEASE, SHARED,
+ * residency tracking, the DONTNEED/REMAP strategies). Measured with /tmp-style microbenchmark
+ * `lacuna-bench wipe --runlen` (tools/wipe_bench.c) on Linux 6.18, 2 vCPU Zen 4. */
+
+/* Residency at which mincore beats PAGEMAP_SCAN at finding resident pages (1 GiB, random pages:
+ * PAGEMAP_SCAN 0.04/0.56/0.96/3.2/3.0/3.1 ms at 0/1/10/50/90/100 %, mincore
+ * 0.22/3.1/2.7/2.5/0.74/0.30 ms): between 10 % and 50 %. In percent. */
+#define LAC_AUTO_DENSE_PCT 40
+#define LAC_CHUNK_PAGES                                                                            \
+    4096                  /* pages per mincore call (4 KiB of vector on the stack) and the         \
+                             first PAGEMAP_SCAN chunk; PAGEMAP_SCAN chunks double while the        \
+                             memory stays sparse, so an empty 1 GiB takes 7 ioctls */
+#define LAC_BATCH     128 /* ranges per release call (2 KiB of iovecs on the stack) */
+#define LAC_TABLE_MAX (1ull << 44)
+
+struct lacuna_table {
+    lacuna_table_head head; /* first: lacuna_table_mark reads it */
+    lacuna_tracking tracking;
+    int memfd;          /* LACUNA_TABLE_SHARED: the backing file; else -1 */
+    int uffd;           /* LACUNA_TRACK_WRITTEN: the userfaultfd; else -1 */
+    size_t bits_len;    /* bytes mapped for head.bits (page multiple), 0 without */
+    size_t last_zeroed; /* bytes the last wipe zeroed (tests read it) */
+};
+
+static _Thread_local lacuna_wipe_strategy last_used = LACUNA_WIPE_AUTO;
+
+lacuna_wipe_strategy lacuna_wipe_last(void)
+{
+    return last_used;
+}
+
+/* ---- zeroing runs: memset, or collect for one batched release ---------------------------------
+ */
+
+typedef struct zeroer {
+    bool release;      /* give the pages back instead of memsetting */
+    lac_advice advice; /* DONTNEED (private) or REMOVE (shared) */
+    size_t n;
+    struct iovec iov[LAC_BATCH];
+    size_t bytes; /* bytes zeroed (memset or released), for lac_table_last_zeroed */
+} zeroer;
+
+/* Release what was collected. Pages the kernel would not release are memset instead, so the
+ * range always ends up zero; the memory simply stays resident then. */
+static void zeroer_flush(zeroer *z)
+{
+    if (z->n == 0) return;
+    size_t done = lac_os_release(z->iov, z->n, z->advice, NULL);
+    for (size_t i = done; i < z->n; i++)
+        memset(z->iov[i].iov_base, 0, z->iov[i].iov_len);
+    z->n = 0;
+}
+
+static void zeroer_run(zeroer *z, uintptr_t start, uintptr_t end)
+{
+    if (end <= start) return;
+    z->bytes += end - start;
+    if (!z->release) {
+        memset((void *)start, 0, end - start);
+        return;
+    }
+    if (z->n > 0) {
+        struct iovec *last = &z->iov[z->n - 1];
+        if ((uintptr_t)last->iov_base + last->iov_len == start) {
+            last->iov_len += end - start;
+            return;
+        }
+    }
+    if (z->n == LAC_BATCH) zeroer_flush(z);
+    z->iov[z->n].iov_base = (void *)start;
+    z->iov[z->n].iov_len = end - start;
+    z->n++;
+}
+
+/* ---- finding resident pages ---------------------------------------------------------------- */
+
+/* mincore over [start, start + npages pages) (npages <= LAC_CHUNK_PAGES); zero resident runs.
+ * Returns resident pages found, or -errno. */
+static long zero_by_mincore(zeroer *z, uintptr_t start, size_t npages, size_t pg)
+{
+    unsigned char vec[LAC_CHUNK_PAGES];
+    int err = lac_os_resident((const void *)start, npages * pg, vec);
+    if (err) return -err;
+    long found = 0;
+    size_t i = 0;
+    while (i < npages) {
+        /* Skip non-resident pages eight at a time. */
+        while (i + 8 <= npages) {
+            uint64_t w;
+            memcpy(&w, vec + i, 8);
+            if (w & 0x0101010101010101ull) break;
+            i += 8;
+        }
+        if (i < npages && !(vec[i] & 1)) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < npages && (vec[j] & 1))
+            j++;
+        if (j > i) {
+            zeroer_run(z, start + i * pg, start + j * pg);
+            found += (long)(j - i);
+        }
+        i = j;
+    }
+    return found;
+}
+
+/* PAGEMAP_SCAN over [start, end) for pages with all of `required` and any of `anyof` (if not 0);
+ * zero the runs. Pages mapping the shared zero page (read, never written) are skipped: they read
+ * as zero already and memsetting them would allocate memory. Returns pages found, or -errno
+ * (-ENOTSUP without PAGEMAP_SCAN). */
+static long zero_by_scan(zeroer *z, uintptr_t start, uintptr_t end, uint64_t required,
+                         uint64_t anyof)
+{
+    lac_run runs[256];
+    long found = 0;
+    while (start < end) {
+        uintptr_t next;
+        long r = lac_os_scan_ex((const void *)start, end - start, required, anyof, LAC_PAGE_PFNZERO,
+                                0, runs, NULL, 256, &next);
+        if (r < 0) return r;
+        for (long i = 0; i < r; i++) {
+            zeroer_run(z, runs[i].start, runs[i].end);
+            found += (long)((runs[i].end - runs[i].start) / lac_os_features()->page_size);
+        }
+        if (next <= start) break; /* no progress: never loop forever */
+        start = next;
+    }
+    return found;
+}
+
+/* Zero the resident pages of [addr, addr+len). how: MINCORE, PAGEMAP or AUTO (per chunk: PAGEMAP
+ * while the previous chunk was sparse, mincore while it was dense). Returns 0 or errno; sets
+ * *used to the method that covered most of the range. */
+static int zero_resident(zeroer *z, uintptr_t addr, size_t len, lacuna_wipe_strategy how,
+                         bool shared, lacuna_wipe_strategy *used)
+{
+    size_t pg = lac_os_features()->page_size;
+    bool can_scan = lac_os_features()->pagemap_scan && !shared;
+    bool scan = can_scan && how != LACUNA_WIPE_MINCORE;
+    size_t scanned = 0, mincored = 0; /* bytes covered by each method */
+    size_t chunk = LAC_CHUNK_PAGES * pg;
+    uintptr_t end = addr + len;
+    for (uintptr_t cur = addr; cur < end;) {
+        size_t n = end - cur < chunk ? end - cur : chunk;
+        long found;
+        if (scan) {
+            found = zero_by_scan(z, cur, cur + n, LAC_PAGE_PRESENT, 0);
+            scanned += n;
+        } else {
+            found = zero_by_mincore(z, cur, n / pg, pg);
+            mincored += n;
+        }
+        if (found < 0) return (int)-found;
+        cur += n;
+        if (how != LACUNA_WIPE_AUTO || !can_scan) continue;
+        bool dense = (size_t)found * 100 >= (n / pg) * LAC_AUTO_DENSE_PCT;
+        if (scan && !dense) {
+            chunk = n * 2; /* sparse: fewer, larger PAGEMAP_SCAN calls */
+        } else {
+            scan = !dense;
+            chunk = LAC_CHUNK_PAGES * pg;
+        }
+    }
+    *used = scanned >= mincored && scanned > 0 ? LACUNA_WIPE_PAGEMAP : LACUNA_WIPE_MINCORE;
+    return 0;
+}
+
+/* ---- lacuna_wipe: validation --------------------------------------------------------------- */
+
+enum { KIND_NONE = 0, KIND_PRIVATE, KIND_SHARED };
+
+typedef struct range_check {
+    uintptr_t next; /* first byte not yet covered by a good mapping */
+    int kind;
+    bool bad;
+} range_check;
+
+static bool starts(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static bool check_mapping(void *ctx, uintptr_t start, uintptr_t end, const char *perms,
+                          unsigned long inode, const char *path)
+{
+    range_check *c = ctx;
+    int kind = KIND_NONE;
+    if (perms[0] == 'r' && perms[1] == 'w') {
+        /* Private anonymous: no file ([heap], [stack], [anon:name] are anonymous too). A private
+         * file mapping would read the file again after a release, not zeros. */
+        if (perms[3] == 'p' && inode == 0 && (path[0] == '\0' || path[0] == '['))
+            kind = KIND_PRIVATE;
+        /* Shared memory that MADV_REMOVE can punch: shmem behind every one of these. */
+        else if (perms[3] == 's' && (starts(path, "/dev/zero") || starts(path, "/memfd:") ||
+                                     starts(path, "/SYSV") || starts(path, "/dev/shm/")))
+            kind = KIND_SHARED;
+    }
+    if (start > c->next || kind == KIND_NONE || (c->kind != KIND_NONE && kind != c->kind)) {
+        c->bad = true; /* a hole, the wrong kind, or a mix of kinds */
+        return false;
+    }
+    c->kind = kind;
+    c->next = end;
+    return true;
+}
+
+/* 0 and *kind, or EINVAL, or the errno of reading the maps / the guard scan. */
+static int check_range(void *addr, size_t len, int *kind)
+{
+    range_check c = {.next = (uintptr_t)addr};
+    int err = lac_os_maps(addr, len, check_mapping, &c);
+    if (err) return err;
+    if (c.bad || c.next < (uintptr_t)addr + len) return EINVAL;
+    if (lac_os_can_see_guards()) {
+        lac_run run;
+        uintptr_t next;
+        long r = lac_os_scan_ex(addr, len, LAC_PAGE_GUARD, 0, 0, 0, &run, NULL, 1, &next);
+        if (r > 0) return EINVAL;
+        if (r < 0 && r != -ENOTSUP) return (int)-r;
+    }
+    *kind = c.kind;
+    return 0;
+}
+
+int lacuna_wipe(void *addr, size_t len, lacuna_wipe_strategy strategy)
+{
+    size_t pg = lac_os_features()->page_size;
+    uintptr_t a = (uintptr_t)addr;
+    if (addr == NULL || len == 0 || (a & (pg - 1)) || (len & (pg - 1)) || a + len < a ||
+        (unsigned)strategy > LACUNA_WIPE_PAGEMAP) {
+        LAC_BAD_INPUT("lacuna_wipe", "range", addr);
+        return EINVAL;
+    }
+    int kind = KIND_NONE;
+    int err = check_range(addr, len, &kind);
+    if (err) {
+        if (err == EINVAL) LAC_BAD_INPUT("lacuna_wipe", "range not wipeable memory", addr);
+        return err;
+    }
+    bool shared = kind == KIND_SHARED;
+    lacuna_wipe_strategy used = strategy;
+    zeroer z = {.advice = shared ? LAC_ADV_REMOVE : LAC_ADV_DONTNEED};
+    switch (strategy) {
+    case LACUNA_WIPE_MEMSET:
+        memset(addr, 0, len);
+        break;
+    case LACUNA_WIPE_REMAP:
+        if (!shared) {
+            err = lac_os_remap(addr, len);
+            break;
+        }
+        /* A private mapping over shared memory would end the sharing: punch instead. */
+        __attribute__((fallthrough));
+    case LACUNA_WIPE_DONTNEED: {
+        struct iovec iov = {addr, len};
+        if (lac_os_release(&iov, 1, z.advice, NULL) != 1) err = errno ? errno : EIO;
+        break;
+    }
+    case LACUNA_WIPE_MINCORE:
+    case LACUNA_WIPE_PAGEMAP:
+    case LACUNA_WIPE_AUTO:
+        err = zero_resident(&z, a, len, strategy, shared, &used);
+        zeroer_flush(&z);
+        break;
+    }
+    if (err == 0) last_used = used;
+    return err;
+}
+
+/* ---- tables ------------------------------------------------------------------------------- */
+
+int lacuna_table_create(size_t bytes, unsigned flags, lacuna_table **out)
+{
+    const lacuna_features *f = lac_os_features();
+    size_t pg = f->page_size;
+    if (out == NULL || bytes == 0 || bytes > LAC_TABLE_MAX ||
+        (flags & ~(LACUNA_TABLE_AUTO | LACUNA_TABLE_SHARED | LACUNA_TABLE_RELEASE))) {
+        LAC_BAD_INPUT("lacuna_table_create", "bytes or flags", (void *)bytes);
+        return EINVAL;
+    }
+    bytes = (bytes + pg - 1) & ~(pg - 1);
+    lacuna_table *t = calloc(1, sizeof *t);
+    if (t == NULL) return ENOMEM;
+    t->memfd = -1;
+    t->uffd = -1;
+    t->head.bytes = bytes;
+    t->head.flags = flags;
+    t->head.page_shift = (unsigned)__builtin_ctzl(pg);
+    bool shared = flags & LACUNA_TABLE_SHARED;
+    int err = ENOMEM;
+    if (shared) {
+        t->memfd = lac_os_memfd(bytes);
+        if (t->memfd < 0) {
+            err = -t->memfd;
+            goto fail;
+        }
+        t->head.base = lac_os_map_shared(t->memfd, bytes);
+    } else {
+        t->head.base = lac_os_reserve(bytes);
+    }
+    if (t->head.base == NULL) {
+        err = errno ? errno : ENOMEM;
+        goto fail;
+    }
+    if (!(flags & LACUNA_TABLE_AUTO)) {
+        size_t pages = bytes / pg;
+        t->bits_len = ((pages + 63) / 64 * 8 + pg - 1) & ~(pg - 1);
+        t->head.bits = shared ? lac_os_map_shared(-1, t->bits_len) : lac_os_reserve(t->bits_len);
+        if (t->head.bits == NULL) {
+            err = errno ? errno : ENOMEM;
+            goto fail;
+        }
+        t->tracking = LACUNA_TRACK_MANUAL;
+    } else {
+        /* Kernel write tracking sees one process only: a shared table tracks by residency. */
+        int fd = shared ? -ENOTSUP : lac_os_wp_open(t->head.base, bytes);
+        t->uffd = fd >= 0 ? fd : -1;
+        t->tracking = fd >= 0 ? LACUNA_TRACK_WRITTEN : LACUNA_TRACK_RESIDENT;
+    }
+    *out = t;
+    return 0;
+fail:
+    lacuna_table_destroy(t);
+    return err;
+}
+
+void *lacuna_table_base(const lacuna_table *t)
+{
+    return t ? t->head.base : NULL;
+}
+
+size_t lacuna_table_size(const lacuna_table *t)
+{
+    return t ? t->head.bytes : 0;
+}
+
+lacuna_tracking lacuna_table_tracking(const lacuna_table *t)
+{
+    return t ? t->tracking : (lacuna_tracking)0;
+}
+
+void lacuna_table_destroy(lacuna_table *t)
+{
+    if (t == NULL) return;
+    lac_os_wp_close(t->uffd);
+    if (t->head.base) (void)lac_os_unreserve(t->head.base, t->head.bytes);
+    if (t->head.bits) (void)lac_os_unreserve(t->head.bits, t->bits_len);
+    if (t->memfd >= 0) close(t->memfd);
+    free(t);
+}
+
+/* Manual tracking: zero the marked pages in runs, clearing the bits as they are consumed. */
+static void wipe_marked(lacuna_table *t, zeroer *z)
+{
+    uint64_t *bits = t->head.bits;
+    size_t pg = (size_t)1 << t->head.page_shift;
+    uintptr_t base = (uintptr_t)t->head.base;
+    size_t words = ((t->head.bytes / pg) + 63) / 64;
+    size_t run_start = 0, run_end = 0; /* pages; empty when equal */
+    for (size_t w = 0; w < words; w++) {
+        uint64_t v = __atomic_load_n(&bits[w], __ATOMIC_RELAXED);
+        if (v == 0) continue;
+        __atomic_store_n(&bits[w], 0, __ATOMIC_RELAXED);
+        while (v) {
+            size_t p = w * 64 + (size_t)__builtin_ctzll(v);
+            v &= v - 1;
+            if (p != run_end) {
+                zeroer_run(z, base + run_start * pg, base + run_end * pg);
+                run_start = p;
+            }
+            run_end = p + 1;
+        }
+    }
+    zeroer_run(z, base + run_start * pg, base + run_end * pg);
+}
+
+/* Kernel tracking: zero the written pages, then write-protect them again. Protecting in the same
+ * scan that reports them would make the memset itself count as a write (and cost a protection
+ * fault per page), so every once-written page would be wiped forever after. */
+static int wipe_written(lacuna_table *t, zeroer *z)
+{
+    uintptr_t start = (uintptr_t)t->head.base, end = start + t->head.bytes;
+    /* Only pages with memory: a page emptied by a release (or never touched since a release)
+     * has no write protection and reports WRITTEN, yet reads as zero. */
+    const uint64_t mem = LAC_PAGE_PRESENT | LAC_PAGE_SWAPPED;
+    long r = zero_by_scan(z, start, end, LAC_PAGE_WRITTEN, mem);
+    if (r < 0) return (int)-r;
+    zeroer_flush(z);
+    if (r == 0) return 0;
+    lac_run runs[256];
+    for (uintptr_t cur = start; cur < end;) {
+        uintptr_t next;
+        long n = lac_os_scan_ex((const void *)cur, end - cur, LAC_PAGE_WRITTEN, mem,
+                                LAC_PAGE_PFNZERO, LAC_SCAN_REPROTECT, runs, NULL, 256, &next);
+        if (n < 0) return (int)-n;
+        if (next <= cur) break;
+        cur = next;
+    }
+    return 0;
+}
+
+int lacuna_table_wipe(lacuna_table *t)
+{
+    if (t == NULL) {
+        LAC_BAD_INPUT("lacuna_table_wipe", "table", NULL);
+        return EINVAL;
+    }
+    bool shared = t->head.flags & LACUNA_TABLE_SHARED;
+    zeroer z = {
+        /* Residency tracking must release: a memset page stays resident, so it would be wiped
+         * again at every later wipe. */
+        .release = shared || (t->head.flags & LACUNA_TABLE_RELEASE) ||
+                   t->tracking == LACUNA_TRACK_RESIDENT,
+        .advice = shared ? LAC_ADV_REMOVE : LAC_ADV_DONTNEED,
+    };
+    int err = 0;
+    lacuna_wipe_strategy used;
+    switch (t->tracking) {
+    case LACUNA_TRACK_MANUAL:
+        wipe_marked(t, &z);
+        break;
+    case LACUNA_TRACK_WRITTEN:
+        err = wipe_written(t, &z);
+        break;
+    case LACUNA_TRACK_RESIDENT:
+        err = zero_resident(&z, (uintptr_t)t->head.base, t->head.bytes, LACUNA_WIPE_AUTO, shared,
+                            &used);
+        break;
+    }
+    zeroer_flush(&z);
+    t->last_zeroed = z.bytes;
+    return err;
+}
+
+size_t lac_table_last_zeroed(const lacuna_table *t)
+{
+    return t->last_zeroed;
+}
