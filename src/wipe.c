@@ -82,7 +82,7 @@ static void zeroer_run(zeroer *z, uintptr_t start, uintptr_t end)
     if (end <= start) return;
     z->bytes += end - start;
     if (!z->release) {
-        memset((void *)start, 0, end - start);
+        lac_os_zero((void *)start, end - start);
         return;
     }
     if (z->n > 0) {
@@ -133,62 +133,76 @@ static long zero_by_mincore(zeroer *z, uintptr_t start, size_t npages, size_t pg
     return found;
 }
 
-/* PAGEMAP_SCAN over [start, end) for pages with all of `required` and any of `anyof` (if not 0);
- * zero the runs. Pages mapping the shared zero page (read, never written) are skipped: they read
- * as zero already and memsetting them would allocate memory. Returns pages found, or -errno
- * (-ENOTSUP without PAGEMAP_SCAN). */
-static long zero_by_scan(zeroer *z, uintptr_t start, uintptr_t end, uint64_t required,
-                         uint64_t anyof)
+/* One PAGEMAP_SCAN call from start (up to 256 runs, or q->max_pages pages); zero the runs (unless
+ * z is NULL).
+ * Returns pages found and sets *next past what the call covered, or -errno (-ENOTSUP without
+ * PAGEMAP_SCAN). */
+static long scan_once(zeroer *z, uintptr_t start, uintptr_t end, const lac_scan_query *q,
+                      uintptr_t *next)
 {
     lac_run runs[256];
+    long r = lac_os_scan_ex((const void *)start, end - start, q, runs, 256, next);
+    if (r < 0) return r;
+    size_t pg = lac_os_features()->page_size;
+    long found = 0;
+    for (long i = 0; i < r; i++) {
+        if (z) zeroer_run(z, runs[i].start, runs[i].end);
+        found += (long)((runs[i].end - runs[i].start) / pg);
+    }
+    if (*next <= start || *next > end)
+        return -EIO; /* a walk that did not advance: never loop forever, never skip pages */
+    return found;
+}
+
+/* PAGEMAP_SCAN all of [start, end) for pages matching q; zero them. Pages found, or -errno. */
+static long zero_by_scan(zeroer *z, uintptr_t start, uintptr_t end, const lac_scan_query *q)
+{
     long found = 0;
     while (start < end) {
         uintptr_t next;
-        long r = lac_os_scan_ex((const void *)start, end - start, required, anyof, LAC_PAGE_PFNZERO,
-                                0, runs, NULL, 256, &next);
+        long r = scan_once(z, start, end, q, &next);
         if (r < 0) return r;
-        for (long i = 0; i < r; i++) {
-            zeroer_run(z, runs[i].start, runs[i].end);
-            found += (long)((runs[i].end - runs[i].start) / lac_os_features()->page_size);
-        }
-        if (next <= start) break; /* no progress: never loop forever */
+        found += r;
         start = next;
     }
     return found;
 }
 
-/* Zero the resident pages of [addr, addr+len). how: MINCORE, PAGEMAP or AUTO (per chunk: PAGEMAP
- * while the previous chunk was sparse, mincore while it was dense). Returns 0 or errno; sets
- * *used to the method that covered most of the range. */
+/* Resident pages, found by PAGEMAP_SCAN. Pages mapping the shared zero page (read, never written)
+ * are left alone: they read as zero already and memsetting them would allocate memory. */
+static const lac_scan_query present = {.required = LAC_PAGE_PRESENT, .excluded = LAC_PAGE_PFNZERO};
+
+/* Zero the resident pages of [addr, addr+len). how: MINCORE, PAGEMAP or AUTO: PAGEMAP_SCAN while
+ * what it just covered was sparse (one call reports at most LAC_CHUNK_PAGES pages, so a dense
+ * range is noticed early), mincore over the next LAC_CHUNK_PAGES while the last stretch was dense.
+ * Returns 0 or errno; sets *used to the method that covered most of the range. */
 static int zero_resident(zeroer *z, uintptr_t addr, size_t len, lacuna_wipe_strategy how,
                          bool shared, lacuna_wipe_strategy *used)
 {
     size_t pg = lac_os_features()->page_size;
     bool can_scan = lac_os_features()->pagemap_scan && !shared;
+    bool adapt = how == LACUNA_WIPE_AUTO && can_scan;
     bool scan = can_scan && how != LACUNA_WIPE_MINCORE;
+    lac_scan_query q = present;
+    q.max_pages = adapt ? LAC_CHUNK_PAGES : 0;
     size_t scanned = 0, mincored = 0; /* bytes covered by each method */
-    size_t chunk = LAC_CHUNK_PAGES * pg;
     uintptr_t end = addr + len;
     for (uintptr_t cur = addr; cur < end;) {
-        size_t n = end - cur < chunk ? end - cur : chunk;
         long found;
+        size_t span;
         if (scan) {
-            found = zero_by_scan(z, cur, cur + n, LAC_PAGE_PRESENT, 0);
-            scanned += n;
+            uintptr_t next;
+            found = adapt ? scan_once(z, cur, end, &q, &next) : zero_by_scan(z, cur, end, &q);
+            span = (adapt ? next : end) - cur;
+            scanned += span;
         } else {
-            found = zero_by_mincore(z, cur, n / pg, pg);
-            mincored += n;
+            span = end - cur < LAC_CHUNK_PAGES * pg ? end - cur : LAC_CHUNK_PAGES * pg;
+            found = zero_by_mincore(z, cur, span / pg, pg);
+            mincored += span;
         }
         if (found < 0) return (int)-found;
-        cur += n;
-        if (how != LACUNA_WIPE_AUTO || !can_scan) continue;
-        bool dense = (size_t)found * 100 >= (n / pg) * LAC_AUTO_DENSE_PCT;
-        if (scan && !dense) {
-            chunk = n * 2; /* sparse: fewer, larger PAGEMAP_SCAN calls */
-        } else {
-            scan = !dense;
-            chunk = LAC_CHUNK_PAGES * pg;
-        }
+        cur += span;
+        if (adapt) scan = (size_t)found * 100 < (span / pg) * LAC_AUTO_DENSE_PCT;
     }
     *used = scanned >= mincored && scanned > 0 ? LACUNA_WIPE_PAGEMAP : LACUNA_WIPE_MINCORE;
     return 0;
@@ -243,7 +257,8 @@ static int check_range(void *addr, size_t len, int *kind)
     if (lac_os_can_see_guards()) {
         lac_run run;
         uintptr_t next;
-        long r = lac_os_scan_ex(addr, len, LAC_PAGE_GUARD, 0, 0, 0, &run, NULL, 1, &next);
+        lac_scan_query q = {.required = LAC_PAGE_GUARD};
+        long r = lac_os_scan_ex(addr, len, &q, &run, 1, &next);
         if (r > 0) return EINVAL;
         if (r < 0 && r != -ENOTSUP) return (int)-r;
     }
@@ -409,20 +424,21 @@ static void wipe_marked(lacuna_table *t, zeroer *z)
 static int wipe_written(lacuna_table *t, zeroer *z)
 {
     uintptr_t start = (uintptr_t)t->head.base, end = start + t->head.bytes;
-    /* Only pages with memory: a page emptied by a release (or never touched since a release)
-     * has no write protection and reports WRITTEN, yet reads as zero. */
-    const uint64_t mem = LAC_PAGE_PRESENT | LAC_PAGE_SWAPPED;
-    long r = zero_by_scan(z, start, end, LAC_PAGE_WRITTEN, mem);
+    /* Only pages with memory: a page emptied by a release has no write protection and reports
+     * WRITTEN, yet reads as zero; so does one mapping the zero page. */
+    lac_scan_query q = {.required = LAC_PAGE_WRITTEN,
+                        .anyof = LAC_PAGE_PRESENT | LAC_PAGE_SWAPPED,
+                        .excluded = LAC_PAGE_PFNZERO};
+    long r = zero_by_scan(z, start, end, &q);
     if (r < 0) return (int)-r;
     zeroer_flush(z);
     if (r == 0) return 0;
-    lac_run runs[256];
+    /* The same walk again, protecting what it reports (the pages just memset); nothing zeroed. */
+    q.flags = LAC_SCAN_REPROTECT;
     for (uintptr_t cur = start; cur < end;) {
         uintptr_t next;
-        long n = lac_os_scan_ex((const void *)cur, end - cur, LAC_PAGE_WRITTEN, mem,
-                                LAC_PAGE_PFNZERO, LAC_SCAN_REPROTECT, runs, NULL, 256, &next);
+        long n = scan_once(NULL, cur, end, &q, &next);
         if (n < 0) return (int)-n;
-        if (next <= cur) break;
         cur = next;
     }
     return 0;

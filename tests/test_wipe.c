@@ -367,3 +367,25 @@ TEST(injected_failures_are_reported)
     munmap(m, 64 * pgsz());
 #endif
 }
+
+TEST(auto_switches_between_dense_and_sparse_stretches)
+{
+    /* Dense, sparse, dense, empty, dense: AUTO must switch scanner both ways and miss nothing. */
+    char *m = map_private(PAGES);
+    size_t q = PAGES / 8;
+    fill(m, q, 100, 0);
+    fill(m + q * pgsz(), 2 * q, 0.5, 0);
+    fill(m + 3 * q * pgsz(), q, 90, 1);
+    fill(m + 7 * q * pgsz(), q, 100, 0);
+    size_t before = resident(m, PAGES);
+    CHECK_EQ(lacuna_wipe(m, PAGES * pgsz(), LACUNA_WIPE_AUTO), 0);
+    CHECK_EQ(resident(m, PAGES), before);
+    CHECK(all_zero(m, PAGES * pgsz()));
+    /* And again with a range that starts and ends mid-chunk. */
+    fill(m, PAGES, 60, 1);
+    before = resident(m + 3 * pgsz(), PAGES - 10);
+    CHECK_EQ(lacuna_wipe(m + 3 * pgsz(), (PAGES - 10) * pgsz(), LACUNA_WIPE_AUTO), 0);
+    CHECK_EQ(resident(m + 3 * pgsz(), PAGES - 10), before);
+    CHECK(all_zero(m + 3 * pgsz(), (PAGES - 10) * pgsz()));
+    munmap(m, PAGES * pgsz());
+}

@@ -177,6 +177,8 @@ static void usage(FILE *out)
                  "  demo     100,000 guarded 64 KiB stacks: the naive way vs lacuna\n"
                  "  churn    free a random live region, allocate a fresh one, touch pages\n"
                  "           (--help for its options)\n"
+                 "  wipe     zero a sparsely resident 1 GiB range: every lacuna_wipe strategy and\n"
+                 "           both table modes per residency (--help for its options)\n"
                  "  all      every case with its default options (what `make bench` runs)\n");
 }
 
@@ -191,11 +193,15 @@ int main(int argc, char **argv)
         return bench_demo_main(argc - 1, argv + 1);
     if (strcmp(c, "churn") == 0)
         return bench_churn_main(argc - 1, argv + 1);
+    if (strcmp(c, "wipe") == 0)
+        return bench_wipe_main(argc - 1, argv + 1);
     if (strcmp(c, "all") == 0) {
         char *demo[] = {"demo", NULL};
         char *churn[] = {"churn", "--backend", "all", NULL};
+        char *wipe[] = {"wipe", NULL};
         int rc = bench_demo_main(1, demo);
-        return rc ? rc : bench_churn_main(3, churn);
+        rc = rc ? rc : bench_churn_main(3, churn);
+        return rc ? rc : bench_wipe_main(1, wipe);
     }
     if (strcmp(c, "-h") == 0 || strcmp(c, "--help") == 0) {
         usage(stdout);

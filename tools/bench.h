@@ -43,5 +43,6 @@ void churn_csv_row(FILE *out, const churn_cfg *cfg, const churn_result *r, doubl
 
 int bench_churn_main(int argc, char **argv);
 int bench_demo_main(int argc, char **argv);
+int bench_wipe_main(int argc, char **argv); /* wipe_bench.c */
 
 #endif
