@@ -128,8 +128,9 @@ void *lac_os_map_shared(int fd, size_t len);
 int lac_os_punch(int fd, uint64_t off, size_t len);
 
 /* Kernel write tracking of [addr, addr+len) (page-aligned, private anonymous): a userfaultfd in
- * asynchronous write-protect mode (Linux 6.7) with unpopulated pages protected too, so the first
- * write to any page after lac_os_wp_open or a LAC_SCAN_REPROTECT scan makes it LAC_PAGE_WRITTEN.
+ * asynchronous write-protect mode (Linux 6.7), so the first write to a present page after
+ * lac_os_wp_open or a LAC_SCAN_REPROTECT scan makes it LAC_PAGE_WRITTEN; a page that was not
+ * present is unprotected, so once written it reports WRITTEN too (look for WRITTEN and PRESENT).
  * Returns the userfaultfd (close it with lac_os_wp_close), or -errno: ENOTSUP when the kernel
  * lacks the features or LACUNA_FORCE_FALLBACK names `uffd`, EPERM when userfaultfd is not
  * permitted (vm.unprivileged_userfaultfd = 0 without CAP_SYS_PTRACE). After one definitive

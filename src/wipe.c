@@ -19,18 +19,21 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Measured crossovers (docs/wipe.md has the tables; `lacuna-bench wipe` re-measures them):
+/* Measured crossovers; docs/wipe.md has the tables. Linux 6.18, 2 vCPU Zen 4 KVM guest.
  *
- * Release vs memset of a run of resident pages: memset wins at every run length measured, 1 to
- * 65536 pages, for the wipe alone (52-165 ns/page vs 300-1140 ns/page for MADV_DONTNEED) and even
- * more for the cycle (the released page faults back in: 1600-2600 ns/page). Hence wipes memset
- * resident runs and release only when asked to give memory back (LACUNA_TABLE_RELEASE, SHARED,
- * residency tracking, the DONTNEED/REMAP strategies). Measured with /tmp-style microbenchmark
- * `lacuna-bench wipe --runlen` (tools/wipe_bench.c) on Linux 6.18, 2 vCPU Zen 4. */
+ * Release vs zeroing a run of L resident pages (`lacuna-bench wipe --runlen`): zeroing wins at
+ * every L from 1 to 131072 pages (512 MiB), for the wipe alone (memset 119-343 ns/page against
+ * 470-1724 ns/page for MADV_DONTNEED) and more so for the cycle (a released page faults back in:
+ * 2384-3807 ns/page against 133-370). So no run is long enough to be worth releasing for speed:
+ * LAC_ZERO_MAX_RUN is unlimited, and wipes release only when asked to give memory back
+ * (LACUNA_TABLE_RELEASE, SHARED, residency tracking, the DONTNEED and REMAP strategies). */
+#define LAC_ZERO_MAX_RUN SIZE_MAX /* pages; longer resident runs would be released, not zeroed */
 
 /* Residency at which mincore beats PAGEMAP_SCAN at finding resident pages (1 GiB, random pages:
  * PAGEMAP_SCAN 0.04/0.56/0.96/3.2/3.0/3.1 ms at 0/1/10/50/90/100 %, mincore
- * 0.22/3.1/2.7/2.5/0.74/0.30 ms): between 10 % and 50 %. In percent. */
+ * 0.22/3.1/2.7/2.5/0.74/0.30 ms; a throwaway program timing the two calls): between 10 % and
+ * 50 %. `lacuna-bench wipe` shows the effect: the pagemap and mincore strategies differ only in
+ * the scan. In percent. */
 #define LAC_AUTO_DENSE_PCT 40
 #define LAC_CHUNK_PAGES                                                                            \
     4096                  /* pages per mincore call (4 KiB of vector on the stack) and the         \
@@ -81,7 +84,7 @@ static void zeroer_run(zeroer *z, uintptr_t start, uintptr_t end)
 {
     if (end <= start) return;
     z->bytes += end - start;
-    if (!z->release) {
+    if (!z->release && (end - start) / lac_os_features()->page_size <= LAC_ZERO_MAX_RUN) {
         lac_os_zero((void *)start, end - start);
         return;
     }
