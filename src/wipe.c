@@ -176,8 +176,9 @@ static long zero_by_scan(zeroer *z, uintptr_t start, uintptr_t end, const lac_sc
 static const lac_scan_query present = {.required = LAC_PAGE_PRESENT, .excluded = LAC_PAGE_PFNZERO};
 
 /* Zero the resident pages of [addr, addr+len). how: MINCORE, PAGEMAP or AUTO: PAGEMAP_SCAN while
- * what it just covered was sparse (one call reports at most LAC_CHUNK_PAGES pages, so a dense
- * range is noticed early), mincore over the next LAC_CHUNK_PAGES while the last stretch was dense.
+ * the last stretch of at least LAC_CHUNK_PAGES was sparse (one call reports at most
+ * LAC_CHUNK_PAGES pages, so a dense range is noticed early), mincore in chunks of LAC_CHUNK_PAGES
+ * while it was dense.
  * Returns 0 or errno; sets *used to the method that covered most of the range. */
 static int zero_resident(zeroer *z, uintptr_t addr, size_t len, lacuna_wipe_strategy how,
                          bool shared, lacuna_wipe_strategy *used)
@@ -188,7 +189,8 @@ static int zero_resident(zeroer *z, uintptr_t addr, size_t len, lacuna_wipe_stra
     bool scan = can_scan && how != LACUNA_WIPE_MINCORE;
     lac_scan_query q = present;
     q.max_pages = adapt ? LAC_CHUNK_PAGES : 0;
-    size_t scanned = 0, mincored = 0; /* bytes covered by each method */
+    size_t scanned = 0, mincored = 0;     /* bytes covered by each method */
+    size_t seen_pages = 0, seen_span = 0; /* resident pages and bytes since the last decision */
     uintptr_t end = addr + len;
     for (uintptr_t cur = addr; cur < end;) {
         long found;
@@ -205,7 +207,13 @@ static int zero_resident(zeroer *z, uintptr_t addr, size_t len, lacuna_wipe_stra
         }
         if (found < 0) return (int)-found;
         cur += span;
-        if (adapt) scan = (size_t)found * 100 < (span / pg) * LAC_AUTO_DENSE_PCT;
+        /* Judge density over at least a chunk: one call may cover only a few clusters. */
+        seen_pages += (size_t)found;
+        seen_span += span;
+        if (adapt && seen_span >= LAC_CHUNK_PAGES * pg) {
+            scan = seen_pages * 100 < (seen_span / pg) * LAC_AUTO_DENSE_PCT;
+            seen_pages = seen_span = 0;
+        }
     }
     *used = scanned >= mincored && scanned > 0 ? LACUNA_WIPE_PAGEMAP : LACUNA_WIPE_MINCORE;
     return 0;
