@@ -241,9 +241,38 @@ TEST(bad_input_einval_untouched)
     for (size_t s = 0; s < NSTRAT; s++)
         CHECK_EQ(lacuna_wipe(f, 4 * pg, all[s]), EINVAL);
     check_untouched(f, 4);
-    /* Private and shared in one range: refused too. */
     munmap(f, 4 * pg);
     close(fd);
+
+    /* Private and shared memory side by side in one range: refused too. */
+    char *two = mmap(NULL, 8 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(two != MAP_FAILED);
+    CHECK(mmap(two + 4 * pg, 4 * pg, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED,
+               -1, 0) == two + 4 * pg);
+    for (size_t i = 0; i < 8; i++)
+        dirty_page(two + i * pg);
+    for (size_t s = 0; s < NSTRAT; s++)
+        CHECK_EQ(lacuna_wipe(two, 8 * pg, all[s]), EINVAL);
+    check_untouched(two, 8);
+    /* Each half alone is fine. */
+    CHECK_EQ(lacuna_wipe(two, 4 * pg, LACUNA_WIPE_AUTO), 0);
+    CHECK_EQ(lacuna_wipe(two + 4 * pg, 4 * pg, LACUNA_WIPE_AUTO), 0);
+    CHECK(all_zero(two, 8 * pg));
+    munmap(two, 8 * pg);
+}
+
+TEST(range_over_several_mappings)
+{
+    /* Adjacent private mappings with different flags (so they stay separate VMAs). */
+    size_t pg = pgsz();
+    char *m = map_private(64);
+    CHECK_EQ(madvise(m + 16 * pg, 16 * pg, MADV_HUGEPAGE), 0); /* splits the VMA */
+    for (size_t s = 0; s < NSTRAT; s++) {
+        fill(m, 64, 50, 1);
+        CHECK_EQ(lacuna_wipe(m, 64 * pg, all[s]), 0);
+        CHECK(all_zero(m, 64 * pg));
+    }
+    munmap(m, 64 * pg);
 }
 
 TEST(guard_of_a_pool_region_einval_untouched)

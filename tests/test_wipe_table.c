@@ -371,3 +371,47 @@ TEST(injected_release_failure_still_zeroes)
     lacuna_table_destroy(t);
 #endif
 }
+
+TEST(injected_scan_failure_reported_then_recovers)
+{
+#ifndef LACUNA_FAULT_INJECTION
+    SKIP("built without LACUNA_FAULT_INJECTION");
+#else
+    size_t bytes = 4u << 20;
+    lacuna_table *t = make(bytes, LACUNA_TABLE_AUTO);
+    unsigned char *seen = malloc(bytes / pgsz());
+    size_t n = scribble(t, 50, seen);
+    lac_fault_inject(LAC_OP_SCAN, 1, EIO);
+    CHECK_EQ(lacuna_table_wipe(t), EIO);
+    /* Nothing was lost: the next wipe zeroes every written page. */
+    CHECK_EQ(lacuna_table_wipe(t), 0);
+    CHECK(lac_table_last_zeroed(t) >= n * pgsz());
+    CHECK(all_zero(lacuna_table_base(t), bytes));
+    free(seen);
+    lacuna_table_destroy(t);
+#endif
+}
+
+TEST(forced_scan_fallback_alone)
+{
+    setenv("LACUNA_FORCE_FALLBACK", "scan", 1); /* before the first probe of this process */
+    lacuna_features f;
+    lacuna_features_get(&f);
+    CHECK_EQ(f.pagemap_scan, 0);
+    size_t bytes = 8u << 20;
+    lacuna_table *t = make(bytes, LACUNA_TABLE_AUTO);
+    /* Kernel write tracking reads PAGE_IS_WRITTEN with PAGEMAP_SCAN: residency without it. */
+    CHECK_EQ(lacuna_table_tracking(t), LACUNA_TRACK_RESIDENT);
+    unsigned char *seen = malloc(bytes / pgsz());
+    size_t n = scribble(t, 100, seen);
+    CHECK_EQ(lacuna_table_wipe(t), 0);
+    CHECK_EQ(lac_table_last_zeroed(t), n * pgsz());
+    CHECK(all_zero(lacuna_table_base(t), bytes));
+    char *m = lacuna_table_base(t);
+    m[0] = 1;
+    CHECK_EQ(lacuna_wipe(m, bytes, LACUNA_WIPE_PAGEMAP), 0);
+    CHECK_EQ(lacuna_wipe_last(), LACUNA_WIPE_MINCORE);
+    CHECK(all_zero(m, bytes));
+    free(seen);
+    lacuna_table_destroy(t);
+}
