@@ -99,8 +99,11 @@ long lac_os_scan_ex(const void *addr, size_t len, const lac_scan_query *q, lac_r
                     size_t max, uintptr_t *next);
 
 /* Zero [addr, addr+len) of resident memory the fastest way this CPU has (streaming stores on
- * x86_64, memset elsewhere). addr and len multiples of 64. Not a syscall, but CPU-specific. */
+ * x86_64, memset elsewhere). addr and len multiples of 64. Not a syscall, but CPU-specific.
+ * Call lac_os_zero_fence once after the last lac_os_zero of an operation, before returning to
+ * code that may publish the zeroed memory to other threads. */
 void lac_os_zero(void *addr, size_t len);
+void lac_os_zero_fence(void);
 
 /* Whether lac_os_scan_ex can report LAC_PAGE_GUARD (Linux >= 6.15). A safety check, so it is not
  * turned off by LACUNA_FORCE_FALLBACK. */

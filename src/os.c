@@ -666,8 +666,16 @@ void lac_os_zero(void *addr, size_t len)
         _mm_stream_si128((__m128i *)(p + 32), z);
         _mm_stream_si128((__m128i *)(p + 48), z);
     }
-    _mm_sfence(); /* order the streaming stores before whatever the caller does next */
 #else
     memset(addr, 0, len);
+#endif
+}
+
+void lac_os_zero_fence(void)
+{
+#if defined(__x86_64__) && !defined(LAC_NO_NT)
+    /* Streaming stores are weakly ordered: make them visible before the stores that follow (an
+     * sfence per page instead cost 10,000 scattered pages 1.45 ms instead of 0.68). */
+    _mm_sfence();
 #endif
 }

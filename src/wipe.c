@@ -69,10 +69,12 @@ typedef struct zeroer {
     size_t bytes; /* bytes zeroed (memset or released), for lac_table_last_zeroed */
 } zeroer;
 
-/* Release what was collected. Pages the kernel would not release are memset instead, so the
- * range always ends up zero; the memory simply stays resident then. */
+/* Fence the zeroing done so far (every wipe ends with a flush) and release what was collected.
+ * Pages the kernel would not release are memset instead, so the range always ends up zero; the
+ * memory simply stays resident then. */
 static void zeroer_flush(zeroer *z)
 {
+    lac_os_zero_fence();
     if (z->n == 0) return;
     size_t done = lac_os_release(z->iov, z->n, z->advice, NULL);
     for (size_t i = done; i < z->n; i++)
