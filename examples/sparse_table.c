@@ -3,7 +3,8 @@
  *
  * The point: a table sized for the worst case is mostly empty, and most of its pages were never
  * touched. lacuna_table_wipe zeroes only the pages written since the last wipe (marked here with
- * lacuna_table_mark on every insert, or tracked by the kernel with LACUNA_TABLE_AUTO).
+ * lacuna_table_mark on every insert, or tracked by the kernel with LACUNA_TABLE_AUTO), or only
+ * the 64-byte lines written (LACUNA_TABLE_LINES).
  *
  *   ./example_sparse_table [rounds] [keys]        (defaults 1000 and 10000)
  */
@@ -132,8 +133,10 @@ int main(int argc, char **argv)
            "memset of the whole table", memset_ms, first);
 
     double manual = run(0, rounds, keys, "lacuna_table_wipe, manual");
+    double lines = run(LACUNA_TABLE_LINES, rounds, keys, "lacuna_table_wipe, LINES");
     double autom = run(LACUNA_TABLE_AUTO, rounds, keys, "lacuna_table_wipe, LACUNA_TABLE_AUTO");
-    printf("\nmanual: %.0fx faster than memset; automatic: %.0fx\n", memset_ms / manual,
-           memset_ms / autom);
+    printf("\nfaster than memset: manual %.0fx, manual with LACUNA_TABLE_LINES %.0fx, automatic "
+           "%.0fx\n",
+           memset_ms / manual, memset_ms / lines, memset_ms / autom);
     return 0;
 }

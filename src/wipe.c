@@ -48,6 +48,7 @@ struct lacuna_table {
     int memfd;          /* LACUNA_TABLE_SHARED: the backing file; else -1 */
     int uffd;           /* LACUNA_TRACK_WRITTEN: the userfaultfd; else -1 */
     size_t bits_len;    /* bytes mapped for head.bits (page multiple), 0 without */
+    size_t lines_len;   /* bytes mapped for head.lines (page multiple), 0 without */
     size_t last_zeroed; /* bytes the last wipe zeroed (tests read it) */
 };
 
@@ -330,8 +331,10 @@ int lacuna_table_create(size_t bytes, unsigned flags, lacuna_table **out)
 {
     const lacuna_features *f = lac_os_features();
     size_t pg = f->page_size;
-    if (out == NULL || bytes == 0 || bytes > LAC_TABLE_MAX ||
-        (flags & ~(LACUNA_TABLE_AUTO | LACUNA_TABLE_SHARED | LACUNA_TABLE_RELEASE))) {
+    const unsigned known =
+        LACUNA_TABLE_AUTO | LACUNA_TABLE_SHARED | LACUNA_TABLE_RELEASE | LACUNA_TABLE_LINES;
+    if (out == NULL || bytes == 0 || bytes > LAC_TABLE_MAX || (flags & ~known) ||
+        ((flags & LACUNA_TABLE_LINES) && (flags & LACUNA_TABLE_AUTO))) {
         LAC_BAD_INPUT("lacuna_table_create", "bytes or flags", (void *)bytes);
         return EINVAL;
     }
@@ -343,6 +346,7 @@ int lacuna_table_create(size_t bytes, unsigned flags, lacuna_table **out)
     t->head.bytes = bytes;
     t->head.flags = flags;
     t->head.page_shift = (unsigned)__builtin_ctzl(pg);
+    t->head.line_shift = t->head.page_shift - 6; /* 64 lines per page, one mask word */
     bool shared = flags & LACUNA_TABLE_SHARED;
     int err = ENOMEM;
     if (shared) {
@@ -366,6 +370,15 @@ int lacuna_table_create(size_t bytes, unsigned flags, lacuna_table **out)
         if (t->head.bits == NULL) {
             err = errno ? errno : ENOMEM;
             goto fail;
+        }
+        if (flags & LACUNA_TABLE_LINES) {
+            t->lines_len = (pages * 8 + pg - 1) & ~(pg - 1);
+            t->head.lines =
+                shared ? lac_os_map_shared(-1, t->lines_len) : lac_os_reserve(t->lines_len);
+            if (t->head.lines == NULL) {
+                err = errno ? errno : ENOMEM;
+                goto fail;
+            }
         }
         t->tracking = LACUNA_TRACK_MANUAL;
     } else {
@@ -402,13 +415,34 @@ void lacuna_table_destroy(lacuna_table *t)
     lac_os_wp_close(t->uffd);
     if (t->head.base) (void)lac_os_unreserve(t->head.base, t->head.bytes);
     if (t->head.bits) (void)lac_os_unreserve(t->head.bits, t->bits_len);
+    if (t->head.lines) (void)lac_os_unreserve(t->head.lines, t->lines_len);
     if (t->memfd >= 0) close(t->memfd);
     free(t);
 }
 
-/* Manual tracking: zero the marked pages in runs, clearing the bits as they are consumed. */
+/* LACUNA_TABLE_LINES: zero the marked lines of page p (all of it if none is marked), in runs. */
+static void zero_lines(lacuna_table *t, zeroer *z, size_t p)
+{
+    /* No exchange: marks must not race with a wipe, and a locked op per page costs here. */
+    uint64_t m = __atomic_load_n(&t->head.lines[p], __ATOMIC_RELAXED);
+    __atomic_store_n(&t->head.lines[p], 0, __ATOMIC_RELAXED);
+    if (m == 0) m = ~(uint64_t)0;
+    uintptr_t page = (uintptr_t)t->head.base + (p << t->head.page_shift);
+    unsigned ls = t->head.line_shift;
+    while (m) {
+        unsigned lo = (unsigned)__builtin_ctzll(m);
+        uint64_t rest = ~(m >> lo); /* zeros where the run of set bits from lo continues */
+        unsigned n = rest ? (unsigned)__builtin_ctzll(rest) : 64 - lo;
+        zeroer_run(z, page + ((uintptr_t)lo << ls), page + ((uintptr_t)(lo + n) << ls));
+        m = n + lo >= 64 ? 0 : m & (~(uint64_t)0 << (lo + n));
+    }
+}
+
+/* Manual tracking: zero the marked pages (or lines) in runs, clearing the marks as they are
+ * consumed. */
 static void wipe_marked(lacuna_table *t, zeroer *z)
 {
+    bool lines = t->head.lines != NULL && !z->release;
     uint64_t *bits = t->head.bits;
     size_t pg = (size_t)1 << t->head.page_shift;
     uintptr_t base = (uintptr_t)t->head.base;
@@ -421,6 +455,11 @@ static void wipe_marked(lacuna_table *t, zeroer *z)
         while (v) {
             size_t p = w * 64 + (size_t)__builtin_ctzll(v);
             v &= v - 1;
+            if (lines) {
+                zero_lines(t, z, p);
+                continue;
+            }
+            if (t->head.lines) __atomic_store_n(&t->head.lines[p], 0, __ATOMIC_RELAXED);
             if (p != run_end) {
                 zeroer_run(z, base + run_start * pg, base + run_end * pg);
                 run_start = p;

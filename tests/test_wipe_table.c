@@ -204,6 +204,8 @@ static void cycles(unsigned flags, int n)
         size_t z = lac_table_last_zeroed(t);
         if (lacuna_table_tracking(t) == LACUNA_TRACK_RESIDENT)
             CHECK(z >= k * pgsz());
+        else if ((flags & LACUNA_TABLE_LINES) && !(flags & LACUNA_TABLE_RELEASE))
+            CHECK_EQ(z, k * (pgsz() / 64)); /* one byte per page: one line */
         else
             CHECK_EQ(z, k * pgsz());
         for (size_t p = 0; p < bytes / pgsz(); p++)
@@ -234,14 +236,18 @@ TEST(many_tables_no_leak)
     long fds_before = 0, fds_after = 0;
     for (int i = 0; i < 200; i++) {
         lacuna_table *t;
-        unsigned flags = (unsigned)i % 8;
+        unsigned flags = (unsigned)i % 16;
+        if ((flags & LACUNA_TABLE_LINES) && (flags & LACUNA_TABLE_AUTO)) {
+            CHECK_EQ(lacuna_table_create(1u << 20, flags, &t), EINVAL);
+            continue;
+        }
         CHECK_EQ(lacuna_table_create(1u << 20, flags, &t), 0);
         ((char *)lacuna_table_base(t))[i * 64] = 1;
         lacuna_table_mark(t, (char *)lacuna_table_base(t) + i * 64, 1);
         CHECK_EQ(lacuna_table_wipe(t), 0);
         CHECK(all_zero(lacuna_table_base(t), 1u << 20));
         lacuna_table_destroy(t);
-        if (i == 7) fds_before = lt_vma_count();
+        if (i == 16) fds_before = lt_vma_count();
     }
     fds_after = lt_vma_count();
     CHECK_EQ(fds_after, fds_before);
@@ -413,5 +419,91 @@ TEST(forced_scan_fallback_alone)
     CHECK_EQ(lacuna_wipe_last(), LACUNA_WIPE_MINCORE);
     CHECK(all_zero(m, bytes));
     free(seen);
+    lacuna_table_destroy(t);
+}
+
+/* ---- line granularity ---- */
+
+TEST(lines_zero_exactly_the_marked_lines)
+{
+    size_t bytes = 32u << 20, pg = pgsz(), line = pg / 64;
+    lacuna_table *t;
+    CHECK_EQ(lacuna_table_create(bytes, LACUNA_TABLE_LINES | LACUNA_TABLE_AUTO, &t), EINVAL);
+    t = make(bytes, LACUNA_TABLE_LINES);
+    CHECK_EQ(lacuna_table_tracking(t), LACUNA_TRACK_MANUAL);
+    char *base = lacuna_table_base(t);
+    size_t pages = bytes / pg;
+    unsigned char *marked = calloc(pages * 64, 1); /* per line */
+    for (int round = 0; round < 50; round++) {
+        memset(marked, 0, pages * 64);
+        size_t nlines = 0;
+        for (int k = 0; k < 500; k++) {
+            /* A record of 1-200 bytes anywhere (it may straddle lines and pages). */
+            size_t off = next_rand() % (bytes - 200), len = 1 + next_rand() % 200;
+            memset(base + off, 0x5a, len);
+            lacuna_table_mark(t, base + off, len);
+            for (size_t l = off / line; l <= (off + len - 1) / line; l++)
+                if (!marked[l]) {
+                    marked[l] = 1;
+                    nlines++;
+                }
+        }
+        /* An unmarked write in an unmarked line of a marked page must survive: line granular. */
+        size_t sentinel = SIZE_MAX;
+        for (size_t l = 0; l + 1 < pages * 64 && sentinel == SIZE_MAX; l++)
+            if (marked[l] && !marked[l + 1] && (l + 1) % 64 != 0) sentinel = l + 1;
+        CHECK(sentinel != SIZE_MAX);
+        base[sentinel * line] = 7;
+        CHECK_EQ(lacuna_table_wipe(t), 0);
+        CHECK_EQ(lac_table_last_zeroed(t), nlines * line);
+        CHECK_EQ(base[sentinel * line], 7);
+        base[sentinel * line] = 0;
+        CHECK(all_zero(base, bytes));
+        CHECK_EQ(madvise(base, bytes, MADV_DONTNEED), 0); /* drop the read-back's zero pages */
+    }
+    /* Marking whole pages zeroes them whole. */
+    memset(base + 3 * pg, 1, 3 * pg);
+    lacuna_table_mark(t, base + 3 * pg, 3 * pg);
+    CHECK_EQ(lacuna_table_wipe(t), 0);
+    CHECK_EQ(lac_table_last_zeroed(t), 3 * pg);
+    CHECK(all_zero(base, bytes));
+    free(marked);
+    lacuna_table_destroy(t);
+}
+
+TEST(lines_with_release_release_pages)
+{
+    size_t bytes = 8u << 20;
+    lacuna_table *t = make(bytes, LACUNA_TABLE_LINES | LACUNA_TABLE_RELEASE);
+    unsigned char *seen = malloc(bytes / pgsz());
+    size_t n = scribble(t, 200, seen);
+    CHECK_EQ(lacuna_table_wipe(t), 0);
+    CHECK_EQ(lac_table_last_zeroed(t), n * pgsz());
+    CHECK_EQ(resident(lacuna_table_base(t), bytes), 0);
+    char *b = lacuna_table_base(t);
+    b[100] = 1;
+    lacuna_table_mark(t, b + 100, 1);
+    CHECK_EQ(lacuna_table_wipe(t), 0);
+    CHECK_EQ(lac_table_last_zeroed(t), pgsz()); /* released: whole pages */
+    CHECK(all_zero(b, bytes));
+    free(seen);
+    lacuna_table_destroy(t);
+}
+
+TEST(thousands_of_cycles_lines)
+{
+    cycles(LACUNA_TABLE_LINES, 3000);
+}
+
+TEST(shared_lines)
+{
+    size_t bytes = 4u << 20;
+    lacuna_table *t = make(bytes, LACUNA_TABLE_SHARED | LACUNA_TABLE_LINES);
+    char err[512];
+    shared_arg a = {t, 300};
+    CHECK_EQ(lt_fork_run(child_writes, &a, err, sizeof err), 0);
+    CHECK_EQ(lacuna_table_wipe(t), 0);
+    CHECK_EQ(lac_table_last_zeroed(t), 300 * pgsz()); /* shared: whole pages punched */
+    CHECK(all_zero(lacuna_table_base(t), bytes));
     lacuna_table_destroy(t);
 }

@@ -70,24 +70,28 @@ LACUNA_API lacuna_wipe_strategy lacuna_wipe_last(void);
 
 typedef struct lacuna_table lacuna_table;
 
-/* Flags for lacuna_table_create. */
-#define LACUNA_TABLE_AUTO                                                                          \
-    1u /* the kernel tracks writes (userfaultfd asynchronous write-protect                         \
-          + PAGEMAP_SCAN PAGE_IS_WRITTEN, Linux >= 6.7): no marking.                               \
-          Without it (old kernel, userfaultfd not permitted, forced off                            \
-          with LACUNA_FORCE_FALLBACK=uffd) the table tracks by residency:                          \
-          every resident page counts as written. lacuna_table_tracking                             \
-          says which. lacuna_table_mark is a no-op. */
-#define LACUNA_TABLE_SHARED                                                                        \
-    2u /* memfd-backed, mapped MAP_SHARED: processes forked after                                  \
-          lacuna_table_create share the contents and the marks, and any of                         \
-          them may wipe. Wipes punch holes (MADV_REMOVE), so the shmem                             \
-          pages really go. With LACUNA_TABLE_AUTO it tracks by residency                           \
-          of the shared file (userfaultfd sees one process only). */
-#define LACUNA_TABLE_RELEASE                                                                       \
-    4u /* wipes give written pages back to the kernel instead of                                   \
-          memsetting them: RSS falls to zero after each wipe, at the price                         \
-          of a page fault per page written again (about 10x the time) */
+/* Flags for lacuna_table_create (0 = manual tracking, one bit per page, zeroed on wipe):
+ *
+ * LACUNA_TABLE_AUTO: the kernel tracks writes (userfaultfd asynchronous write-protect and
+ *   PAGEMAP_SCAN PAGE_IS_WRITTEN, Linux >= 6.7): no marking; lacuna_table_mark is a no-op.
+ *   Without it (old kernel, userfaultfd not permitted, LACUNA_FORCE_FALLBACK=uffd or scan) the
+ *   table tracks by residency: every resident page counts as written and is released at each
+ *   wipe. lacuna_table_tracking says which. Writes are tracked in the creating process only.
+ * LACUNA_TABLE_SHARED: memfd-backed, mapped MAP_SHARED: processes forked after
+ *   lacuna_table_create share the contents and the marks, and any of them may wipe. Wipes punch
+ *   holes (MADV_REMOVE), so the shmem pages really go. With LACUNA_TABLE_AUTO it tracks by
+ *   residency of the shared file (userfaultfd sees one process only).
+ * LACUNA_TABLE_RELEASE: wipes give written pages back to the kernel instead of zeroing them: RSS
+ *   falls to zero after each wipe, at the price of a page fault per page written again (about
+ *   10x the time).
+ * LACUNA_TABLE_LINES: manual tracking of lines (page size / 64: 64 bytes with 4 KiB pages)
+ *   instead of pages; wipes zero only the marked lines, so a page holding one small record
+ *   costs a line, not a page. 8 more bytes of side table per page, touched when marked. Not with
+ *   LACUNA_TABLE_AUTO; with RELEASE or SHARED whole pages are released as usual. */
+#define LACUNA_TABLE_AUTO    1u
+#define LACUNA_TABLE_SHARED  2u
+#define LACUNA_TABLE_RELEASE 4u
+#define LACUNA_TABLE_LINES   8u
 
 /* How a table knows what was written (lacuna_table_tracking). */
 typedef enum lacuna_tracking {
@@ -104,7 +108,9 @@ typedef struct lacuna_table_head {
     size_t bytes;        /* table size (a multiple of the page size) */
     uint64_t *bits;      /* one bit per page, set = written since the last wipe; NULL unless
                             the tracking is LACUNA_TRACK_MANUAL */
+    uint64_t *lines;     /* LACUNA_TABLE_LINES: per page, one bit per line marked; else NULL */
     unsigned page_shift; /* log2 of the page size */
+    unsigned line_shift; /* log2 of the line size (page size / 64) */
     unsigned flags;      /* flags in force */
 } lacuna_table_head;
 
@@ -125,9 +131,9 @@ LACUNA_API size_t lacuna_table_size(const lacuna_table *table);
 LACUNA_API lacuna_tracking lacuna_table_tracking(const lacuna_table *table);
 
 /* Say "I wrote [addr, addr+len)" (manual tracking). Bytes outside the table are ignored, as is
- * len 0 and any table not tracking manually. Inline: a load and, the first time a page is marked
- * after a wipe, an atomic OR — cheap enough for every insert. Thread-safe (also across processes
- * for a shared table); must not race with lacuna_table_wipe. */
+ * len 0 and any table not tracking manually. Inline: a load and, the first time a page (or line)
+ * is marked after a wipe, an atomic OR — cheap enough for every insert. Thread-safe (also across
+ * processes for a shared table); must not race with lacuna_table_wipe. */
 static inline void lacuna_table_mark(lacuna_table *table, const void *addr, size_t len)
 {
     const lacuna_table_head *h = (const lacuna_table_head *)table;
@@ -135,11 +141,20 @@ static inline void lacuna_table_mark(lacuna_table *table, const void *addr, size
     uintptr_t off = (uintptr_t)addr - (uintptr_t)h->base;
     if (off >= h->bytes) return;
     if (len > h->bytes - off) len = h->bytes - off;
-    size_t first = off >> h->page_shift, last = (off + len - 1) >> h->page_shift;
+    uintptr_t end = off + len - 1; /* last byte */
+    size_t first = off >> h->page_shift, last = end >> h->page_shift;
     for (size_t p = first; p <= last; p++) {
         uint64_t bit = (uint64_t)1 << (p & 63);
         if (!(__atomic_load_n(&h->bits[p >> 6], __ATOMIC_RELAXED) & bit))
             __atomic_fetch_or(&h->bits[p >> 6], bit, __ATOMIC_RELAXED);
+        if (h->lines != NULL) {
+            uintptr_t in_page = ((uintptr_t)1 << h->page_shift) - 1;
+            unsigned lo = p == first ? (unsigned)((off & in_page) >> h->line_shift) : 0;
+            unsigned hi = p == last ? (unsigned)((end & in_page) >> h->line_shift) : 63;
+            uint64_t m = (~(uint64_t)0 >> (63 - hi)) & (~(uint64_t)0 << lo);
+            if ((__atomic_load_n(&h->lines[p], __ATOMIC_RELAXED) & m) != m)
+                __atomic_fetch_or(&h->lines[p], m, __ATOMIC_RELAXED);
+        }
     }
 }
 
