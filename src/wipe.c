@@ -6,7 +6,7 @@
  *   - lacuna_wipe validates the WHOLE range (/proc/self/maps, then guard markers) before it
  *     changes a byte, so bad input leaves memory untouched;
  *   - zeroing walks the range in address order in chunks whose scratch space lives on the stack
- *     (under 8 KiB), so no wipe allocates;
+ *     (about 16 KiB at the deepest), so no wipe allocates;
  *   - a table's bitmap (manual tracking) is a separate mapping, never inside the table's pages,
  *     and for a shared table is itself shared, so marks made by one process are wiped by another.
  * Does not: keep any state between lacuna_wipe calls but the thread's last choice.
@@ -35,12 +35,11 @@
  * 50 %. `lacuna-bench wipe` shows the effect: the pagemap and mincore strategies differ only in
  * the scan. In percent. */
 #define LAC_AUTO_DENSE_PCT 40
-#define LAC_CHUNK_PAGES                                                                            \
-    4096                  /* pages per mincore call (4 KiB of vector on the stack) and the         \
-                             first PAGEMAP_SCAN chunk; PAGEMAP_SCAN chunks double while the        \
-                             memory stays sparse, so an empty 1 GiB takes 7 ioctls */
-#define LAC_BATCH     128 /* ranges per release call (2 KiB of iovecs on the stack) */
-#define LAC_TABLE_MAX (1ull << 44)
+/* Pages per mincore call (4 KiB of vector on the stack), most pages one AUTO PAGEMAP_SCAN call
+ * reports, and the least stretch AUTO judges density over: 16 MiB. */
+#define LAC_CHUNK_PAGES 4096
+#define LAC_BATCH       128 /* ranges per release call (2 KiB of iovecs on the stack) */
+#define LAC_TABLE_MAX   (1ull << 44)
 
 struct lacuna_table {
     lacuna_table_head head; /* first: lacuna_table_mark reads it */
@@ -59,11 +58,10 @@ lacuna_wipe_strategy lacuna_wipe_last(void)
     return last_used;
 }
 
-/* ---- zeroing runs: memset, or collect for one batched release ---------------------------------
- */
+/* ---- zeroing runs: zero now, or collect for one batched release -------------------------- */
 
 typedef struct zeroer {
-    bool release;      /* give the pages back instead of memsetting */
+    bool release;      /* give the pages back instead of zeroing them */
     lac_advice advice; /* DONTNEED (private) or REMOVE (shared) */
     size_t n;
     struct iovec iov[LAC_BATCH];

@@ -178,7 +178,7 @@ static void usage(FILE *out)
                  "  churn    free a random live region, allocate a fresh one, touch pages\n"
                  "           (--help for its options)\n"
                  "  wipe     zero a sparsely resident 1 GiB range: every lacuna_wipe strategy and\n"
-                 "           both table modes per residency (--help for its options)\n"
+                 "           the table modes per residency (--help for its options)\n"
                  "  all      every case with its default options (what `make bench` runs)\n");
 }
 

@@ -1,5 +1,5 @@
 /* lacuna-bench wipe: zero a large, sparsely resident mapping with every strategy of lacuna_wipe and
- * both table modes, at several residencies.
+ * the table modes (manual pages, automatic, manual lines), at several residencies.
  *
  * "Residency X %" is the state at wipe time: exactly the pages of a fixed set P (X % of the range,
  * scattered at random or in clustered runs) are resident and dirty. Two times per strategy, medians
@@ -25,9 +25,10 @@
 #define MAX_PCTS 32
 #define MAX_RUNS 101
 
-static const char *const strategies[] = {"memset",  "dontneed", "remap",        "mincore",
-                                         "pagemap", "auto",     "table-manual", "table-auto"};
-#define NSTRAT 8
+static const char *const strategies[] = {"memset",       "dontneed",   "remap",
+                                         "mincore",      "pagemap",    "auto",
+                                         "table-manual", "table-auto", "table-lines"};
+#define NSTRAT 9
 
 typedef struct wipe_cfg {
     size_t size;
@@ -133,7 +134,9 @@ static void measure(void *arg, void *out)
     lacuna_table *t = NULL;
     char *base;
     if (table) {
-        unsigned flags = c->strategy == 7 ? LACUNA_TABLE_AUTO : 0;
+        unsigned flags = c->strategy == 7   ? LACUNA_TABLE_AUTO
+                         : c->strategy == 8 ? LACUNA_TABLE_LINES
+                                            : 0;
         if ((r->err = lacuna_table_create(c->size, flags, &t)) != 0) return;
         base = lacuna_table_base(t);
         static const char *const tr[] = {"?", "manual", "written", "resident"};
