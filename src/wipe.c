@@ -29,12 +29,18 @@
  * (LACUNA_TABLE_RELEASE, SHARED, residency tracking, the DONTNEED and REMAP strategies). */
 #define LAC_ZERO_MAX_RUN SIZE_MAX /* pages; longer resident runs would be released, not zeroed */
 
-/* Residency at which mincore beats PAGEMAP_SCAN at finding resident pages (1 GiB, random pages:
- * PAGEMAP_SCAN 0.04/0.56/0.96/3.2/3.0/3.1 ms at 0/1/10/50/90/100 %, mincore
- * 0.22/3.1/2.7/2.5/0.74/0.30 ms; a throwaway program timing the two calls): between 10 % and
- * 50 %. `lacuna-bench wipe` shows the effect: the pagemap and mincore strategies differ only in
- * the scan. In percent. */
-#define LAC_AUTO_DENSE_PCT 40
+/* When AUTO scans with mincore instead of PAGEMAP_SCAN. PAGEMAP_SCAN costs per present page
+ * (~12 ns: it looks at each page's categories) and per run it reports; mincore costs a byte per
+ * page, little when the pages are present. Timing the two calls alone on 1 GiB of random pages
+ * (a throwaway program): PAGEMAP_SCAN 0.04/0.56/0.96/3.2/3.0/3.1 ms at 0/1/10/50/90/100 %,
+ * mincore 0.22/3.1/2.7/2.5/0.74/0.30 ms. In whole wipe cycles (`lacuna-bench wipe`, random and
+ * clustered, two runs each) mincore won at >= 90 % resident, and at 50-70 % only when the runs
+ * were short (random pages: runs of 2-3); with clustered runs (~64 pages) PAGEMAP_SCAN won up to
+ * 70 %. Hence: mincore for a stretch >= LAC_AUTO_DENSE_PCT resident, or >= LAC_AUTO_MIXED_PCT
+ * resident in runs shorter than LAC_AUTO_SHORT_RUN pages on average. */
+#define LAC_AUTO_DENSE_PCT 85
+#define LAC_AUTO_MIXED_PCT 40
+#define LAC_AUTO_SHORT_RUN 8
 /* Pages per mincore call (4 KiB of vector on the stack), most pages one AUTO PAGEMAP_SCAN call
  * reports, and the least stretch AUTO judges density over: 16 MiB. */
 #define LAC_CHUNK_PAGES 4096
@@ -66,6 +72,7 @@ typedef struct zeroer {
     size_t n;
     struct iovec iov[LAC_BATCH];
     size_t bytes; /* bytes zeroed (memset or released), for lac_table_last_zeroed */
+    size_t runs;  /* runs zeroed, for AUTO's choice of scanner */
 } zeroer;
 
 /* Fence the zeroing done so far (every wipe ends with a flush) and release what was collected.
@@ -85,6 +92,7 @@ static void zeroer_run(zeroer *z, uintptr_t start, uintptr_t end)
 {
     if (end <= start) return;
     z->bytes += end - start;
+    z->runs++;
     if (!z->release && (end - start) / lac_os_features()->page_size <= LAC_ZERO_MAX_RUN) {
         lac_os_zero((void *)start, end - start);
         return;
@@ -192,6 +200,7 @@ static int zero_resident(zeroer *z, uintptr_t addr, size_t len, lacuna_wipe_stra
     q.max_pages = adapt ? LAC_CHUNK_PAGES : 0;
     size_t scanned = 0, mincored = 0;     /* bytes covered by each method */
     size_t seen_pages = 0, seen_span = 0; /* resident pages and bytes since the last decision */
+    size_t seen_runs = z->runs;           /* z->runs at the last decision */
     uintptr_t end = addr + len;
     for (uintptr_t cur = addr; cur < end;) {
         long found;
@@ -208,12 +217,16 @@ static int zero_resident(zeroer *z, uintptr_t addr, size_t len, lacuna_wipe_stra
         }
         if (found < 0) return (int)-found;
         cur += span;
-        /* Judge density over at least a chunk: one call may cover only a few clusters. */
+        /* Judge over at least a chunk: one call may cover only a few clusters. */
         seen_pages += (size_t)found;
         seen_span += span;
         if (adapt && seen_span >= LAC_CHUNK_PAGES * pg) {
-            scan = seen_pages * 100 < (seen_span / pg) * LAC_AUTO_DENSE_PCT;
+            size_t pct = seen_pages * 100 / (seen_span / pg);
+            size_t runs = z->runs - seen_runs;
+            bool short_runs = runs > 0 && seen_pages < runs * LAC_AUTO_SHORT_RUN;
+            scan = !(pct >= LAC_AUTO_DENSE_PCT || (pct >= LAC_AUTO_MIXED_PCT && short_runs));
             seen_pages = seen_span = 0;
+            seen_runs = z->runs;
         }
     }
     *used = scanned >= mincored && scanned > 0 ? LACUNA_WIPE_PAGEMAP : LACUNA_WIPE_MINCORE;
@@ -278,7 +291,7 @@ static int check_range(void *addr, size_t len, int *kind)
     return 0;
 }
 
-int lacuna_wipe(void *addr, size_t len, lacuna_wipe_strategy strategy)
+static int wipe(void *addr, size_t len, lacuna_wipe_strategy strategy)
 {
     size_t pg = lac_os_features()->page_size;
     uintptr_t a = (uintptr_t)addr;
@@ -323,9 +336,18 @@ int lacuna_wipe(void *addr, size_t len, lacuna_wipe_strategy strategy)
     return err;
 }
 
+/* The public entry points return errno values and leave the caller's errno alone. */
+int lacuna_wipe(void *addr, size_t len, lacuna_wipe_strategy strategy)
+{
+    int saved = errno;
+    int err = wipe(addr, len, strategy);
+    errno = saved;
+    return err;
+}
+
 /* ---- tables ------------------------------------------------------------------------------- */
 
-int lacuna_table_create(size_t bytes, unsigned flags, lacuna_table **out)
+static int table_create(size_t bytes, unsigned flags, lacuna_table **out)
 {
     const lacuna_features *f = lac_os_features();
     size_t pg = f->page_size;
@@ -392,6 +414,14 @@ fail:
     return err;
 }
 
+int lacuna_table_create(size_t bytes, unsigned flags, lacuna_table **out)
+{
+    int saved = errno;
+    int err = table_create(bytes, flags, out);
+    errno = saved;
+    return err;
+}
+
 void *lacuna_table_base(const lacuna_table *t)
 {
     return t ? t->head.base : NULL;
@@ -410,12 +440,14 @@ lacuna_tracking lacuna_table_tracking(const lacuna_table *t)
 void lacuna_table_destroy(lacuna_table *t)
 {
     if (t == NULL) return;
+    int saved = errno;
     lac_os_wp_close(t->uffd);
     if (t->head.base) (void)lac_os_unreserve(t->head.base, t->head.bytes);
     if (t->head.bits) (void)lac_os_unreserve(t->head.bits, t->bits_len);
     if (t->head.lines) (void)lac_os_unreserve(t->head.lines, t->lines_len);
     if (t->memfd >= 0) close(t->memfd);
     free(t);
+    errno = saved;
 }
 
 /* LACUNA_TABLE_LINES: zero the marked lines of page p (all of it if none is marked), in runs. */
@@ -494,7 +526,7 @@ static int wipe_written(lacuna_table *t, zeroer *z)
     return 0;
 }
 
-int lacuna_table_wipe(lacuna_table *t)
+static int table_wipe(lacuna_table *t)
 {
     if (t == NULL) {
         LAC_BAD_INPUT("lacuna_table_wipe", "table", NULL);
@@ -530,4 +562,12 @@ int lacuna_table_wipe(lacuna_table *t)
 size_t lac_table_last_zeroed(const lacuna_table *t)
 {
     return t->last_zeroed;
+}
+
+int lacuna_table_wipe(lacuna_table *t)
+{
+    int saved = errno;
+    int err = table_wipe(t);
+    errno = saved;
+    return err;
 }

@@ -418,3 +418,24 @@ TEST(auto_switches_between_dense_and_sparse_stretches)
     CHECK(all_zero(m + 3 * pgsz(), (PAGES - 10) * pgsz()));
     munmap(m, PAGES * pgsz());
 }
+
+TEST(errno_is_left_alone)
+{
+    char *m = map_private(64);
+    fill(m, 64, 50, 0);
+    errno = 12345;
+    CHECK_EQ(lacuna_wipe(m + 1, pgsz(), LACUNA_WIPE_AUTO), EINVAL);
+    CHECK_EQ(errno, 12345);
+    for (size_t s = 0; s < NSTRAT; s++) {
+        CHECK_EQ(lacuna_wipe(m, 64 * pgsz(), all[s]), 0);
+        CHECK_EQ(errno, 12345);
+    }
+    lacuna_table *t;
+    CHECK_EQ(lacuna_table_create(0, 0, &t), EINVAL);
+    CHECK_EQ(lacuna_table_create(1u << 20, LACUNA_TABLE_AUTO, &t), 0);
+    ((char *)lacuna_table_base(t))[5] = 1;
+    CHECK_EQ(lacuna_table_wipe(t), 0);
+    lacuna_table_destroy(t);
+    CHECK_EQ(errno, 12345);
+    munmap(m, 64 * pgsz());
+}
