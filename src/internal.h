@@ -91,7 +91,7 @@ typedef struct lac_scan_query {
 } lac_scan_query;
 #define LAC_SCAN_REPROTECT 1u
 
-/* PAGEMAP_SCAN for the pages of [addr, addr+len) matching q: up to max (<= 256) runs. Returns the
+/* PAGEMAP_SCAN for the pages of [addr, addr+len) matching q: up to max (<= 128) runs. Returns the
  * number of runs and *next as lac_os_scan (where the walk stopped: at max runs, at max_pages, or
  * addr+len), or a negative errno; -ENOTSUP when the kernel has no PAGEMAP_SCAN. Works even when
  * `scan` is forced off: callers wanting the forced fallback check lacuna_features.pagemap_scan. */

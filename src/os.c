@@ -396,15 +396,14 @@ int lac_os_resident(const void *addr, size_t len, unsigned char *vec)
 
 /* ---- PAGEMAP_SCAN ------------------------------------------------------------------------- */
 
-static long scan_ioctl_ex(uintptr_t start, uintptr_t end, const lac_scan_query *q, lac_run *runs,
-                          size_t max, uintptr_t *walk_end)
+/* One PAGEMAP_SCAN into regs (room for max), copied out to runs. */
+static long scan_ioctl_ex(uintptr_t start, uintptr_t end, const lac_scan_query *q,
+                          struct lac_page_region *regs, lac_run *runs, size_t max,
+                          uintptr_t *walk_end)
 {
     uint64_t flags = q->flags & LAC_SCAN_REPROTECT
                          ? LAC_PM_SCAN_WP_MATCHING | LAC_PM_SCAN_CHECK_WPASYNC
                          : 0;
-    struct lac_page_region regs[LAC_SCAN_BATCH];
-    if (max > LAC_SCAN_BATCH)
-        max = LAC_SCAN_BATCH;
     struct lac_pm_scan_arg arg = {
         .size = sizeof arg,
         .flags = flags,
@@ -437,8 +436,11 @@ static long scan_ioctl_ex(uintptr_t start, uintptr_t end, const lac_scan_query *
 static long scan_ioctl(uintptr_t start, uintptr_t end, uint64_t category, lac_run *runs,
                        size_t max, uintptr_t *walk_end)
 {
+    struct lac_page_region regs[LAC_SCAN_BATCH];
+    if (max > LAC_SCAN_BATCH)
+        max = LAC_SCAN_BATCH;
     lac_scan_query q = {.required = category};
-    return scan_ioctl_ex(start, end, &q, runs, max, walk_end);
+    return scan_ioctl_ex(start, end, &q, regs, runs, max, walk_end);
 }
 
 static bool probe_scan(char *scratch, size_t pg)
@@ -483,7 +485,11 @@ long lac_os_scan_ex(const void *addr, size_t len, const lac_scan_query *q, lac_r
     lac_os_features();
     if (pagemap_fd < 0)
         return -ENOTSUP;
-    return scan_ioctl_ex((uintptr_t)addr, (uintptr_t)addr + len, q, runs, max, next);
+    /* Half the batch of lac_os_scan: wipes may run on small fiber stacks (3 KiB here). */
+    struct lac_page_region regs[LAC_SCAN_BATCH / 2];
+    if (max > LAC_SCAN_BATCH / 2)
+        max = LAC_SCAN_BATCH / 2;
+    return scan_ioctl_ex((uintptr_t)addr, (uintptr_t)addr + len, q, regs, runs, max, next);
 }
 
 bool lac_os_can_see_guards(void)
@@ -498,7 +504,7 @@ int lac_os_maps(const void *addr, size_t len, lac_maps_fn fn, void *ctx)
     int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno;
-    char buf[8192];
+    char buf[4096]; /* a longer line (a path near PATH_MAX) ends the walk: the range is refused */
     size_t have = 0;
     bool more = true, eof = false;
     int err = 0;

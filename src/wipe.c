@@ -6,7 +6,7 @@
  *   - lacuna_wipe validates the WHOLE range (/proc/self/maps, then guard markers) before it
  *     changes a byte, so bad input leaves memory untouched;
  *   - zeroing walks the range in address order in chunks whose scratch space lives on the stack
- *     (about 16 KiB at the deepest), so no wipe allocates;
+ *     (about 7 KiB at the deepest: wipes may run on small fiber stacks), so no wipe allocates;
  *   - a table's bitmap (manual tracking) is a separate mapping, never inside the table's pages,
  *     and for a shared table is itself shared, so marks made by one process are wiped by another.
  * Does not: keep any state between lacuna_wipe calls but the thread's last choice.
@@ -41,10 +41,12 @@
 #define LAC_AUTO_DENSE_PCT 85
 #define LAC_AUTO_MIXED_PCT 40
 #define LAC_AUTO_SHORT_RUN 8
-/* Pages per mincore call (4 KiB of vector on the stack), most pages one AUTO PAGEMAP_SCAN call
- * reports, and the least stretch AUTO judges density over: 16 MiB. */
+/* Most pages one AUTO PAGEMAP_SCAN call reports, the mincore stretch AUTO takes, and the least
+ * stretch AUTO judges density over: 16 MiB. */
 #define LAC_CHUNK_PAGES 4096
-#define LAC_BATCH       128 /* ranges per release call (2 KiB of iovecs on the stack) */
+#define LAC_BATCH       64   /* ranges per release call (1 KiB of iovecs on the stack) */
+#define LAC_SCAN_RUNS   128  /* runs per PAGEMAP_SCAN call (lac_os_scan_ex's most) */
+#define LAC_VEC_PAGES   2048 /* pages per mincore call (2 KiB of vector on the stack) */
 #define LAC_TABLE_MAX   (1ull << 44)
 
 struct lacuna_table {
@@ -112,11 +114,11 @@ static void zeroer_run(zeroer *z, uintptr_t start, uintptr_t end)
 
 /* ---- finding resident pages ---------------------------------------------------------------- */
 
-/* mincore over [start, start + npages pages) (npages <= LAC_CHUNK_PAGES); zero resident runs.
+/* mincore over [start, start + npages pages) (npages <= LAC_VEC_PAGES); zero resident runs.
  * Returns resident pages found, or -errno. */
-static long zero_by_mincore(zeroer *z, uintptr_t start, size_t npages, size_t pg)
+static long mincore_once(zeroer *z, uintptr_t start, size_t npages, size_t pg)
 {
-    unsigned char vec[LAC_CHUNK_PAGES];
+    unsigned char vec[LAC_VEC_PAGES];
     int err = lac_os_resident((const void *)start, npages * pg, vec);
     if (err) return -err;
     long found = 0;
@@ -145,15 +147,29 @@ static long zero_by_mincore(zeroer *z, uintptr_t start, size_t npages, size_t pg
     return found;
 }
 
-/* One PAGEMAP_SCAN call from start (up to 256 runs, or q->max_pages pages); zero the runs (unless
- * z is NULL).
- * Returns pages found and sets *next past what the call covered, or -errno (-ENOTSUP without
- * PAGEMAP_SCAN). */
+/* mincore over [start, start + npages pages), LAC_VEC_PAGES at a time; zero resident runs.
+ * Returns resident pages found, or -errno. */
+static long zero_by_mincore(zeroer *z, uintptr_t start, size_t npages, size_t pg)
+{
+    long found = 0;
+    for (size_t done = 0; done < npages;) {
+        size_t n = npages - done < LAC_VEC_PAGES ? npages - done : LAC_VEC_PAGES;
+        long r = mincore_once(z, start + done * pg, n, pg);
+        if (r < 0) return r;
+        found += r;
+        done += n;
+    }
+    return found;
+}
+
+/* One PAGEMAP_SCAN call from start (up to LAC_SCAN_RUNS runs, or q->max_pages pages); zero the runs
+ * (unless z is NULL). Returns pages found and sets *next past what the call covered, or -errno
+ * (-ENOTSUP without PAGEMAP_SCAN). */
 static long scan_once(zeroer *z, uintptr_t start, uintptr_t end, const lac_scan_query *q,
                       uintptr_t *next)
 {
-    lac_run runs[256];
-    long r = lac_os_scan_ex((const void *)start, end - start, q, runs, 256, next);
+    lac_run runs[LAC_SCAN_RUNS];
+    long r = lac_os_scan_ex((const void *)start, end - start, q, runs, LAC_SCAN_RUNS, next);
     if (r < 0) return r;
     size_t pg = lac_os_features()->page_size;
     long found = 0;

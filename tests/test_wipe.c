@@ -6,6 +6,7 @@
 #include "lacuna.h"
 #include "test.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -438,4 +439,51 @@ TEST(errno_is_left_alone)
     lacuna_table_destroy(t);
     CHECK_EQ(errno, 12345);
     munmap(m, 64 * pgsz());
+}
+
+static void *small_stack_work(void *arg)
+{
+    char *m = arg;
+    for (size_t s = 0; s < NSTRAT; s++) {
+        fill(m, PAGES, 50, (int)(s & 1));
+        if (lacuna_wipe(m, PAGES * pgsz(), all[s]) != 0) return (void *)1;
+    }
+    lacuna_table *t;
+    unsigned flags[] = {0, LACUNA_TABLE_AUTO, LACUNA_TABLE_LINES, LACUNA_TABLE_RELEASE};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        if (lacuna_table_create(8u << 20, flags[i], &t) != 0) return (void *)2;
+        char *b = lacuna_table_base(t);
+        for (size_t p = 0; p < 2048; p += 3) {
+            b[p * pgsz()] = 1;
+            lacuna_table_mark(t, b + p * pgsz(), 1);
+        }
+        if (lacuna_table_wipe(t) != 0) return (void *)3;
+        lacuna_table_destroy(t);
+    }
+    return NULL;
+}
+
+TEST(runs_on_a_16k_stack)
+{
+    /* Wipes may be called from fibers with small stacks: everything here fits in 16 KiB. */
+    size_t stack = 16384;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    stack = 256 * 1024; /* sanitizers grow every frame */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+    stack = 256 * 1024;
+#endif
+#endif
+    char *m = map_private(PAGES);
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    CHECK_EQ(pthread_attr_setstacksize(&a, stack), 0);
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, &a, small_stack_work, m), 0);
+    void *rc;
+    pthread_join(th, &rc);
+    CHECK(rc == NULL);
+    CHECK(all_zero(m, PAGES * pgsz()));
+    pthread_attr_destroy(&a);
+    munmap(m, PAGES * pgsz());
 }

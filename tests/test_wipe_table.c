@@ -371,7 +371,9 @@ TEST(injected_release_failure_still_zeroes)
     size_t n = scribble(t, 100, seen);
     lac_fault_inject(LAC_OP_RELEASE, 1, ENOMEM);
     CHECK_EQ(lacuna_table_wipe(t), 0);
-    CHECK_EQ(resident(lacuna_table_base(t), bytes), n); /* memset instead */
+    /* The failed batch was memset instead (stays resident); later batches were released. */
+    size_t res = resident(lacuna_table_base(t), bytes);
+    CHECK(res > 0 && res <= n);
     CHECK(all_zero(lacuna_table_base(t), bytes));
     free(seen);
     lacuna_table_destroy(t);
