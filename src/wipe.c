@@ -75,18 +75,26 @@ typedef struct zeroer {
     struct iovec iov[LAC_BATCH];
     size_t bytes; /* bytes zeroed (memset or released), for lac_table_last_zeroed */
     size_t runs;  /* runs zeroed, for AUTO's choice of scanner */
+    const struct lacuna_table *table; /* a shared table's wipe: hole punching is the fallback */
 } zeroer;
 
+static int table_memfd(const struct lacuna_table *t);
+
 /* Fence the zeroing done so far (every wipe ends with a flush) and release what was collected.
- * Pages the kernel would not release are memset instead, so the range always ends up zero; the
- * memory simply stays resident then. */
+ * Ranges the kernel would not release are punched out of a shared table's memfd instead
+ * (fallocate), else memset, so the range always ends up zero; the memory simply stays resident
+ * when only memset worked. */
 static void zeroer_flush(zeroer *z)
 {
     lac_os_zero_fence();
     if (z->n == 0) return;
     size_t done = lac_os_release(z->iov, z->n, z->advice, NULL);
-    for (size_t i = done; i < z->n; i++)
-        memset(z->iov[i].iov_base, 0, z->iov[i].iov_len);
+    int fd = z->table ? table_memfd(z->table) : -1;
+    for (size_t i = done; i < z->n; i++) {
+        uintptr_t off = (uintptr_t)z->iov[i].iov_base - (uintptr_t)lacuna_table_base(z->table);
+        if (fd < 0 || lac_os_punch(fd, off, z->iov[i].iov_len) != 0)
+            memset(z->iov[i].iov_base, 0, z->iov[i].iov_len);
+    }
     z->n = 0;
 }
 
@@ -555,6 +563,7 @@ static int table_wipe(lacuna_table *t)
         .release = shared || (t->head.flags & LACUNA_TABLE_RELEASE) ||
                    t->tracking == LACUNA_TRACK_RESIDENT,
         .advice = shared ? LAC_ADV_REMOVE : LAC_ADV_DONTNEED,
+        .table = t,
     };
     int err = 0;
     lacuna_wipe_strategy used;
@@ -573,6 +582,11 @@ static int table_wipe(lacuna_table *t)
     zeroer_flush(&z);
     t->last_zeroed = z.bytes;
     return err;
+}
+
+static int table_memfd(const struct lacuna_table *t)
+{
+    return t->memfd;
 }
 
 size_t lac_table_last_zeroed(const lacuna_table *t)
