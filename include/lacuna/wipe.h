@@ -7,12 +7,13 @@
  * kind) is EINVAL with memory left untouched, never a crash.
  *
  * What is measured on the project machine (Linux 6.18, see docs/wipe.md for the numbers and the
- * commands): zeroing a resident page with memset (60-170 ns) is always cheaper than giving it back
- * to the kernel (300-1100 ns for MADV_DONTNEED, plus ~1.6 us to fault it in again when it is
- * reused), at every run length up to 256 MiB. So AUTO never releases: it finds the resident pages
- * as cheaply as the kernel allows (PAGEMAP_SCAN when few are resident, mincore when most are) and
- * memsets them. Releasing is for giving memory back: the DONTNEED and REMAP strategies, tables
- * made with LACUNA_TABLE_RELEASE or LACUNA_TABLE_SHARED, and tables tracking by residency.
+ * commands): zeroing a resident page (50-340 ns) is always cheaper than giving it back to the
+ * kernel (300-1700 ns for MADV_DONTNEED, plus ~2 us to fault it in again when it is reused), at
+ * every run length up to 512 MiB. So AUTO never releases: it finds the resident pages as cheaply
+ * as the kernel allows (PAGEMAP_SCAN when few are resident or the runs are long, mincore when
+ * most are) and zeroes them. Releasing is for giving memory back: the DONTNEED and REMAP
+ * strategies, tables made with LACUNA_TABLE_RELEASE or LACUNA_TABLE_SHARED, and tables tracking by
+ * residency.
  */
 #ifndef LACUNA_WIPE_H
 #define LACUNA_WIPE_H
@@ -33,8 +34,8 @@ extern "C" {
  * ------------------------------------------------------------------------------------------- */
 
 typedef enum lacuna_wipe_strategy {
-    LACUNA_WIPE_AUTO = 0, /* find resident pages (PAGEMAP_SCAN when sparse, mincore when dense,
-                             decided per 16 MiB chunk from the chunk before) and memset them */
+    LACUNA_WIPE_AUTO = 0, /* find resident pages (PAGEMAP_SCAN, or mincore over stretches found
+                             dense, judged every 16 MiB) and zero them */
     LACUNA_WIPE_MEMSET,   /* memset everything (faults in every page that was not resident) */
     LACUNA_WIPE_DONTNEED, /* madvise(MADV_DONTNEED) the whole range; MADV_REMOVE on shared memory */
     LACUNA_WIPE_REMAP,    /* mmap(MAP_FIXED) fresh anonymous memory over the range; MADV_REMOVE on
@@ -48,11 +49,12 @@ typedef enum lacuna_wipe_strategy {
 /* Make every byte of [addr, addr+len) read 0. addr and len must be multiples of the page size,
  * len > 0, and the whole range mapped read-write as either private anonymous memory or shared
  * memory (MAP_SHARED|MAP_ANONYMOUS, a memfd, /dev/shm, SysV shm), all of one kind; it may span
- * several mappings. Checked against /proc/self/maps (about 0.1 ms) and, where the kernel can
+ * several mappings. Checked against /proc/self/maps (0.03-0.1 ms) and, where the kernel can
  * report them (Linux >= 6.15), against guard markers (MADV_GUARD_INSTALL, as a lacuna pool uses).
  * Returns 0; EINVAL for bad input (nothing changed); ENOMEM when the kernel could not do a
  * remap/release (the range may be partly zeroed then; a retry with LACUNA_WIPE_MEMSET finishes
- * it); or the errno of /proc/self/maps being unreadable.
+ * it); or the errno of /proc/self/maps or of a residency scan failing. Uses about 7 KiB of stack
+ * and allocates nothing. The caller's errno is left alone (true of every call here).
  * Thread-safe for disjoint ranges. Another thread writing into the range while it is wiped gets
  * no guarantee about its write. On shared memory, pages are zeroed for every process mapping them.
  * On kernels 6.13-6.14, guard markers exist but cannot be seen: a range over one would fault with
@@ -79,8 +81,9 @@ typedef struct lacuna_table lacuna_table;
  *   wipe. lacuna_table_tracking says which. Writes are tracked in the creating process only.
  * LACUNA_TABLE_SHARED: memfd-backed, mapped MAP_SHARED: processes forked after
  *   lacuna_table_create share the contents and the marks, and any of them may wipe. Wipes punch
- *   holes (MADV_REMOVE), so the shmem pages really go. With LACUNA_TABLE_AUTO it tracks by
- *   residency of the shared file (userfaultfd sees one process only).
+ *   holes (MADV_REMOVE; fallocate PUNCH_HOLE on the memfd should that fail), so the shmem pages
+ *   really go. With LACUNA_TABLE_AUTO it tracks by residency of the shared file (userfaultfd
+ *   sees one process only).
  * LACUNA_TABLE_RELEASE: wipes give written pages back to the kernel instead of zeroing them: RSS
  *   falls to zero after each wipe, at the price of a page fault per page written again (about
  *   10x the time).
@@ -116,7 +119,8 @@ typedef struct lacuna_table_head {
 
 /* Create a table of `bytes` (rounded up to the page size) that reads all zero. flags: 0 (manual
  * tracking) or an OR of LACUNA_TABLE_*. Returns 0 and sets *table, or EINVAL (table NULL, bytes 0
- * or absurd, unknown flag), ENOMEM (no memory or address space). Without LACUNA_TABLE_SHARED the
+ * or absurd, unknown flag, LINES with AUTO), ENOMEM (no memory or address space), or the errno of
+ * memfd_create for a shared table. Without LACUNA_TABLE_SHARED the
  * memory is private and reserved like a pool (MAP_NORESERVE, no transparent huge pages), so a
  * 1 GiB table costs nothing until written. */
 LACUNA_API int lacuna_table_create(size_t bytes, unsigned flags, lacuna_table **table);
@@ -158,11 +162,13 @@ static inline void lacuna_table_mark(lacuna_table *table, const void *addr, size
     }
 }
 
-/* Zero every page written since the last wipe (as marked, as the kernel saw, or as resident,
- * according to the tracking) and start tracking afresh. Afterwards the whole table reads 0.
- * Returns 0, EINVAL (NULL), or the errno of a failed syscall (ENOMEM: the kernel was short of
- * memory; the table is then still tracking the pages not yet zeroed, and a retry finishes).
- * Not thread-safe against writers of the table or other wipes of it (in any process). */
+/* Zero every page (or line) written since the last wipe (as marked, as the kernel saw, or as
+ * resident, according to the tracking) and start tracking afresh. Afterwards the whole table
+ * reads 0. A release the kernel refuses is made up by hole punching (shared) or memset, so it is
+ * not an error. Returns 0, EINVAL (NULL), or the errno of a failed scan (PAGEMAP_SCAN, mincore,
+ * or re-protecting written pages); the pages not yet zeroed are then still tracked, and a retry
+ * finishes. Uses about 7 KiB of stack. Not thread-safe against writers of the table or other
+ * wipes of it (in any process). */
 LACUNA_API int lacuna_table_wipe(lacuna_table *table);
 
 /* Unmap the table; NULL is a no-op. A shared table stays alive in the processes that still map
