@@ -321,6 +321,7 @@ int bench_wipe_main(int argc, char **argv)
     if (runlen) return runlen_main(size);
     const char *pattern = clustered ? "clustered" : "random";
     if (csv) {
+        bench_machine(stdout, "# "); /* as the other cases' CSVs: the machine in a comment */
         printf("size,resident_pct,pattern,strategy,wipe_ms,cycle_ms,wipe_min_ms,wipe_max_ms,"
                "cycle_min_ms,cycle_max_ms,chosen\n");
     } else {
