@@ -404,6 +404,9 @@ static long scan_ioctl_ex(uintptr_t start, uintptr_t end, const lac_scan_query *
     uint64_t flags = q->flags & LAC_SCAN_REPROTECT
                          ? LAC_PM_SCAN_WP_MATCHING | LAC_PM_SCAN_CHECK_WPASYNC
                          : 0;
+    /* The kernel fills regs through a pointer inside arg, which valgrind's memcheck cannot see:
+     * zero them first so its runs stay clean. */
+    memset(regs, 0, max * sizeof regs[0]);
     struct lac_pm_scan_arg arg = {
         .size = sizeof arg,
         .flags = flags,
