@@ -296,19 +296,29 @@ static bool check_mapping(void *ctx, uintptr_t start, uintptr_t end, const char 
     return true;
 }
 
-/* 0 and *kind, or EINVAL, or the errno of reading the maps / the guard scan. */
-static int check_range(void *addr, size_t len, int *kind)
+/* 0 and *kind, or EINVAL, or the errno of reading the maps / the guard scan. *empty is set when
+ * the guard scan also showed that no page of the range is present (nothing to zero in private
+ * memory); the first walk looks for guards and present pages at once, and stops at the first. */
+static int check_range(void *addr, size_t len, int *kind, bool *empty)
 {
     range_check c = {.next = (uintptr_t)addr};
+    *empty = false;
     int err = lac_os_maps(addr, len, check_mapping, &c);
     if (err) return err;
     if (c.bad || c.next < (uintptr_t)addr + len) return EINVAL;
     if (lac_os_can_see_guards()) {
         lac_run run;
         uintptr_t next;
-        lac_scan_query q = {.required = LAC_PAGE_GUARD};
+        lac_scan_query q = {.anyof = LAC_PAGE_GUARD | LAC_PAGE_PRESENT,
+                            .excluded = LAC_PAGE_PFNZERO};
         long r = lac_os_scan_ex(addr, len, &q, &run, 1, &next);
-        if (r > 0) return EINVAL;
+        if (r == 0) {
+            *empty = true;
+        } else if (r > 0) {
+            q = (lac_scan_query){.required = LAC_PAGE_GUARD};
+            r = lac_os_scan_ex(addr, len, &q, &run, 1, &next);
+            if (r > 0) return EINVAL;
+        }
         if (r < 0 && r != -ENOTSUP) return (int)-r;
     }
     *kind = c.kind;
@@ -325,7 +335,8 @@ static int wipe(void *addr, size_t len, lacuna_wipe_strategy strategy)
         return EINVAL;
     }
     int kind = KIND_NONE;
-    int err = check_range(addr, len, &kind);
+    bool empty;
+    int err = check_range(addr, len, &kind, &empty);
     if (err) {
         if (err == EINVAL) LAC_BAD_INPUT("lacuna_wipe", "range not wipeable memory", addr);
         return err;
@@ -352,6 +363,13 @@ static int wipe(void *addr, size_t len, lacuna_wipe_strategy strategy)
     case LACUNA_WIPE_MINCORE:
     case LACUNA_WIPE_PAGEMAP:
     case LACUNA_WIPE_AUTO:
+        /* The guard check's walk already found nothing present: done (private memory only:
+         * shared pages may be in the file without being mapped here). */
+        if (empty && !shared && strategy != LACUNA_WIPE_MINCORE &&
+            lac_os_features()->pagemap_scan) {
+            used = LACUNA_WIPE_PAGEMAP;
+            break;
+        }
         err = zero_resident(&z, a, len, strategy, shared, &used);
         zeroer_flush(&z);
         break;
