@@ -178,7 +178,7 @@ typedef struct lacuna_features {
     const char *forced;           /* LACUNA_FORCE_FALLBACK as read, or "" */
 } lacuna_features;
 
-/* Probe (once) and report. LACUNA_FORCE_FALLBACK=all, or a comma list of guard,batch,scan,free,
+/* Probe (once) and report. LACUNA_FORCE_FALLBACK=all, or a comma list of guard,batch,scan,free,uffd,
  * makes the older path be used even where the kernel has the newer one (for testing). */
 LACUNA_API void lacuna_features_get(lacuna_features *features);
 
@@ -201,5 +201,6 @@ LACUNA_API int lacuna_overflow_handler_install(void);
 #endif
 
 #include "lacuna/fiber.h"
+#include "lacuna/wipe.h"
 
 #endif /* LACUNA_H */
