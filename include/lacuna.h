@@ -76,9 +76,10 @@ typedef enum lacuna_guard {
           stopped and joined by lacuna_pool_destroy. */
 
 /* Named values for the fields whose 0 means "default". */
-#define LACUNA_CACHE_NONE  ((size_t)-1)   /* cache: keep no warm regions; release on every free */
-#define LACUNA_DECAY_NEVER ((unsigned)-1) /* decay_ms: never release warm regions for being idle   \
-                                           */
+#define LACUNA_CACHE_NONE ((size_t)-1) /* cache: keep no warm regions; release on every free */
+#define LACUNA_DECAY_NEVER                                                                         \
+    ((unsigned)-1) /* decay_ms: never release warm regions for being idle                          \
+                    */
 
 typedef struct lacuna_pool_config {
     size_t region_size;     /* usable bytes per region; required; rounded up to the page size */
@@ -178,8 +179,9 @@ typedef struct lacuna_features {
     const char *forced;           /* LACUNA_FORCE_FALLBACK as read, or "" */
 } lacuna_features;
 
-/* Probe (once) and report. LACUNA_FORCE_FALLBACK=all, or a comma list of guard,batch,scan,free,
- * makes the older path be used even where the kernel has the newer one (for testing). */
+/* Probe (once) and report. LACUNA_FORCE_FALLBACK=all, or a comma list of
+ * guard,batch,scan,free,uffd, makes the older path be used even where the kernel has the newer one
+ * (for testing). */
 LACUNA_API void lacuna_features_get(lacuna_features *features);
 
 /* ---------------------------------------------------------------------------------------------
@@ -201,5 +203,6 @@ LACUNA_API int lacuna_overflow_handler_install(void);
 #endif
 
 #include "lacuna/fiber.h"
+#include "lacuna/wipe.h"
 
 #endif /* LACUNA_H */

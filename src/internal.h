@@ -29,6 +29,8 @@ void lac_debug_bad_input(const char *call, const char *what, const void *value);
 typedef enum lac_advice {
     LAC_ADV_DONTNEED, /* MADV_DONTNEED: pages gone now, refault as zero */
     LAC_ADV_FREE,     /* MADV_FREE: pages reclaimed lazily, may keep old data */
+    LAC_ADV_REMOVE,   /* MADV_REMOVE: punch the pages out of shmem/memfd backing (the only
+                         advice that frees shared pages; EINVAL on private memory) */
 } lac_advice;
 
 /* The probed features (probing happens on the first call; thread-safe). */
@@ -65,13 +67,79 @@ typedef struct lac_run {
     uintptr_t start, end;
 } lac_run;
 #define LAC_PAGE_PRESENT (1u << 3) /* PAGEMAP_SCAN category: page is in memory */
-#define LAC_PAGE_WRITTEN (1u << 0) /* PAGEMAP_SCAN category: written (inside uffd-wp ranges) */
+#define LAC_PAGE_WRITTEN (1u << 1) /* PAGEMAP_SCAN category: written (inside uffd-wp ranges) */
+#define LAC_PAGE_SWAPPED (1u << 4) /* PAGEMAP_SCAN category: in swap */
+#define LAC_PAGE_PFNZERO (1u << 5) /* PAGEMAP_SCAN category: maps the shared zero page */
+#define LAC_PAGE_GUARD   (1u << 8) /* PAGEMAP_SCAN category: guard marker (Linux 6.15) */
 
 /* PAGEMAP_SCAN: up to max (<= 256) runs of pages in `category` inside [addr, addr+len). Returns the
  * number of runs and sets *next to where the walk stopped (== addr+len when complete), or a
  * negative errno (-ENOTSUP without PAGEMAP_SCAN: use lac_os_resident). */
 long lac_os_scan(const void *addr, size_t len, uint64_t category, lac_run *runs, size_t max,
                  uintptr_t *next);
+
+/* ---- os.c, for wipe.c: zeroing, shared memory, write tracking ---- */
+
+/* What lac_os_scan_ex looks for. */
+typedef struct lac_scan_query {
+    uint64_t required; /* categories a page must all have */
+    uint64_t anyof;    /* ...and at least one of these (0: no condition) */
+    uint64_t excluded; /* ...and none of these */
+    unsigned flags;    /* LAC_SCAN_REPROTECT: write-protect the reported pages again (only inside
+                          a range of lac_os_wp_open; the ioctl fails otherwise) */
+    size_t max_pages;  /* stop once this many pages were reported (0: no limit) */
+} lac_scan_query;
+#define LAC_SCAN_REPROTECT 1u
+
+/* PAGEMAP_SCAN for the pages of [addr, addr+len) matching q: up to max (<= 128) runs. Returns the
+ * number of runs and *next as lac_os_scan (where the walk stopped: at max runs, at max_pages, or
+ * addr+len), or a negative errno; -ENOTSUP when the kernel has no PAGEMAP_SCAN. Works even when
+ * `scan` is forced off: callers wanting the forced fallback check lacuna_features.pagemap_scan. */
+long lac_os_scan_ex(const void *addr, size_t len, const lac_scan_query *q, lac_run *runs,
+                    size_t max, uintptr_t *next);
+
+/* Zero [addr, addr+len) of resident memory the fastest way this CPU has (streaming stores on
+ * x86_64, memset elsewhere). addr and len multiples of 64. Not a syscall, but CPU-specific.
+ * Call lac_os_zero_fence once after the last lac_os_zero of an operation, before returning to
+ * code that may publish the zeroed memory to other threads. */
+void lac_os_zero(void *addr, size_t len);
+void lac_os_zero_fence(void);
+
+/* Whether lac_os_scan_ex can report LAC_PAGE_GUARD (Linux >= 6.15). A safety check, so it is not
+ * turned off by LACUNA_FORCE_FALLBACK. */
+bool lac_os_can_see_guards(void);
+
+/* Lines of /proc/self/maps overlapping [addr, addr+len), handed to fn one by one (start, end, the
+ * "rwxp" flags, inode, path; fn returns false to stop). 0, or errno (the file could not be read).
+ * Not a syscall on memory, but the kernel's view of the mappings, so it lives here too. */
+typedef bool (*lac_maps_fn)(void *ctx, uintptr_t start, uintptr_t end, const char *perms,
+                            unsigned long inode, const char *path);
+int lac_os_maps(const void *addr, size_t len, lac_maps_fn fn, void *ctx);
+
+/* mmap(MAP_FIXED) fresh private anonymous read-write pages over [addr, addr+len): atomically
+ * replaces whatever was there (its pages are freed). 0 or errno (nothing changed on error). */
+int lac_os_remap(void *addr, size_t len);
+
+/* A memfd of len bytes (close-on-exec). Returns the fd, or -errno. */
+int lac_os_memfd(size_t len);
+
+/* Map len bytes MAP_SHARED, read-write: of fd from offset 0, or anonymous when fd < 0 (shared
+ * with children forked later). NULL + errno on failure. Unmap with lac_os_unreserve. */
+void *lac_os_map_shared(int fd, size_t len);
+
+/* fallocate(PUNCH_HOLE | KEEP_SIZE) on a memfd: the shmem pages of [off, off+len) are freed. */
+int lac_os_punch(int fd, uint64_t off, size_t len);
+
+/* Kernel write tracking of [addr, addr+len) (page-aligned, private anonymous): a userfaultfd in
+ * asynchronous write-protect mode (Linux 6.7), so the first write to a present page after
+ * lac_os_wp_open or a LAC_SCAN_REPROTECT scan makes it LAC_PAGE_WRITTEN; a page that was not
+ * present is unprotected, so once written it reports WRITTEN too (look for WRITTEN and PRESENT).
+ * Returns the userfaultfd (close it with lac_os_wp_close), or -errno: ENOTSUP when the kernel
+ * lacks the features or LACUNA_FORCE_FALLBACK names `uffd`, EPERM when userfaultfd is not
+ * permitted (vm.unprivileged_userfaultfd = 0 without CAP_SYS_PTRACE). After one definitive
+ * ENOTSUP/EPERM later calls fail at once with the same value. */
+int lac_os_wp_open(void *addr, size_t len);
+void lac_os_wp_close(int uffd);
 
 /* Test-only fault injection (CMake -DLACUNA_FAULT_INJECTION=ON): make the nth call (1 = the next)
  * of an operation fail with err, or with LAC_FAULT_PARTIAL make the nth batched release stop
@@ -81,6 +149,7 @@ typedef enum lac_op {
     LAC_OP_RELEASE,
     LAC_OP_GUARD,
     LAC_OP_SCAN,
+    LAC_OP_REMAP, /* lac_os_remap, lac_os_punch */
     LAC_OP_COUNT
 } lac_op;
 #define LAC_FAULT_PARTIAL (-1)
@@ -92,6 +161,11 @@ void lac_fault_inject(lac_op op, unsigned nth, int err);
  * its stacks). Called from a signal handler: must be async-signal-safe and not allocate. */
 typedef const char *(*lac_region_namer)(void *ctx, size_t index);
 void lac_pool_set_namer(lacuna_pool *pool, lac_region_namer namer, void *ctx);
+
+/* ---- wipe.c -------------------------------------------------------------------------------- */
+
+/* Bytes the table's last lacuna_table_wipe zeroed (memset or released): for tests. */
+size_t lac_table_last_zeroed(const lacuna_table *table);
 
 /* ---- overflow.c ----------------------------------------------------------------------------- */
 

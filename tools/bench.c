@@ -230,6 +230,7 @@ static const struct bench_case {
     {"pair", pair_main, "warm alloc+free pairs alone (for tools/callgrind-pair.sh)"},
     {"skynet", bench_skynet_main, "1,111,111 fibers on guarded pool stacks: time, peak RSS"},
     {"switch", bench_switch_main, "ns per fiber switch (lacuna_yield) and per spawn+join"},
+    {"wipe", bench_wipe_main, "zero a sparsely resident 1 GiB range: every strategy (--help)"},
 };
 
 static void usage(FILE *out)

@@ -1,7 +1,4 @@
-# `make bench`, fiber part (run by tools/bench.sh with BENCH, OUT, RUNS and QUICK set): skynet
-# (1,111,111 fibers on guarded 64 KiB stacks) and the switch / spawn+join costs.
+# make bench, fiber layer: skynet (1,111,111 fibers on guarded pool stacks) and switch costs.
 set -euo pipefail
-n=10000000
-[ -n "${QUICK:-}" ] && n=1000000
-"$BENCH" skynet --runs "${RUNS:-5}" | tee "$OUT/skynet.txt"
-"$BENCH" switch --runs "${RUNS:-5}" --n "$n" | tee "$OUT/switch.txt"
+"$BENCH" skynet --runs "$RUNS" | tee "$OUT/skynet.txt"
+"$BENCH" switch --runs "$RUNS" | tee "$OUT/switch.txt"

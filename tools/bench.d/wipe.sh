@@ -1,0 +1,8 @@
+# make bench, wipe layer: every lacuna_wipe strategy and the table modes per residency of 1 GiB.
+set -euo pipefail
+if [ -n "${QUICK:-}" ]; then
+  "$BENCH" wipe --resident 1,50 --runs 1 --csv > "$OUT/wipe.csv"
+else
+  "$BENCH" wipe --runs "$RUNS" --csv > "$OUT/wipe.csv"
+  "$BENCH" wipe --runs "$RUNS" --pattern clustered --csv > "$OUT/wipe-clustered.csv"
+fi

@@ -1,0 +1,378 @@
+/* lacuna-bench wipe: zero a large, sparsely resident mapping with every strategy of lacuna_wipe and
+ * the table modes (manual pages, automatic, manual lines), at several residencies.
+ *
+ * "Residency X %" is the state at wipe time: exactly the pages of a fixed set P (X % of the range,
+ * scattered at random or in clustered runs) are resident and dirty. Two times per strategy, medians
+ * over --runs cycles:
+ *   wipe   lacuna_wipe (or lacuna_table_wipe) alone;
+ *   cycle  the wipe plus writing one byte to every page of P again, which is what a reused table
+ *          pays: a strategy that releases pages is cheap to call and pays a fault per page later.
+ * After a cycle the state is the prepared one again, except after MEMSET (everything resident):
+ * that strategy is re-prepared before each run, outside the timing. Each strategy runs in a fresh
+ * child process. --runlen instead measures memset against MADV_DONTNEED per run length: the
+ * crossover wipe.c's policy is built on. */
+#define _GNU_SOURCE
+#include "bench.h"
+#include "lacuna.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define MAX_PCTS 32
+#define MAX_RUNS 101
+
+static const char *const strategies[] = {"memset",       "dontneed",   "remap",
+                                         "mincore",      "pagemap",    "auto",
+                                         "table-manual", "table-auto", "table-lines"};
+#define NSTRAT 9
+
+typedef struct wipe_cfg {
+    size_t size;
+    double pct;
+    bool clustered;
+    int runs;
+    int strategy; /* index into strategies */
+} wipe_cfg;
+
+typedef struct wipe_result {
+    double wipe_ms, cycle_ms, wipe_min, wipe_max, cycle_min, cycle_max;
+    char chosen[16];
+    int err;
+} wipe_result;
+
+static uint64_t rng_state;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* The resident set P, as sorted page indices. Same seed for every strategy of a residency. */
+static uint32_t *page_set(size_t pages, double pct, bool clustered, size_t *n)
+{
+    unsigned char *in = calloc(pages, 1);
+    uint32_t *idx = malloc(pages * sizeof *idx);
+    if (in == NULL || idx == NULL) abort();
+    rng_state = 0x2545F4914F6CDD1Dull ^ (uint64_t)(pct * 1000);
+    size_t want = (size_t)((double)pages * pct / 100.0 + 0.5), have = 0;
+    if (want > pages) want = pages;
+    if (want == pages) {
+        memset(in, 1, pages);
+        have = pages;
+    } else if (!clustered) {
+        /* Exactly `want` distinct pages, uniformly at random. */
+        while (have < want) {
+            size_t p = rnd() % pages;
+            if (!in[p]) {
+                in[p] = 1;
+                have++;
+            }
+        }
+    } else {
+        /* Runs of 1-128 pages (64 on average) at random places. */
+        while (have < want) {
+            size_t at = rnd() % pages, len = 1 + rnd() % 128;
+            for (size_t p = at; p < at + len && p < pages && have < want; p++)
+                if (!in[p]) {
+                    in[p] = 1;
+                    have++;
+                }
+        }
+    }
+    size_t k = 0;
+    for (size_t p = 0; p < pages; p++)
+        if (in[p]) idx[k++] = (uint32_t)p;
+    free(in);
+    *n = k;
+    return idx;
+}
+
+static void touch(char *base, const uint32_t *idx, size_t n, size_t pg, lacuna_table *t)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *p = base + (size_t)idx[i] * pg;
+        *(volatile char *)p = 1;
+        if (t) lacuna_table_mark(t, p, 1);
+    }
+}
+
+static const lacuna_wipe_strategy fixed[] = {LACUNA_WIPE_MEMSET,  LACUNA_WIPE_DONTNEED,
+                                             LACUNA_WIPE_REMAP,   LACUNA_WIPE_MINCORE,
+                                             LACUNA_WIPE_PAGEMAP, LACUNA_WIPE_AUTO};
+
+static const char *strategy_name(lacuna_wipe_strategy s)
+{
+    switch (s) {
+    case LACUNA_WIPE_MEMSET:
+        return "memset";
+    case LACUNA_WIPE_DONTNEED:
+        return "dontneed";
+    case LACUNA_WIPE_REMAP:
+        return "remap";
+    case LACUNA_WIPE_MINCORE:
+        return "mincore";
+    case LACUNA_WIPE_PAGEMAP:
+        return "pagemap";
+    default:
+        return "auto";
+    }
+}
+
+static void measure(void *arg, void *out)
+{
+    const wipe_cfg *c = arg;
+    wipe_result *r = out;
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), pages = c->size / pg, n;
+    uint32_t *idx = page_set(pages, c->pct, c->clustered, &n);
+    bool table = c->strategy >= 6;
+    lacuna_table *t = NULL;
+    char *base;
+    if (table) {
+        unsigned flags = c->strategy == 7   ? LACUNA_TABLE_AUTO
+                         : c->strategy == 8 ? LACUNA_TABLE_LINES
+                                            : 0;
+        if ((r->err = lacuna_table_create(c->size, flags, &t)) != 0) return;
+        base = lacuna_table_base(t);
+        static const char *const tr[] = {"?", "manual", "written", "resident"};
+        snprintf(r->chosen, sizeof r->chosen, "%s", tr[lacuna_table_tracking(t) & 3]);
+    } else {
+        base = mmap(NULL, c->size, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (base == MAP_FAILED) {
+            r->err = errno;
+            return;
+        }
+        madvise(base, c->size, MADV_NOHUGEPAGE);
+    }
+    lacuna_wipe_strategy s = table ? LACUNA_WIPE_AUTO : fixed[c->strategy];
+    double w[MAX_RUNS], cy[MAX_RUNS];
+    int counts[6] = {0};
+    touch(base, idx, n, pg, t);
+    for (int run = 0; run < c->runs; run++) {
+        if (s == LACUNA_WIPE_MEMSET && run > 0 && !table) {
+            madvise(base, c->size, MADV_DONTNEED);
+            touch(base, idx, n, pg, NULL);
+        }
+        uint64_t t0 = bench_now_ns();
+        int err = table ? lacuna_table_wipe(t) : lacuna_wipe(base, c->size, s);
+        uint64_t t1 = bench_now_ns();
+        touch(base, idx, n, pg, t);
+        uint64_t t2 = bench_now_ns();
+        if (err) {
+            r->err = err;
+            return;
+        }
+        if (!table) counts[lacuna_wipe_last()]++;
+        w[run] = (double)(t1 - t0) / 1e6;
+        cy[run] = (double)(t2 - t0) / 1e6;
+    }
+    r->wipe_min = r->wipe_max = w[0];
+    r->cycle_min = r->cycle_max = cy[0];
+    for (int i = 1; i < c->runs; i++) {
+        r->wipe_min = w[i] < r->wipe_min ? w[i] : r->wipe_min;
+        r->wipe_max = w[i] > r->wipe_max ? w[i] : r->wipe_max;
+        r->cycle_min = cy[i] < r->cycle_min ? cy[i] : r->cycle_min;
+        r->cycle_max = cy[i] > r->cycle_max ? cy[i] : r->cycle_max;
+    }
+    r->wipe_ms = bench_median(w, c->runs);
+    r->cycle_ms = bench_median(cy, c->runs);
+    if (!table) {
+        int best = 0;
+        for (int i = 1; i < 6; i++)
+            best = counts[i] > counts[best] ? i : best;
+        snprintf(r->chosen, sizeof r->chosen, "%s", strategy_name((lacuna_wipe_strategy)best));
+    }
+}
+
+/* ---- --runlen: memset vs MADV_DONTNEED per run length ---- */
+
+static int runlen_main(size_t size)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), pages = size / pg;
+    char *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (m == MAP_FAILED) {
+        perror("mmap");
+        return 1;
+    }
+    madvise(m, size, MADV_NOHUGEPAGE);
+    bench_machine(stdout, "");
+    printf("run length crossover, %zu MiB range, ns per page (median of 5); runs of L resident "
+           "pages every 2L pages\n\n",
+           size / MIB);
+    printf("%8s %8s %12s %12s %14s %14s\n", "L", "runs", "memset wipe", "memset cycle",
+           "dontneed wipe", "dontneed cycle");
+    for (size_t L = 1; L * 2 <= pages; L *= 2) {
+        size_t runs = pages / (2 * L);
+        if (runs > 32768) runs = 32768; /* enough for a stable median, a few ms */
+        double res[4];
+        for (int mode = 0; mode < 2; mode++) {
+            double wv[5], cv[5];
+            for (int rep = 0; rep < 5; rep++) {
+                for (size_t r = 0; r < runs; r++)
+                    memset(m + r * 2 * L * pg, 1, L * pg);
+                uint64_t a = bench_now_ns();
+                for (size_t r = 0; r < runs; r++) {
+                    char *p = m + r * 2 * L * pg;
+                    if (mode == 0)
+                        memset(p, 0, L * pg);
+                    else
+                        madvise(p, L * pg, MADV_DONTNEED);
+                }
+                uint64_t b = bench_now_ns();
+                for (size_t r = 0; r < runs; r++)
+                    for (size_t i = 0; i < L; i++)
+                        *(volatile char *)(m + (r * 2 * L + i) * pg + 8) = 2;
+                uint64_t c = bench_now_ns();
+                wv[rep] = (double)(b - a) / (double)(runs * L);
+                cv[rep] = (double)(c - a) / (double)(runs * L);
+            }
+            res[mode * 2] = bench_median(wv, 5);
+            res[mode * 2 + 1] = bench_median(cv, 5);
+        }
+        printf("%8zu %8zu %12.0f %12.0f %14.0f %14.0f\n", L, runs, res[0], res[1], res[2], res[3]);
+        fflush(stdout);
+    }
+    munmap(m, size);
+    return 0;
+}
+
+static void wipe_usage(FILE *out)
+{
+    fprintf(out, "usage: lacuna-bench wipe [--size 1G] [--resident PCT[,PCT...]]\n"
+                 "                         [--pattern random|clustered] [--runs N] [--csv]\n"
+                 "       lacuna-bench wipe --runlen [--size 1G]\n"
+                 "  --resident  residencies in percent (default 0,0.1,1,10,30,50,70,90,100)\n"
+                 "  --runs      cycles per strategy; medians are reported (default 5)\n"
+                 "  --runlen    memset vs MADV_DONTNEED per run length instead\n");
+}
+
+int bench_wipe_main(int argc, char **argv)
+{
+    size_t size = 1ul << 30;
+    double pcts[MAX_PCTS] = {0, 0.1, 1, 10, 30, 50, 70, 90, 100};
+    int npcts = 9, runs = 5;
+    bool csv = false, clustered = false, runlen = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--csv") == 0) {
+            csv = true;
+        } else if (strcmp(a, "--runlen") == 0) {
+            runlen = true;
+        } else if (strcmp(a, "--help") == 0) {
+            wipe_usage(stdout);
+            return 0;
+        } else if (v == NULL) {
+            wipe_usage(stderr);
+            return 2;
+        } else if (strcmp(a, "--size") == 0) {
+            i++;
+            if (bench_parse_size(v, &size) != 0 || size < 1 * MIB) {
+                fprintf(stderr, "lacuna-bench wipe: bad size '%s' (at least 1M)\n", v);
+                return 2;
+            }
+        } else if (strcmp(a, "--runs") == 0) {
+            i++;
+            runs = atoi(v);
+            if (runs < 1 || runs > MAX_RUNS) {
+                fprintf(stderr, "lacuna-bench wipe: --runs between 1 and %d\n", MAX_RUNS);
+                return 2;
+            }
+        } else if (strcmp(a, "--pattern") == 0) {
+            i++;
+            if (strcmp(v, "clustered") == 0)
+                clustered = true;
+            else if (strcmp(v, "random") != 0) {
+                fprintf(stderr, "lacuna-bench wipe: pattern is random or clustered\n");
+                return 2;
+            }
+        } else if (strcmp(a, "--resident") == 0) {
+            i++;
+            npcts = 0;
+            char *copy = strdup(v), *save = NULL;
+            for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                char *end;
+                double p = strtod(tok, &end);
+                if (*end != '\0' || p < 0 || p > 100 || npcts == MAX_PCTS) {
+                    fprintf(stderr, "lacuna-bench wipe: bad residency '%s'\n", tok);
+                    free(copy);
+                    return 2;
+                }
+                pcts[npcts++] = p;
+            }
+            free(copy);
+            if (npcts == 0) {
+                wipe_usage(stderr);
+                return 2;
+            }
+        } else {
+            wipe_usage(stderr);
+            return 2;
+        }
+    }
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    size = (size + pg - 1) & ~(pg - 1);
+    if (runlen) return runlen_main(size);
+    const char *pattern = clustered ? "clustered" : "random";
+    if (csv) {
+        bench_machine(stdout, "# "); /* as the other cases' CSVs: the machine in a comment */
+        printf("size,resident_pct,pattern,strategy,wipe_ms,cycle_ms,wipe_min_ms,wipe_max_ms,"
+               "cycle_min_ms,cycle_max_ms,chosen\n");
+    } else {
+        bench_machine(stdout, "");
+        lacuna_features f;
+        lacuna_features_get(&f);
+        printf("wipe: %zu MiB, %s pattern, median of %d cycles (cycle = wipe + rewrite the same "
+               "pages); PAGEMAP_SCAN %s%s%s\n",
+               size / MIB, pattern, runs, f.pagemap_scan ? "yes" : "no",
+               *f.forced ? ", LACUNA_FORCE_FALLBACK=" : "", f.forced);
+    }
+    int rc = 0;
+    for (int k = 0; k < npcts; k++) {
+        wipe_result res[NSTRAT];
+        if (!csv)
+            printf("\nresident %g %%\n%-13s %10s %10s %10s  %s\n", pcts[k], "strategy", "wipe ms",
+                   "cycle ms", "vs best", "(wipe min-max) chosen");
+        int best = -1;
+        for (int s = 0; s < NSTRAT; s++) {
+            wipe_cfg cfg = {size, pcts[k], clustered, runs, s};
+            bench_progress("wipe %g%% %s", pcts[k], strategies[s]);
+            if (bench_in_child(measure, &cfg, &res[s], sizeof res[s]) != 0 && res[s].err == 0)
+                res[s].err = EIO;
+            if (res[s].err == 0 && s < 5 && (best < 0 || res[s].cycle_ms < res[best].cycle_ms))
+                best = s;
+        }
+        bench_progress("%s", "");
+        for (int s = 0; s < NSTRAT; s++) {
+            wipe_result *r = &res[s];
+            if (r->err) {
+                rc = 1;
+                if (csv)
+                    printf("%zu,%g,%s,%s,,,,,,,error %d\n", size, pcts[k], pattern, strategies[s],
+                           r->err);
+                else
+                    printf("%-13s failed: %s\n", strategies[s], strerror(r->err));
+                continue;
+            }
+            if (csv) {
+                printf("%zu,%g,%s,%s,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%s\n", size, pcts[k], pattern,
+                       strategies[s], r->wipe_ms, r->cycle_ms, r->wipe_min, r->wipe_max,
+                       r->cycle_min, r->cycle_max, s == 5 || s >= 6 ? r->chosen : "");
+            } else {
+                char vs[16] = "";
+                if (best >= 0) snprintf(vs, sizeof vs, "%.2fx", r->cycle_ms / res[best].cycle_ms);
+                printf("%-13s %10.3f %10.3f %10s  (%.3f-%.3f)%s%s%s\n", strategies[s], r->wipe_ms,
+                       r->cycle_ms, vs, r->wipe_min, r->wipe_max, s == 5 || s >= 6 ? " " : "",
+                       s == 5 || s >= 6 ? r->chosen : "", s == best ? " <- best fixed" : "");
+            }
+        }
+        fflush(stdout);
+    }
+    return rc;
+}
