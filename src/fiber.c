@@ -97,6 +97,8 @@ struct lac_fiber {
     uint8_t wait;         /* W_*: what a parked fiber waits for besides a wake-up */
     uint8_t timed_out;    /* a timed wait ended by its deadline */
     uint8_t detached;
+    int io_fd;                   /* while in lacuna_fd_wait: the fd and its epoll events, so a */
+    uint32_t io_events;          /* forked child can register them in an epoll of its own */
     _Atomic(const void *) owner; /* the thread (its tls_token address) that spawned it */
     long region;                 /* stack region index in the pool */
     unsigned vg_id;              /* valgrind stack id */
@@ -535,6 +537,34 @@ static __attribute__((noreturn)) void fiber_entry(void *arg)
 
 /* ---- the scheduler ------------------------------------------------------------------------- */
 
+/* fork() copies the scheduler of the forking thread, epoll descriptor included, but an epoll
+ * instance is shared between parent and child: each would take the other's events. The child
+ * gets one of its own, with the fd waits of its (inherited) parked fibers registered again. */
+static void fork_child(void)
+{
+    lac_sched *s = tls_sched;
+    if (s == NULL || s->epfd < 0)
+        return;
+    close(s->epfd);
+    s->epfd = s->nio > 0 ? epoll_create1(EPOLL_CLOEXEC) : -1;
+    if (s->epfd < 0)
+        return; /* no fd waits pending, or no epoll: the next lacuna_fd_wait makes one */
+    uint32_t n = atomic_load(&table_n);
+    for (uint32_t i = 1; i < n; i++) {
+        lac_fiber *f = block_at(i);
+        if (f->state == F_PARKED && f->wait == W_IO &&
+            atomic_load_explicit(&f->owner, memory_order_relaxed) == &tls_token) {
+            struct epoll_event ev = {.events = f->io_events, .data.ptr = f};
+            (void)epoll_ctl(s->epfd, EPOLL_CTL_ADD, f->io_fd, &ev);
+        }
+    }
+}
+
+static void install_atfork(void)
+{
+    (void)pthread_atfork(NULL, NULL, fork_child);
+}
+
 static lac_sched *sched_get(void)
 {
     lac_sched *s = tls_sched;
@@ -545,6 +575,8 @@ static lac_sched *sched_get(void)
         errno = err;
         return NULL;
     }
+    static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+    pthread_once(&atfork_once, install_atfork);
     s = calloc(1, sizeof *s);
     if (s == NULL) {
         errno = ENOMEM;
@@ -876,6 +908,8 @@ static int fd_wait(int fd, short events, int timeout_ms)
     }
     self->wait = W_IO;
     self->state = F_PARKED;
+    self->io_fd = fd;
+    self->io_events = ev.events;
     s->nio++;
     switch_to(s, self, pick_next(s));
     s->nio--;

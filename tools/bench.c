@@ -142,10 +142,14 @@ void bench_progress(const char *fmt, ...)
 {
     if (!isatty(2) && !getenv("LACUNA_BENCH_PROGRESS"))
         return;
+    if (*fmt == '%' && strcmp(fmt, "%s") == 0 && !isatty(2))
+        return; /* the "clear the line" call: nothing to clear in a log */
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "\r\033[K");
+    fprintf(stderr, isatty(2) ? "\r\033[K" : "");
     vfprintf(stderr, fmt, ap);
+    if (!isatty(2))
+        fputc('\n', stderr);
     va_end(ap);
 }
 

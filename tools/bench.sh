@@ -29,6 +29,8 @@ step "churn: regions ($regions) x touch ($touches) x backends, median of $runs"
 rm -f "$out/churn.csv" "$out/threads.csv"
 for region in $regions; do
   for touch in $touches; do
+    case $region in *M) bytes=$(( ${region%M} * 1048576 )) ;; *K) bytes=$(( ${region%K} * 1024 )) ;; esac
+    [ $(( touch * 4096 )) -le $bytes ] || continue # a 16 KiB region has 4 pages to touch
     for b in naive naive-noguard malloc lacuna lacuna-never lacuna-dontneed lacuna-free; do
       cycles=$fast_cycles
       case $b in naive|naive-noguard|lacuna-dontneed) cycles=$slow_cycles ;; esac
