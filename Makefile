@@ -39,11 +39,12 @@ test-tsan: build-tsan/Makefile
 
 test-sanitize: test-asan test-tsan
 
-# memcheck over the pool tests (the fault-injection build): 0 errors, 0 definite leaks, in every
+# memcheck over the pool and fiber tests (the fault-injection build): 0 errors, 0 definite leaks, in every
 # forked test child too. Not test_guard (its deliberate wild writes are memcheck errors by design)
 # nor test_memory_given_back (20 x 360 MiB of page touching: slow under valgrind, and its figures
 # are the kernel's, which valgrind does not change).
-VALGRIND_TESTS ?= test_pool_api test_pool_release test_pool_threads test_fault test_fork test_soak
+VALGRIND_TESTS ?= test_pool_api test_pool_release test_pool_threads test_fault test_fork test_soak \
+                  test_fiber_api test_fiber_switch
 VALGRIND ?= valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
 
 test-valgrind: build-test/Makefile

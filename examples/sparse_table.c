@@ -115,7 +115,8 @@ int main(int argc, char **argv)
     /* The naive way: memset the whole table. Once it has been memset it is all resident, so
      * later memsets run at memory bandwidth; the first one faults in every page. */
     lacuna_table *t;
-    if (lacuna_table_create(TABLE_BYTES, 0, &t) != 0) return 1;
+    if (lacuna_table_create(TABLE_BYTES, 0, &t) != 0)
+        return 1;
     void *base = lacuna_table_base(t);
     double a = now_ms();
     memset(base, 0, TABLE_BYTES);

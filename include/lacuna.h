@@ -39,7 +39,7 @@ extern "C" {
  *
  * Freed regions first go to a warm cache (most recently freed is reused first: its pages are the
  * hottest). Past the cache bound, or after decay_ms unused, regions are released to the kernel
- * in batches (one process_madvise for up to 1024 regions where the kernel allows it).
+ * in batches (one process_madvise per 128 regions where the kernel allows it).
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct lacuna_pool lacuna_pool;
@@ -87,11 +87,15 @@ typedef struct lacuna_pool_config {
     size_t guard_size;      /* guard bytes BELOW each region; 0 = one page; rounded up to pages */
     lacuna_guard guard;     /* 0 = best available */
     lacuna_release release; /* 0 = DONTNEED */
-    size_t cache;           /* freed regions kept warm in the shared cache (each thread also keeps
-                               up to 32 of its own); 0 = min(1024, 64 MiB of regions);
-                               LACUNA_CACHE_NONE = none, release on every free */
+    size_t cache;           /* freed regions kept warm in the shared cache; 0 = min(1024, 64 MiB
+                               of regions); LACUNA_CACHE_NONE = none, release on every free.
+                               With cache >= 128 (or RELEASE_NEVER) each thread also keeps up to
+                               32 regions of its own: the lock-free warm path. Below that every
+                               alloc and free takes the pool lock (e.g. 1 MiB regions by default:
+                               cache 64; set cache to 128 or more for the fast path). */
     size_t keep_resident;   /* bytes at the TOP of a region never released (memset to zero instead
-                               under LACUNA_ZERO); rounded up to pages; < region_size */
+                               under LACUNA_ZERO); rounded up to pages, and must then leave at
+                               least one page of the (rounded) region to release */
     unsigned decay_ms;      /* warm regions unused this long are released; 0 = 1000 ms;
                                LACUNA_DECAY_NEVER = never */
     unsigned flags;         /* LACUNA_ZERO | LACUNA_BACKGROUND */
@@ -128,7 +132,8 @@ typedef struct lacuna_stats {
  *   EINVAL  config or pool NULL, region_size 0, keep_resident >= region_size, unknown enum value
  *           or flag, capacity * stride overflowing or larger than the address space allows;
  *   ENOTSUP guard = LACUNA_GUARD_MARKER and the kernel has no working MADV_GUARD_INSTALL;
- *   ENOMEM  the reservation (or its side tables) could not be made.
+ *   ENOMEM  the reservation (or its side tables) could not be made;
+ *   EAGAIN  (LACUNA_BACKGROUND) the background thread could not be started.
  * On failure nothing stays mapped or allocated. Cost is O(1) in capacity: no page of a region is
  * touched and no guard is installed until its slot is first handed out. */
 LACUNA_API int lacuna_pool_create(const lacuna_pool_config *config, lacuna_pool **pool);
@@ -139,8 +144,9 @@ LACUNA_API void lacuna_pool_destroy(lacuna_pool *pool);
 
 /* Hand out a region: returns its lowest usable byte, or NULL with errno set to
  *   EINVAL  pool is NULL;
- *   ENOMEM  every slot is live (the pool keeps working: free one and retry), or a guard could not
- *           be installed (LACUNA_GUARD_MARKER and the kernel is out of memory).
+ *   ENOMEM  no slot is free in the shared lists: every slot is live or sits in another thread's
+ *           cache (at most 32 per thread; the pool keeps working: free one and retry), or a guard
+ *           could not be installed (LACUNA_GUARD_MARKER and the kernel is out of memory).
  * Thread-safe. The warm path (a region this thread freed recently) takes no lock, no syscall. */
 LACUNA_API void *lacuna_alloc(lacuna_pool *pool);
 

@@ -59,6 +59,10 @@ int lac_os_guard_mprotect(void *addr, size_t len);
  * increased by the syscalls made. */
 size_t lac_os_release(const struct iovec *ranges, size_t n, lac_advice advice, uint64_t *calls);
 
+/* Whether the system has swap configured now (sysinfo): only then can a page that mincore calls
+ * non-resident still hold data. */
+bool lac_os_has_swap(void);
+
 /* mincore: one byte per page of [addr, addr+len), bit 0 set if resident. 0 or errno. */
 int lac_os_resident(const void *addr, size_t len, unsigned char *vec);
 

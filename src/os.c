@@ -26,6 +26,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
 #include <linux/falloc.h>
 #include <linux/userfaultfd.h>
 #include <unistd.h>
@@ -385,6 +386,19 @@ size_t lac_os_release(const struct iovec *ranges, size_t n, lac_advice advice, u
 }
 
 /* ---- residency ---------------------------------------------------------------------------- */
+
+bool lac_os_has_swap(void)
+{
+    static int assume = -1; /* LACUNA_ASSUME_SWAP=1: test the swap paths on a swapless machine */
+    if (assume < 0) {
+        const char *e = getenv("LACUNA_ASSUME_SWAP");
+        assume = e && *e == '1';
+    }
+    if (assume)
+        return true;
+    struct sysinfo si;
+    return sysinfo(&si) != 0 || si.totalswap > 0; /* unknown: assume there is */
+}
 
 int lac_os_resident(const void *addr, size_t len, unsigned char *vec)
 {

@@ -58,7 +58,8 @@ bool lac_overflow_register(const lacuna_pool *pool, uintptr_t base, size_t size,
 static lac_guard_map *find(const lacuna_pool *pool)
 {
     for (size_t i = 0; i < LAC_MAX_POOLS; i++)
-        if (atomic_load(&maps[i].pool) == pool) return &maps[i];
+        if (atomic_load(&maps[i].pool) == pool)
+            return &maps[i];
     return NULL;
 }
 
@@ -74,7 +75,8 @@ void lac_overflow_set_namer(const lacuna_pool *pool, lac_region_namer namer, voi
 void lac_overflow_unregister(const lacuna_pool *pool)
 {
     lac_guard_map *m = find(pool);
-    if (m) atomic_store(&m->pool, NULL);
+    if (m)
+        atomic_store(&m->pool, NULL);
 }
 
 /* ---- the handler -------------------------------------------------------------------------- */
@@ -98,7 +100,8 @@ static void put_num(line *l, uintptr_t v, unsigned radix)
         tmp[i++] = "0123456789abcdef"[v % radix];
         v /= radix;
     } while (v);
-    if (radix == 16) put(l, "0x");
+    if (radix == 16)
+        put(l, "0x");
     while (i && l->n < sizeof l->buf - 1)
         l->buf[l->n++] = tmp[--i];
 }
@@ -143,9 +146,11 @@ static void on_segv(int sig, siginfo_t *si, void *uctx)
     uintptr_t a = (uintptr_t)si->si_addr;
     for (size_t i = 0; i < LAC_MAX_POOLS; i++) {
         const lacuna_pool *pool = atomic_load(&maps[i].pool);
-        if (pool == NULL || pool == (const lacuna_pool *)-1) continue;
+        if (pool == NULL || pool == (const lacuna_pool *)-1)
+            continue;
         uintptr_t off = a - atomic_load(&maps[i].base);
-        if (off >= atomic_load(&maps[i].size)) continue;
+        if (off >= atomic_load(&maps[i].size))
+            continue;
         size_t stride = atomic_load(&maps[i].stride);
         if (off % stride >= atomic_load(&maps[i].guard))
             break; /* inside a region: not an overflow */
@@ -176,26 +181,32 @@ static void free_altstack(void *mem)
 static void install(void)
 {
     install_err = pthread_key_create(&altstack_key, free_altstack);
-    if (install_err) return;
+    if (install_err)
+        return;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_segv;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSEGV, &sa, &previous) != 0) install_err = errno;
+    if (sigaction(SIGSEGV, &sa, &previous) != 0)
+        install_err = errno;
 }
 
 /* Give the calling thread an alternate signal stack, unless it has one already. */
 static int give_altstack(void)
 {
     stack_t cur;
-    if (sigaltstack(NULL, &cur) != 0) return errno;
-    if (!(cur.ss_flags & SS_DISABLE)) return 0;
+    if (sigaltstack(NULL, &cur) != 0)
+        return errno;
+    if (!(cur.ss_flags & SS_DISABLE))
+        return 0;
     long min = sysconf(_SC_MINSIGSTKSZ);
     size_t size = 65536;
-    if (min > 0 && (size_t)min * 4 > size) size = (size_t)min * 4;
+    if (min > 0 && (size_t)min * 4 > size)
+        size = (size_t)min * 4;
     void *mem = malloc(size);
-    if (mem == NULL) return ENOMEM;
+    if (mem == NULL)
+        return ENOMEM;
     stack_t ss = {.ss_sp = mem, .ss_size = size, .ss_flags = 0};
     if (sigaltstack(&ss, NULL) != 0) {
         int err = errno;
@@ -209,6 +220,7 @@ static int give_altstack(void)
 int lacuna_overflow_handler_install(void)
 {
     pthread_once(&install_once, install);
-    if (install_err) return install_err;
+    if (install_err)
+        return install_err;
     return give_altstack();
 }

@@ -18,17 +18,18 @@
  *
  * The warm deque is LIFO at its top (the hottest pages are reused first) and is released from its
  * bottom (the coldest), when it grows past `cache` or its entries idle past `decay_ms`. Releases
- * are batched (lac_os_release: one process_madvise per 1024 regions) and never made while holding
- * the pool lock.
+ * are batched (lac_os_release: one process_madvise per LAC_CHUNK regions) and never made while
+ * holding the pool lock.
  *
  * Thread caches: each thread keeps up to LAC_TC_MAX regions per pool, found through a 4-way
  * thread-local table keyed by the pool's unique id. The warm path is a pop/push there plus one
- * compare-and-swap on the slot's state (which is what makes a racing double free harmless): no
+ * atomic bit-clear on the slot's state (which is what makes a racing double free harmless): no
  * lock, no syscall. Caches spill and refill half at a time under the pool lock.
  */
 #define _GNU_SOURCE
 #include "internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdalign.h>
@@ -211,14 +212,18 @@ static void warm_push(lacuna_pool *p, uint32_t s, uint32_t ms)
 
 static uint32_t warm_pop_top(lacuna_pool *p)
 {
-    return p->warm[(p->warm_head + --p->warm_n) % p->capacity];
+    uint32_t s = p->warm[(p->warm_head + --p->warm_n) % p->capacity];
+    if (p->warm_n == 0)
+        p->warm_head = 0; /* or the head walks the whole ring, touching all its pages */
+    return s;
 }
 
 static uint32_t warm_pop_bottom(lacuna_pool *p)
 {
     uint32_t s = p->warm[p->warm_head];
     p->warm_head = (p->warm_head + 1) % p->capacity;
-    p->warm_n--;
+    if (--p->warm_n == 0)
+        p->warm_head = 0;
     return s;
 }
 
@@ -261,7 +266,8 @@ static size_t collect_release(lacuna_pool *p, uint32_t *out, size_t max, bool al
 static __attribute__((noinline)) int release_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
 {
     struct iovec iov[LAC_CHUNK];
-    if (n == 0 || n > LAC_CHUNK)
+    assert(n <= LAC_CHUNK); /* collect_release never takes more */
+    if (n == 0)
         return 0;
     size_t len = p->region - p->keep;
     for (size_t i = 0; i < n; i++) {
@@ -283,8 +289,12 @@ static __attribute__((noinline)) int release_slots(lacuna_pool *p, const uint32_
         p->clean[p->clean_n++] = slots[i];
     }
     if (done < n) {
+        /* The range the kernel refused (an mlocked stack, say) goes to the top: reused first,
+         * and never again first in line, where it would block every later release round. */
         atomic_fetch_add(&p->release_errors, 1);
-        for (size_t i = n; i-- > done;) { /* to the bottom: the next release round retries them */
+        state_set(p, slots[done], S_WARM);
+        warm_push(p, slots[done], now_ms(p));
+        for (size_t i = n; i-- > done + 1;) { /* untried: to the bottom, retried next round */
             state_set(p, slots[i], S_WARM);
             p->warm_head = (p->warm_head + p->capacity - 1) % p->capacity;
             p->warm[p->warm_head] = slots[i];
@@ -318,16 +328,15 @@ static int release_due(lacuna_pool *p, bool all)
 /* ---- guards (pool lock NOT held; the slots are ours) -------------------------------------- */
 
 /* The operator can fix this one: say it once per process. */
-static void warn_map_count(int err)
+static void warn_unguarded(const char *why)
 {
     static atomic_flag said = ATOMIC_FLAG_INIT;
-    if (err == ENOMEM && !atomic_flag_test_and_set(&said))
+    if (!atomic_flag_test_and_set(&said))
         fprintf(stderr,
-                "lacuna: mprotect guard failed with ENOMEM: vm.max_map_count (%zu) is exhausted "
-                "(2 VMAs per guard); regions are handed out unguarded and counted in "
-                "lacuna_stats.unguarded. Raise vm.max_map_count or use Linux >= 6.13 guard "
-                "markers.\n",
-                lac_os_features()->max_map_count);
+                "lacuna: %s (vm.max_map_count is %zu; each mprotect guard costs 2 VMAs): regions "
+                "are handed out unguarded and counted in lacuna_stats.unguarded. Use Linux >= 6.13 "
+                "for guard markers, or raise vm.max_map_count.\n",
+                why, lac_os_features()->max_map_count);
 }
 
 /* Give fresh slots their guards. Returns how many of slots[] are usable (from the front, in
@@ -352,6 +361,7 @@ static size_t guard_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
     for (size_t i = 0; i < n; i++) {
         size_t used = atomic_fetch_add(&mprotect_guards_in_use, 1);
         if (used >= budget) {
+            warn_unguarded("the mprotect guard budget (a quarter of vm.max_map_count) is spent");
             atomic_fetch_sub(&mprotect_guards_in_use, 1);
             atomic_fetch_add(&p->unguarded, 1);
             continue;
@@ -359,7 +369,8 @@ static size_t guard_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
         atomic_fetch_add(&p->guard_calls, 1);
         int err = lac_os_guard_mprotect(slot_region(p, slots[i]) - p->guard, p->guard);
         if (err) {
-            warn_map_count(err);
+            if (err == ENOMEM)
+                warn_unguarded("mprotect failed with ENOMEM: vm.max_map_count is exhausted");
             atomic_fetch_sub(&mprotect_guards_in_use, 1);
             atomic_fetch_add(&p->unguarded, 1);
             continue;
@@ -483,21 +494,36 @@ static inline lac_tcache *tcache_of(lacuna_pool *p)
 
 /* ---- alloc -------------------------------------------------------------------------------- */
 
-/* Zero what a previously used region may hold: only its resident pages, found with mincore, so a
- * stack that used 2 of its 16 pages costs 2 page memsets, not 16 (and keeps RSS at 2 pages). */
+/* Zero what a previously used region may hold: its resident pages, found with mincore, are
+ * memset, so a stack that used 2 of its 16 pages costs 2 page memsets, not 16 (and keeps RSS at 2
+ * pages). Where the system has swap, a page mincore calls non-resident may be swapped out with
+ * old data: each run of them is released then (MADV_DONTNEED drops swap entries too). */
 static void zero_used(const lacuna_pool *p, char *r)
 {
     size_t pg = (size_t)1 << p->page_shift;
     unsigned char vec[256];
+    bool swap = lac_os_has_swap();
     for (size_t off = 0; off < p->region; off += sizeof vec * pg) {
         size_t len = p->region - off < sizeof vec * pg ? p->region - off : sizeof vec * pg;
         if (lac_os_resident(r + off, len, vec) != 0) {
             memset(r + off, 0, len);
             continue;
         }
-        for (size_t i = 0; i < len / pg; i++)
-            if (vec[i] & 1)
-                memset(r + off + i * pg, 0, pg);
+        size_t pages = len / pg;
+        for (size_t i = 0; i < pages;) {
+            size_t j = i;
+            while (j < pages && (vec[j] & 1) == (vec[i] & 1))
+                j++;
+            char *run = r + off + i * pg;
+            if (vec[i] & 1) {
+                memset(run, 0, (j - i) * pg);
+            } else if (swap) {
+                struct iovec iov = {run, (j - i) * pg};
+                if (lac_os_release(&iov, 1, LAC_ADV_DONTNEED, NULL) != 1)
+                    memset(run, 0, (j - i) * pg); /* correct, if it costs the swap-ins */
+            }
+            i = j;
+        }
     }
 }
 
@@ -697,7 +723,10 @@ int lacuna_trim(lacuna_pool *p)
         LAC_BAD_INPUT("lacuna_trim", "NULL pool", NULL);
         return EINVAL;
     }
-    lac_tcache *tc = p->tc_cap ? tcache_of(p) : NULL;
+    lac_tcache *tc = NULL; /* the calling thread's cache, if it has one: never make one here */
+    for (int i = 0; i < LAC_TLS_WAYS; i++)
+        if (tls.id[i] == p->id)
+            tc = tls.tc[i];
     if (tc) {
         pthread_mutex_lock(&p->lock);
         tcache_drain(p, tc, 0);
@@ -928,39 +957,52 @@ static void fork_parent(void)
     pthread_mutex_unlock(&registry_lock);
 }
 
-/* Slots that another thread had out for release when the process forked (pool lock held, child
- * only). That thread does not exist in the child, so they would never come back, and once only
- * they were left, alloc_slow would wait for their release forever. Their pages in the child are
- * what was copied, released or not: they go back as warm (zeroed on hand-out under LACUNA_ZERO). */
-static void reclaim_releasing(lacuna_pool *p)
+#define S_MINE 0x100u /* fork_child only: the slot is in the forking thread's own cache */
+
+/* The child has one thread: every slot that is neither live nor in this thread's cache goes back
+ * on the shared lists, rebuilt from the state table (pool lock held). That takes in what other
+ * threads held in their caches, what they had in hand between the lists and their caches, and
+ * what they were releasing: none of those threads was copied, so none of it would come back, and
+ * alloc_slow would wait for the releases forever. O(slots ever used), once per fork. */
+static void rebuild_lists(lacuna_pool *p, pthread_t self)
 {
-    for (size_t s = 0; s < p->fresh && p->releasing > 0; s++) {
-        if (state_get(p, s) == S_RELEASING) {
+    for (lac_tcache *tc = p->tcaches; tc; tc = tc->next) {
+        uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+        if (tc->owned && pthread_equal(tc->owner, self)) {
+            for (uint32_t i = 0; i < n; i++)
+                state_set(p, tc->slots[i], state_get(p, tc->slots[i]) | S_MINE);
+        } else { /* its slots are shelved by the scan below; frees stay counted */
+            atomic_store_explicit(&tc->moved_out,
+                                  atomic_load_explicit(&tc->moved_out, memory_order_relaxed) + n,
+                                  memory_order_relaxed);
+            atomic_store_explicit(&tc->n, 0, memory_order_relaxed);
+            tc->owned = false;
+        }
+    }
+    p->warm_head = p->warm_n = p->clean_n = 0;
+    for (size_t s = 0; s < p->fresh; s++) {
+        uint32_t st = state_get(p, s);
+        if (st & S_MINE) {
+            state_set(p, s, st & ~S_MINE);
+        } else if (st == S_WARM || st == S_RELEASING) { /* a copied page may hold old data */
             state_set(p, s, S_WARM);
             warm_push(p, (uint32_t)s, 0);
-            p->releasing--;
+        } else if (st == S_CLEAN || st == S_FRESH) { /* FRESH: its guard is installed on take */
+            p->clean[p->clean_n++] = (uint32_t)s;
         }
     }
     p->releasing = 0;
 }
 
-/* The child has one thread: reclaim the caches of threads that no longer exist and the slots they
- * were releasing, forget the background threads (they were not copied; the child's pools decay
- * on pool calls and lacuna_trim only), and remake the condition variables: they may count
- * waiters that were not copied (the background thread in its timed wait), and glibc's
+/* Rebuild every pool's lists, forget the background threads (they were not copied; the child's
+ * pools decay on pool calls and lacuna_trim only), and remake the condition variables: they may
+ * count waiters that were not copied (the background thread in its timed wait), and glibc's
  * pthread_cond_destroy waits for those forever. */
 static void fork_child(void)
 {
     pthread_t self = pthread_self();
     for (lacuna_pool *p = registry; p; p = p->next_live) {
-        for (lac_tcache *tc = p->tcaches; tc; tc = tc->next) {
-            if (tc->owned && !pthread_equal(tc->owner, self)) {
-                tcache_drain(p, tc, 0);
-                tc->owned = false;
-            }
-        }
-        if (p->releasing > 0)
-            reclaim_releasing(p);
+        rebuild_lists(p, self);
         init_conds(p);
         p->bg_running = false;
         p->bg_stop = false;

@@ -70,6 +70,8 @@ lacuna_wipe_strategy lacuna_wipe_last(void)
 
 typedef struct zeroer {
     bool release;      /* give the pages back instead of zeroing them */
+    bool swap;         /* the system has swap: a page mincore calls non-resident may be in swap
+                          with old data, so non-resident runs are released (set per scan) */
     lac_advice advice; /* DONTNEED (private) or REMOVE (shared) */
     size_t n;
     struct iovec iov[LAC_BATCH];
@@ -87,7 +89,8 @@ static int table_memfd(const struct lacuna_table *t);
 static void zeroer_flush(zeroer *z)
 {
     lac_os_zero_fence();
-    if (z->n == 0) return;
+    if (z->n == 0)
+        return;
     size_t done = lac_os_release(z->iov, z->n, z->advice, NULL);
     int fd = z->table ? table_memfd(z->table) : -1;
     for (size_t i = done; i < z->n; i++) {
@@ -98,15 +101,24 @@ static void zeroer_flush(zeroer *z)
     z->n = 0;
 }
 
+static void zeroer_queue(zeroer *z, uintptr_t start, uintptr_t end);
+
 static void zeroer_run(zeroer *z, uintptr_t start, uintptr_t end)
 {
-    if (end <= start) return;
+    if (end <= start)
+        return;
     z->bytes += end - start;
     z->runs++;
     if (!z->release && (end - start) / lac_os_features()->page_size <= LAC_ZERO_MAX_RUN) {
         lac_os_zero((void *)start, end - start);
         return;
     }
+    zeroer_queue(z, start, end);
+}
+
+/* Collect [start, end) for the batched release (DONTNEED also drops swap entries). */
+static void zeroer_queue(zeroer *z, uintptr_t start, uintptr_t end)
+{
     if (z->n > 0) {
         struct iovec *last = &z->iov[z->n - 1];
         if ((uintptr_t)last->iov_base + last->iov_len == start) {
@@ -114,7 +126,8 @@ static void zeroer_run(zeroer *z, uintptr_t start, uintptr_t end)
             return;
         }
     }
-    if (z->n == LAC_BATCH) zeroer_flush(z);
+    if (z->n == LAC_BATCH)
+        zeroer_flush(z);
     z->iov[z->n].iov_base = (void *)start;
     z->iov[z->n].iov_len = end - start;
     z->n++;
@@ -128,7 +141,8 @@ static long mincore_once(zeroer *z, uintptr_t start, size_t npages, size_t pg)
 {
     unsigned char vec[LAC_VEC_PAGES];
     int err = lac_os_resident((const void *)start, npages * pg, vec);
-    if (err) return -err;
+    if (err)
+        return -err;
     long found = 0;
     size_t i = 0;
     while (i < npages) {
@@ -136,11 +150,17 @@ static long mincore_once(zeroer *z, uintptr_t start, size_t npages, size_t pg)
         while (i + 8 <= npages) {
             uint64_t w;
             memcpy(&w, vec + i, 8);
-            if (w & 0x0101010101010101ull) break;
+            if (w & 0x0101010101010101ull)
+                break;
             i += 8;
         }
         if (i < npages && !(vec[i] & 1)) {
-            i++;
+            size_t j = i;
+            while (j < npages && !(vec[j] & 1))
+                j++;
+            if (z->swap) /* maybe swapped out with old data: drop it, whatever it is */
+                zeroer_queue(z, start + i * pg, start + j * pg);
+            i = j;
             continue;
         }
         size_t j = i;
@@ -163,7 +183,8 @@ static long zero_by_mincore(zeroer *z, uintptr_t start, size_t npages, size_t pg
     for (size_t done = 0; done < npages;) {
         size_t n = npages - done < LAC_VEC_PAGES ? npages - done : LAC_VEC_PAGES;
         long r = mincore_once(z, start + done * pg, n, pg);
-        if (r < 0) return r;
+        if (r < 0)
+            return r;
         found += r;
         done += n;
     }
@@ -178,11 +199,13 @@ static long scan_once(zeroer *z, uintptr_t start, uintptr_t end, const lac_scan_
 {
     lac_run runs[LAC_SCAN_RUNS];
     long r = lac_os_scan_ex((const void *)start, end - start, q, runs, LAC_SCAN_RUNS, next);
-    if (r < 0) return r;
+    if (r < 0)
+        return r;
     size_t pg = lac_os_features()->page_size;
     long found = 0;
     for (long i = 0; i < r; i++) {
-        if (z) zeroer_run(z, runs[i].start, runs[i].end);
+        if (z)
+            zeroer_run(z, runs[i].start, runs[i].end);
         found += (long)((runs[i].end - runs[i].start) / pg);
     }
     if (*next <= start || *next > end)
@@ -197,7 +220,8 @@ static long zero_by_scan(zeroer *z, uintptr_t start, uintptr_t end, const lac_sc
     while (start < end) {
         uintptr_t next;
         long r = scan_once(z, start, end, q, &next);
-        if (r < 0) return r;
+        if (r < 0)
+            return r;
         found += r;
         start = next;
     }
@@ -206,7 +230,8 @@ static long zero_by_scan(zeroer *z, uintptr_t start, uintptr_t end, const lac_sc
 
 /* Resident pages, found by PAGEMAP_SCAN. Pages mapping the shared zero page (read, never written)
  * are left alone: they read as zero already and memsetting them would allocate memory. */
-static const lac_scan_query present = {.required = LAC_PAGE_PRESENT, .excluded = LAC_PAGE_PFNZERO};
+static const lac_scan_query present = {.anyof = LAC_PAGE_PRESENT | LAC_PAGE_SWAPPED,
+                                       .excluded = LAC_PAGE_PFNZERO};
 
 /* Zero the resident pages of [addr, addr+len). how: MINCORE, PAGEMAP or AUTO: PAGEMAP_SCAN while
  * the last stretch of at least LAC_CHUNK_PAGES was sparse (one call reports at most
@@ -218,6 +243,7 @@ static int zero_resident(zeroer *z, uintptr_t addr, size_t len, lacuna_wipe_stra
 {
     size_t pg = lac_os_features()->page_size;
     bool can_scan = lac_os_features()->pagemap_scan && !shared;
+    z->swap = lac_os_has_swap();
     bool adapt = how == LACUNA_WIPE_AUTO && can_scan;
     bool scan = can_scan && how != LACUNA_WIPE_MINCORE;
     lac_scan_query q = present;
@@ -239,7 +265,8 @@ static int zero_resident(zeroer *z, uintptr_t addr, size_t len, lacuna_wipe_stra
             found = zero_by_mincore(z, cur, span / pg, pg);
             mincored += span;
         }
-        if (found < 0) return (int)-found;
+        if (found < 0)
+            return (int)-found;
         cur += span;
         /* Judge over at least a chunk: one call may cover only a few clusters. */
         seen_pages += (size_t)found;
@@ -304,12 +331,14 @@ static int check_range(void *addr, size_t len, int *kind, bool *empty)
     range_check c = {.next = (uintptr_t)addr};
     *empty = false;
     int err = lac_os_maps(addr, len, check_mapping, &c);
-    if (err) return err;
-    if (c.bad || c.next < (uintptr_t)addr + len) return EINVAL;
+    if (err)
+        return err;
+    if (c.bad || c.next < (uintptr_t)addr + len)
+        return EINVAL;
     if (lac_os_can_see_guards()) {
         lac_run run;
         uintptr_t next;
-        lac_scan_query q = {.anyof = LAC_PAGE_GUARD | LAC_PAGE_PRESENT,
+        lac_scan_query q = {.anyof = LAC_PAGE_GUARD | LAC_PAGE_PRESENT | LAC_PAGE_SWAPPED,
                             .excluded = LAC_PAGE_PFNZERO};
         long r = lac_os_scan_ex(addr, len, &q, &run, 1, &next);
         if (r == 0) {
@@ -317,9 +346,11 @@ static int check_range(void *addr, size_t len, int *kind, bool *empty)
         } else if (r > 0) {
             q = (lac_scan_query){.required = LAC_PAGE_GUARD};
             r = lac_os_scan_ex(addr, len, &q, &run, 1, &next);
-            if (r > 0) return EINVAL;
+            if (r > 0)
+                return EINVAL;
         }
-        if (r < 0 && r != -ENOTSUP) return (int)-r;
+        if (r < 0 && r != -ENOTSUP)
+            return (int)-r;
     }
     *kind = c.kind;
     return 0;
@@ -338,7 +369,8 @@ static int wipe(void *addr, size_t len, lacuna_wipe_strategy strategy)
     bool empty;
     int err = check_range(addr, len, &kind, &empty);
     if (err) {
-        if (err == EINVAL) LAC_BAD_INPUT("lacuna_wipe", "range not wipeable memory", addr);
+        if (err == EINVAL)
+            LAC_BAD_INPUT("lacuna_wipe", "range not wipeable memory", addr);
         return err;
     }
     bool shared = kind == KIND_SHARED;
@@ -357,7 +389,8 @@ static int wipe(void *addr, size_t len, lacuna_wipe_strategy strategy)
         __attribute__((fallthrough));
     case LACUNA_WIPE_DONTNEED: {
         struct iovec iov = {addr, len};
-        if (lac_os_release(&iov, 1, z.advice, NULL) != 1) err = errno ? errno : EIO;
+        if (lac_os_release(&iov, 1, z.advice, NULL) != 1)
+            err = errno ? errno : EIO;
         break;
     }
     case LACUNA_WIPE_MINCORE:
@@ -374,7 +407,8 @@ static int wipe(void *addr, size_t len, lacuna_wipe_strategy strategy)
         zeroer_flush(&z);
         break;
     }
-    if (err == 0) last_used = used;
+    if (err == 0)
+        last_used = used;
     return err;
 }
 
@@ -402,7 +436,8 @@ static int table_create(size_t bytes, unsigned flags, lacuna_table **out)
     }
     bytes = (bytes + pg - 1) & ~(pg - 1);
     lacuna_table *t = calloc(1, sizeof *t);
-    if (t == NULL) return ENOMEM;
+    if (t == NULL)
+        return ENOMEM;
     t->memfd = -1;
     t->uffd = -1;
     t->head.bytes = bytes;
@@ -481,13 +516,18 @@ lacuna_tracking lacuna_table_tracking(const lacuna_table *t)
 
 void lacuna_table_destroy(lacuna_table *t)
 {
-    if (t == NULL) return;
+    if (t == NULL)
+        return;
     int saved = errno;
     lac_os_wp_close(t->uffd);
-    if (t->head.base) (void)lac_os_unreserve(t->head.base, t->head.bytes);
-    if (t->head.bits) (void)lac_os_unreserve(t->head.bits, t->bits_len);
-    if (t->head.lines) (void)lac_os_unreserve(t->head.lines, t->lines_len);
-    if (t->memfd >= 0) close(t->memfd);
+    if (t->head.base)
+        (void)lac_os_unreserve(t->head.base, t->head.bytes);
+    if (t->head.bits)
+        (void)lac_os_unreserve(t->head.bits, t->bits_len);
+    if (t->head.lines)
+        (void)lac_os_unreserve(t->head.lines, t->lines_len);
+    if (t->memfd >= 0)
+        close(t->memfd);
     free(t);
     errno = saved;
 }
@@ -498,7 +538,8 @@ static void zero_lines(lacuna_table *t, zeroer *z, size_t p)
     /* No exchange: marks must not race with a wipe, and a locked op per page costs here. */
     uint64_t m = __atomic_load_n(&t->head.lines[p], __ATOMIC_RELAXED);
     __atomic_store_n(&t->head.lines[p], 0, __ATOMIC_RELAXED);
-    if (m == 0) m = ~(uint64_t)0;
+    if (m == 0)
+        m = ~(uint64_t)0;
     uintptr_t page = (uintptr_t)t->head.base + (p << t->head.page_shift);
     unsigned ls = t->head.line_shift;
     while (m) {
@@ -522,7 +563,8 @@ static void wipe_marked(lacuna_table *t, zeroer *z)
     size_t run_start = 0, run_end = 0; /* pages; empty when equal */
     for (size_t w = 0; w < words; w++) {
         uint64_t v = __atomic_load_n(&bits[w], __ATOMIC_RELAXED);
-        if (v == 0) continue;
+        if (v == 0)
+            continue;
         __atomic_store_n(&bits[w], 0, __ATOMIC_RELAXED);
         while (v) {
             size_t p = w * 64 + (size_t)__builtin_ctzll(v);
@@ -531,7 +573,8 @@ static void wipe_marked(lacuna_table *t, zeroer *z)
                 zero_lines(t, z, p);
                 continue;
             }
-            if (t->head.lines) __atomic_store_n(&t->head.lines[p], 0, __ATOMIC_RELAXED);
+            if (t->head.lines)
+                __atomic_store_n(&t->head.lines[p], 0, __ATOMIC_RELAXED);
             if (p != run_end) {
                 zeroer_run(z, base + run_start * pg, base + run_end * pg);
                 run_start = p;
@@ -554,15 +597,18 @@ static int wipe_written(lacuna_table *t, zeroer *z)
                         .anyof = LAC_PAGE_PRESENT | LAC_PAGE_SWAPPED,
                         .excluded = LAC_PAGE_PFNZERO};
     long r = zero_by_scan(z, start, end, &q);
-    if (r < 0) return (int)-r;
+    if (r < 0)
+        return (int)-r;
     zeroer_flush(z);
-    if (r == 0) return 0;
+    if (r == 0)
+        return 0;
     /* The same walk again, protecting what it reports (the pages just memset); nothing zeroed. */
     q.flags = LAC_SCAN_REPROTECT;
     for (uintptr_t cur = start; cur < end;) {
         uintptr_t next;
         long n = scan_once(NULL, cur, end, &q, &next);
-        if (n < 0) return (int)-n;
+        if (n < 0)
+            return (int)-n;
         cur = next;
     }
     return 0;

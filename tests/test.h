@@ -26,7 +26,8 @@
 #endif
 #define VMA_CHECK(cond)                                                                            \
     do {                                                                                           \
-        if (!LT_SANITIZED) CHECK(cond);                                                            \
+        if (!LT_SANITIZED)                                                                         \
+            CHECK(cond);                                                                           \
     } while (0)
 
 typedef void (*lt_fn)(void);

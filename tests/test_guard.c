@@ -49,7 +49,8 @@ TEST(guard_write_dies)
     expect_guard(LACUNA_GUARD_NONE, 0);
     lacuna_features f;
     lacuna_features_get(&f);
-    if (f.guard_marker) expect_guard(LACUNA_GUARD_MARKER, 1);
+    if (f.guard_marker)
+        expect_guard(LACUNA_GUARD_MARKER, 1);
 }
 
 static void handler_then_overflow(void *arg)

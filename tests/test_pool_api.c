@@ -239,7 +239,8 @@ static void zero_isolation(lacuna_release release, size_t cache, size_t keep)
         }
         for (int i = 0; i < 20; i++)
             CHECK_EQ(lacuna_free(p, r[i]), 0);
-        if (round % 7 == 3) CHECK_EQ(lacuna_trim(p), 0);
+        if (round % 7 == 3)
+            CHECK_EQ(lacuna_trim(p), 0);
     }
     lacuna_pool_destroy(p);
 }

@@ -244,7 +244,8 @@ TEST(background_release_when_idle)
     for (int i = 0; i < 100; i++) { /* no pool call: only the background thread can release */
         sleep_ms(20);
         lacuna_pool_stats(p, &st);
-        if (st.released_regions >= N - 64) break;
+        if (st.released_regions >= N - 64)
+            break;
     }
     CHECK(st.released_regions >= N - 64);
     CHECK(rss1 - lt_rss_kib() >= (N - 64) * 64 * 9 / 10);
@@ -282,7 +283,8 @@ TEST(vmas_flat_with_100k_live)
 /* 1,000,000 guarded 64 KiB slots: creation is O(1), page tables grow with use, not capacity. */
 TEST(million_slots_cost_nothing_until_used)
 {
-    if (lt_under_valgrind()) SKIP("valgrind cannot reserve the 68 GiB this pool needs");
+    if (lt_under_valgrind())
+        SKIP("valgrind cannot reserve the 68 GiB this pool needs");
     long vmas0 = lt_vma_count(), pte0 = lt_status_kib("VmPTE:");
     lacuna_pool *p = make((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 1000000});
     VMA_CHECK(lt_vma_count() - vmas0 <= 3);
@@ -290,7 +292,8 @@ TEST(million_slots_cost_nothing_until_used)
         CHECK(lacuna_alloc(p) != NULL);
     lacuna_stats st;
     lacuna_pool_stats(p, &st);
-    if (st.guard == LACUNA_GUARD_MARKER) VMA_CHECK(lt_vma_count() - vmas0 <= 3);
+    if (st.guard == LACUNA_GUARD_MARKER)
+        VMA_CHECK(lt_vma_count() - vmas0 <= 3);
     CHECK(lt_status_kib("VmPTE:") - pte0 < 1024); /* all guards at once: 133 MiB */
     CHECK(st.used <= 32); /* guards go in with the first batch of slots, not all 1,000,000 */
     CHECK(st.guard_calls <= 32);

@@ -66,7 +66,8 @@ static void *work(void *arg)
         CHECK(idx >= 0 && (size_t)idx < m->capacity);
         CHECK(lacuna_region_index(m->pool, reg - 1) == -1); /* reg is a region's start */
         CHECK_EQ(atomic_exchange(&m->owned[idx], 1), 0);    /* never handed out twice */
-        if (m->flags & LACUNA_ZERO) CHECK(reg[0] == 0 && reg[16 * KIB - 1] == 0 && reg[5000] == 0);
+        if (m->flags & LACUNA_ZERO)
+            CHECK(reg[0] == 0 && reg[16 * KIB - 1] == 0 && reg[5000] == 0);
         reg[0] = (char)r;
         reg[16 * KIB - 1] = (char)r;
         reg[5000] = 1;
@@ -112,7 +113,8 @@ static void run_model(int threads, size_t capacity, size_t slots, size_t ops, si
     CHECK_EQ(st.live, live);
     CHECK(st.used <= capacity);
     for (size_t j = 0; j < slots; j++)
-        if (m.slot[j]) CHECK_EQ(lacuna_free(m.pool, m.slot[j]), 0);
+        if (m.slot[j])
+            CHECK_EQ(lacuna_free(m.pool, m.slot[j]), 0);
     CHECK_EQ(lacuna_trim(m.pool), 0);
     lacuna_pool_stats(m.pool, &st);
     CHECK_EQ(st.live, 0);

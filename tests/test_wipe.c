@@ -65,7 +65,8 @@ static size_t fill(char *m, size_t pages, double pct, int clustered)
         size_t at = next_rand() % pages;
         size_t run = clustered ? 1 + next_rand() % 64 : 1;
         for (size_t i = at; i < at + run && i < pages && done < want; i++) {
-            if (m[i * pgsz()] == 0) done++;
+            if (m[i * pgsz()] == 0)
+                done++;
             dirty_page(m + i * pgsz());
         }
     }
@@ -144,7 +145,8 @@ TEST(random_residency_and_last_choice)
         CHECK(used == LACUNA_WIPE_PAGEMAP || used == LACUNA_WIPE_MINCORE);
         lacuna_features f;
         lacuna_features_get(&f);
-        if (!f.pagemap_scan) CHECK(used == LACUNA_WIPE_MINCORE);
+        if (!f.pagemap_scan)
+            CHECK(used == LACUNA_WIPE_MINCORE);
     }
     /* PAGEMAP falls back to mincore without PAGEMAP_SCAN, and says so. */
     fill(m, PAGES, 3, 0);
@@ -314,7 +316,8 @@ typedef struct shared_job {
 static void child_wipe(void *arg)
 {
     shared_job *j = arg;
-    if (lacuna_wipe(j->m, j->pages * pgsz(), j->s) != 0) _exit(3);
+    if (lacuna_wipe(j->m, j->pages * pgsz(), j->s) != 0)
+        _exit(3);
 }
 
 static void child_write(void *arg)
@@ -446,18 +449,21 @@ static void *small_stack_work(void *arg)
     char *m = arg;
     for (size_t s = 0; s < NSTRAT; s++) {
         fill(m, PAGES, 50, (int)(s & 1));
-        if (lacuna_wipe(m, PAGES * pgsz(), all[s]) != 0) return (void *)1;
+        if (lacuna_wipe(m, PAGES * pgsz(), all[s]) != 0)
+            return (void *)1;
     }
     lacuna_table *t;
     unsigned flags[] = {0, LACUNA_TABLE_AUTO, LACUNA_TABLE_LINES, LACUNA_TABLE_RELEASE};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
-        if (lacuna_table_create(8u << 20, flags[i], &t) != 0) return (void *)2;
+        if (lacuna_table_create(8u << 20, flags[i], &t) != 0)
+            return (void *)2;
         char *b = lacuna_table_base(t);
         for (size_t p = 0; p < 2048; p += 3) {
             b[p * pgsz()] = 1;
             lacuna_table_mark(t, b + p * pgsz(), 1);
         }
-        if (lacuna_table_wipe(t) != 0) return (void *)3;
+        if (lacuna_table_wipe(t) != 0)
+            return (void *)3;
         lacuna_table_destroy(t);
     }
     return NULL;

@@ -57,7 +57,8 @@ static size_t scribble(lacuna_table *t, size_t n, unsigned char *seen)
     size_t done = 0;
     while (done < n) {
         size_t p = next_rand() % pages;
-        if (seen[p]) continue;
+        if (seen[p])
+            continue;
         seen[p] = 1;
         size_t off = p * pgsz() + next_rand() % (pgsz() - 8);
         base[off] = (char)(1 + next_rand() % 255);
@@ -155,7 +156,8 @@ static void auto_mode(void)
     CHECK(tr == LACUNA_TRACK_WRITTEN || tr == LACUNA_TRACK_RESIDENT);
     lacuna_features f;
     lacuna_features_get(&f);
-    if (strstr(f.forced, "uffd") || strstr(f.forced, "all")) CHECK_EQ(tr, LACUNA_TRACK_RESIDENT);
+    if (strstr(f.forced, "uffd") || strstr(f.forced, "all"))
+        CHECK_EQ(tr, LACUNA_TRACK_RESIDENT);
     unsigned char *seen = malloc(bytes / pgsz());
     for (int round = 0; round < 3; round++) {
         size_t n = scribble(t, 1000, seen);
@@ -171,7 +173,8 @@ static void auto_mode(void)
         CHECK_EQ(lac_table_last_zeroed(t), 0);
         CHECK(all_zero(lacuna_table_base(t), bytes));
         CHECK_EQ(lacuna_table_wipe(t), 0); /* reads are not writes... */
-        if (tr == LACUNA_TRACK_WRITTEN) CHECK_EQ(lac_table_last_zeroed(t), 0);
+        if (tr == LACUNA_TRACK_WRITTEN)
+            CHECK_EQ(lac_table_last_zeroed(t), 0);
         /* ...though with residency tracking the zero pages just mapped count as resident. */
         CHECK_EQ(madvise(lacuna_table_base(t), bytes, MADV_DONTNEED), 0);
         CHECK_EQ(lacuna_table_wipe(t), 0);
@@ -209,7 +212,8 @@ static void cycles(unsigned flags, int n)
         else
             CHECK_EQ(z, k * pgsz());
         for (size_t p = 0; p < bytes / pgsz(); p++)
-            if (seen[p]) CHECK(all_zero(base + p * pgsz(), pgsz()));
+            if (seen[p])
+                CHECK(all_zero(base + p * pgsz(), pgsz()));
     }
     CHECK(all_zero(base, bytes));
     free(seen);
@@ -247,7 +251,8 @@ TEST(many_tables_no_leak)
         CHECK_EQ(lacuna_table_wipe(t), 0);
         CHECK(all_zero(lacuna_table_base(t), 1u << 20));
         lacuna_table_destroy(t);
-        if (i == 16) fds_before = lt_vma_count();
+        if (i == 16)
+            fds_before = lt_vma_count();
     }
     fds_after = lt_vma_count();
     CHECK_EQ(fds_after, fds_before);
@@ -310,7 +315,8 @@ static void child_writes(void *arg)
 static void child_wipes(void *arg)
 {
     shared_arg *a = arg;
-    if (lacuna_table_wipe(a->t) != 0) _exit(3);
+    if (lacuna_table_wipe(a->t) != 0)
+        _exit(3);
 }
 
 static void shared_mode(unsigned flags)
@@ -345,7 +351,8 @@ static void shared_mode(unsigned flags)
         /* Marks were consumed by the child's wipe: nothing left for the parent. (With residency
          * tracking, the reads above allocated shmem pages: those are wiped.) */
         CHECK_EQ(lacuna_table_wipe(t), 0);
-        if (!(flags & LACUNA_TABLE_AUTO)) CHECK_EQ(lac_table_last_zeroed(t), 0);
+        if (!(flags & LACUNA_TABLE_AUTO))
+            CHECK_EQ(lac_table_last_zeroed(t), 0);
     }
     lacuna_table_destroy(t);
 }
@@ -453,7 +460,8 @@ TEST(lines_zero_exactly_the_marked_lines)
         /* An unmarked write in an unmarked line of a marked page must survive: line granular. */
         size_t sentinel = SIZE_MAX;
         for (size_t l = 0; l + 1 < pages * 64 && sentinel == SIZE_MAX; l++)
-            if (marked[l] && !marked[l + 1] && (l + 1) % 64 != 0) sentinel = l + 1;
+            if (marked[l] && !marked[l + 1] && (l + 1) % 64 != 0)
+                sentinel = l + 1;
         CHECK(sentinel != SIZE_MAX);
         base[sentinel * line] = 7;
         CHECK_EQ(lacuna_table_wipe(t), 0);
@@ -526,13 +534,15 @@ TEST(shared_release_failure_falls_back_to_punch_then_memset)
         }
         long before = lt_status_kib("RssShmem:");
         lac_fault_inject(LAC_OP_RELEASE, 1, ENOMEM);
-        if (round == 1) lac_fault_inject(LAC_OP_REMAP, 1, EIO); /* the first punch fails too */
+        if (round == 1)
+            lac_fault_inject(LAC_OP_REMAP, 1, EIO); /* the first punch fails too */
         CHECK_EQ(lacuna_table_wipe(t), 0);
         long after = lt_status_kib("RssShmem:");
         /* Punched: the pages are gone; in round 1 one range was memset and stays. */
         long gone = (long)((round == 0 ? 40 : 39) * pg / 1024);
         CHECK(after <= before - gone + 16);
-        if (round == 1) CHECK(after >= before - gone - 16);
+        if (round == 1)
+            CHECK(after >= before - gone - 16);
         CHECK(all_zero(b, bytes));
     }
     lacuna_table_destroy(t);

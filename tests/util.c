@@ -35,7 +35,8 @@ long lt_rss_kib(void)
     long size = 0, rss = 0;
     FILE *f = fopen("/proc/self/statm", "r");
     if (f) {
-        if (fscanf(f, "%ld %ld", &size, &rss) != 2) rss = -1;
+        if (fscanf(f, "%ld %ld", &size, &rss) != 2)
+            rss = -1;
         fclose(f);
     }
     return rss * (sysconf(_SC_PAGESIZE) / 1024);
@@ -47,9 +48,11 @@ long lt_status_kib(const char *field)
     long v = -1;
     size_t n = strlen(field);
     FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
+    if (!f)
+        return -1;
     while (fgets(line, sizeof line, f))
-        if (strncmp(line, field, n) == 0) v = strtol(line + n, NULL, 10);
+        if (strncmp(line, field, n) == 0)
+            v = strtol(line + n, NULL, 10);
     fclose(f);
     return v;
 }
@@ -59,7 +62,8 @@ long lt_vma_count(void)
     FILE *f = fopen("/proc/self/maps", "r");
     long n = 0;
     int c;
-    if (!f) return -1;
+    if (!f)
+        return -1;
     while ((c = getc(f)) != EOF)
         n += c == '\n';
     fclose(f);
@@ -85,7 +89,8 @@ int lt_under_valgrind(void)
 int lt_fork_run(void (*fn)(void *), void *arg, char *err_buf, size_t err_len)
 {
     int fds[2];
-    if (pipe(fds) != 0) return -1;
+    if (pipe(fds) != 0)
+        return -1;
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
@@ -99,7 +104,8 @@ int lt_fork_run(void (*fn)(void *), void *arg, char *err_buf, size_t err_len)
     ssize_t r;
     while (err_buf && n + 1 < err_len && (r = read(fds[0], err_buf + n, err_len - 1 - n)) > 0)
         n += (size_t)r;
-    if (err_buf) err_buf[n] = '\0';
+    if (err_buf)
+        err_buf[n] = '\0';
     close(fds[0]);
     int status = 0;
     waitpid(pid, &status, 0);
@@ -118,7 +124,8 @@ static int run_forked(int i, unsigned timeout)
     }
     int status;
     waitpid(pid, &status, 0);
-    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
     fprintf(stderr, "%s: killed by signal %d%s\n", tests[i].name, WTERMSIG(status),
             WTERMSIG(status) == SIGALRM ? " (timeout)" : "");
     return 1;
@@ -149,6 +156,7 @@ int main(int argc, char **argv)
     }
     printf("%d tests: %d passed, %d failed, %d skipped\n", ntests, ntests - failed - skipped,
            failed, skipped);
-    if (failed) return 1;
+    if (failed)
+        return 1;
     return skipped == ntests && ntests > 0 ? LT_SKIP : 0;
 }

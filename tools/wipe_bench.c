@@ -58,10 +58,12 @@ static uint32_t *page_set(size_t pages, double pct, bool clustered, size_t *n)
 {
     unsigned char *in = calloc(pages, 1);
     uint32_t *idx = malloc(pages * sizeof *idx);
-    if (in == NULL || idx == NULL) abort();
+    if (in == NULL || idx == NULL)
+        abort();
     rng_state = 0x2545F4914F6CDD1Dull ^ (uint64_t)(pct * 1000);
     size_t want = (size_t)((double)pages * pct / 100.0 + 0.5), have = 0;
-    if (want > pages) want = pages;
+    if (want > pages)
+        want = pages;
     if (want == pages) {
         memset(in, 1, pages);
         have = pages;
@@ -87,7 +89,8 @@ static uint32_t *page_set(size_t pages, double pct, bool clustered, size_t *n)
     }
     size_t k = 0;
     for (size_t p = 0; p < pages; p++)
-        if (in[p]) idx[k++] = (uint32_t)p;
+        if (in[p])
+            idx[k++] = (uint32_t)p;
     free(in);
     *n = k;
     return idx;
@@ -98,7 +101,8 @@ static void touch(char *base, const uint32_t *idx, size_t n, size_t pg, lacuna_t
     for (size_t i = 0; i < n; i++) {
         char *p = base + (size_t)idx[i] * pg;
         *(volatile char *)p = 1;
-        if (t) lacuna_table_mark(t, p, 1);
+        if (t)
+            lacuna_table_mark(t, p, 1);
     }
 }
 
@@ -137,7 +141,8 @@ static void measure(void *arg, void *out)
         unsigned flags = c->strategy == 7   ? LACUNA_TABLE_AUTO
                          : c->strategy == 8 ? LACUNA_TABLE_LINES
                                             : 0;
-        if ((r->err = lacuna_table_create(c->size, flags, &t)) != 0) return;
+        if ((r->err = lacuna_table_create(c->size, flags, &t)) != 0)
+            return;
         base = lacuna_table_base(t);
         static const char *const tr[] = {"?", "manual", "written", "resident"};
         snprintf(r->chosen, sizeof r->chosen, "%s", tr[lacuna_table_tracking(t) & 3]);
@@ -168,7 +173,8 @@ static void measure(void *arg, void *out)
             r->err = err;
             return;
         }
-        if (!table) counts[lacuna_wipe_last()]++;
+        if (!table)
+            counts[lacuna_wipe_last()]++;
         w[run] = (double)(t1 - t0) / 1e6;
         cy[run] = (double)(t2 - t0) / 1e6;
     }
@@ -210,7 +216,8 @@ static int runlen_main(size_t size)
            "dontneed wipe", "dontneed cycle");
     for (size_t L = 1; L * 2 <= pages; L *= 2) {
         size_t runs = pages / (2 * L);
-        if (runs > 32768) runs = 32768; /* enough for a stable median, a few ms */
+        if (runs > 32768)
+            runs = 32768; /* enough for a stable median, a few ms */
         double res[4];
         for (int mode = 0; mode < 2; mode++) {
             double wv[5], cv[5];
@@ -318,7 +325,8 @@ int bench_wipe_main(int argc, char **argv)
     }
     size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     size = (size + pg - 1) & ~(pg - 1);
-    if (runlen) return runlen_main(size);
+    if (runlen)
+        return runlen_main(size);
     const char *pattern = clustered ? "clustered" : "random";
     if (csv) {
         bench_machine(stdout, "# "); /* as the other cases' CSVs: the machine in a comment */
@@ -366,7 +374,8 @@ int bench_wipe_main(int argc, char **argv)
                        r->cycle_min, r->cycle_max, s == 5 || s >= 6 ? r->chosen : "");
             } else {
                 char vs[16] = "";
-                if (best >= 0) snprintf(vs, sizeof vs, "%.2fx", r->cycle_ms / res[best].cycle_ms);
+                if (best >= 0)
+                    snprintf(vs, sizeof vs, "%.2fx", r->cycle_ms / res[best].cycle_ms);
                 printf("%-13s %10.3f %10.3f %10s  (%.3f-%.3f)%s%s%s\n", strategies[s], r->wipe_ms,
                        r->cycle_ms, vs, r->wipe_min, r->wipe_max, s == 5 || s >= 6 ? " " : "",
                        s == 5 || s >= 6 ? r->chosen : "", s == best ? " <- best fixed" : "");

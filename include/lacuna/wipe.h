@@ -141,10 +141,13 @@ LACUNA_API lacuna_tracking lacuna_table_tracking(const lacuna_table *table);
 static inline void lacuna_table_mark(lacuna_table *table, const void *addr, size_t len)
 {
     const lacuna_table_head *h = (const lacuna_table_head *)table;
-    if (table == NULL || h->bits == NULL || len == 0) return;
+    if (table == NULL || h->bits == NULL || len == 0)
+        return;
     uintptr_t off = (uintptr_t)addr - (uintptr_t)h->base;
-    if (off >= h->bytes) return;
-    if (len > h->bytes - off) len = h->bytes - off;
+    if (off >= h->bytes)
+        return;
+    if (len > h->bytes - off)
+        len = h->bytes - off;
     uintptr_t end = off + len - 1; /* last byte */
     size_t first = off >> h->page_shift, last = end >> h->page_shift;
     for (size_t p = first; p <= last; p++) {
