@@ -89,10 +89,10 @@ typedef struct lacuna_pool_config {
     lacuna_release release; /* 0 = DONTNEED */
     size_t cache;           /* freed regions kept warm in the shared cache; 0 = min(1024, 64 MiB
                                of regions); LACUNA_CACHE_NONE = none, release on every free.
-                               With cache >= 128 (or RELEASE_NEVER) each thread also keeps up to
+                               With cache >= 64 (or RELEASE_NEVER) each thread also keeps up to
                                32 regions of its own: the lock-free warm path. Below that every
-                               alloc and free takes the pool lock (e.g. 1 MiB regions by default:
-                               cache 64; set cache to 128 or more for the fast path). */
+                               alloc and free takes the pool lock (e.g. 2 MiB regions by default:
+                               cache 32; set cache to 64 or more for the fast path). */
     size_t keep_resident;   /* bytes at the TOP of a region never released (memset to zero instead
                                under LACUNA_ZERO); rounded up to pages, and must then leave at
                                least one page of the (rounded) region to release */

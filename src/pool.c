@@ -832,9 +832,10 @@ static int configure(lacuna_pool *p, const lacuna_pool_config *c)
     }
     if (p->cache > p->capacity)
         p->cache = p->capacity;
-    /* A thread cache only pays when the shared cache is big enough to feed it. */
+    /* A thread cache only pays when the shared cache is big enough to feed it (its refills and
+     * spills move half of it). 1 MiB regions get a cache of 64 by default: still fed. */
     p->tc_cap =
-        p->cache >= 4 * LAC_TC_MAX || p->release_mode == LACUNA_RELEASE_NEVER ? LAC_TC_MAX : 0;
+        p->cache >= 2 * LAC_TC_MAX || p->release_mode == LACUNA_RELEASE_NEVER ? LAC_TC_MAX : 0;
     p->decay_ms = c->decay_ms ? c->decay_ms : LAC_DEF_DECAY_MS;
     return 0;
 }

@@ -15,13 +15,13 @@ set output '$out/churn.png'
 set title 'churn: free a random live region, allocate one, touch 1 page (1000 live)'
 set xlabel 'region size (KiB)'; set ylabel 'ns per cycle (log scale)'
 set logscale xy; set xtics (16, 64, 256, 1024)
-plot for [b in "$backends"] '$in/churn.csv' using (\$2/1024):((strcol(1) eq b && \$5 == 1) ? \$8 : 1/0) \
-  with linespoints lw 2 title b
+plot for [b in "$backends"] sprintf("< awk -F, '\$1 == \"%s\" && \$5 == 1' $in/churn.csv", b) \
+  using (\$2/1024):8 with linespoints lw 2 title b
 set output '$out/churn-rss.png'
 set title 'churn: RSS after everything is freed (and trimmed), touch $rss_touch pages'
 set ylabel 'end RSS (MiB, log scale)'
-plot for [b in "$backends"] '$in/churn.csv' using (\$2/1024):((strcol(1) eq b && \$5 == $rss_touch) ? \$12/1024 : 1/0) \
-  with linespoints lw 2 title b
+plot for [b in "$backends"] sprintf("< awk -F, '\$1 == \"%s\" && \$5 == $rss_touch' $in/churn.csv", b) \
+  using (\$2/1024):(\$12/1024) with linespoints lw 2 title b
 GP
 fi
 
@@ -31,8 +31,8 @@ $common
 set output '$out/burst.png'
 set title 'burst: live 64 KiB regions ramp 0 -> 100,000 -> 0, three times (2 pages touched each)'
 set xlabel 'time (s)'; set ylabel 'RSS (MiB)'
-plot for [b in "naive-noguard malloc lacuna-never lacuna lacuna-free"] '$in/burst.csv' \
-  using (strcol(1) eq b ? \$2/1000 : 1/0):(\$5/1024) with lines lw 2 title b
+plot for [b in "naive-noguard malloc lacuna-never lacuna lacuna-free"] \
+  sprintf("< awk -F, '\$1 == \"%s\"' $in/burst.csv", b) using (\$2/1000):(\$5/1024) with lines lw 2 title b
 GP
 fi
 
@@ -43,8 +43,8 @@ set output '$out/threads.png'
 set title 'churn throughput, 1 and 2 threads (half the frees cross-thread), 64 KiB, 1000 live'
 set xlabel 'threads'; set ylabel 'million cycles per second'; set xrange [0.5:2.5]; set xtics 1
 set yrange [0:*]
-plot for [b in "malloc lacuna lacuna-never"] '$in/threads.csv' \
-  using (strcol(1) eq b ? \$6 : 1/0):(1000/\$8) with linespoints lw 2 title b
+plot for [b in "malloc lacuna lacuna-never"] sprintf("< awk -F, '\$1 == \"%s\"' $in/threads.csv", b) \
+  using 6:(1000/\$8) with linespoints lw 2 title b
 GP
 fi
 
