@@ -1,7 +1,11 @@
 /* The smallest useful lacuna program: a pool of guarded 64 KiB stacks, some taken and given
  * back, and the numbers that show the pages went back to the kernel.
  *
- *   cc stacks.c $(pkg-config --cflags --libs lacuna) && ./a.out
+ *   make && cmake --install build --prefix $HOME/.local       # or: sudo make install
+ *   export PKG_CONFIG_PATH=$HOME/.local/lib/pkgconfig
+ *   cc stacks.c $(pkg-config --cflags --libs lacuna) -Wl,-rpath,$HOME/.local/lib && ./a.out
+ *
+ * (In this repository it is also built as build/examples/example_stacks.)
  */
 #include <lacuna.h>
 
@@ -36,7 +40,9 @@ int main(void)
     lacuna_pool_stats(pool, &st);
     printf("live %zu, warm %zu, released %zu regions in %llu syscalls, guards: %s\n", st.live,
            st.warm, (size_t)st.released_regions, (unsigned long long)st.release_calls,
-           st.guard == LACUNA_GUARD_MARKER ? "kernel markers" : "mprotect");
+           st.guard == LACUNA_GUARD_MARKER     ? "kernel markers"
+           : st.guard == LACUNA_GUARD_MPROTECT ? "mprotect"
+                                               : "none");
     lacuna_pool_destroy(pool);
     return 0;
 }

@@ -25,27 +25,35 @@ start=$(date +%s)
 step "demo"
 "$bench" demo | tee "$out/demo.txt"
 
+# Boost.Context's own stack allocators, where lacuna-bench was built with them.
+peers=$("$bench" churn --help | grep -o 'boost-[a-z]*' | tr '\n' ' ' || true)
+[ -n "$peers" ] || echo "churn: no Boost.Context peers (install libboost-context-dev and rebuild)" >&2
+
 step "churn: regions ($regions) x touch ($touches) x backends, median of $runs"
 rm -f "$out/churn.csv" "$out/threads.csv"
 for region in $regions; do
   for touch in $touches; do
     case $region in *M) bytes=$(( ${region%M} * 1048576 )) ;; *K) bytes=$(( ${region%K} * 1024 )) ;; esac
     [ $(( touch * 4096 )) -le $bytes ] || continue # a 16 KiB region has 4 pages to touch
-    for b in naive naive-noguard malloc lacuna lacuna-never lacuna-dontneed lacuna-free; do
+    for b in naive naive-noguard malloc lacuna lacuna-never lacuna-dontneed lacuna-free $peers; do
       cycles=$fast_cycles
-      case $b in naive|naive-noguard|lacuna-dontneed) cycles=$slow_cycles ;; esac
+      case $b in naive|naive-noguard|lacuna-dontneed|boost-protected) cycles=$slow_cycles ;; esac
       csv_to "$out/churn.csv" "$bench" churn --backend $b --region $region --touch $touch \
         --cycles $cycles --runs $runs --csv
     done
   done
 done
 
-step "threads: churn with 1 and 2 threads, 50% of frees cross-thread"
+step "threads: churn with 1 and 2 threads, 50% (and 0%) of frees cross-thread"
 for b in malloc lacuna lacuna-never; do
   for t in 1 2; do
     csv_to "$out/threads.csv" "$bench" churn --backend $b --threads $t --cross 50 --runs $runs \
       --cycles $fast_cycles --csv
   done
+done
+for b in malloc lacuna; do # per-thread live sets: the allocator alone
+  csv_to "$out/threads.csv" "$bench" churn --backend $b --threads 2 --cross 0 --runs $runs \
+    --cycles $fast_cycles --csv
 done
 
 step "burst: RSS over time"
@@ -79,4 +87,6 @@ if command -v gnuplot >/dev/null; then
 else
   echo "SKIP plots: gnuplot is not installed and could not be installed" >&2
 fi
+step "summary (tools/results-md.sh)"
+tools/results-md.sh "$out"
 echo "bench: done in $(( $(date +%s) - start )) s; results in $out/, plots in docs/" >&2

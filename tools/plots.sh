@@ -5,7 +5,7 @@ in=$1 out=$2
 machine=$(grep -m1 '^# machine' "$in/churn.csv" | sed 's/^# machine: //')
 common="set datafile separator ','; set terminal pngcairo size 900,540 font 'sans,10'; set grid;
 set key outside right; set label 1 \"$machine\" at screen 0.01,0.02 font 'sans,8'"
-backends="naive naive-noguard malloc lacuna lacuna-never lacuna-dontneed lacuna-free"
+backends="naive naive-noguard malloc lacuna lacuna-never lacuna-dontneed lacuna-free boost-protected boost-pooled"
 
 if [ -s "$in/churn.csv" ]; then
 rss_touch=8; awk -F, '$5 == 8 {found=1} END {exit !found}' "$in/churn.csv" || rss_touch=1
@@ -43,7 +43,7 @@ set output '$out/threads.png'
 set title 'churn throughput, 1 and 2 threads (half the frees cross-thread), 64 KiB, 1000 live'
 set xlabel 'threads'; set ylabel 'million cycles per second'; set xrange [0.5:2.5]; set xtics 1
 set yrange [0:*]
-plot for [b in "malloc lacuna lacuna-never"] sprintf("< awk -F, '\$1 == \"%s\"' $in/threads.csv", b) \
+plot for [b in "malloc lacuna lacuna-never"] sprintf("< awk -F, '\$1 == \"%s\" && \$7 != 0 || \$6 == 1' $in/threads.csv | awk -F, '\$1 == \"%s\"'", b, b) \
   using 6:(1000/\$8) with linespoints lw 2 title b
 GP
 fi

@@ -23,14 +23,14 @@ if [ -s "$in/churn.csv" ]; then
 fi
 
 if [ -s "$in/threads.csv" ]; then
-  echo "**threads** — churn with 1 and 2 threads, half of the frees cross-thread"
-  echo "(\`lacuna-bench churn --backend B --threads T --cross 50 --runs 5\`):"
+  echo "**threads** — churn with 1 and 2 threads; with 2, a share of the frees is cross-thread"
+  echo "(\`lacuna-bench churn --backend B --threads T --cross PCT --runs 5\`; cross 0 = per-thread live sets):"
   echo
-  echo "| backend | 1 thread ns/cycle | 2 threads ns/cycle (wall) | throughput 2 vs 1 |"
-  echo "|---|---:|---:|---:|"
-  awk -F, '!/^#/ && $1 != "backend" { t[$1, $6] = $8; seen[$1] = 1 }
-    END { for (b in seen) printf "| %s | %.1f | %.1f | %.2f× |\n", b, t[b, 1], t[b, 2], t[b, 1] / t[b, 2] }' \
-    "$in/threads.csv" | sort
+  echo "| backend | cross-thread frees | 1 thread ns/cycle | 2 threads ns/cycle (wall) | throughput 2 vs 1 |"
+  echo "|---|---:|---:|---:|---:|"
+  awk -F, '!/^#/ && $1 != "backend" { if ($6 == 1) one[$1] = $8; else { two[$1 "," $7] = $8 } }
+    END { for (k in two) { split(k, f, ","); printf "| %s | %s %% | %.1f | %.1f | %.2f× |\n",
+      f[1], f[2], one[f[1]], two[k], one[f[1]] / two[k] } }' "$in/threads.csv" | sort
   echo
 fi
 

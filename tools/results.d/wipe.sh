@@ -13,8 +13,9 @@ for f in "$in/wipe.csv" "$in/wipe-clustered.csv"; do
     END { split("memset dontneed remap mincore pagemap", fixed, " ")
       for (p in r) { best = ""
         for (j = 1; j <= 5; j++) if (best == "" || c[p, fixed[j]] < c[p, best]) best = fixed[j]
-        printf "| %s | %s | %.2f | %.2f (%s) | %.2f× | %.0f× | %.2f | %.2f | %.2f |\n", p, best, c[p, best],
-          c[p, "auto"], ch[p], c[p, "auto"] / c[p, best], c[p, "memset"] / c[p, "auto"],
+        q = c[p, "memset"] / c[p, "auto"]
+        printf "| %s | %s | %.2f | %.2f (%s) | %.2f× | " (q < 10 ? "%.2f" : "%.0f") "× | %.2f | %.2f | %.2f |\n", p, best, c[p, best],
+          c[p, "auto"], ch[p], c[p, "auto"] / c[p, best], q,
           c[p, "table-manual"], c[p, "table-lines"], c[p, "table-auto"] } }' "$f" | sort -t'|' -k2 -g
   echo
 done
