@@ -60,6 +60,7 @@ static const struct {
 
 typedef struct seed_result {
     double apply_us, cycle_us;
+    double apply_min, apply_max, cycle_min, cycle_max;
     long rss_drop_kib, shmem_drop_kib, refaults, vmas;
     int zero;
 } seed_result;
@@ -218,8 +219,10 @@ static void seed_child(void *arg, void *out)
         apply_t[run] = (double)a / CYCLES / 1000;
         cycle_t[run] = (double)(t1 - t0) / CYCLES / 1000;
     }
-    res->apply_us = bench_median(apply_t, 5);
+    res->apply_us = bench_median(apply_t, 5); /* sorts: [0] is the min, [4] the max */
     res->cycle_us = bench_median(cycle_t, 5);
+    res->apply_min = apply_t[0], res->apply_max = apply_t[4];
+    res->cycle_min = cycle_t[0], res->cycle_max = cycle_t[4];
 }
 
 int bench_seed_main(int argc, char **argv)
@@ -233,8 +236,8 @@ int bench_seed_main(int argc, char **argv)
     printf("# one 64 KiB region, %d pages written, each answer applied; medians of 5 x %d cycles;"
            " cycle = apply + rewrite the %d pages\n",
            PAGES, CYCLES, PAGES);
-    printf("answer,apply_us,cycle_us,rss_drop_kib,shmem_drop_kib,refaults,zero,vmas_added,"
-           "proves\n");
+    printf("answer,apply_us,cycle_us,rss_drop_kib,shmem_drop_kib,refaults,zero,vmas_added,proves,"
+           "apply_min,apply_max,cycle_min,cycle_max\n");
     for (row_id r = 0; r < R_COUNT; r++) {
         bench_progress("seed: %s", rows[r].name);
         seed_result res;
@@ -242,9 +245,10 @@ int bench_seed_main(int argc, char **argv)
             printf("%s,failed,,,,,,,\n", rows[r].name);
             continue;
         }
-        printf("%s,%.2f,%.2f,%ld,%ld,%ld,%s,%ld,%s\n", rows[r].name, res.apply_us, res.cycle_us,
-               res.rss_drop_kib, shared(r) ? res.shmem_drop_kib : 0, res.refaults,
-               res.zero ? "yes" : "no", res.vmas, rows[r].proves);
+        printf("%s,%.2f,%.2f,%ld,%ld,%ld,%s,%ld,%s,%.2f,%.2f,%.2f,%.2f\n", rows[r].name,
+               res.apply_us, res.cycle_us, res.rss_drop_kib, shared(r) ? res.shmem_drop_kib : 0,
+               res.refaults, res.zero ? "yes" : "no", res.vmas, rows[r].proves, res.apply_min,
+               res.apply_max, res.cycle_min, res.cycle_max);
         fflush(stdout);
     }
     bench_progress("%s", "");
