@@ -49,20 +49,6 @@ static lacuna_stats stats(const lacuna_pool *p)
     return st;
 }
 
-/* Resident pages of [addr, addr + len), from mincore. */
-static size_t resident(const char *addr, size_t len)
-{
-    static unsigned char vec[1 << 16];
-    size_t n = 0;
-    for (size_t off = 0; off < len; off += sizeof vec * PG) {
-        size_t l = len - off < sizeof vec * PG ? len - off : sizeof vec * PG;
-        CHECK_EQ(mincore((void *)(addr + off), l, vec), 0);
-        for (size_t i = 0; i < l / PG; i++)
-            n += vec[i] & 1;
-    }
-    return n;
-}
-
 /* Resident pages of all regions of a pool (guards hold none). */
 static size_t pool_resident(const lacuna_pool *p, char *any_region)
 {
@@ -70,7 +56,7 @@ static size_t pool_resident(const lacuna_pool *p, char *any_region)
     long idx = lacuna_region_index(p, any_region);
     CHECK(idx >= 0);
     char *first = any_region - (size_t)idx * st.stride;
-    return resident(first, st.capacity * st.stride - st.guard_size);
+    return lt_resident_pages(first, st.capacity * st.stride - st.guard_size);
 }
 
 /* A guard really guards: the kernel refuses to read from it (EFAULT), without faulting us. */
@@ -226,13 +212,13 @@ TEST(release_failure_on_free_retried_by_next_free)
         lacuna_stats st = stats(p);
         CHECK_EQ(st.release_errors, 1);
         CHECK_EQ(st.warm, 1);
-        CHECK_EQ(resident(a, 64 * KIB), 2);
+        CHECK_EQ(lt_resident_pages(a, 64 * KIB), 2);
         CHECK_EQ(lacuna_free(p, b), 0); /* releases b and retries a */
         st = stats(p);
         CHECK_EQ(st.warm, 0);
         CHECK_EQ(st.released_regions, 2);
-        CHECK_EQ(resident(a, 64 * KIB), 0);
-        CHECK_EQ(resident(b, 64 * KIB), 0);
+        CHECK_EQ(lt_resident_pages(a, 64 * KIB), 0);
+        CHECK_EQ(lt_resident_pages(b, 64 * KIB), 0);
         lacuna_pool_destroy(p);
     }
 }

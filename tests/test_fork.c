@@ -45,22 +45,11 @@ static lacuna_stats stats(const lacuna_pool *p)
     return st;
 }
 
-static size_t resident(const char *addr, size_t len)
-{
-    static unsigned char vec[1 << 16];
-    CHECK(len / PG <= sizeof vec);
-    CHECK_EQ(mincore((void *)addr, len, vec), 0);
-    size_t n = 0;
-    for (size_t i = 0; i < len / PG; i++)
-        n += vec[i] & 1;
-    return n;
-}
-
 /* Pages resident in all regions of a pool, given region 0's address. */
 static size_t pool_resident(const lacuna_pool *p, const char *first)
 {
     lacuna_stats st = stats(p);
-    return resident(first, st.capacity * st.stride - st.guard_size);
+    return lt_resident_pages(first, st.capacity * st.stride - st.guard_size);
 }
 
 /* Wait for a forked child; it must exit 0 (a hang is killed by its alarm). */

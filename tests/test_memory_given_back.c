@@ -33,17 +33,6 @@ typedef struct mcase {
     bool wait_decay; /* wait (for the effect, not a time) until decay released the wave */
 } mcase;
 
-static size_t resident_pages(const char *addr, size_t len)
-{
-    static unsigned char vec[(WAVE * (64 * KIB + PG)) / PG + 1];
-    CHECK(len / PG <= sizeof vec);
-    CHECK_EQ(mincore((void *)addr, len, vec), 0);
-    size_t n = 0;
-    for (size_t i = 0; i < len / PG; i++)
-        n += vec[i] & 1;
-    return n;
-}
-
 static void sleep_ms(unsigned ms)
 {
     struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -86,12 +75,12 @@ static void workload(void *arg)
             /* The background thread releases what idles past decay_ms; this thread's own cache
              * (at most 32 regions) is not its to touch. Wait for that effect, read from the
              * kernel (30 s without it = failure). */
-            for (int ms = 0; resident_pages(first, span) > 2 * 32; ms++) {
+            for (int ms = 0; lt_resident_pages(first, span) > 2 * 32; ms++) {
                 CHECK(ms < 30000);
                 sleep_ms(1);
             }
         }
-        size_t kept = resident_pages(first, span);
+        size_t kept = lt_resident_pages(first, span);
         char *other = mmap(NULL, OTHER, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         CHECK(other != MAP_FAILED);
         for (size_t off = 0; off < OTHER; off += PG)

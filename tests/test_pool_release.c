@@ -23,17 +23,6 @@ static void sleep_ms(unsigned ms)
     nanosleep(&t, NULL);
 }
 
-static unsigned resident_pages(const char *addr, size_t len)
-{
-    unsigned char vec[1024];
-    CHECK(len / PG <= sizeof vec);
-    CHECK_EQ(mincore((void *)addr, len, vec), 0);
-    unsigned n = 0;
-    for (size_t i = 0; i < len / PG; i++)
-        n += vec[i] & 1;
-    return n;
-}
-
 /* The seed's experiment: touch k pages, free + trim, touch again. */
 TEST(seed_experiment_dontneed)
 {
@@ -101,7 +90,7 @@ TEST(rss_rises_and_falls)
     long rss2 = lt_rss_kib();
     VMA_CHECK(rss2 - rss0 < 2048); /* back within 2 MiB of the start */
     for (int i = 0; i < N; i++)
-        CHECK_EQ(resident_pages(r[i], 64 * KIB), 0);
+        CHECK_EQ(lt_resident_pages(r[i], 64 * KIB), 0);
     lacuna_stats st;
     lacuna_pool_stats(p, &st);
     CHECK_EQ(st.warm, 0);
@@ -167,9 +156,9 @@ TEST(no_cache_releases_every_free)
     for (int i = 0; i < 10; i++) {
         char *r = lacuna_alloc(p);
         memset(r, 1, 64 * KIB);
-        CHECK_EQ(resident_pages(r, 64 * KIB), 16);
+        CHECK_EQ(lt_resident_pages(r, 64 * KIB), 16);
         CHECK_EQ(lacuna_free(p, r), 0);
-        CHECK_EQ(resident_pages(r, 64 * KIB), 0);
+        CHECK_EQ(lt_resident_pages(r, 64 * KIB), 0);
     }
     lacuna_stats st;
     lacuna_pool_stats(p, &st);
@@ -189,8 +178,8 @@ static void keep_resident(unsigned flags)
     char *r = lacuna_alloc(p);
     memset(r, 0x33, 64 * KIB);
     CHECK_EQ(lacuna_free(p, r), 0);
-    CHECK_EQ(resident_pages(r, 14 * PG), 0);
-    CHECK_EQ(resident_pages(r + 14 * PG, 2 * PG), 2);
+    CHECK_EQ(lt_resident_pages(r, 14 * PG), 0);
+    CHECK_EQ(lt_resident_pages(r + 14 * PG, 2 * PG), 2);
     CHECK(lacuna_alloc(p) == r);
     CHECK_EQ(r[64 * KIB - 1], (flags & LACUNA_ZERO) ? 0 : 0x33);
     CHECK_EQ(r[0], 0);

@@ -73,25 +73,10 @@ static size_t fill(char *m, size_t pages, double pct, int clustered)
     return done;
 }
 
+/* Resident pages among the first `pages` pages at m. */
 static size_t resident(const char *m, size_t pages)
 {
-    unsigned char *vec = malloc(pages);
-    CHECK(vec != NULL);
-    CHECK_EQ(mincore((void *)m, pages * pgsz(), vec), 0);
-    size_t n = 0;
-    for (size_t i = 0; i < pages; i++)
-        n += vec[i] & 1;
-    free(vec);
-    return n;
-}
-
-static int all_zero(const char *m, size_t bytes)
-{
-    const uint64_t *w = (const uint64_t *)m;
-    uint64_t acc = 0;
-    for (size_t i = 0; i < bytes / 8; i++)
-        acc |= w[i];
-    return acc == 0;
+    return lt_resident_pages(m, pages * (size_t)sysconf(_SC_PAGESIZE));
 }
 
 TEST(every_strategy_zeroes_every_residency)
@@ -122,7 +107,7 @@ TEST(every_strategy_zeroes_every_residency)
                     CHECK_EQ(after, before); /* touched the resident pages only */
                     break;
                 }
-                CHECK(all_zero(m, PAGES * pgsz()));
+                CHECK(lt_all_zero(m, PAGES * pgsz()));
                 /* Start the next round from nothing resident. */
                 CHECK_EQ(madvise(m, PAGES * pgsz(), MADV_DONTNEED), 0);
             }
@@ -140,7 +125,7 @@ TEST(random_residency_and_last_choice)
         size_t before = resident(m, PAGES);
         CHECK_EQ(lacuna_wipe(m, PAGES * pgsz(), LACUNA_WIPE_AUTO), 0);
         CHECK_EQ(resident(m, PAGES), before);
-        CHECK(all_zero(m, PAGES * pgsz()));
+        CHECK(lt_all_zero(m, PAGES * pgsz()));
         lacuna_wipe_strategy used = lacuna_wipe_last();
         CHECK(used == LACUNA_WIPE_PAGEMAP || used == LACUNA_WIPE_MINCORE);
         lacuna_features f;
@@ -186,7 +171,7 @@ TEST(remap_splits_at_most_once)
     CHECK_EQ(lacuna_wipe(m + 16 * pgsz(), 64 * pgsz(), LACUNA_WIPE_REMAP), 0);
     /* The fresh mapping lacks MADV_NOHUGEPAGE of its neighbours, so it may split: at most 3. */
     CHECK(vmas_over(m, PAGES * pgsz()) <= 3);
-    CHECK(all_zero(m + 16 * pgsz(), 64 * pgsz()));
+    CHECK(lt_all_zero(m + 16 * pgsz(), 64 * pgsz()));
     munmap(m, PAGES * pgsz());
 }
 
@@ -260,7 +245,7 @@ TEST(bad_input_einval_untouched)
     /* Each half alone is fine. */
     CHECK_EQ(lacuna_wipe(two, 4 * pg, LACUNA_WIPE_AUTO), 0);
     CHECK_EQ(lacuna_wipe(two + 4 * pg, 4 * pg, LACUNA_WIPE_AUTO), 0);
-    CHECK(all_zero(two, 8 * pg));
+    CHECK(lt_all_zero(two, 8 * pg));
     munmap(two, 8 * pg);
 }
 
@@ -273,7 +258,7 @@ TEST(range_over_several_mappings)
     for (size_t s = 0; s < NSTRAT; s++) {
         fill(m, 64, 50, 1);
         CHECK_EQ(lacuna_wipe(m, 64 * pg, all[s]), 0);
-        CHECK(all_zero(m, 64 * pg));
+        CHECK(lt_all_zero(m, 64 * pg));
     }
     munmap(m, 64 * pg);
 }
@@ -299,7 +284,7 @@ TEST(guard_of_a_pool_region_einval_untouched)
     }
     /* The region itself is fine. */
     CHECK_EQ(lacuna_wipe(r, 16 * pg, LACUNA_WIPE_AUTO), 0);
-    CHECK(all_zero(r, 16 * pg));
+    CHECK(lt_all_zero(r, 16 * pg));
     /* The guard is still there: the pool still refuses it. */
     CHECK_EQ(lacuna_wipe(r2 - pg, pg, LACUNA_WIPE_MEMSET), EINVAL);
     lacuna_pool_destroy(p);
@@ -337,9 +322,9 @@ TEST(shared_memory_every_strategy)
         /* A child writes; the parent sees the pages and wipes them. */
         shared_job j = {m, pages, all[s]};
         CHECK_EQ(lt_fork_run(child_write, &j, err, sizeof err), 0);
-        CHECK(!all_zero(m, bytes));
+        CHECK(!lt_all_zero(m, bytes));
         CHECK_EQ(lacuna_wipe(m, bytes, all[s]), 0);
-        CHECK(all_zero(m, bytes));
+        CHECK(lt_all_zero(m, bytes));
         /* Every page in the parent now, then a child wipes: the release strategies must take the
          * pages away from the parent too (MADV_REMOVE: the shmem pages are gone), where
          * MADV_DONTNEED in the child would have left them. */
@@ -352,7 +337,7 @@ TEST(shared_memory_every_strategy)
             CHECK(after <= before - (long)(bytes / 1024) + 256);
         else
             CHECK(after >= before - 256); /* memset: the pages stay */
-        CHECK(all_zero(m, bytes));
+        CHECK(lt_all_zero(m, bytes));
     }
     munmap(m, bytes);
 }
@@ -372,7 +357,7 @@ TEST(memfd_punch_frees_blocks)
     CHECK_EQ(lacuna_wipe(m, bytes, LACUNA_WIPE_DONTNEED), 0);
     CHECK_EQ(fstat(fd, &st), 0);
     CHECK_EQ(st.st_blocks, 0);
-    CHECK(all_zero(m, bytes));
+    CHECK(lt_all_zero(m, bytes));
     munmap(m, bytes);
     close(fd);
 }
@@ -396,7 +381,7 @@ TEST(injected_failures_are_reported)
     CHECK_EQ(rc, EIO);
     /* Recovered: the next wipe works. */
     CHECK_EQ(lacuna_wipe(m, 64 * pgsz(), LACUNA_WIPE_AUTO), 0);
-    CHECK(all_zero(m, 64 * pgsz()));
+    CHECK(lt_all_zero(m, 64 * pgsz()));
     munmap(m, 64 * pgsz());
 #endif
 }
@@ -413,13 +398,13 @@ TEST(auto_switches_between_dense_and_sparse_stretches)
     size_t before = resident(m, PAGES);
     CHECK_EQ(lacuna_wipe(m, PAGES * pgsz(), LACUNA_WIPE_AUTO), 0);
     CHECK_EQ(resident(m, PAGES), before);
-    CHECK(all_zero(m, PAGES * pgsz()));
+    CHECK(lt_all_zero(m, PAGES * pgsz()));
     /* And again with a range that starts and ends mid-chunk. */
     fill(m, PAGES, 60, 1);
     before = resident(m + 3 * pgsz(), PAGES - 10);
     CHECK_EQ(lacuna_wipe(m + 3 * pgsz(), (PAGES - 10) * pgsz(), LACUNA_WIPE_AUTO), 0);
     CHECK_EQ(resident(m + 3 * pgsz(), PAGES - 10), before);
-    CHECK(all_zero(m + 3 * pgsz(), (PAGES - 10) * pgsz()));
+    CHECK(lt_all_zero(m + 3 * pgsz(), (PAGES - 10) * pgsz()));
     munmap(m, PAGES * pgsz());
 }
 
@@ -489,7 +474,7 @@ TEST(runs_on_a_16k_stack)
     void *rc;
     pthread_join(th, &rc);
     CHECK(rc == NULL);
-    CHECK(all_zero(m, PAGES * pgsz()));
+    CHECK(lt_all_zero(m, PAGES * pgsz()));
     pthread_attr_destroy(&a);
     munmap(m, PAGES * pgsz());
 }

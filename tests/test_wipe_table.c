@@ -25,28 +25,6 @@ static uint64_t next_rand(void)
     return rng;
 }
 
-static size_t resident(const void *m, size_t bytes)
-{
-    size_t pages = bytes / pgsz();
-    unsigned char *vec = malloc(pages);
-    CHECK(vec != NULL);
-    CHECK_EQ(mincore((void *)m, bytes, vec), 0);
-    size_t n = 0;
-    for (size_t i = 0; i < pages; i++)
-        n += vec[i] & 1;
-    free(vec);
-    return n;
-}
-
-static int all_zero(const char *m, size_t bytes)
-{
-    const uint64_t *w = (const uint64_t *)m;
-    uint64_t acc = 0;
-    for (size_t i = 0; i < bytes / 8; i++)
-        acc |= w[i];
-    return acc == 0;
-}
-
 /* Write one byte somewhere in n distinct random pages, marking each; returns pages written. The
  * `seen` array (one byte per page) keeps them distinct. */
 static size_t scribble(lacuna_table *t, size_t n, unsigned char *seen)
@@ -75,7 +53,7 @@ static lacuna_table *make(size_t bytes, unsigned flags)
     CHECK(t != NULL);
     CHECK(lacuna_table_base(t) != NULL);
     CHECK_EQ(lacuna_table_size(t), bytes);
-    CHECK(all_zero(lacuna_table_base(t), bytes));
+    CHECK(lt_all_zero(lacuna_table_base(t), bytes));
     CHECK_EQ(madvise(lacuna_table_base(t), bytes, MADV_DONTNEED), 0); /* drop the zero-page reads */
     return t;
 }
@@ -107,12 +85,12 @@ TEST(manual_zeroes_exactly_what_was_marked)
     CHECK_EQ(lacuna_table_tracking(t), LACUNA_TRACK_MANUAL);
     unsigned char *seen = malloc(bytes / pgsz());
     size_t n = scribble(t, 1000, seen);
-    CHECK_EQ(resident(lacuna_table_base(t), bytes), n);
+    CHECK_EQ(lt_resident_pages(lacuna_table_base(t), bytes), n);
     CHECK_EQ(lacuna_table_wipe(t), 0);
     CHECK_EQ(lac_table_last_zeroed(t), n * pgsz());
     /* memset: the written pages stay resident, no other page was touched. */
-    CHECK_EQ(resident(lacuna_table_base(t), bytes), n);
-    CHECK(all_zero(lacuna_table_base(t), bytes));
+    CHECK_EQ(lt_resident_pages(lacuna_table_base(t), bytes), n);
+    CHECK(lt_all_zero(lacuna_table_base(t), bytes));
     /* Nothing marked since: nothing to do. */
     CHECK_EQ(lacuna_table_wipe(t), 0);
     CHECK_EQ(lac_table_last_zeroed(t), 0);
@@ -128,7 +106,7 @@ TEST(manual_zeroes_exactly_what_was_marked)
     lacuna_table_mark(t, base + 10 * pgsz() - 4, 8);
     CHECK_EQ(lacuna_table_wipe(t), 0);
     CHECK_EQ(lac_table_last_zeroed(t), 3 * pgsz());
-    CHECK(all_zero(base, bytes));
+    CHECK(lt_all_zero(base, bytes));
     free(seen);
     lacuna_table_destroy(t);
 }
@@ -139,11 +117,11 @@ TEST(release_flag_gives_memory_back)
     lacuna_table *t = make(bytes, LACUNA_TABLE_RELEASE);
     unsigned char *seen = malloc(bytes / pgsz());
     size_t n = scribble(t, 500, seen);
-    CHECK_EQ(resident(lacuna_table_base(t), bytes), n);
+    CHECK_EQ(lt_resident_pages(lacuna_table_base(t), bytes), n);
     CHECK_EQ(lacuna_table_wipe(t), 0);
     CHECK_EQ(lac_table_last_zeroed(t), n * pgsz());
-    CHECK_EQ(resident(lacuna_table_base(t), bytes), 0);
-    CHECK(all_zero(lacuna_table_base(t), bytes));
+    CHECK_EQ(lt_resident_pages(lacuna_table_base(t), bytes), 0);
+    CHECK(lt_all_zero(lacuna_table_base(t), bytes));
     free(seen);
     lacuna_table_destroy(t);
 }
@@ -161,17 +139,17 @@ static void auto_mode(void)
     unsigned char *seen = malloc(bytes / pgsz());
     for (int round = 0; round < 3; round++) {
         size_t n = scribble(t, 1000, seen);
-        CHECK_EQ(resident(lacuna_table_base(t), bytes), n);
+        CHECK_EQ(lt_resident_pages(lacuna_table_base(t), bytes), n);
         CHECK_EQ(lacuna_table_wipe(t), 0);
         CHECK_EQ(lac_table_last_zeroed(t), n * pgsz());
         if (tr == LACUNA_TRACK_WRITTEN)
-            CHECK_EQ(resident(lacuna_table_base(t), bytes), n); /* memset */
+            CHECK_EQ(lt_resident_pages(lacuna_table_base(t), bytes), n); /* memset */
         else
-            CHECK_EQ(resident(lacuna_table_base(t), bytes), 0); /* released */
+            CHECK_EQ(lt_resident_pages(lacuna_table_base(t), bytes), 0); /* released */
         /* Nothing written since: nothing zeroed (before reading it back, which maps zero pages). */
         CHECK_EQ(lacuna_table_wipe(t), 0);
         CHECK_EQ(lac_table_last_zeroed(t), 0);
-        CHECK(all_zero(lacuna_table_base(t), bytes));
+        CHECK(lt_all_zero(lacuna_table_base(t), bytes));
         CHECK_EQ(lacuna_table_wipe(t), 0); /* reads are not writes... */
         if (tr == LACUNA_TRACK_WRITTEN)
             CHECK_EQ(lac_table_last_zeroed(t), 0);
@@ -213,9 +191,9 @@ static void cycles(unsigned flags, int n)
             CHECK_EQ(z, k * pgsz());
         for (size_t p = 0; p < bytes / pgsz(); p++)
             if (seen[p])
-                CHECK(all_zero(base + p * pgsz(), pgsz()));
+                CHECK(lt_all_zero(base + p * pgsz(), pgsz()));
     }
-    CHECK(all_zero(base, bytes));
+    CHECK(lt_all_zero(base, bytes));
     free(seen);
     lacuna_table_destroy(t);
 }
@@ -249,7 +227,7 @@ TEST(many_tables_no_leak)
         ((char *)lacuna_table_base(t))[i * 64] = 1;
         lacuna_table_mark(t, (char *)lacuna_table_base(t) + i * 64, 1);
         CHECK_EQ(lacuna_table_wipe(t), 0);
-        CHECK(all_zero(lacuna_table_base(t), 1u << 20));
+        CHECK(lt_all_zero(lacuna_table_base(t), 1u << 20));
         lacuna_table_destroy(t);
         if (i == 16)
             fds_before = lt_vma_count();
@@ -293,7 +271,7 @@ TEST(threads_mark_concurrently)
         pthread_join(th[i], NULL);
     CHECK_EQ(lacuna_table_wipe(t), 0);
     CHECK_EQ(lac_table_last_zeroed(t), 400 * pgsz());
-    CHECK(all_zero(lacuna_table_base(t), bytes));
+    CHECK(lt_all_zero(lacuna_table_base(t), bytes));
     lacuna_table_destroy(t);
 }
 
@@ -330,14 +308,14 @@ static void shared_mode(unsigned flags)
     for (int round = 0; round < 3; round++) {
         /* A child writes (and marks); the parent wipes. */
         CHECK_EQ(lt_fork_run(child_writes, &a, err, sizeof err), 0);
-        CHECK(!all_zero(lacuna_table_base(t), bytes));
+        CHECK(!lt_all_zero(lacuna_table_base(t), bytes));
         long before = lt_status_kib("RssShmem:"); /* the parent now maps every page it read */
         CHECK(before >= (long)(2000 * pgsz() / 1024));
         CHECK_EQ(lacuna_table_wipe(t), 0);
         CHECK(lac_table_last_zeroed(t) >= 2000 * pgsz());
         long after = lt_status_kib("RssShmem:");
         CHECK(after <= before - (long)(2000 * pgsz() / 1024) + 64);
-        CHECK(all_zero(lacuna_table_base(t), bytes));
+        CHECK(lt_all_zero(lacuna_table_base(t), bytes));
 
         /* The parent writes and maps the pages; a child wipes; the parent's pages go. */
         unsigned char *seen = malloc(bytes / pgsz());
@@ -347,7 +325,7 @@ static void shared_mode(unsigned flags)
         CHECK_EQ(lt_fork_run(child_wipes, &a, err, sizeof err), 0);
         after = lt_status_kib("RssShmem:");
         CHECK(after <= before - (long)(2000 * pgsz() / 1024) + 64);
-        CHECK(all_zero(lacuna_table_base(t), bytes));
+        CHECK(lt_all_zero(lacuna_table_base(t), bytes));
         /* Marks were consumed by the child's wipe: nothing left for the parent. (With residency
          * tracking, the reads above allocated shmem pages: those are wiped.) */
         CHECK_EQ(lacuna_table_wipe(t), 0);
@@ -379,9 +357,9 @@ TEST(injected_release_failure_still_zeroes)
     lac_fault_inject(LAC_OP_RELEASE, 1, ENOMEM);
     CHECK_EQ(lacuna_table_wipe(t), 0);
     /* The failed batch was memset instead (stays resident); later batches were released. */
-    size_t res = resident(lacuna_table_base(t), bytes);
+    size_t res = lt_resident_pages(lacuna_table_base(t), bytes);
     CHECK(res > 0 && res <= n);
-    CHECK(all_zero(lacuna_table_base(t), bytes));
+    CHECK(lt_all_zero(lacuna_table_base(t), bytes));
     free(seen);
     lacuna_table_destroy(t);
 #endif
@@ -401,7 +379,7 @@ TEST(injected_scan_failure_reported_then_recovers)
     /* Nothing was lost: the next wipe zeroes every written page. */
     CHECK_EQ(lacuna_table_wipe(t), 0);
     CHECK(lac_table_last_zeroed(t) >= n * pgsz());
-    CHECK(all_zero(lacuna_table_base(t), bytes));
+    CHECK(lt_all_zero(lacuna_table_base(t), bytes));
     free(seen);
     lacuna_table_destroy(t);
 #endif
@@ -421,12 +399,12 @@ TEST(forced_scan_fallback_alone)
     size_t n = scribble(t, 100, seen);
     CHECK_EQ(lacuna_table_wipe(t), 0);
     CHECK_EQ(lac_table_last_zeroed(t), n * pgsz());
-    CHECK(all_zero(lacuna_table_base(t), bytes));
+    CHECK(lt_all_zero(lacuna_table_base(t), bytes));
     char *m = lacuna_table_base(t);
     m[0] = 1;
     CHECK_EQ(lacuna_wipe(m, bytes, LACUNA_WIPE_PAGEMAP), 0);
     CHECK_EQ(lacuna_wipe_last(), LACUNA_WIPE_MINCORE);
-    CHECK(all_zero(m, bytes));
+    CHECK(lt_all_zero(m, bytes));
     free(seen);
     lacuna_table_destroy(t);
 }
@@ -468,7 +446,7 @@ TEST(lines_zero_exactly_the_marked_lines)
         CHECK_EQ(lac_table_last_zeroed(t), nlines * line);
         CHECK_EQ(base[sentinel * line], 7);
         base[sentinel * line] = 0;
-        CHECK(all_zero(base, bytes));
+        CHECK(lt_all_zero(base, bytes));
         CHECK_EQ(madvise(base, bytes, MADV_DONTNEED), 0); /* drop the read-back's zero pages */
     }
     /* Marking whole pages zeroes them whole. */
@@ -476,7 +454,7 @@ TEST(lines_zero_exactly_the_marked_lines)
     lacuna_table_mark(t, base + 3 * pg, 3 * pg);
     CHECK_EQ(lacuna_table_wipe(t), 0);
     CHECK_EQ(lac_table_last_zeroed(t), 3 * pg);
-    CHECK(all_zero(base, bytes));
+    CHECK(lt_all_zero(base, bytes));
     free(marked);
     lacuna_table_destroy(t);
 }
@@ -489,13 +467,13 @@ TEST(lines_with_release_release_pages)
     size_t n = scribble(t, 200, seen);
     CHECK_EQ(lacuna_table_wipe(t), 0);
     CHECK_EQ(lac_table_last_zeroed(t), n * pgsz());
-    CHECK_EQ(resident(lacuna_table_base(t), bytes), 0);
+    CHECK_EQ(lt_resident_pages(lacuna_table_base(t), bytes), 0);
     char *b = lacuna_table_base(t);
     b[100] = 1;
     lacuna_table_mark(t, b + 100, 1);
     CHECK_EQ(lacuna_table_wipe(t), 0);
     CHECK_EQ(lac_table_last_zeroed(t), pgsz()); /* released: whole pages */
-    CHECK(all_zero(b, bytes));
+    CHECK(lt_all_zero(b, bytes));
     free(seen);
     lacuna_table_destroy(t);
 }
@@ -514,7 +492,7 @@ TEST(shared_lines)
     CHECK_EQ(lt_fork_run(child_writes, &a, err, sizeof err), 0);
     CHECK_EQ(lacuna_table_wipe(t), 0);
     CHECK_EQ(lac_table_last_zeroed(t), 300 * pgsz()); /* shared: whole pages punched */
-    CHECK(all_zero(lacuna_table_base(t), bytes));
+    CHECK(lt_all_zero(lacuna_table_base(t), bytes));
     lacuna_table_destroy(t);
 }
 
@@ -543,7 +521,7 @@ TEST(shared_release_failure_falls_back_to_punch_then_memset)
         CHECK(after <= before - gone + 16);
         if (round == 1)
             CHECK(after >= before - gone - 16);
-        CHECK(all_zero(b, bytes));
+        CHECK(lt_all_zero(b, bytes));
     }
     lacuna_table_destroy(t);
 #endif

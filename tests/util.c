@@ -3,6 +3,8 @@
 #include "test.h"
 
 #include <signal.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,6 +70,32 @@ long lt_vma_count(void)
         n += c == '\n';
     fclose(f);
     return n;
+}
+
+size_t lt_resident_pages(const void *addr, size_t len)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), pages = (len + pg - 1) / pg, n = 0;
+    unsigned char *vec = malloc(pages ? pages : 1);
+    CHECK(vec != NULL);
+    CHECK_EQ(mincore((void *)addr, len, vec), 0);
+    for (size_t i = 0; i < pages; i++)
+        n += vec[i] & 1;
+    free(vec);
+    return n;
+}
+
+int lt_all_zero(const void *m, size_t bytes)
+{
+    const unsigned char *b = m;
+    uint64_t acc = 0, w;
+    size_t i = 0;
+    for (; i + 8 <= bytes; i += 8) {
+        memcpy(&w, b + i, 8);
+        acc |= w;
+    }
+    for (; i < bytes; i++)
+        acc |= b[i];
+    return acc == 0;
 }
 
 long lt_minflt(void)
