@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lacuna.h"
+
 #define LT_SKIP 77
 
 /* Sanitizer runtimes map memory of their own as a test runs (and TSan's shadow of a released page
@@ -79,6 +81,9 @@ int lt_all_zero(const void *m, size_t bytes);           /* every byte reads 0 */
 /* 1 when running under valgrind (make test-valgrind): it reserves less address space and runs
  * forks slowly, so a few tests scale down or skip, saying so. */
 int lt_under_valgrind(void);
+/* A pool from c, or the test fails; its stats by value. */
+lacuna_pool *lt_pool(lacuna_pool_config c);
+lacuna_stats lt_stats(const lacuna_pool *p);
 /* Run fn(arg) in a forked child; return its wait status. Child's stderr goes to err_buf. */
 int lt_fork_run(void (*fn)(void *), void *arg, char *err_buf, size_t err_len);
 

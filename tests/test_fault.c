@@ -35,24 +35,10 @@ static void need_injector(void)
     }
 }
 
-static lacuna_pool *make(lacuna_pool_config c)
-{
-    lacuna_pool *p = NULL;
-    CHECK_EQ(lacuna_pool_create(&c, &p), 0);
-    return p;
-}
-
-static lacuna_stats stats(const lacuna_pool *p)
-{
-    lacuna_stats st;
-    lacuna_pool_stats(p, &st);
-    return st;
-}
-
 /* Resident pages of all regions of a pool (guards hold none). */
 static size_t pool_resident(const lacuna_pool *p, char *any_region)
 {
-    lacuna_stats st = stats(p);
+    lacuna_stats st = lt_stats(p);
     long idx = lacuna_region_index(p, any_region);
     CHECK(idx >= 0);
     char *first = any_region - (size_t)idx * st.stride;
@@ -98,12 +84,12 @@ TEST(create_failure_maps_nothing)
     /* Release and guard faults armed at create change nothing: create makes neither call. */
     for (lac_op op = LAC_OP_RELEASE; op <= LAC_OP_GUARD; op++) {
         lac_fault_inject(op, 1, ENOMEM);
-        lacuna_pool *p = make((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 8});
+        lacuna_pool *p = lt_pool((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 8});
         lac_fault_inject(op, 0, 0);
         lacuna_pool_destroy(p);
     }
     /* and a pool made afterwards works */
-    lacuna_pool *p = make((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 8});
+    lacuna_pool *p = lt_pool((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 8});
     char *r = lacuna_alloc(p);
     CHECK(r != NULL);
     r[0] = 1;
@@ -149,20 +135,20 @@ static void touch(char **r, size_t n, size_t region, char v)
 /* A trim whose release fails: the regions stay warm and resident; the next trim releases them. */
 static void release_fails_then_retried(size_t cache, int err)
 {
-    lacuna_pool *p = make((lacuna_pool_config){
+    lacuna_pool *p = lt_pool((lacuna_pool_config){
         .region_size = 64 * KIB, .capacity = N, .cache = cache, .decay_ms = LACUNA_DECAY_NEVER});
     char *r[N];
     unsigned char live[N] = {0};
     alloc_all(p, r, N, live, N);
     touch(r, N, 64 * KIB, 7);
     free_all(p, r, N, live);
-    lacuna_stats st = stats(p);
+    lacuna_stats st = lt_stats(p);
     CHECK_EQ(st.warm, N);
     CHECK_EQ(st.released_regions, 0);
 
     lac_fault_inject(LAC_OP_RELEASE, 1, err);
     CHECK_EQ(lacuna_trim(p), err);
-    st = stats(p);
+    st = lt_stats(p);
     CHECK_EQ(st.release_errors, 1);
     CHECK_EQ(st.released_regions, 0);
     CHECK_EQ(st.warm, N); /* kept warm */
@@ -170,7 +156,7 @@ static void release_fails_then_retried(size_t cache, int err)
     CHECK_EQ(pool_resident(p, r[0]), 2 * N); /* and really still resident */
 
     CHECK_EQ(lacuna_trim(p), 0); /* the fault has cleared: retried, all released */
-    st = stats(p);
+    st = lt_stats(p);
     CHECK_EQ(st.release_errors, 1);
     CHECK_EQ(st.released_regions, N);
     CHECK_EQ(st.warm, 0);
@@ -201,7 +187,7 @@ TEST(release_failure_on_free_retried_by_next_free)
 {
     need_injector();
     for (size_t e = 0; e < NERRNOS; e++) {
-        lacuna_pool *p = make((lacuna_pool_config){
+        lacuna_pool *p = lt_pool((lacuna_pool_config){
             .region_size = 64 * KIB, .capacity = 8, .cache = LACUNA_CACHE_NONE});
         char *a = lacuna_alloc(p), *b = lacuna_alloc(p);
         CHECK(a && b && a != b);
@@ -209,12 +195,12 @@ TEST(release_failure_on_free_retried_by_next_free)
         touch(&b, 1, 64 * KIB, 1);
         lac_fault_inject(LAC_OP_RELEASE, 1, errnos[e]);
         CHECK_EQ(lacuna_free(p, a), 0);
-        lacuna_stats st = stats(p);
+        lacuna_stats st = lt_stats(p);
         CHECK_EQ(st.release_errors, 1);
         CHECK_EQ(st.warm, 1);
         CHECK_EQ(lt_resident_pages(a, 64 * KIB), 2);
         CHECK_EQ(lacuna_free(p, b), 0); /* releases b and retries a */
-        st = stats(p);
+        st = lt_stats(p);
         CHECK_EQ(st.warm, 0);
         CHECK_EQ(st.released_regions, 2);
         CHECK_EQ(lt_resident_pages(a, 64 * KIB), 0);
@@ -228,11 +214,11 @@ TEST(release_failure_on_free_retried_by_next_free)
 static void zero_after_failed_release(size_t cache, int err, bool trim)
 {
     enum { CAP = 160 }; /* > 128: the default cache is big enough for a thread cache */
-    lacuna_pool *p = make((lacuna_pool_config){.region_size = 64 * KIB,
-                                               .capacity = CAP,
-                                               .cache = cache,
-                                               .decay_ms = LACUNA_DECAY_NEVER,
-                                               .flags = LACUNA_ZERO});
+    lacuna_pool *p = lt_pool((lacuna_pool_config){.region_size = 64 * KIB,
+                                                  .capacity = CAP,
+                                                  .cache = cache,
+                                                  .decay_ms = LACUNA_DECAY_NEVER,
+                                                  .flags = LACUNA_ZERO});
     char *r[CAP];
     unsigned char live[CAP] = {0};
     alloc_all(p, r, CAP, live, CAP);
@@ -244,9 +230,9 @@ static void zero_after_failed_release(size_t cache, int err, bool trim)
     lac_fault_inject(LAC_OP_RELEASE, 1, err); /* the first release fails, whichever it is */
     free_all(p, r, CAP, live);
     if (trim)
-        CHECK(lacuna_trim(p) == err || stats(p).release_errors == 1);
+        CHECK(lacuna_trim(p) == err || lt_stats(p).release_errors == 1);
     lac_fault_inject(LAC_OP_RELEASE, 0, 0);
-    CHECK_EQ(stats(p).release_errors, 1);
+    CHECK_EQ(lt_stats(p).release_errors, 1);
     alloc_all(p, r, CAP, live, CAP);
     for (size_t i = 0; i < CAP; i++)
         for (size_t b = 0; b < 64 * KIB; b += 8)
@@ -271,13 +257,13 @@ TEST(zero_never_hands_out_old_data)
 static void guard_fails_then_retried(size_t cache, int err)
 {
     enum { CAP = 40 };
-    lacuna_pool *p = make((lacuna_pool_config){
+    lacuna_pool *p = lt_pool((lacuna_pool_config){
         .region_size = 16 * KIB, .capacity = CAP, .cache = cache, .guard = LACUNA_GUARD_MARKER});
     lac_fault_inject(LAC_OP_GUARD, 1, err);
     errno = 0;
     CHECK(lacuna_alloc(p) == NULL);
     CHECK_EQ(errno, ENOMEM);
-    lacuna_stats st = stats(p);
+    lacuna_stats st = lt_stats(p);
     CHECK_EQ(st.live, 0);
     CHECK_EQ(st.allocs, 0);
     /* the fault has cleared: every slot, the failed ones included, is handed out once, guarded */
@@ -288,7 +274,7 @@ static void guard_fails_then_retried(size_t cache, int err)
         CHECK(guarded(r[i], PG));
     CHECK(lacuna_alloc(p) == NULL);
     CHECK_EQ(errno, ENOMEM);
-    st = stats(p);
+    st = lt_stats(p);
     CHECK_EQ(st.live, CAP);
     CHECK_EQ(st.unguarded, 0);
     free_all(p, r, CAP, live);
@@ -307,16 +293,16 @@ TEST(guard_failure_enomem_then_retried)
             continue;
         }
         /* mprotect guards (older kernels, or forced): a failed guard is counted, never silent */
-        lacuna_pool *p = make((lacuna_pool_config){
+        lacuna_pool *p = lt_pool((lacuna_pool_config){
             .region_size = 16 * KIB, .capacity = 8, .guard = LACUNA_GUARD_MPROTECT});
         lac_fault_inject(LAC_OP_GUARD, 1, errnos[e]);
         char *r = lacuna_alloc(p);
         CHECK(r != NULL);
-        CHECK_EQ(stats(p).unguarded, 1);
+        CHECK_EQ(lt_stats(p).unguarded, 1);
         CHECK(!guarded(r, PG));
         char *s = lacuna_alloc(p);
         CHECK(guarded(s, PG));
-        CHECK_EQ(stats(p).unguarded, 1);
+        CHECK_EQ(lt_stats(p).unguarded, 1);
         lacuna_pool_destroy(p);
     }
 }
@@ -330,7 +316,7 @@ static void partial_completed(void *unused)
     lacuna_features f;
     lacuna_features_get(&f);
     for (int partial = 0; partial <= 1; partial++) {
-        lacuna_pool *p = make((lacuna_pool_config){
+        lacuna_pool *p = lt_pool((lacuna_pool_config){
             .region_size = 64 * KIB, .capacity = M, .cache = M, .decay_ms = LACUNA_DECAY_NEVER});
         char *r[M];
         unsigned char live[M] = {0};
@@ -343,7 +329,7 @@ static void partial_completed(void *unused)
             lac_fault_inject(LAC_OP_RELEASE, 1, LAC_FAULT_PARTIAL);
         CHECK_EQ(lacuna_trim(p), 0);
         lac_fault_inject(LAC_OP_RELEASE, 0, 0);
-        lacuna_stats st = stats(p);
+        lacuna_stats st = lt_stats(p);
         CHECK_EQ(st.released_regions, M);
         CHECK_EQ(st.release_errors, 0);
         CHECK_EQ(pool_resident(p, r[0]), 0);
@@ -379,8 +365,8 @@ static void small_stack_child(void *unused)
     (void)unused;
     /* sanitizers give every frame redzones: the same code needs a larger stack there */
     size_t stack = LT_SANITIZED ? 64 * KIB : 16 * KIB;
-    lacuna_pool *stacks = make((lacuna_pool_config){.region_size = stack, .capacity = 2});
-    victim = make((lacuna_pool_config){
+    lacuna_pool *stacks = lt_pool((lacuna_pool_config){.region_size = stack, .capacity = 2});
+    victim = lt_pool((lacuna_pool_config){
         .region_size = 16 * KIB, .capacity = 100, .cache = 100, .decay_ms = LACUNA_DECAY_NEVER});
     char *r[100];
     unsigned char live[100] = {0};
@@ -396,7 +382,7 @@ static void small_stack_child(void *unused)
     small_ctx.uc_link = &main_ctx;
     makecontext(&small_ctx, trim_on_small_stack, 0);
     CHECK_EQ(swapcontext(&main_ctx, &small_ctx), 0);
-    lacuna_stats st = stats(victim);
+    lacuna_stats st = lt_stats(victim);
     CHECK_EQ(st.released_regions, 100);
     CHECK_EQ(pool_resident(victim, r[0]), 0);
     if (lt_under_valgrind()) { /* memcheck calls reading a dead stack an error */
@@ -434,12 +420,12 @@ static void model_with_faults(unsigned flags, size_t cache, lacuna_guard guard, 
 {
     enum { CAP = 200, OPS = 40000 };
     const size_t region = 16 * KIB;
-    lacuna_pool *p = make((lacuna_pool_config){.region_size = region,
-                                               .capacity = CAP,
-                                               .cache = cache,
-                                               .guard = guard,
-                                               .decay_ms = 1,
-                                               .flags = flags});
+    lacuna_pool *p = lt_pool((lacuna_pool_config){.region_size = region,
+                                                  .capacity = CAP,
+                                                  .cache = cache,
+                                                  .guard = guard,
+                                                  .decay_ms = 1,
+                                                  .flags = flags});
     char *held[CAP] = {0};
     size_t nheld = 0;
     unsigned char live[CAP] = {0};
@@ -484,7 +470,7 @@ static void model_with_faults(unsigned flags, size_t cache, lacuna_guard guard, 
     }
     for (lac_op op = 0; op < LAC_OP_COUNT; op++)
         lac_fault_inject(op, 0, 0);
-    lacuna_stats st = stats(p);
+    lacuna_stats st = lt_stats(p);
     CHECK_EQ(st.live, nheld);
     CHECK(faults > 0 && enomem > 0);
     while (nheld > 0) {
@@ -493,7 +479,7 @@ static void model_with_faults(unsigned flags, size_t cache, lacuna_guard guard, 
         CHECK_EQ(lacuna_free(p, reg), 0);
     }
     CHECK_EQ(lacuna_trim(p), 0);
-    st = stats(p);
+    st = lt_stats(p);
     CHECK_EQ(st.live, 0);
     CHECK_EQ(st.warm, 0);
     /* every slot can still be had, exactly once */

@@ -31,24 +31,10 @@
 #define LT_TSAN 0
 #endif
 
-static lacuna_pool *make(lacuna_pool_config c)
-{
-    lacuna_pool *p = NULL;
-    CHECK_EQ(lacuna_pool_create(&c, &p), 0);
-    return p;
-}
-
-static lacuna_stats stats(const lacuna_pool *p)
-{
-    lacuna_stats st;
-    lacuna_pool_stats(p, &st);
-    return st;
-}
-
 /* Pages resident in all regions of a pool, given region 0's address. */
 static size_t pool_resident(const lacuna_pool *p, const char *first)
 {
-    lacuna_stats st = stats(p);
+    lacuna_stats st = lt_stats(p);
     return lt_resident_pages(first, st.capacity * st.stride - st.guard_size);
 }
 
@@ -111,7 +97,7 @@ static void *child_thread(void *arg)
 static void child_uses_inherited(shared *sh, size_t live_at_fork)
 {
     alarm(20);
-    lacuna_stats st = stats(sh->a);
+    lacuna_stats st = lt_stats(sh->a);
     CHECK_EQ(st.live, live_at_fork);
     CHECK(st.warm >= THREADS * (PER_THREAD - KEPT)); /* the threads' caches came back */
     /* every slot not live at fork can be had, exactly once: the threads' cached ones included */
@@ -148,7 +134,7 @@ static void child_uses_inherited(shared *sh, size_t live_at_fork)
         child_thread(sh->a);
     }
     CHECK_EQ(lacuna_trim(sh->a), 0);
-    st = stats(sh->a);
+    st = lt_stats(sh->a);
     CHECK_EQ(st.live, live_at_fork - THREADS * KEPT);
     CHECK_EQ(st.warm, 0);
     /* the background pool: usable, trimmable, and destroyable (its thread was not copied) */
@@ -157,7 +143,7 @@ static void child_uses_inherited(shared *sh, size_t live_at_fork)
     b[0] = 1;
     CHECK_EQ(lacuna_free(sh->bg, b), 0);
     CHECK_EQ(lacuna_trim(sh->bg), 0);
-    CHECK_EQ(stats(sh->bg).warm, 0);
+    CHECK_EQ(lt_stats(sh->bg).warm, 0);
     lacuna_pool_destroy(sh->bg);
     lacuna_pool_destroy(sh->a);
     _exit(0);
@@ -166,8 +152,8 @@ static void child_uses_inherited(shared *sh, size_t live_at_fork)
 TEST(child_uses_pools_of_a_threaded_parent)
 {
     shared sh = {0};
-    sh.a = make((lacuna_pool_config){.region_size = 16 * KIB, .capacity = CAP});
-    sh.bg = make((lacuna_pool_config){
+    sh.a = lt_pool((lacuna_pool_config){.region_size = 16 * KIB, .capacity = CAP});
+    sh.bg = lt_pool((lacuna_pool_config){
         .region_size = 16 * KIB, .capacity = 64, .decay_ms = 20, .flags = LACUNA_BACKGROUND});
     pthread_barrier_init(&sh.ready, NULL, THREADS + 1);
     pthread_barrier_init(&sh.done, NULL, THREADS + 1);
@@ -178,7 +164,7 @@ TEST(child_uses_pools_of_a_threaded_parent)
     char *mine = lacuna_alloc(sh.a); /* and one live region of the forking thread */
     CHECK(mine != NULL);
     size_t live = THREADS * KEPT + 1;
-    CHECK_EQ(stats(sh.a).live, live);
+    CHECK_EQ(lt_stats(sh.a).live, live);
     for (int round = 0; round < 3; round++) { /* the background thread is in its wait, or not */
         fflush(NULL);
         pid_t pid = fork();
@@ -191,7 +177,7 @@ TEST(child_uses_pools_of_a_threaded_parent)
     for (int i = 0; i < THREADS; i++)
         pthread_join(t[i], NULL);
     CHECK_EQ(lacuna_free(sh.a, mine), 0);
-    CHECK_EQ(stats(sh.a).live, 0);
+    CHECK_EQ(lt_stats(sh.a).live, 0);
     lacuna_pool_destroy(sh.bg);
     lacuna_pool_destroy(sh.a);
 }
@@ -201,7 +187,7 @@ TEST(child_uses_pools_of_a_threaded_parent)
 TEST(child_trim_releases_child_pages_only)
 {
     enum { M = 40 };
-    lacuna_pool *p = make((lacuna_pool_config){
+    lacuna_pool *p = lt_pool((lacuna_pool_config){
         .region_size = 64 * KIB, .capacity = M, .cache = M, .decay_ms = LACUNA_DECAY_NEVER});
     char *r[M];
     for (int i = 0; i < M; i++) {
@@ -214,7 +200,7 @@ TEST(child_trim_releases_child_pages_only)
     for (int i = 0; i < M; i++)
         if (r[i] < first)
             first = r[i];
-    lacuna_stats before = stats(p);
+    lacuna_stats before = lt_stats(p);
     CHECK_EQ(before.warm, M);
     CHECK_EQ(pool_resident(p, first), M);
 
@@ -224,7 +210,7 @@ TEST(child_trim_releases_child_pages_only)
     if (pid == 0) {
         alarm(20);
         CHECK_EQ(lacuna_trim(p), 0); /* a batched release (process_madvise) where available */
-        lacuna_stats st = stats(p);
+        lacuna_stats st = lt_stats(p);
         CHECK_EQ(st.released_regions, M);
         CHECK_EQ(st.warm, 0);
         CHECK_EQ(pool_resident(p, first), 0);
@@ -233,7 +219,7 @@ TEST(child_trim_releases_child_pages_only)
     }
     reap(pid);
     /* the parent's pages, books and bytes are untouched */
-    lacuna_stats after = stats(p);
+    lacuna_stats after = lt_stats(p);
     CHECK_EQ(after.released_regions, before.released_regions);
     CHECK_EQ(after.warm, M);
     CHECK_EQ(pool_resident(p, first), M);
@@ -271,7 +257,7 @@ TEST(fork_while_another_thread_releases)
 {
     enum { C = 64 };
     const int FORKS = lt_under_valgrind() ? 20 : 300; /* a fork costs ~0.3 s under valgrind */
-    churner c = {.p = make((lacuna_pool_config){
+    churner c = {.p = lt_pool((lacuna_pool_config){
                      .region_size = 16 * KIB, .capacity = C, .cache = LACUNA_CACHE_NONE})};
     char *all[C];
     for (int i = 0; i < C; i++) /* every slot guarded and used once: none fresh */
@@ -286,7 +272,7 @@ TEST(fork_while_another_thread_releases)
         CHECK(pid >= 0);
         if (pid == 0) {
             alarm(10);
-            size_t live = stats(c.p).live, n = 0;
+            size_t live = lt_stats(c.p).live, n = 0;
             while (lacuna_alloc(c.p) != NULL) /* to exhaustion: must not wait for a release */
                 n++;
             CHECK_EQ(errno, ENOMEM);

@@ -10,13 +10,6 @@
 #define KIB 1024u
 #define PG  4096u
 
-static lacuna_pool *make(lacuna_pool_config c)
-{
-    lacuna_pool *p = NULL;
-    CHECK_EQ(lacuna_pool_create(&c, &p), 0);
-    return p;
-}
-
 static void sleep_ms(unsigned ms)
 {
     struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -27,7 +20,7 @@ static void sleep_ms(unsigned ms)
 TEST(seed_experiment_dontneed)
 {
     enum { K = 4 };
-    lacuna_pool *p = make((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 8});
+    lacuna_pool *p = lt_pool((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 8});
     char *r = lacuna_alloc(p);
     for (int k = 0; k < K; k++)
         memset(r + 64 * KIB - (k + 1) * PG, 0x77, PG);
@@ -50,7 +43,7 @@ TEST(seed_experiment_dontneed)
 TEST(seed_experiment_free)
 {
     enum { K = 4 };
-    lacuna_pool *p = make((lacuna_pool_config){
+    lacuna_pool *p = lt_pool((lacuna_pool_config){
         .region_size = 64 * KIB, .capacity = 8, .release = LACUNA_RELEASE_FREE});
     lacuna_stats st;
     lacuna_pool_stats(p, &st);
@@ -74,7 +67,7 @@ TEST(seed_experiment_free)
 TEST(rss_rises_and_falls)
 {
     enum { N = 1000, TOUCH = 8 };
-    lacuna_pool *p = make((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 2 * N});
+    lacuna_pool *p = lt_pool((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 2 * N});
     static char *r[N];
     long rss0 = lt_rss_kib();
     for (int i = 0; i < N; i++) {
@@ -101,7 +94,7 @@ TEST(rss_rises_and_falls)
 TEST(never_keeps_pages)
 {
     enum { N = 500 };
-    lacuna_pool *p = make((lacuna_pool_config){
+    lacuna_pool *p = lt_pool((lacuna_pool_config){
         .region_size = 64 * KIB, .capacity = N, .release = LACUNA_RELEASE_NEVER});
     static char *r[N];
     long rss0 = lt_rss_kib();
@@ -124,7 +117,7 @@ TEST(never_keeps_pages)
 TEST(release_is_batched)
 {
     enum { N = 4000 };
-    lacuna_pool *p = make((lacuna_pool_config){
+    lacuna_pool *p = lt_pool((lacuna_pool_config){
         .region_size = 16 * KIB, .capacity = N, .cache = 256, .decay_ms = LACUNA_DECAY_NEVER});
     static char *r[N];
     for (int i = 0; i < N; i++) {
@@ -151,7 +144,7 @@ TEST(release_is_batched)
 
 TEST(no_cache_releases_every_free)
 {
-    lacuna_pool *p = make(
+    lacuna_pool *p = lt_pool(
         (lacuna_pool_config){.region_size = 64 * KIB, .capacity = 16, .cache = LACUNA_CACHE_NONE});
     for (int i = 0; i < 10; i++) {
         char *r = lacuna_alloc(p);
@@ -170,11 +163,11 @@ TEST(no_cache_releases_every_free)
 /* keep_resident: the top pages stay (zeroed under LACUNA_ZERO), the rest goes. */
 static void keep_resident(unsigned flags)
 {
-    lacuna_pool *p = make((lacuna_pool_config){.region_size = 64 * KIB,
-                                               .capacity = 4,
-                                               .cache = LACUNA_CACHE_NONE,
-                                               .keep_resident = 2 * PG,
-                                               .flags = flags});
+    lacuna_pool *p = lt_pool((lacuna_pool_config){.region_size = 64 * KIB,
+                                                  .capacity = 4,
+                                                  .cache = LACUNA_CACHE_NONE,
+                                                  .keep_resident = 2 * PG,
+                                                  .flags = flags});
     char *r = lacuna_alloc(p);
     memset(r, 0x33, 64 * KIB);
     CHECK_EQ(lacuna_free(p, r), 0);
@@ -197,7 +190,7 @@ TEST(decay_on_later_calls)
 {
     enum { N = 300 };
     lacuna_pool *p =
-        make((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 1000, .decay_ms = 50});
+        lt_pool((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 1000, .decay_ms = 50});
     static char *r[N];
     for (int i = 0; i < N; i++) {
         r[i] = lacuna_alloc(p);
@@ -219,7 +212,7 @@ TEST(decay_on_later_calls)
 TEST(background_release_when_idle)
 {
     enum { N = 300 };
-    lacuna_pool *p = make((lacuna_pool_config){
+    lacuna_pool *p = lt_pool((lacuna_pool_config){
         .region_size = 64 * KIB, .capacity = 1000, .decay_ms = 50, .flags = LACUNA_BACKGROUND});
     static char *r[N];
     for (int i = 0; i < N; i++) {
@@ -245,7 +238,7 @@ TEST(vmas_flat_with_100k_live)
 {
     enum { N = 100000 };
     long vmas0 = lt_vma_count();
-    lacuna_pool *p = make((lacuna_pool_config){.region_size = 64 * KIB, .capacity = N});
+    lacuna_pool *p = lt_pool((lacuna_pool_config){.region_size = 64 * KIB, .capacity = N});
     static char *r[N];
     for (int i = 0; i < N; i++) {
         r[i] = lacuna_alloc(p);
@@ -275,7 +268,7 @@ TEST(million_slots_cost_nothing_until_used)
     if (lt_under_valgrind())
         SKIP("valgrind cannot reserve the 68 GiB this pool needs");
     long vmas0 = lt_vma_count(), pte0 = lt_status_kib("VmPTE:");
-    lacuna_pool *p = make((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 1000000});
+    lacuna_pool *p = lt_pool((lacuna_pool_config){.region_size = 64 * KIB, .capacity = 1000000});
     VMA_CHECK(lt_vma_count() - vmas0 <= 3);
     for (int i = 0; i < 10; i++)
         CHECK(lacuna_alloc(p) != NULL);

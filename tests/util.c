@@ -1,6 +1,7 @@
 /* The test runner and the measurement helpers every test uses. */
 #define _GNU_SOURCE
 #include "test.h"
+#include "lacuna.h"
 
 #include <signal.h>
 #include <stdint.h>
@@ -70,6 +71,20 @@ long lt_vma_count(void)
         n += c == '\n';
     fclose(f);
     return n;
+}
+
+lacuna_pool *lt_pool(lacuna_pool_config c)
+{
+    lacuna_pool *p = NULL;
+    CHECK_EQ(lacuna_pool_create(&c, &p), 0);
+    return p;
+}
+
+lacuna_stats lt_stats(const lacuna_pool *p)
+{
+    lacuna_stats st;
+    lacuna_pool_stats(p, &st);
+    return st;
 }
 
 size_t lt_resident_pages(const void *addr, size_t len)

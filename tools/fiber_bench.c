@@ -122,6 +122,17 @@ static void sky_stats(sky_out *o)
     o->trimmed_kib = bench_rss_kib();
 }
 
+/* The skynet rules' result line, then the run's memory figures. */
+static void sky_finish(sky_out *o, uint64_t t0)
+{
+    o->ms = (double)(bench_now_ns() - t0) / 1e6;
+    printf("Result: %ld in %.0f ms.\n", o->result, o->ms);
+    fflush(stdout);
+    o->peak_kib = bench_status_kib("VmHWM:");
+    o->after_kib = bench_rss_kib();
+    sky_stats(o);
+}
+
 static void sky_run(void *arg, void *out)
 {
     const sky_cfg *cfg = arg;
@@ -145,12 +156,7 @@ static void sky_run(void *arg, void *out)
             pthread_join(tid[t], NULL);
             o->result += parts[t].sum;
         }
-        o->ms = (double)(bench_now_ns() - t0) / 1e6;
-        printf("Result: %ld in %.0f ms.\n", o->result, o->ms);
-        fflush(stdout);
-        o->peak_kib = bench_status_kib("VmHWM:");
-        o->after_kib = bench_rss_kib();
-        sky_stats(o);
+        sky_finish(o, t0);
         return;
     }
     lacuna_chan *top = lacuna_chan_make(sizeof(long), 1);
@@ -164,12 +170,7 @@ static void sky_run(void *arg, void *out)
     lacuna_detach(f);
     o->err = lacuna_run();
     lacuna_chan_recv(top, &o->result);
-    o->ms = (double)(bench_now_ns() - t0) / 1e6;
-    printf("Result: %ld in %.0f ms.\n", o->result, o->ms);
-    fflush(stdout);
-    o->peak_kib = bench_status_kib("VmHWM:");
-    o->after_kib = bench_rss_kib();
-    sky_stats(o);
+    sky_finish(o, t0);
     lacuna_chan_free(top);
 }
 
