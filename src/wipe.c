@@ -19,14 +19,15 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Measured crossovers; docs/wipe.md has the tables. Linux 6.18, 2 vCPU Zen 4 KVM guest.
+/* Measured crossovers; docs/wipe.md has the tables. Linux 6.18, 2 vCPU AMD EPYC KVM guest.
  *
- * Release vs zeroing a run of L resident pages (`lacuna-bench wipe --runlen`): zeroing wins at
- * every L from 1 to 131072 pages (512 MiB), for the wipe alone (memset 119-343 ns/page against
- * 470-1724 ns/page for MADV_DONTNEED) and more so for the cycle (a released page faults back in:
- * 2384-3807 ns/page against 133-370). So no run is long enough to be worth releasing for speed:
- * LAC_ZERO_MAX_RUN is unlimited, and wipes release only when asked to give memory back
- * (LACUNA_TABLE_RELEASE, SHARED, residency tracking, the DONTNEED and REMAP strategies). */
+ * Release vs zeroing a run of L resident pages (`lacuna-bench wipe --runlen`, which times this
+ * file's two paths through lacuna_table_wipe): zeroing wins at every L from 1 to 32768 pages, for
+ * the wipe alone (streaming stores, 43-62 ns/page, against 234-579 ns/page for batched
+ * MADV_DONTNEED) and more so for the cycle (a released page faults back in: 1464-1805 ns/page
+ * against 53-78). So no run is long enough to be worth releasing for speed: LAC_ZERO_MAX_RUN is
+ * unlimited, and wipes release only when asked to give memory back (LACUNA_TABLE_RELEASE, SHARED,
+ * residency tracking, the DONTNEED and REMAP strategies). */
 #define LAC_ZERO_MAX_RUN SIZE_MAX /* pages; longer resident runs would be released, not zeroed */
 
 /* When AUTO scans with mincore instead of PAGEMAP_SCAN. PAGEMAP_SCAN costs per present page
@@ -34,11 +35,11 @@
  * page, little when the pages are present. Timing the two calls alone on 1 GiB of random pages
  * (a throwaway program): PAGEMAP_SCAN 0.04/0.56/0.96/3.2/3.0/3.1 ms at 0/1/10/50/90/100 %,
  * mincore 0.22/3.1/2.7/2.5/0.74/0.30 ms. In whole wipe cycles (`lacuna-bench wipe`, random and
- * clustered, two runs each) mincore won at >= 90 % resident, and at 50-70 % only when the runs
- * were short (random pages: runs of 2-3); with clustered runs (~64 pages) PAGEMAP_SCAN won up to
- * 70 %. Hence: mincore for a stretch >= LAC_AUTO_DENSE_PCT resident, or >= LAC_AUTO_MIXED_PCT
+ * clustered, three runs each) mincore won from 70 % resident with clustered runs (~64 pages;
+ * they tie at 50 %), and from 50 % when the runs were short (random pages: runs of 2-3).
+ * Hence: mincore for a stretch >= LAC_AUTO_DENSE_PCT resident, or >= LAC_AUTO_MIXED_PCT
  * resident in runs shorter than LAC_AUTO_SHORT_RUN pages on average. */
-#define LAC_AUTO_DENSE_PCT 85
+#define LAC_AUTO_DENSE_PCT 60
 #define LAC_AUTO_MIXED_PCT 40
 #define LAC_AUTO_SHORT_RUN 8
 /* Most pages one AUTO PAGEMAP_SCAN call reports, the mincore stretch AUTO takes, and the least
@@ -338,8 +339,11 @@ static int check_range(void *addr, size_t len, int *kind, bool *empty)
     if (lac_os_can_see_guards()) {
         lac_run run;
         uintptr_t next;
+        /* max_pages 1: a run is extended while the pages match, so without it a resident range
+         * would be walked whole (2.8 ms per GiB) to report its first page. */
         lac_scan_query q = {.anyof = LAC_PAGE_GUARD | LAC_PAGE_PRESENT | LAC_PAGE_SWAPPED,
-                            .excluded = LAC_PAGE_PFNZERO};
+                            .excluded = LAC_PAGE_PFNZERO,
+                            .max_pages = 1};
         long r = lac_os_scan_ex(addr, len, &q, &run, 1, &next);
         if (r == 0) {
             *empty = true;
@@ -428,9 +432,9 @@ static int table_create(size_t bytes, unsigned flags, lacuna_table **out)
     const lacuna_features *f = lac_os_features();
     size_t pg = f->page_size;
     const unsigned known =
-        LACUNA_TABLE_AUTO | LACUNA_TABLE_SHARED | LACUNA_TABLE_RELEASE | LACUNA_TABLE_LINES;
+        LACUNA_TABLE_AUTO | LACUNA_TABLE_SHARED | LACUNA_TABLE_RELEASE | LACUNA_TABLE_PAGES;
     if (out == NULL || bytes == 0 || bytes > LAC_TABLE_MAX || (flags & ~known) ||
-        ((flags & LACUNA_TABLE_LINES) && (flags & LACUNA_TABLE_AUTO))) {
+        ((flags & LACUNA_TABLE_PAGES) && (flags & LACUNA_TABLE_AUTO))) {
         LAC_BAD_INPUT("lacuna_table_create", "bytes or flags", (void *)bytes);
         return EINVAL;
     }
@@ -468,10 +472,10 @@ static int table_create(size_t bytes, unsigned flags, lacuna_table **out)
             err = errno ? errno : ENOMEM;
             goto fail;
         }
-        if (flags & LACUNA_TABLE_LINES) {
+        /* Line masks only where wipes zero: releases are whole pages. */
+        if (!(flags & (LACUNA_TABLE_PAGES | LACUNA_TABLE_RELEASE | LACUNA_TABLE_SHARED))) {
             t->lines_len = (pages * 8 + pg - 1) & ~(pg - 1);
-            t->head.lines =
-                shared ? lac_os_map_shared(-1, t->lines_len) : lac_os_reserve(t->lines_len);
+            t->head.lines = lac_os_reserve(t->lines_len);
             if (t->head.lines == NULL) {
                 err = errno ? errno : ENOMEM;
                 goto fail;
@@ -532,15 +536,21 @@ void lacuna_table_destroy(lacuna_table *t)
     errno = saved;
 }
 
-/* LACUNA_TABLE_LINES: zero the marked lines of page p (all of it if none is marked), in runs. */
-static void zero_lines(lacuna_table *t, zeroer *z, size_t p)
+/* The marked lines of page p, cleared for the next round; all of them when the table keeps no
+ * line masks (LACUNA_TABLE_PAGES, or a table that releases whole pages) or none is marked. */
+static uint64_t take_lines(lacuna_table *t, size_t p)
 {
+    if (t->head.lines == NULL)
+        return ~(uint64_t)0;
     /* No exchange: marks must not race with a wipe, and a locked op per page costs here. */
     uint64_t m = __atomic_load_n(&t->head.lines[p], __ATOMIC_RELAXED);
     __atomic_store_n(&t->head.lines[p], 0, __ATOMIC_RELAXED);
-    if (m == 0)
-        m = ~(uint64_t)0;
-    uintptr_t page = (uintptr_t)t->head.base + (p << t->head.page_shift);
+    return m ? m : ~(uint64_t)0;
+}
+
+/* Zero the lines of mask m (not all set) in the page at `page`, a run of set bits at a time. */
+static void zero_lines(const lacuna_table *t, zeroer *z, uintptr_t page, uint64_t m)
+{
     unsigned ls = t->head.line_shift;
     while (m) {
         unsigned lo = (unsigned)__builtin_ctzll(m);
@@ -551,16 +561,15 @@ static void zero_lines(lacuna_table *t, zeroer *z, size_t p)
     }
 }
 
-/* Manual tracking: zero the marked pages (or lines) in runs, clearing the marks as they are
- * consumed. */
+/* Manual tracking: zero the marked pages in runs of whole pages, or only their marked lines,
+ * clearing the marks as they are consumed. */
 static void wipe_marked(lacuna_table *t, zeroer *z)
 {
-    bool lines = t->head.lines != NULL && !z->release;
     uint64_t *bits = t->head.bits;
     size_t pg = (size_t)1 << t->head.page_shift;
     uintptr_t base = (uintptr_t)t->head.base;
     size_t words = ((t->head.bytes / pg) + 63) / 64;
-    size_t run_start = 0, run_end = 0; /* pages; empty when equal */
+    size_t run_start = 0, run_end = 0; /* whole pages; empty when equal */
     for (size_t w = 0; w < words; w++) {
         uint64_t v = __atomic_load_n(&bits[w], __ATOMIC_RELAXED);
         if (v == 0)
@@ -569,12 +578,11 @@ static void wipe_marked(lacuna_table *t, zeroer *z)
         while (v) {
             size_t p = w * 64 + (size_t)__builtin_ctzll(v);
             v &= v - 1;
-            if (lines) {
-                zero_lines(t, z, p);
+            uint64_t m = take_lines(t, p);
+            if (m != ~(uint64_t)0 && !z->release) {
+                zero_lines(t, z, base + p * pg, m);
                 continue;
             }
-            if (t->head.lines)
-                __atomic_store_n(&t->head.lines[p], 0, __ATOMIC_RELAXED);
             if (p != run_end) {
                 zeroer_run(z, base + run_start * pg, base + run_end * pg);
                 run_start = p;

@@ -438,7 +438,7 @@ static void *small_stack_work(void *arg)
             return (void *)1;
     }
     lacuna_table *t;
-    unsigned flags[] = {0, LACUNA_TABLE_AUTO, LACUNA_TABLE_LINES, LACUNA_TABLE_RELEASE};
+    unsigned flags[] = {0, LACUNA_TABLE_AUTO, LACUNA_TABLE_PAGES, LACUNA_TABLE_RELEASE};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
         if (lacuna_table_create(8u << 20, flags[i], &t) != 0)
             return (void *)2;

@@ -78,16 +78,18 @@ TEST(create_bad_input)
     lacuna_table_destroy(t);
 }
 
-TEST(manual_zeroes_exactly_what_was_marked)
+/* A manual table zeroes what was marked: with line masks (the default) the marked lines, with
+ * LACUNA_TABLE_PAGES the marked pages. `unit` is what a one-byte mark costs. */
+static void manual_exact(unsigned flags)
 {
-    size_t bytes = 64u << 20;
-    lacuna_table *t = make(bytes, 0);
+    size_t bytes = 64u << 20, unit = (flags & LACUNA_TABLE_PAGES) ? pgsz() : pgsz() / 64;
+    lacuna_table *t = make(bytes, flags);
     CHECK_EQ(lacuna_table_tracking(t), LACUNA_TRACK_MANUAL);
     unsigned char *seen = malloc(bytes / pgsz());
     size_t n = scribble(t, 1000, seen);
     CHECK_EQ(lt_resident_pages(lacuna_table_base(t), bytes), n);
     CHECK_EQ(lacuna_table_wipe(t), 0);
-    CHECK_EQ(lac_table_last_zeroed(t), n * pgsz());
+    CHECK_EQ(lac_table_last_zeroed(t), n * unit);
     /* memset: the written pages stay resident, no other page was touched. */
     CHECK_EQ(lt_resident_pages(lacuna_table_base(t), bytes), n);
     CHECK(lt_all_zero(lacuna_table_base(t), bytes));
@@ -101,14 +103,24 @@ TEST(manual_zeroes_exactly_what_was_marked)
     lacuna_table_mark(t, base, 0);
     base[bytes - 1] = 9;
     lacuna_table_mark(t, base + bytes - 1, 1u << 20);
-    /* A mark spanning pages marks each one. */
+    /* A mark spanning pages marks each one (the last line of one, the first of the next). */
     memset(base + 10 * pgsz() - 4, 1, 8);
     lacuna_table_mark(t, base + 10 * pgsz() - 4, 8);
     CHECK_EQ(lacuna_table_wipe(t), 0);
-    CHECK_EQ(lac_table_last_zeroed(t), 3 * pgsz());
+    CHECK_EQ(lac_table_last_zeroed(t), 3 * unit);
     CHECK(lt_all_zero(base, bytes));
     free(seen);
     lacuna_table_destroy(t);
+}
+
+TEST(manual_zeroes_exactly_the_marked_lines)
+{
+    manual_exact(0);
+}
+
+TEST(manual_pages_zeroes_exactly_the_marked_pages)
+{
+    manual_exact(LACUNA_TABLE_PAGES);
 }
 
 TEST(release_flag_gives_memory_back)
@@ -185,7 +197,8 @@ static void cycles(unsigned flags, int n)
         size_t z = lac_table_last_zeroed(t);
         if (lacuna_table_tracking(t) == LACUNA_TRACK_RESIDENT)
             CHECK(z >= k * pgsz());
-        else if ((flags & LACUNA_TABLE_LINES) && !(flags & LACUNA_TABLE_RELEASE))
+        else if (lacuna_table_tracking(t) == LACUNA_TRACK_MANUAL &&
+                 !(flags & (LACUNA_TABLE_PAGES | LACUNA_TABLE_RELEASE)))
             CHECK_EQ(z, k * (pgsz() / 64)); /* one byte per page: one line */
         else
             CHECK_EQ(z, k * pgsz());
@@ -219,7 +232,7 @@ TEST(many_tables_no_leak)
     for (int i = 0; i < 200; i++) {
         lacuna_table *t;
         unsigned flags = (unsigned)i % 16;
-        if ((flags & LACUNA_TABLE_LINES) && (flags & LACUNA_TABLE_AUTO)) {
+        if ((flags & LACUNA_TABLE_PAGES) && (flags & LACUNA_TABLE_AUTO)) {
             CHECK_EQ(lacuna_table_create(1u << 20, flags, &t), EINVAL);
             continue;
         }
@@ -242,37 +255,50 @@ TEST(many_tables_no_leak)
 
 typedef struct marker_arg {
     lacuna_table *t;
-    size_t first, n;
+    size_t line; /* the line of each page this thread writes */
 } marker_arg;
 
 static void *marker(void *arg)
 {
     marker_arg *a = arg;
     char *base = lacuna_table_base(a->t);
-    for (size_t p = a->first; p < a->first + a->n; p++) {
-        base[p * pgsz()] = 1;
-        lacuna_table_mark(a->t, base + p * pgsz(), 1);
+    for (size_t p = 0; p < 100; p++) {
+        char *at = base + p * pgsz() + a->line * (pgsz() / 64);
+        *at = 1;
+        lacuna_table_mark(a->t, at, 1);
     }
     return NULL;
 }
 
-TEST(threads_mark_concurrently)
+/* Four threads mark different lines of the same 100 pages: they share bitmap words and line
+ * masks, and no mark may be lost. */
+static void threads_mark(unsigned flags)
 {
     size_t bytes = 8u << 20;
-    lacuna_table *t = make(bytes, 0);
+    lacuna_table *t = make(bytes, flags);
     pthread_t th[4];
     marker_arg args[4];
     for (int i = 0; i < 4; i++) {
-        /* Neighbouring pages: the threads share bitmap words. */
-        args[i] = (marker_arg){t, (size_t)i * 100, 100};
+        args[i] = (marker_arg){t, (size_t)i * 9};
         CHECK_EQ(pthread_create(&th[i], NULL, marker, &args[i]), 0);
     }
     for (int i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
     CHECK_EQ(lacuna_table_wipe(t), 0);
-    CHECK_EQ(lac_table_last_zeroed(t), 400 * pgsz());
+    size_t want = (flags & LACUNA_TABLE_PAGES) ? 100 * pgsz() : 400 * (pgsz() / 64);
+    CHECK_EQ(lac_table_last_zeroed(t), want);
     CHECK(lt_all_zero(lacuna_table_base(t), bytes));
     lacuna_table_destroy(t);
+}
+
+TEST(threads_mark_concurrently)
+{
+    threads_mark(0);
+}
+
+TEST(threads_mark_concurrently_pages)
+{
+    threads_mark(LACUNA_TABLE_PAGES);
 }
 
 /* ---- shared tables ---- */
@@ -415,8 +441,8 @@ TEST(lines_zero_exactly_the_marked_lines)
 {
     size_t bytes = 32u << 20, pg = pgsz(), line = pg / 64;
     lacuna_table *t;
-    CHECK_EQ(lacuna_table_create(bytes, LACUNA_TABLE_LINES | LACUNA_TABLE_AUTO, &t), EINVAL);
-    t = make(bytes, LACUNA_TABLE_LINES);
+    CHECK_EQ(lacuna_table_create(bytes, LACUNA_TABLE_PAGES | LACUNA_TABLE_AUTO, &t), EINVAL);
+    t = make(bytes, 0);
     CHECK_EQ(lacuna_table_tracking(t), LACUNA_TRACK_MANUAL);
     char *base = lacuna_table_base(t);
     size_t pages = bytes / pg;
@@ -459,10 +485,10 @@ TEST(lines_zero_exactly_the_marked_lines)
     lacuna_table_destroy(t);
 }
 
-TEST(lines_with_release_release_pages)
+TEST(release_releases_whole_pages)
 {
     size_t bytes = 8u << 20;
-    lacuna_table *t = make(bytes, LACUNA_TABLE_LINES | LACUNA_TABLE_RELEASE);
+    lacuna_table *t = make(bytes, LACUNA_TABLE_RELEASE);
     unsigned char *seen = malloc(bytes / pgsz());
     size_t n = scribble(t, 200, seen);
     CHECK_EQ(lacuna_table_wipe(t), 0);
@@ -478,15 +504,15 @@ TEST(lines_with_release_release_pages)
     lacuna_table_destroy(t);
 }
 
-TEST(thousands_of_cycles_lines)
+TEST(thousands_of_cycles_pages)
 {
-    cycles(LACUNA_TABLE_LINES, 3000);
+    cycles(LACUNA_TABLE_PAGES, 3000);
 }
 
-TEST(shared_lines)
+TEST(shared_punches_whole_pages)
 {
     size_t bytes = 4u << 20;
-    lacuna_table *t = make(bytes, LACUNA_TABLE_SHARED | LACUNA_TABLE_LINES);
+    lacuna_table *t = make(bytes, LACUNA_TABLE_SHARED);
     char err[512];
     shared_arg a = {t, 300};
     CHECK_EQ(lt_fork_run(child_writes, &a, err, sizeof err), 0);

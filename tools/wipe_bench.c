@@ -1,5 +1,5 @@
 /* lacuna-bench wipe: zero a large, sparsely resident mapping with every strategy of lacuna_wipe and
- * the table modes (manual pages, automatic, manual lines), at several residencies.
+ * the table modes (manual lines, automatic, manual pages), at several residencies.
  *
  * "Residency X %" is the state at wipe time: exactly the pages of a fixed set P (X % of the range,
  * scattered at random or in clustered runs) are resident and dirty. Two times per strategy, medians
@@ -7,9 +7,10 @@
  *   wipe   lacuna_wipe (or lacuna_table_wipe) alone;
  *   cycle  the wipe plus writing one byte to every page of P again, which is what a reused table
  *          pays: a strategy that releases pages is cheap to call and pays a fault per page later.
- * After a cycle the state is the prepared one again, except after MEMSET (everything resident):
- * that strategy is re-prepared before each run, outside the timing. Each strategy runs in a fresh
- * child process. --runlen instead measures memset against MADV_DONTNEED per run length: the
+ * Every measurement starts from the prepared state, re-made outside the timing (MADV_DONTNEED the
+ * range, write P again); a table's is the state its last cycle left. The six lacuna_wipe strategies
+ * run interleaved in one child process per residency (see measure_wipes), each table mode in a
+ * child of its own. --runlen instead measures zeroing against releasing per run length: the
  * crossover wipe.c's policy is built on. */
 #define _GNU_SOURCE
 #include "bench.h"
@@ -27,7 +28,7 @@
 
 static const char *const strategies[] = {"memset",       "dontneed",   "remap",
                                          "mincore",      "pagemap",    "auto",
-                                         "table-manual", "table-auto", "table-lines"};
+                                         "table-manual", "table-auto", "table-pages"};
 #define NSTRAT 9
 
 typedef struct wipe_cfg {
@@ -128,44 +129,93 @@ static const char *strategy_name(lacuna_wipe_strategy s)
     }
 }
 
-static void measure(void *arg, void *out)
+/* Min, max and median of the wipe times w[0..n) and cycle times cy[0..n) into r (sorts both). */
+static void summarize(double *w, double *cy, int n, wipe_result *r)
+{
+    r->wipe_min = r->wipe_max = w[0];
+    r->cycle_min = r->cycle_max = cy[0];
+    for (int i = 1; i < n; i++) {
+        r->wipe_min = w[i] < r->wipe_min ? w[i] : r->wipe_min;
+        r->wipe_max = w[i] > r->wipe_max ? w[i] : r->wipe_max;
+        r->cycle_min = cy[i] < r->cycle_min ? cy[i] : r->cycle_min;
+        r->cycle_max = cy[i] > r->cycle_max ? cy[i] : r->cycle_max;
+    }
+    r->wipe_ms = bench_median(w, n);
+    r->cycle_ms = bench_median(cy, n);
+}
+
+/* The six lacuna_wipe strategies in one process over one mapping, interleaved: run k measures
+ * every strategy once, starting at strategy k mod 6, so drift in the machine (other tenants, page
+ * placement, cache state) lands on all of them alike and AUTO is compared with the best fixed
+ * strategy under the same conditions. out: wipe_result[6]. */
+static void measure_wipes(void *arg, void *out)
+{
+    const wipe_cfg *c = arg;
+    wipe_result *res = out;
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), pages = c->size / pg, n;
+    uint32_t *idx = page_set(pages, c->pct, c->clustered, &n);
+    char *base = mmap(NULL, c->size, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED) {
+        res[0].err = errno;
+        return;
+    }
+    madvise(base, c->size, MADV_NOHUGEPAGE);
+    static double w[6][MAX_RUNS], cy[6][MAX_RUNS];
+    int counts[6] = {0};
+    for (int run = 0; run < c->runs; run++) {
+        for (int k = 0; k < 6; k++) {
+            int s = (run + k) % 6;
+            /* The same state before every measurement: P resident, freshly faulted and
+             * written. (Leaving each strategy the state its predecessor left, a strategy
+             * following REMAP or DONTNEED met fresh pages and one following a zeroing wipe old
+             * ones, and that alone moved MINCORE's cycle by 15 % against AUTO's.) */
+            madvise(base, c->size, MADV_DONTNEED);
+            touch(base, idx, n, pg, NULL);
+            uint64_t t0 = bench_now_ns();
+            int err = lacuna_wipe(base, c->size, fixed[s]);
+            uint64_t t1 = bench_now_ns();
+            touch(base, idx, n, pg, NULL);
+            uint64_t t2 = bench_now_ns();
+            if (err) {
+                res[s].err = err;
+                return;
+            }
+            if (fixed[s] == LACUNA_WIPE_AUTO)
+                counts[lacuna_wipe_last()]++;
+            w[s][run] = (double)(t1 - t0) / 1e6;
+            cy[s][run] = (double)(t2 - t0) / 1e6;
+        }
+    }
+    for (int s = 0; s < 6; s++)
+        summarize(w[s], cy[s], c->runs, &res[s]);
+    int best = 0;
+    for (int i = 1; i < 6; i++)
+        best = counts[i] > counts[best] ? i : best;
+    snprintf(res[5].chosen, sizeof res[5].chosen, "%s", strategy_name((lacuna_wipe_strategy)best));
+}
+
+/* One table mode (c->strategy 6, 7 or 8) in its own process. out: wipe_result. */
+static void measure_table(void *arg, void *out)
 {
     const wipe_cfg *c = arg;
     wipe_result *r = out;
     size_t pg = (size_t)sysconf(_SC_PAGESIZE), pages = c->size / pg, n;
     uint32_t *idx = page_set(pages, c->pct, c->clustered, &n);
-    bool table = c->strategy >= 6;
-    lacuna_table *t = NULL;
-    char *base;
-    if (table) {
-        unsigned flags = c->strategy == 7   ? LACUNA_TABLE_AUTO
-                         : c->strategy == 8 ? LACUNA_TABLE_LINES
-                                            : 0;
-        if ((r->err = lacuna_table_create(c->size, flags, &t)) != 0)
-            return;
-        base = lacuna_table_base(t);
-        static const char *const tr[] = {"?", "manual", "written", "resident"};
-        snprintf(r->chosen, sizeof r->chosen, "%s", tr[lacuna_table_tracking(t) & 3]);
-    } else {
-        base = mmap(NULL, c->size, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (base == MAP_FAILED) {
-            r->err = errno;
-            return;
-        }
-        madvise(base, c->size, MADV_NOHUGEPAGE);
-    }
-    lacuna_wipe_strategy s = table ? LACUNA_WIPE_AUTO : fixed[c->strategy];
-    double w[MAX_RUNS], cy[MAX_RUNS];
-    int counts[6] = {0};
+    unsigned flags = c->strategy == 7   ? LACUNA_TABLE_AUTO
+                     : c->strategy == 8 ? LACUNA_TABLE_PAGES
+                                        : 0;
+    lacuna_table *t;
+    if ((r->err = lacuna_table_create(c->size, flags, &t)) != 0)
+        return;
+    char *base = lacuna_table_base(t);
+    static const char *const tr[] = {"?", "manual", "written", "resident"};
+    snprintf(r->chosen, sizeof r->chosen, "%s", tr[lacuna_table_tracking(t) & 3]);
+    static double w[MAX_RUNS], cy[MAX_RUNS];
     touch(base, idx, n, pg, t);
     for (int run = 0; run < c->runs; run++) {
-        if (s == LACUNA_WIPE_MEMSET && run > 0 && !table) {
-            madvise(base, c->size, MADV_DONTNEED);
-            touch(base, idx, n, pg, NULL);
-        }
         uint64_t t0 = bench_now_ns();
-        int err = table ? lacuna_table_wipe(t) : lacuna_wipe(base, c->size, s);
+        int err = lacuna_table_wipe(t);
         uint64_t t1 = bench_now_ns();
         touch(base, idx, n, pg, t);
         uint64_t t2 = bench_now_ns();
@@ -173,34 +223,73 @@ static void measure(void *arg, void *out)
             r->err = err;
             return;
         }
-        if (!table)
-            counts[lacuna_wipe_last()]++;
         w[run] = (double)(t1 - t0) / 1e6;
         cy[run] = (double)(t2 - t0) / 1e6;
     }
-    r->wipe_min = r->wipe_max = w[0];
-    r->cycle_min = r->cycle_max = cy[0];
-    for (int i = 1; i < c->runs; i++) {
-        r->wipe_min = w[i] < r->wipe_min ? w[i] : r->wipe_min;
-        r->wipe_max = w[i] > r->wipe_max ? w[i] : r->wipe_max;
-        r->cycle_min = cy[i] < r->cycle_min ? cy[i] : r->cycle_min;
-        r->cycle_max = cy[i] > r->cycle_max ? cy[i] : r->cycle_max;
+    summarize(w, cy, c->runs, r);
+}
+
+/* ---- --runlen: zeroing against releasing, per run length ---- */
+
+/* One way of wiping the runs: a table (LACUNA_TABLE_PAGES zeroes the marked runs with streaming
+ * stores, PAGES|RELEASE gives them back in batched process_madvise calls: the two paths a
+ * table wipe chooses between per run), or plain memset / one madvise(MADV_DONTNEED) per run. */
+typedef struct runlen_way {
+    lacuna_table *table; /* NULL: plain, over mem */
+    char *mem;
+    bool release;
+} runlen_way;
+
+static void runlen_wipe(const runlen_way *w, size_t L, size_t runs, size_t pg)
+{
+    if (w->table) {
+        if (lacuna_table_wipe(w->table) != 0)
+            abort();
+        return;
     }
-    r->wipe_ms = bench_median(w, c->runs);
-    r->cycle_ms = bench_median(cy, c->runs);
-    if (!table) {
-        int best = 0;
-        for (int i = 1; i < 6; i++)
-            best = counts[i] > counts[best] ? i : best;
-        snprintf(r->chosen, sizeof r->chosen, "%s", strategy_name((lacuna_wipe_strategy)best));
+    for (size_t r = 0; r < runs; r++) {
+        char *p = w->mem + r * 2 * L * pg;
+        if (w->release)
+            madvise(p, L * pg, MADV_DONTNEED);
+        else
+            memset(p, 0, L * pg);
     }
 }
 
-/* ---- --runlen: memset vs MADV_DONTNEED per run length ---- */
+/* ns per page to wipe runs of L pages every 2L pages (the first `runs` of them), and to wipe and
+ * write every page of them again: out[0], out[1]. Median of 5. */
+static void runlen_measure(const runlen_way *w, size_t L, size_t runs, size_t pg, double out[2])
+{
+    char *m = w->table ? lacuna_table_base(w->table) : w->mem;
+    double wv[5], cv[5];
+    for (int rep = 0; rep < 5; rep++) {
+        for (size_t r = 0; r < runs; r++) {
+            memset(m + r * 2 * L * pg, 1, L * pg);
+            lacuna_table_mark(w->table, m + r * 2 * L * pg, L * pg); /* no-op on NULL */
+        }
+        uint64_t a = bench_now_ns();
+        runlen_wipe(w, L, runs, pg);
+        uint64_t b = bench_now_ns();
+        for (size_t r = 0; r < runs; r++)
+            for (size_t i = 0; i < L; i++)
+                *(volatile char *)(m + (r * 2 * L + i) * pg + 8) = 2;
+        uint64_t c = bench_now_ns();
+        wv[rep] = (double)(b - a) / (double)(runs * L);
+        cv[rep] = (double)(c - a) / (double)(runs * L);
+    }
+    out[0] = bench_median(wv, 5);
+    out[1] = bench_median(cv, 5);
+}
 
 static int runlen_main(size_t size)
 {
     size_t pg = (size_t)sysconf(_SC_PAGESIZE), pages = size / pg;
+    lacuna_table *zt, *rt;
+    if (lacuna_table_create(size, LACUNA_TABLE_PAGES, &zt) != 0 ||
+        lacuna_table_create(size, LACUNA_TABLE_PAGES | LACUNA_TABLE_RELEASE, &rt) != 0) {
+        fprintf(stderr, "lacuna-bench wipe: lacuna_table_create failed\n");
+        return 1;
+    }
     char *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                    -1, 0);
     if (m == MAP_FAILED) {
@@ -209,44 +298,31 @@ static int runlen_main(size_t size)
     }
     madvise(m, size, MADV_NOHUGEPAGE);
     bench_machine(stdout, "");
-    printf("run length crossover, %zu MiB range, ns per page (median of 5); runs of L resident "
-           "pages every 2L pages\n\n",
+    printf("zero or release, by run length: runs of L resident pages every 2L pages of a %zu MiB "
+           "range;\nns per page, median of 5; cycle = wipe + writing every page of the runs "
+           "again.\nlacuna: lacuna_table_wipe zeroing (streaming stores) vs releasing (batched "
+           "process_madvise);\nplain: memset vs one madvise(MADV_DONTNEED) per run\n\n",
            size / MIB);
-    printf("%8s %8s %12s %12s %14s %14s\n", "L", "runs", "memset wipe", "memset cycle",
-           "dontneed wipe", "dontneed cycle");
+    printf("%8s %7s | %9s %9s %9s %9s | %9s %9s %9s %9s\n", "", "", "lacuna", "", "", "", "plain",
+           "", "", "");
+    printf("%8s %7s | %9s %9s %9s %9s | %9s %9s %9s %9s\n", "L", "runs", "zero", "z.cycle",
+           "release", "r.cycle", "memset", "m.cycle", "dontneed", "d.cycle");
     for (size_t L = 1; L * 2 <= pages; L *= 2) {
         size_t runs = pages / (2 * L);
         if (runs > 32768)
             runs = 32768; /* enough for a stable median, a few ms */
-        double res[4];
-        for (int mode = 0; mode < 2; mode++) {
-            double wv[5], cv[5];
-            for (int rep = 0; rep < 5; rep++) {
-                for (size_t r = 0; r < runs; r++)
-                    memset(m + r * 2 * L * pg, 1, L * pg);
-                uint64_t a = bench_now_ns();
-                for (size_t r = 0; r < runs; r++) {
-                    char *p = m + r * 2 * L * pg;
-                    if (mode == 0)
-                        memset(p, 0, L * pg);
-                    else
-                        madvise(p, L * pg, MADV_DONTNEED);
-                }
-                uint64_t b = bench_now_ns();
-                for (size_t r = 0; r < runs; r++)
-                    for (size_t i = 0; i < L; i++)
-                        *(volatile char *)(m + (r * 2 * L + i) * pg + 8) = 2;
-                uint64_t c = bench_now_ns();
-                wv[rep] = (double)(b - a) / (double)(runs * L);
-                cv[rep] = (double)(c - a) / (double)(runs * L);
-            }
-            res[mode * 2] = bench_median(wv, 5);
-            res[mode * 2 + 1] = bench_median(cv, 5);
-        }
-        printf("%8zu %8zu %12.0f %12.0f %14.0f %14.0f\n", L, runs, res[0], res[1], res[2], res[3]);
+        const runlen_way ways[4] = {
+            {zt, NULL, false}, {rt, NULL, true}, {NULL, m, false}, {NULL, m, true}};
+        double r[4][2];
+        for (int i = 0; i < 4; i++)
+            runlen_measure(&ways[i], L, runs, pg, r[i]);
+        printf("%8zu %7zu | %9.0f %9.0f %9.0f %9.0f | %9.0f %9.0f %9.0f %9.0f\n", L, runs, r[0][0],
+               r[0][1], r[1][0], r[1][1], r[2][0], r[2][1], r[3][0], r[3][1]);
         fflush(stdout);
     }
     munmap(m, size);
+    lacuna_table_destroy(zt);
+    lacuna_table_destroy(rt);
     return 0;
 }
 
@@ -257,7 +333,7 @@ static void wipe_usage(FILE *out)
                  "       lacuna-bench wipe --runlen [--size 1G]\n"
                  "  --resident  residencies in percent (default 0,0.1,1,10,30,50,70,90,100)\n"
                  "  --runs      cycles per strategy; medians are reported (default 5)\n"
-                 "  --runlen    memset vs MADV_DONTNEED per run length instead\n");
+                 "  --runlen    zeroing vs releasing per run length instead\n");
 }
 
 int bench_wipe_main(int argc, char **argv)
@@ -348,14 +424,20 @@ int bench_wipe_main(int argc, char **argv)
             printf("\nresident %g %%\n%-13s %10s %10s %10s  %s\n", pcts[k], "strategy", "wipe ms",
                    "cycle ms", "vs best", "(wipe min-max) chosen");
         int best = -1;
-        for (int s = 0; s < NSTRAT; s++) {
-            wipe_cfg cfg = {size, pcts[k], clustered, runs, s};
+        wipe_cfg cfg = {size, pcts[k], clustered, runs, 0};
+        bench_progress("wipe %g%% lacuna_wipe", pcts[k]);
+        if (bench_in_child(measure_wipes, &cfg, res, 6 * sizeof res[0]) != 0)
+            for (int s = 0; s < 6; s++)
+                res[s].err = res[s].err ? res[s].err : EIO;
+        for (int s = 6; s < NSTRAT; s++) {
+            cfg.strategy = s;
             bench_progress("wipe %g%% %s", pcts[k], strategies[s]);
-            if (bench_in_child(measure, &cfg, &res[s], sizeof res[s]) != 0 && res[s].err == 0)
+            if (bench_in_child(measure_table, &cfg, &res[s], sizeof res[s]) != 0 && res[s].err == 0)
                 res[s].err = EIO;
-            if (res[s].err == 0 && s < 5 && (best < 0 || res[s].cycle_ms < res[best].cycle_ms))
-                best = s;
         }
+        for (int s = 0; s < 5; s++)
+            if (res[s].err == 0 && (best < 0 || res[s].cycle_ms < res[best].cycle_ms))
+                best = s;
         bench_progress("%s", "");
         for (int s = 0; s < NSTRAT; s++) {
             wipe_result *r = &res[s];

@@ -7,13 +7,13 @@
  * kind) is EINVAL with memory left untouched, never a crash.
  *
  * What is measured on the project machine (Linux 6.18, see docs/wipe.md for the numbers and the
- * commands): zeroing a resident page (50-340 ns) is always cheaper than giving it back to the
- * kernel (300-1700 ns for MADV_DONTNEED, plus ~2 us to fault it in again when it is reused), at
- * every run length up to 512 MiB. So AUTO never releases: it finds the resident pages as cheaply
- * as the kernel allows (PAGEMAP_SCAN when few are resident or the runs are long, mincore when
- * most are) and zeroes them. Releasing is for giving memory back: the DONTNEED and REMAP
- * strategies, tables made with LACUNA_TABLE_RELEASE or LACUNA_TABLE_SHARED, and tables tracking by
- * residency.
+ * commands): zeroing a resident page (45-65 ns with streaming stores) is always cheaper than
+ * giving it back to the kernel (230-580 ns for batched MADV_DONTNEED, plus ~1.3 us to fault it in
+ * again when it is reused), at every run length up to 128 MiB. So AUTO never releases: it finds
+ * the resident pages as cheaply as the kernel allows (PAGEMAP_SCAN when few are resident or the
+ * runs are long, mincore when most are) and zeroes them. Releasing is for giving memory back: the
+ * DONTNEED and REMAP strategies, tables made with LACUNA_TABLE_RELEASE or LACUNA_TABLE_SHARED, and
+ * tables tracking by residency.
  */
 #ifndef LACUNA_WIPE_H
 #define LACUNA_WIPE_H
@@ -72,8 +72,15 @@ LACUNA_API lacuna_wipe_strategy lacuna_wipe_last(void);
 
 typedef struct lacuna_table lacuna_table;
 
-/* Flags for lacuna_table_create (0 = manual tracking, one bit per page, zeroed on wipe):
+/* Flags for lacuna_table_create. 0 = manual tracking: lacuna_table_mark records one bit per page
+ * (the page was written since the last wipe) and, within it, one bit per line (page size / 64:
+ * 64 bytes with 4 KiB pages); wipes zero only the marked lines, so a page holding one small
+ * record costs a line, not a page. The line masks take 8 bytes of side table per page, touched
+ * only for pages marked.
  *
+ * LACUNA_TABLE_PAGES: manual tracking of whole pages only (no line masks): marks cost one
+ *   atomic OR instead of two and the side table is 1 bit per page, but a wipe zeroes every
+ *   marked page whole. For callers that write pages densely. Not with LACUNA_TABLE_AUTO.
  * LACUNA_TABLE_AUTO: the kernel tracks writes (userfaultfd asynchronous write-protect and
  *   PAGEMAP_SCAN PAGE_IS_WRITTEN, Linux >= 6.7): no marking; lacuna_table_mark is a no-op.
  *   Without it (old kernel, userfaultfd not permitted, LACUNA_FORCE_FALLBACK=uffd or scan) the
@@ -83,18 +90,14 @@ typedef struct lacuna_table lacuna_table;
  *   lacuna_table_create share the contents and the marks, and any of them may wipe. Wipes punch
  *   holes (MADV_REMOVE; fallocate PUNCH_HOLE on the memfd should that fail), so the shmem pages
  *   really go. With LACUNA_TABLE_AUTO it tracks by residency of the shared file (userfaultfd
- *   sees one process only).
+ *   sees one process only). Marks are kept per page (holes are whole pages).
  * LACUNA_TABLE_RELEASE: wipes give written pages back to the kernel instead of zeroing them: RSS
  *   falls to zero after each wipe, at the price of a page fault per page written again (about
- *   10x the time).
- * LACUNA_TABLE_LINES: manual tracking of lines (page size / 64: 64 bytes with 4 KiB pages)
- *   instead of pages; wipes zero only the marked lines, so a page holding one small record
- *   costs a line, not a page. 8 more bytes of side table per page, touched when marked. Not with
- *   LACUNA_TABLE_AUTO; with RELEASE or SHARED whole pages are released as usual. */
+ *   10x the time). Marks are kept per page. */
 #define LACUNA_TABLE_AUTO    1u
 #define LACUNA_TABLE_SHARED  2u
 #define LACUNA_TABLE_RELEASE 4u
-#define LACUNA_TABLE_LINES   8u
+#define LACUNA_TABLE_PAGES   8u
 
 /* How a table knows what was written (lacuna_table_tracking). */
 typedef enum lacuna_tracking {
@@ -111,7 +114,8 @@ typedef struct lacuna_table_head {
     size_t bytes;        /* table size (a multiple of the page size) */
     uint64_t *bits;      /* one bit per page, set = written since the last wipe; NULL unless
                             the tracking is LACUNA_TRACK_MANUAL */
-    uint64_t *lines;     /* LACUNA_TABLE_LINES: per page, one bit per line marked; else NULL */
+    uint64_t *lines;     /* per page, one bit per line marked; NULL with LACUNA_TABLE_PAGES,
+                            RELEASE or SHARED, or when not tracking manually */
     unsigned page_shift; /* log2 of the page size */
     unsigned line_shift; /* log2 of the line size (page size / 64) */
     unsigned flags;      /* flags in force */
@@ -119,7 +123,7 @@ typedef struct lacuna_table_head {
 
 /* Create a table of `bytes` (rounded up to the page size) that reads all zero. flags: 0 (manual
  * tracking) or an OR of LACUNA_TABLE_*. Returns 0 and sets *table, or EINVAL (table NULL, bytes 0
- * or absurd, unknown flag, LINES with AUTO), ENOMEM (no memory or address space), or the errno of
+ * or absurd, unknown flag, PAGES with AUTO), ENOMEM (no memory or address space), or the errno of
  * memfd_create for a shared table. Without LACUNA_TABLE_SHARED the
  * memory is private and reserved like a pool (MAP_NORESERVE, no transparent huge pages), so a
  * 1 GiB table costs nothing until written. */
@@ -135,8 +139,9 @@ LACUNA_API size_t lacuna_table_size(const lacuna_table *table);
 LACUNA_API lacuna_tracking lacuna_table_tracking(const lacuna_table *table);
 
 /* Say "I wrote [addr, addr+len)" (manual tracking). Bytes outside the table are ignored, as is
- * len 0 and any table not tracking manually. Inline: a load and, the first time a page (or line)
- * is marked after a wipe, an atomic OR — cheap enough for every insert. Thread-safe (also across
+ * len 0 and any table not tracking manually. Inline: per page, a load of its bit and of its
+ * line mask and, the first time a page (or line) is marked after a wipe, an atomic OR — cheap
+ * enough for every insert. Thread-safe (also across
  * processes for a shared table); must not race with lacuna_table_wipe. */
 static inline void lacuna_table_mark(lacuna_table *table, const void *addr, size_t len)
 {
@@ -165,7 +170,7 @@ static inline void lacuna_table_mark(lacuna_table *table, const void *addr, size
     }
 }
 
-/* Zero every page (or line) written since the last wipe (as marked, as the kernel saw, or as
+/* Zero every line (or page) written since the last wipe (as marked, as the kernel saw, or as
  * resident, according to the tracking) and start tracking afresh. Afterwards the whole table
  * reads 0. A release the kernel refuses is made up by hole punching (shared) or memset, so it is
  * not an error. Returns 0, EINVAL (NULL), or the errno of a failed scan (PAGEMAP_SCAN, mincore,

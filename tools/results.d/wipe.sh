@@ -7,7 +7,7 @@ for f in "$in/wipe.csv" "$in/wipe-clustered.csv"; do
   echo "**wipe**, 1 GiB, $pattern pages resident (\`lacuna-bench wipe --pattern $pattern --runs 5\`);"
   echo "cycle = wipe + writing the same pages again, ms, median of 5:"
   echo
-  echo "| resident % | best fixed | its cycle | AUTO (chose) | AUTO / best | memset / AUTO | table, manual | table, lines | table, auto |"
+  echo "| resident % | best fixed | its cycle | AUTO (chose) | AUTO / best | memset / AUTO | table, manual (lines) | table, pages | table, auto |"
   echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
   awk -F, '!/^#/ && $1 != "size" { c[$2, $4] = $6; ch[$2] = ($4 == "auto" ? $11 : ch[$2]); r[$2] = 1 }
     END { split("memset dontneed remap mincore pagemap", fixed, " ")
@@ -16,6 +16,6 @@ for f in "$in/wipe.csv" "$in/wipe-clustered.csv"; do
         q = c[p, "memset"] / c[p, "auto"]
         printf "| %s | %s | %.2f | %.2f (%s) | %.2f× | " (q < 10 ? "%.2f" : "%.0f") "× | %.2f | %.2f | %.2f |\n", p, best, c[p, best],
           c[p, "auto"], ch[p], c[p, "auto"] / c[p, best], q,
-          c[p, "table-manual"], c[p, "table-lines"], c[p, "table-auto"] } }' "$f" | sort -t'|' -k2 -g
+          c[p, "table-manual"], c[p, "table-pages"], c[p, "table-auto"] } }' "$f" | sort -t'|' -k2 -g
   echo
 done
