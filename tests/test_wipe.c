@@ -408,6 +408,42 @@ TEST(auto_switches_between_dense_and_sparse_stretches)
     munmap(m, PAGES * pgsz());
 }
 
+/* AUTO's scanner by density, on 8 judging stretches of 16 MiB: mincore for a range 70 % resident
+ * in long runs, PAGEMAP_SCAN for one 3 % resident (src/wipe.c's LAC_AUTO_* constants). */
+TEST(auto_chooses_the_scanner_by_density)
+{
+    lacuna_features f;
+    lacuna_features_get(&f);
+    if (!f.pagemap_scan)
+        SKIP("no PAGEMAP_SCAN here: AUTO always uses mincore");
+    size_t pages = 4 * PAGES;
+    char *m = map_private(pages);
+    fill(m, pages, 70, 1);
+    CHECK_EQ(lacuna_wipe(m, pages * pgsz(), LACUNA_WIPE_AUTO), 0);
+    CHECK_EQ(lacuna_wipe_last(), LACUNA_WIPE_MINCORE);
+    CHECK(lt_all_zero(m, pages * pgsz()));
+    CHECK_EQ(madvise(m, pages * pgsz(), MADV_DONTNEED), 0);
+    fill(m, pages, 3, 1);
+    CHECK_EQ(lacuna_wipe(m, pages * pgsz(), LACUNA_WIPE_AUTO), 0);
+    CHECK_EQ(lacuna_wipe_last(), LACUNA_WIPE_PAGEMAP);
+    CHECK(lt_all_zero(m, pages * pgsz()));
+    munmap(m, pages * pgsz());
+}
+
+/* Only the last page dirty: the validation walk, which stops at the first present page, must not
+ * take the range for empty. */
+TEST(only_the_last_page_dirty)
+{
+    char *m = map_private(PAGES);
+    for (size_t s = 0; s < NSTRAT; s++) {
+        dirty_page(m + (PAGES - 1) * pgsz());
+        CHECK_EQ(lacuna_wipe(m, PAGES * pgsz(), all[s]), 0);
+        CHECK(lt_all_zero(m, PAGES * pgsz()));
+        CHECK_EQ(madvise(m, PAGES * pgsz(), MADV_DONTNEED), 0);
+    }
+    munmap(m, PAGES * pgsz());
+}
+
 TEST(errno_is_left_alone)
 {
     char *m = map_private(64);

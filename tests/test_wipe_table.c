@@ -65,6 +65,7 @@ TEST(create_bad_input)
     CHECK_EQ(lacuna_table_create(0, 0, &t), EINVAL);
     CHECK_EQ(lacuna_table_create(SIZE_MAX, 0, &t), EINVAL);
     CHECK_EQ(lacuna_table_create(4096, 64, &t), EINVAL);
+    CHECK_EQ(lacuna_table_create(4096, 8, &t), EINVAL); /* retired: line tracking is the default */
     CHECK(t == (lacuna_table *)0x1);
     CHECK_EQ(lacuna_table_wipe(NULL), EINVAL);
     CHECK(lacuna_table_base(NULL) == NULL);
@@ -231,7 +232,8 @@ TEST(many_tables_no_leak)
     long fds_before = 0, fds_after = 0;
     for (int i = 0; i < 200; i++) {
         lacuna_table *t;
-        unsigned flags = (unsigned)i % 16;
+        /* Every combination of AUTO, SHARED, RELEASE and PAGES. */
+        unsigned flags = ((unsigned)i & 7) | ((i & 8) ? LACUNA_TABLE_PAGES : 0);
         if ((flags & LACUNA_TABLE_PAGES) && (flags & LACUNA_TABLE_AUTO)) {
             CHECK_EQ(lacuna_table_create(1u << 20, flags, &t), EINVAL);
             continue;
@@ -482,6 +484,45 @@ TEST(lines_zero_exactly_the_marked_lines)
     CHECK_EQ(lac_table_last_zeroed(t), 3 * pg);
     CHECK(lt_all_zero(base, bytes));
     free(marked);
+    lacuna_table_destroy(t);
+}
+
+/* A mark that straddles the start or end of the table counts for its part inside. */
+TEST(marks_straddling_either_end_keep_the_inside_part)
+{
+    size_t bytes = 1u << 20, line = pgsz() / 64;
+    for (int pages = 0; pages < 2; pages++) {
+        lacuna_table *t = make(bytes, pages ? LACUNA_TABLE_PAGES : 0);
+        char *base = lacuna_table_base(t);
+        memset(base, 3, 8);
+        lacuna_table_mark(t, base - 8, 16);
+        memset(base + bytes - 8, 4, 8);
+        lacuna_table_mark(t, base + bytes - 8, 16);
+        lacuna_table_mark(t, base - 16, 16); /* wholly outside: ignored */
+        CHECK_EQ(lacuna_table_wipe(t), 0);
+        CHECK_EQ(lac_table_last_zeroed(t), pages ? 2 * pgsz() : 2 * line);
+        CHECK(lt_all_zero(base, bytes));
+        lacuna_table_destroy(t);
+    }
+}
+
+/* One mark over a partial first page, whole middle pages and a partial last page: lines at the
+ * ends, a run of whole pages between them. */
+TEST(one_mark_mixes_lines_and_whole_pages)
+{
+    size_t bytes = 1u << 20, pg = pgsz(), line = pg / 64;
+    lacuna_table *t = make(bytes, 0);
+    char *base = lacuna_table_base(t);
+    char *from = base + pg - 4; /* the last line of page 0 ... */
+    size_t len = 2 * pg + 8;    /* ... all of pages 1 and 2 ... the first line of page 3 */
+    memset(from, 9, len);
+    lacuna_table_mark(t, from, len);
+    base[0] = 7; /* unmarked, in a marked page: line tracking leaves it */
+    CHECK_EQ(lacuna_table_wipe(t), 0);
+    CHECK_EQ(lac_table_last_zeroed(t), 2 * line + 2 * pg);
+    CHECK_EQ(base[0], 7);
+    base[0] = 0;
+    CHECK(lt_all_zero(base, bytes));
     lacuna_table_destroy(t);
 }
 

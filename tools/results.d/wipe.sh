@@ -5,7 +5,9 @@ for f in "$in/wipe.csv" "$in/wipe-clustered.csv"; do
   [ -s "$f" ] || continue
   pattern=$(awk -F, '!/^#/ && $1 != "size" { print $3; exit }' "$f")
   echo "**wipe**, 1 GiB, $pattern pages resident (\`lacuna-bench wipe --pattern $pattern --runs 5\`);"
-  echo "cycle = wipe + writing the same pages again, ms, median of 5:"
+  echo "cycle = wipe + writing the same pages again, ms, median of 5. Table columns: a 1 GiB"
+  echo "\`lacuna_table\` with the same pages written, each marked with one byte (so line tracking"
+  echo "zeroes one 64-byte line per page, page tracking the page):"
   echo
   echo "| resident % | best fixed | its cycle | AUTO (chose) | AUTO / best | memset / AUTO | table, manual (lines) | table, pages | table, auto |"
   echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
