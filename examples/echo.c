@@ -2,7 +2,8 @@
  * lacuna_fd_wait while the others run. Every fiber has its own guarded 64 KiB stack from the
  * pool, and gives it back when its connection ends.
  *
- *   cc echo.c $(pkg-config --cflags --libs lacuna) -o echo && ./echo --port 7000
+ *   cc echo.c $(pkg-config --cflags --libs lacuna) -Wl,-rpath,$HOME/.local/lib -o echo
+ *   ./echo --port 7000
  *
  * Prints "listening on 127.0.0.1:PORT" (--port 0 picks a free port). With --max N it accepts N
  * connections, serves them until they close, prints "served N connections, at most M at once"

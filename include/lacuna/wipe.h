@@ -184,7 +184,8 @@ static inline void lacuna_table_mark(lacuna_table *table, const void *addr, size
 
 /* Zero every line (or page) written since the last wipe (as marked, as the kernel saw, or as
  * resident, according to the tracking) and start tracking afresh. Afterwards the whole table
- * reads 0. A release the kernel refuses is made up by hole punching (shared) or memset, so it is
+ * reads 0, provided every byte written was marked (manual tracking: see lacuna_table_mark). A
+ * release the kernel refuses is made up by hole punching (shared) or memset, so it is
  * not an error. Returns 0, EINVAL (NULL), or the errno of a failed scan (PAGEMAP_SCAN, mincore,
  * or re-protecting written pages); the pages not yet zeroed are then still tracked, and a retry
  * finishes. Uses about 7 KiB of stack. Not thread-safe against writers of the table or other
