@@ -89,4 +89,7 @@ else
 fi
 step "summary (tools/results-md.sh)"
 tools/results-md.sh "$out"
-echo "bench: done in $(( $(date +%s) - start )) s; results in $out/, plots in docs/" >&2
+# The duration too, so README's "about N minutes" has a source.
+echo "make bench: done in $(( $(date +%s) - start )) s on $(grep -m1 '^# machine' "$out/churn.csv" | sed 's/^# machine: //')" |
+  tee "$out/duration.txt" >&2
+echo "results in $out/, plots in docs/" >&2

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ typedef struct churn {
     void *peer; /* a Boost.Context allocator (boost-* backends) */
     _Atomic(char *) *live;
     _Atomic int failed;
+    _Atomic size_t ready; /* workers at the start line */
 } churn;
 
 /* ---- backends ---- */
@@ -125,14 +127,43 @@ static inline void touch(const churn *c, char *r)
 typedef struct worker {
     churn *c;
     size_t cycles, lo, n; /* this thread's slice of the live set: [lo, lo + n) */
+    size_t threads;       /* workers that start together */
+    struct worker *self0; /* the first worker: this one's index is the CPU it is pinned to */
     uint64_t seed;
+    uint64_t start, end; /* ns, this worker's own cycles */
 } worker;
+
+/* Pin the calling thread to the i-th CPU it may run on, when there are more than one. Without it
+ * a new thread often started on its creator's CPU and stayed there for the few milliseconds of a
+ * run (the balancer moves it later), so 2 threads measured 1 CPU's worth, or 2, by luck. */
+static void pin_to_cpu(size_t i)
+{
+    cpu_set_t allowed, one;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) < 2)
+        return;
+    size_t k = i % (size_t)CPU_COUNT(&allowed);
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed) || k-- > 0)
+            continue;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+        return;
+    }
+}
 
 static void *run_worker(void *arg)
 {
     worker *w = arg;
     churn *c = w->c;
     uint64_t x = w->seed;
+    if (w->threads > 1)
+        pin_to_cpu((size_t)(w - w->self0));
+    /* Start together, spinning, and time each worker's own cycles. */
+    atomic_fetch_add(&c->ready, 1);
+    while (atomic_load(&c->ready) < w->threads)
+        ;
+    w->start = bench_now_ns();
     for (size_t i = 0; i < w->cycles; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
         bool cross = (x >> 56) * 100 < c->cfg->cross * 256u;
@@ -146,6 +177,7 @@ static void *run_worker(void *arg)
         char *old = atomic_exchange_explicit(&c->live[j], r, memory_order_acq_rel);
         put(c, old);
     }
+    w->end = bench_now_ns();
     return NULL;
 }
 
@@ -176,19 +208,36 @@ static void churn_child(void *arg, void *out)
     worker w[64];
     pthread_t t[64];
     size_t nt = cfg->threads < 64 ? cfg->threads : 64;
-    uint64_t t0 = bench_now_ns();
+    /* Worker 0 is this thread; the others are created first and wait at the start line. */
     for (size_t i = 0; i < nt; i++) {
         size_t lo = cfg->live * i / nt, hi = cfg->live * (i + 1) / nt;
-        w[i] = (worker){&c, cfg->cycles / nt, lo, hi > lo ? hi - lo : 1,
-                        0x9E3779B97F4A7C15ull * (i + 1)};
-        if (nt == 1)
-            run_worker(&w[i]);
-        else
-            pthread_create(&t[i], NULL, run_worker, &w[i]);
+        w[i] = (worker){&c,
+                        cfg->cycles / nt,
+                        lo,
+                        hi > lo ? hi - lo : 1,
+                        nt,
+                        w,
+                        0x9E3779B97F4A7C15ull * (i + 1),
+                        0,
+                        0};
     }
-    for (size_t i = 0; nt > 1 && i < nt; i++)
+    for (size_t i = 1; i < nt; i++)
+        pthread_create(&t[i], NULL, run_worker, &w[i]);
+    run_worker(&w[0]);
+    for (size_t i = 1; i < nt; i++)
         pthread_join(t[i], NULL);
-    uint64_t t1 = bench_now_ns();
+    if (nt > 1) { /* unpin: what follows (trim, RSS) is not measured per CPU */
+        cpu_set_t all;
+        CPU_ZERO(&all);
+        for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+            CPU_SET(cpu, &all);
+        sched_setaffinity(0, sizeof all, &all);
+    }
+    uint64_t t0 = w[0].start, t1 = w[0].end; /* wall time: first start to last end */
+    for (size_t i = 1; i < nt; i++) {
+        t0 = w[i].start < t0 ? w[i].start : t0;
+        t1 = w[i].end > t1 ? w[i].end : t1;
+    }
     res->minflt = bench_minflt() - flt0;
     res->ns_per_cycle = (double)(t1 - t0) / (double)(cfg->cycles / nt * nt);
     res->vmas_peak = bench_vmas();
