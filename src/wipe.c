@@ -23,9 +23,9 @@
  *
  * Release vs zeroing a run of L resident pages (`lacuna-bench wipe --runlen`, which times this
  * file's two paths through lacuna_table_wipe): zeroing wins at every L from 1 to 32768 pages, for
- * the wipe alone (streaming stores, 43-62 ns/page, against 234-579 ns/page for batched
- * MADV_DONTNEED) and more so for the cycle (a released page faults back in: 1464-1805 ns/page
- * against 53-78). So no run is long enough to be worth releasing for speed: LAC_ZERO_MAX_RUN is
+ * the wipe alone (streaming stores, 45-60 ns/page, against 256-587 ns/page for batched
+ * MADV_DONTNEED) and more so for the cycle (a released page faults back in: 1558-1818 ns/page
+ * against 54-80). So no run is long enough to be worth releasing for speed: LAC_ZERO_MAX_RUN is
  * unlimited, and wipes release only when asked to give memory back (LACUNA_TABLE_RELEASE, SHARED,
  * residency tracking, the DONTNEED and REMAP strategies). */
 #define LAC_ZERO_MAX_RUN SIZE_MAX /* pages; longer resident runs would be released, not zeroed */

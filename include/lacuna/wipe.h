@@ -7,8 +7,8 @@
  * kind) is EINVAL with memory left untouched, never a crash.
  *
  * What is measured on the project machine (Linux 6.18, see docs/wipe.md for the numbers and the
- * commands): zeroing a resident page (43-62 ns with streaming stores) is always cheaper than
- * giving it back to the kernel (230-580 ns for batched MADV_DONTNEED, plus ~1.3 us to fault it in
+ * commands): zeroing a resident page (45-60 ns with streaming stores) is always cheaper than
+ * giving it back to the kernel (256-587 ns for batched MADV_DONTNEED, plus ~1.3 us to fault it in
  * again when it is reused), at every run length up to 128 MiB. So AUTO never releases: it finds
  * the resident pages as cheaply as the kernel allows (PAGEMAP_SCAN when few are resident or the
  * runs are long, mincore when most are) and zeroes them. Releasing is for giving memory back: the
