@@ -156,9 +156,11 @@ LACUNA_API void *lacuna_alloc(lacuna_pool *pool);
 LACUNA_API int lacuna_free(lacuna_pool *pool, void *region);
 
 /* Release every warm region of the shared cache and of the calling thread's cache now, in
- * batches. Other threads' caches (at most 32 regions each) are left alone: they are released when
- * those threads spill them or exit. Returns 0, EINVAL (NULL pool), or the errno of a failed
- * release syscall (those regions stay warm and are retried later). */
+ * batches, and ask every other thread's cache (at most 32 regions each) to do the same: each does
+ * it on its owner's next slow path (within 64 of that thread's allocations, or a free that finds
+ * its cache full), so a thread that makes no calls keeps its cache until it does or exits.
+ * Returns 0, EINVAL (NULL pool), or the errno of a failed release syscall (those regions stay
+ * warm and are retried later). */
 LACUNA_API int lacuna_trim(lacuna_pool *pool);
 
 /* Fill *stats. NULL pool or stats: stats is left unchanged / nothing happens. */

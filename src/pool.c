@@ -74,6 +74,7 @@ typedef struct lac_tcache {
                                              frees = n + moved_out - moved_in + allocs, so the
                                              warm free path counts nothing */
     bool owned;                           /* a thread's TLS points here (under the pool lock) */
+    uint32_t trim_seen;                   /* the pool's trim_epoch when the owner last trimmed */
     pthread_t owner;
     struct lac_tcache *next; /* the pool's list of caches (under the pool lock) */
     uint32_t slots[LAC_TC_MAX];
@@ -112,6 +113,8 @@ struct lacuna_pool {
     struct timespec born;
 
     alignas(64) _Atomic uint64_t allocs, frees; /* those not counted in a thread cache */
+    _Atomic uint32_t
+        trim_epoch; /* bumped by lacuna_trim: other threads' caches trim on seeing it */
     _Atomic uint64_t released_regions, release_calls, guard_calls, unguarded, release_errors;
 
     pthread_t bg; /* LACUNA_BACKGROUND decay thread */
@@ -470,6 +473,7 @@ static __attribute__((noinline)) lac_tcache *tcache_slow(lacuna_pool *p)
         if (tc) {
             tc->owned = true;
             tc->owner = pthread_self();
+            tc->trim_seen = atomic_load_explicit(&p->trim_epoch, memory_order_relaxed);
         }
         pthread_mutex_unlock(&p->lock);
         if (tc == NULL) {
@@ -604,12 +608,29 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
     return hand_out(p, got[0]);
 }
 
+/* lacuna_trim on another thread asked every cache to be given back: do for this thread's cache
+ * what lacuna_trim does for its caller's. Checked on the slow paths only (every LAC_TICK_MASK + 1
+ * warm allocs, and a full cache on free), so the warm path pays nothing; a thread that makes no
+ * calls keeps its cache until it does, or exits. */
+static void trim_if_asked(lacuna_pool *p, lac_tcache *tc)
+{
+    if (LAC_LIKELY(tc == NULL ||
+                   tc->trim_seen == atomic_load_explicit(&p->trim_epoch, memory_order_relaxed)))
+        return;
+    tc->trim_seen = atomic_load_explicit(&p->trim_epoch, memory_order_relaxed);
+    pthread_mutex_lock(&p->lock);
+    tcache_drain(p, tc, 0);
+    pthread_mutex_unlock(&p->lock);
+    (void)release_due(p, true);
+}
+
 /* Everything but the warm path: first call on this thread, empty cache, no cache, and every
  * LAC_TICK_MASK + 1 warm allocs a decay check, so a pool that only ever hits its thread caches
  * still gives idle memory back. */
 static __attribute__((noinline)) void *alloc_miss(lacuna_pool *p)
 {
     lac_tcache *tc = tcache_of(p);
+    trim_if_asked(p, tc);
     if (tc && p->decay_ms != LACUNA_DECAY_NEVER &&
         (atomic_load_explicit(&tc->allocs, memory_order_relaxed) & LAC_TICK_MASK) == 0)
         (void)release_due(p, false);
@@ -684,7 +705,9 @@ static __attribute__((noinline)) int free_slow(lacuna_pool *p, lac_tcache *tc, u
 
 static __attribute__((noinline)) int free_miss(lacuna_pool *p, uint32_t s)
 {
-    return free_slow(p, tcache_of(p), s);
+    lac_tcache *tc = tcache_of(p);
+    trim_if_asked(p, tc);
+    return free_slow(p, tc, s);
 }
 
 static __attribute__((noinline)) int free_bad(const lacuna_pool *p, const void *region)
@@ -723,11 +746,14 @@ int lacuna_trim(lacuna_pool *p)
         LAC_BAD_INPUT("lacuna_trim", "NULL pool", NULL);
         return EINVAL;
     }
+    /* Other threads' caches: each gives itself back on its owner's next slow path. */
+    uint32_t epoch = atomic_fetch_add_explicit(&p->trim_epoch, 1, memory_order_relaxed) + 1;
     lac_tcache *tc = NULL; /* the calling thread's cache, if it has one: never make one here */
     for (int i = 0; i < LAC_TLS_WAYS; i++)
         if (tls.id[i] == p->id)
             tc = tls.tc[i];
     if (tc) {
+        tc->trim_seen = epoch;
         pthread_mutex_lock(&p->lock);
         tcache_drain(p, tc, 0);
         pthread_mutex_unlock(&p->lock);

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #define KIB 1024u
 
@@ -147,6 +148,69 @@ TEST(model_no_cache_zero)
 TEST(model_zero_cached)
 {
     run_model(2, 1024, 800, 100000, 0, LACUNA_ZERO);
+}
+
+/* lacuna_trim on one thread reaches another thread's cache: not while that thread is idle, but
+ * on its next slow path (its 64th warm alloc at the latest). */
+typedef struct trimmed_arg {
+    lacuna_pool *p;
+    char *r[32];
+    pthread_barrier_t filled, trimmed, done, checked;
+} trimmed_arg;
+
+static void *fill_cache_then_work(void *arg)
+{
+    trimmed_arg *a = arg;
+    for (int i = 0; i < 32; i++) {
+        a->r[i] = lacuna_alloc(a->p);
+        memset(a->r[i], 1, 64 * KIB);
+    }
+    for (int i = 0; i < 32; i++)
+        lacuna_free(a->p, a->r[i]); /* all 32 in this thread's cache */
+    pthread_barrier_wait(&a->filled);
+    pthread_barrier_wait(&a->trimmed);
+    for (int i = 0; i < 64; i++)
+        lacuna_free(a->p, lacuna_alloc(a->p));
+    pthread_barrier_wait(&a->done);
+    pthread_barrier_wait(&a->checked); /* exiting would give the cache back anyway */
+    return NULL;
+}
+
+static size_t resident_of(char *const *r, int n)
+{
+    size_t pages = 0;
+    for (int i = 0; i < n; i++)
+        pages += lt_resident_pages(r[i], 64 * KIB);
+    return pages;
+}
+
+TEST(trim_reaches_other_threads_caches)
+{
+    lacuna_pool_config c = {
+        .region_size = 64 * KIB, .capacity = 256, .decay_ms = LACUNA_DECAY_NEVER};
+    trimmed_arg a = {.p = lt_pool(c)};
+    size_t per = 64 * KIB / (size_t)sysconf(_SC_PAGESIZE);
+    pthread_barrier_init(&a.filled, NULL, 2);
+    pthread_barrier_init(&a.trimmed, NULL, 2);
+    pthread_barrier_init(&a.done, NULL, 2);
+    pthread_barrier_init(&a.checked, NULL, 2);
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, fill_cache_then_work, &a), 0);
+    pthread_barrier_wait(&a.filled);
+    CHECK_EQ(resident_of(a.r, 32), 32 * per);
+    CHECK_EQ(lacuna_trim(a.p), 0);
+    CHECK_EQ(resident_of(a.r, 32), 32 * per); /* the owner has made no call since */
+    lacuna_stats before;
+    lacuna_pool_stats(a.p, &before);
+    pthread_barrier_wait(&a.trimmed);
+    pthread_barrier_wait(&a.done);
+    lacuna_stats after;
+    lacuna_pool_stats(a.p, &after);
+    CHECK(after.released_regions - before.released_regions >= 31);
+    CHECK(resident_of(a.r, 32) <= per); /* at most the one region its 64 pairs reused */
+    pthread_barrier_wait(&a.checked);
+    pthread_join(t, NULL);
+    lacuna_pool_destroy(a.p);
 }
 
 static void *exit_with_cache(void *arg)
