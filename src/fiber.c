@@ -26,6 +26,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -865,6 +866,15 @@ static int sleep_ms(unsigned ms)
     return 0;
 }
 
+/* End a wait's registration: delete it before closing a dup, since epoll drops a registration
+ * only when the last descriptor of its file is closed, and would report the closed number. */
+static void io_unregister(lac_sched *s, int fd, int wfd)
+{
+    (void)epoll_ctl(s->epfd, EPOLL_CTL_DEL, wfd, NULL);
+    if (wfd != fd)
+        close(wfd);
+}
+
 static int fd_wait(int fd, short events, int timeout_ms)
 {
     if (events == 0 || (events & ~(POLLIN | POLLOUT)))
@@ -894,26 +904,37 @@ static int fd_wait(int fd, short events, int timeout_ms)
         ev.events |= EPOLLIN | EPOLLRDHUP;
     if (events & POLLOUT)
         ev.events |= EPOLLOUT;
+    /* epoll keeps one registration per (file, fd number): a second fiber waiting on the same fd
+     * (a reader and a writer of one socket, say) registers a dup of it, its own until it wakes. */
+    int wfd = fd;
     if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         if (errno == EPERM) /* a regular file or directory: always ready */
             return 0;
-        return errno == EEXIST ? EBUSY : errno;
+        if (errno != EEXIST)
+            return errno;
+        if ((wfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+            return errno;
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, wfd, &ev) != 0) {
+            int err = errno;
+            close(wfd);
+            return err;
+        }
     }
     if (timeout_ms > 0) {
         self->deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
         if (heap_push(s, self) != 0) {
-            (void)epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+            io_unregister(s, fd, wfd);
             return ENOMEM;
         }
     }
     self->wait = W_IO;
     self->state = F_PARKED;
-    self->io_fd = fd;
+    self->io_fd = wfd;
     self->io_events = ev.events;
     s->nio++;
     switch_to(s, self, pick_next(s));
     s->nio--;
-    (void)epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+    io_unregister(s, fd, wfd);
     return self->timed_out ? ETIMEDOUT : 0;
 }
 

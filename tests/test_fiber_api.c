@@ -683,17 +683,91 @@ static void *busy_waiter(void *arg)
     return (void *)(uintptr_t)lacuna_fd_wait(fd, POLLIN, 50);
 }
 
-TEST(fd_wait_same_fd_twice_is_ebusy)
+TEST(fd_wait_two_waiters_on_one_fd)
 {
     int p[2];
     CHECK_EQ(pipe2(p, O_NONBLOCK), 0);
     lacuna_fiber *a = lacuna_go(busy_waiter, &p[0]);
     lacuna_fiber *b = lacuna_go(busy_waiter, &p[0]);
     CHECK_EQ(lacuna_run(), 0);
-    CHECK_EQ((uintptr_t)lacuna_join(a), ETIMEDOUT);
-    CHECK_EQ((uintptr_t)lacuna_join(b), EBUSY);
+    CHECK_EQ((uintptr_t)lacuna_join(a), ETIMEDOUT); /* both waited: nothing came */
+    CHECK_EQ((uintptr_t)lacuna_join(b), ETIMEDOUT);
     close(p[0]);
     close(p[1]);
+}
+
+/* A reader and a writer of one socket, both parked on it at once: the writer because the send
+ * buffer is full, the reader because nothing came yet. The peer drains and answers; both wake. */
+typedef struct duplex {
+    int fd, peer;
+    int woke_in, woke_out; /* lacuna_fd_wait's results; -1 = not yet */
+} duplex;
+
+static void *duplex_reader(void *arg)
+{
+    duplex *d = arg;
+    d->woke_in = lacuna_fd_wait(d->fd, POLLIN, 5000);
+    char c;
+    CHECK_EQ(read(d->fd, &c, 1), 1);
+    return NULL;
+}
+
+static void *duplex_writer(void *arg)
+{
+    duplex *d = arg;
+    d->woke_out = lacuna_fd_wait(d->fd, POLLOUT, 5000);
+    return NULL;
+}
+
+static void *duplex_peer(void *arg)
+{
+    duplex *d = arg;
+    CHECK(d->woke_in == -1 && d->woke_out == -1); /* both parked on d->fd */
+    char buf[4096];                               /* a fiber's stack is 64 KiB */
+    while (read(d->peer, buf, sizeof buf) > 0)    /* drain: room to write again */
+        ;
+    CHECK_EQ(write(d->peer, "x", 1), 1); /* and something to read */
+    return NULL;
+}
+
+/* The lowest descriptor number free now. */
+static int lowest_free_fd(void)
+{
+    int fd = dup(0);
+    CHECK(fd >= 0);
+    close(fd);
+    return fd;
+}
+
+TEST(fd_wait_reader_and_writer_of_one_socket)
+{
+    /* The thread's epoll instance first (a wait that times out), so it is not what changes the
+     * descriptor table below. */
+    int dummy[2];
+    CHECK_EQ(pipe2(dummy, O_NONBLOCK), 0);
+    lacuna_fiber *warm = lacuna_go(busy_waiter, &dummy[0]);
+    CHECK_EQ(lacuna_run(), 0);
+    CHECK_EQ((uintptr_t)lacuna_join(warm), ETIMEDOUT);
+    close(dummy[0]);
+    close(dummy[1]);
+    int sv[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    char buf[4096] = {0};
+    while (write(sv[0], buf, sizeof buf) > 0) /* fill sv[0]'s send buffer */
+        ;
+    CHECK_EQ(errno, EAGAIN);
+    int free_before = lowest_free_fd();
+    duplex d = {sv[0], sv[1], -1, -1};
+    lacuna_fiber *r = lacuna_go(duplex_reader, &d);
+    lacuna_fiber *w = lacuna_go(duplex_writer, &d);
+    lacuna_fiber *p = lacuna_go(duplex_peer, &d);
+    CHECK_EQ(lacuna_run(), 0);
+    lacuna_join(r), lacuna_join(w), lacuna_join(p);
+    CHECK_EQ(d.woke_in, 0);
+    CHECK_EQ(d.woke_out, 0);
+    CHECK_EQ(lowest_free_fd(), free_before); /* the dup of the second wait is closed again */
+    close(sv[0]);
+    close(sv[1]);
 }
 
 /* ---- two OS threads ---------------------------------------------------------------------- */

@@ -104,8 +104,9 @@ LACUNA_API int lacuna_sleep_ms(unsigned ms);
 /* Block the calling fiber until fd is ready for `events` (POLLIN, POLLOUT or both), has an error
  * or hang-up, or timeout_ms passes (< 0: no timeout). In thread context it is a plain poll(2).
  * Returns 0 when ready (the next read/write says how), ETIMEDOUT, EINVAL (events not a non-empty
- * subset of POLLIN|POLLOUT), EBADF, EBUSY (another fiber of this thread waits on the same fd), or
- * an errno from epoll_ctl. Files epoll cannot watch (regular files) are always ready. */
+ * subset of POLLIN|POLLOUT), EBADF, or an errno from epoll_ctl or dup (EMFILE). Several fibers may
+ * wait on one fd at once (a reader and a writer of a socket): the second and later each hold a
+ * dup of it while they wait. Files epoll cannot watch (regular files) are always ready. */
 LACUNA_API int lacuna_fd_wait(int fd, short events, int timeout_ms);
 
 /* ---------------------------------------------------------------------------------------------
