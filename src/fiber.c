@@ -912,7 +912,7 @@ static int fd_wait(int fd, short events, int timeout_ms)
             return 0;
         if (errno != EEXIST)
             return errno;
-        if ((wfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+        if ((wfd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0) /* never 0-2: stdio stays stdio */
             return errno;
         if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, wfd, &ev) != 0) {
             int err = errno;

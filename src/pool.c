@@ -608,20 +608,39 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
     return hand_out(p, got[0]);
 }
 
-/* lacuna_trim on another thread asked every cache to be given back: do for this thread's cache
- * what lacuna_trim does for its caller's. Checked on the slow paths only (every LAC_TICK_MASK + 1
- * warm allocs, and a full cache on free), so the warm path pays nothing; a thread that makes no
- * calls keeps its cache until it does, or exits. */
+/* lacuna_trim on another thread asked every cache to be given back: release this thread's cache
+ * (only it: the shared cache was trimmed then, and what it holds now was freed since). Checked
+ * on the slow paths only (every LAC_TICK_MASK + 1 warm allocs, and a free into a full cache), so
+ * the warm path pays nothing; a thread that makes no calls keeps its cache until it does, or
+ * exits. */
 static void trim_if_asked(lacuna_pool *p, lac_tcache *tc)
 {
-    if (LAC_LIKELY(tc == NULL ||
-                   tc->trim_seen == atomic_load_explicit(&p->trim_epoch, memory_order_relaxed)))
+    uint32_t epoch = atomic_load_explicit(&p->trim_epoch, memory_order_relaxed);
+    if (LAC_LIKELY(tc == NULL || tc->trim_seen == epoch))
         return;
-    tc->trim_seen = atomic_load_explicit(&p->trim_epoch, memory_order_relaxed);
+    tc->trim_seen = epoch;
+    if (p->release_mode == LACUNA_RELEASE_NEVER)
+        return; /* trim releases nothing in such a pool */
+    uint32_t slots[LAC_TC_MAX];
+    size_t k = 0;
     pthread_mutex_lock(&p->lock);
-    tcache_drain(p, tc, 0);
+    uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t s = tc->slots[i];
+        if (state_get(p, s) == S_CLEAN) {
+            p->clean[p->clean_n++] = s; /* nothing to release */
+        } else {
+            state_set(p, s, S_RELEASING);
+            slots[k++] = s;
+        }
+    }
+    p->releasing += k;
+    atomic_store_explicit(&tc->n, 0, memory_order_relaxed);
+    atomic_store_explicit(&tc->moved_out,
+                          atomic_load_explicit(&tc->moved_out, memory_order_relaxed) + n,
+                          memory_order_relaxed);
     pthread_mutex_unlock(&p->lock);
-    (void)release_due(p, true);
+    (void)release_slots(p, slots, k); /* a refused release goes back to warm, as in trim */
 }
 
 /* Everything but the warm path: first call on this thread, empty cache, no cache, and every

@@ -128,7 +128,8 @@ typedef struct worker {
     churn *c;
     size_t cycles, lo, n; /* this thread's slice of the live set: [lo, lo + n) */
     size_t threads;       /* workers that start together */
-    struct worker *self0; /* the first worker: this one's index is the CPU it is pinned to */
+    struct worker *self0; /* the first worker: this one's index picks its CPU (the index-th
+                             allowed CPU, modulo how many are allowed) */
     uint64_t seed;
     uint64_t start, end; /* ns, this worker's own cycles */
 } worker;
@@ -162,7 +163,7 @@ static void *run_worker(void *arg)
     /* Start together, spinning, and time each worker's own cycles. */
     atomic_fetch_add(&c->ready, 1);
     while (atomic_load(&c->ready) < w->threads)
-        ;
+        sched_yield(); /* more workers than CPUs: let the late ones arrive */
     w->start = bench_now_ns();
     for (size_t i = 0; i < w->cycles; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
@@ -207,6 +208,8 @@ static void churn_child(void *arg, void *out)
     long flt0 = bench_minflt();
     worker w[64];
     pthread_t t[64];
+    cpu_set_t allowed; /* worker 0 is this thread, and pins it: restored afterwards */
+    bool have_allowed = sched_getaffinity(0, sizeof allowed, &allowed) == 0;
     size_t nt = cfg->threads < 64 ? cfg->threads : 64;
     /* Worker 0 is this thread; the others are created first and wait at the start line. */
     for (size_t i = 0; i < nt; i++) {
@@ -226,13 +229,8 @@ static void churn_child(void *arg, void *out)
     run_worker(&w[0]);
     for (size_t i = 1; i < nt; i++)
         pthread_join(t[i], NULL);
-    if (nt > 1) { /* unpin: what follows (trim, RSS) is not measured per CPU */
-        cpu_set_t all;
-        CPU_ZERO(&all);
-        for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
-            CPU_SET(cpu, &all);
-        sched_setaffinity(0, sizeof all, &all);
-    }
+    if (nt > 1 && have_allowed) /* unpin: back to the CPUs this process was given */
+        sched_setaffinity(0, sizeof allowed, &allowed);
     uint64_t t0 = w[0].start, t1 = w[0].end; /* wall time: first start to last end */
     for (size_t i = 1; i < nt; i++) {
         t0 = w[i].start < t0 ? w[i].start : t0;

@@ -106,7 +106,8 @@ LACUNA_API int lacuna_sleep_ms(unsigned ms);
  * Returns 0 when ready (the next read/write says how), ETIMEDOUT, EINVAL (events not a non-empty
  * subset of POLLIN|POLLOUT), EBADF, or an errno from epoll_ctl or dup (EMFILE). Several fibers may
  * wait on one fd at once (a reader and a writer of a socket): the second and later each hold a
- * dup of it while they wait. Files epoll cannot watch (regular files) are always ready. */
+ * dup of it while they wait. Do not close the fd while fibers wait on it (the waits do not end);
+ * shutdown(2) it to wake them. Files epoll cannot watch (regular files) are always ready. */
 LACUNA_API int lacuna_fd_wait(int fd, short events, int timeout_ms);
 
 /* ---------------------------------------------------------------------------------------------
