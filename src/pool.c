@@ -113,8 +113,8 @@ struct lacuna_pool {
     struct timespec born;
 
     alignas(64) _Atomic uint64_t allocs, frees; /* those not counted in a thread cache */
-    _Atomic uint32_t
-        trim_epoch; /* bumped by lacuna_trim: other threads' caches trim on seeing it */
+    /* Bumped by lacuna_trim: other threads' caches release themselves on seeing it. */
+    _Atomic uint32_t trim_epoch;
     _Atomic uint64_t released_regions, release_calls, guard_calls, unguarded, release_errors;
 
     pthread_t bg; /* LACUNA_BACKGROUND decay thread */
@@ -608,19 +608,13 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
     return hand_out(p, got[0]);
 }
 
-/* lacuna_trim on another thread asked every cache to be given back: release this thread's cache
- * (only it: the shared cache was trimmed then, and what it holds now was freed since). Checked
- * on the slow paths only (every LAC_TICK_MASK + 1 warm allocs, and a free into a full cache), so
- * the warm path pays nothing; a thread that makes no calls keeps its cache until it does, or
- * exits. */
-static void trim_if_asked(lacuna_pool *p, lac_tcache *tc)
+/* Release the regions of a thread cache (its owner's, or lacuna_trim's caller's) and empty it:
+ * only those, not the shared cache. 0 or the errno of a refused release (those regions go back
+ * to warm, retried later). */
+static int tcache_release(lacuna_pool *p, lac_tcache *tc)
 {
-    uint32_t epoch = atomic_load_explicit(&p->trim_epoch, memory_order_relaxed);
-    if (LAC_LIKELY(tc == NULL || tc->trim_seen == epoch))
-        return;
-    tc->trim_seen = epoch;
     if (p->release_mode == LACUNA_RELEASE_NEVER)
-        return; /* trim releases nothing in such a pool */
+        return 0; /* such a pool releases nothing */
     uint32_t slots[LAC_TC_MAX];
     size_t k = 0;
     pthread_mutex_lock(&p->lock);
@@ -640,7 +634,20 @@ static void trim_if_asked(lacuna_pool *p, lac_tcache *tc)
                           atomic_load_explicit(&tc->moved_out, memory_order_relaxed) + n,
                           memory_order_relaxed);
     pthread_mutex_unlock(&p->lock);
-    (void)release_slots(p, slots, k); /* a refused release goes back to warm, as in trim */
+    return release_slots(p, slots, k);
+}
+
+/* lacuna_trim on another thread asked every cache to be given back: release this thread's (the
+ * shared cache was trimmed then, and what it holds now was freed since). Checked on the slow
+ * paths only (every LAC_TICK_MASK + 1 warm allocs, and a free into a full cache), so the warm
+ * path pays nothing; a thread that makes no calls keeps its cache until it does, or exits. */
+static void trim_if_asked(lacuna_pool *p, lac_tcache *tc)
+{
+    uint32_t epoch = atomic_load_explicit(&p->trim_epoch, memory_order_relaxed);
+    if (LAC_LIKELY(tc == NULL || tc->trim_seen == epoch))
+        return;
+    tc->trim_seen = epoch;
+    (void)tcache_release(p, tc); /* a refusal is retried by later releases, as a decay's is */
 }
 
 /* Everything but the warm path: first call on this thread, empty cache, no cache, and every
@@ -773,9 +780,9 @@ int lacuna_trim(lacuna_pool *p)
             tc = tls.tc[i];
     if (tc) {
         tc->trim_seen = epoch;
-        pthread_mutex_lock(&p->lock);
-        tcache_drain(p, tc, 0);
-        pthread_mutex_unlock(&p->lock);
+        int err = tcache_release(p, tc);
+        if (err) /* as release_due does: stop at a refusal, the next trim retries */
+            return err;
     }
     return release_due(p, true);
 }

@@ -578,8 +578,8 @@ static void wipe_marked(lacuna_table *t, zeroer *z)
         while (v) {
             size_t p = w * 64 + (size_t)__builtin_ctzll(v);
             v &= v - 1;
-            uint64_t m = take_lines(t, p);
-            if (m != ~(uint64_t)0 && !z->release) {
+            uint64_t m = take_lines(t, p); /* all set for tables that release */
+            if (m != ~(uint64_t)0) {
                 zero_lines(t, z, base + p * pg, m);
                 continue;
             }
