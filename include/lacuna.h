@@ -185,11 +185,15 @@ typedef struct lacuna_features {
     size_t mprotect_guard_budget; /* mprotect guards allowed process-wide: a quarter of
                                      max_map_count VMAs, 2 VMAs per guard */
     const char *forced;           /* LACUNA_FORCE_FALLBACK as read, or "" */
+    uint64_t pidfd_renewals;      /* times lacuna found the pidfd it releases memory through
+                                     closed by the program (close_range, closefrom) and opened a
+                                     new one; always 0 where the kernel has PIDFD_SELF (Linux
+                                     >= 6.15), which needs no descriptor */
 } lacuna_features;
 
 /* Probe (once) and report. LACUNA_FORCE_FALLBACK=all, or a comma list of
- * guard,batch,scan,free,uffd, makes the older path be used even where the kernel has the newer one
- * (for testing). */
+ * guard,batch,scan,free,uffd,pidfd_self, makes the older path be used even where the kernel has
+ * the newer one (for testing; pidfd_self: batch through a pidfd of our own, not PIDFD_SELF). */
 LACUNA_API void lacuna_features_get(lacuna_features *features);
 
 /* ---------------------------------------------------------------------------------------------

@@ -541,8 +541,19 @@ static __attribute__((noreturn)) void fiber_entry(void *arg)
 /* fork() copies the scheduler of the forking thread, epoll descriptor included, but an epoll
  * instance is shared between parent and child: each would take the other's events. The child
  * gets one of its own, with the fd waits of its (inherited) parked fibers registered again. */
-static void fork_child(void)
+void lac_fiber_fork_prepare(void)
 {
+    pthread_mutex_lock(&global_lock);
+}
+
+void lac_fiber_fork_parent(void)
+{
+    pthread_mutex_unlock(&global_lock);
+}
+
+void lac_fiber_fork_child(void)
+{
+    pthread_mutex_unlock(&global_lock);
     lac_sched *s = tls_sched;
     if (s == NULL || s->epfd < 0)
         return;
@@ -561,11 +572,6 @@ static void fork_child(void)
     }
 }
 
-static void install_atfork(void)
-{
-    (void)pthread_atfork(NULL, NULL, fork_child);
-}
-
 static lac_sched *sched_get(void)
 {
     lac_sched *s = tls_sched;
@@ -576,8 +582,6 @@ static lac_sched *sched_get(void)
         errno = err;
         return NULL;
     }
-    static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-    pthread_once(&atfork_once, install_atfork);
     s = calloc(1, sizeof *s);
     if (s == NULL) {
         errno = ENOMEM;

@@ -10,7 +10,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <assert.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #define LAC_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define LAC_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -37,31 +42,39 @@ typedef enum lac_advice {
 const lacuna_features *lac_os_features(void);
 
 /* Reserve len bytes (page multiple) of read-write, private, anonymous, MAP_NORESERVE memory with
- * transparent huge pages off. NULL + errno on failure (nothing mapped). */
-void *lac_os_reserve(size_t len);
+ * transparent huge pages off: 0 and *out, or errno (ENOMEM: no address space; nothing mapped). */
+int lac_os_reserve(size_t len, void **out);
 
 /* Unmap a reservation made by lac_os_reserve. 0 or errno. */
 int lac_os_unreserve(void *addr, size_t len);
 
 /* Install guard markers (MADV_GUARD_INSTALL) on n page-aligned ranges: one process_madvise when
- * batching works, else one madvise per range. *calls (if not NULL) gets the syscalls made.
- * Returns the number of ranges guarded, from the front; fewer than n means ranges [ret, n) have
- * no guard and errno tells why. Precondition: lac_os_features()->guard_marker. */
-size_t lac_os_guard_markers(const struct iovec *ranges, size_t n, uint64_t *calls);
+ * batching works, else one madvise per range. *done = ranges guarded, from the front; *calls (if
+ * not NULL) is increased by the syscalls made. 0, or the errno that stopped it at *done (EINVAL on
+ * a locked mapping: mlock/mlockall). Precondition: lac_os_features()->guard_marker. */
+int lac_os_guard_markers(const struct iovec *ranges, size_t n, size_t *done, uint64_t *calls);
 
 /* mprotect(PROT_NONE) one page-aligned range. 0 or errno (ENOMEM: vm.max_map_count reached). */
 int lac_os_guard_mprotect(void *addr, size_t len);
 
 /* Release the pages of n page-aligned ranges with the given advice, batched by 1024 per
- * process_madvise where possible (a partial call is completed with the remainder), else one
- * madvise per range. Returns the number of ranges fully released, from the front; fewer than n
- * means [ret, n) were not (or not entirely) released and errno tells why. *calls (if not NULL) is
- * increased by the syscalls made. */
-size_t lac_os_release(const struct iovec *ranges, size_t n, lac_advice advice, uint64_t *calls);
+ * process_madvise where possible (a partial call is completed with the remainder; a batch the
+ * kernel refuses, e.g. the program closed our pidfd, is redone range by range), else one madvise
+ * per range. *done = ranges fully released, from the front; *calls (if not NULL) is increased by
+ * the syscalls made. 0, or the errno of the range [*done] that could not be released (EINVAL:
+ * the mapping is locked, or the advice does not apply to it). */
+int lac_os_release(const struct iovec *ranges, size_t n, lac_advice advice, size_t *done,
+                   uint64_t *calls);
 
 /* Whether the system has swap configured now (sysinfo): only then can a page that mincore calls
  * non-resident still hold data. */
 bool lac_os_has_swap(void);
+
+/* In a forked child (process.c calls it): reopen descriptors that name the parent. */
+void lac_os_fork_child(void);
+
+/* The stack pointer of an interrupted context (a signal handler's ucontext_t). */
+uintptr_t lac_os_context_sp(const void *ucontext);
 
 /* mincore: one byte per page of [addr, addr+len), bit 0 set if resident. 0 or errno. */
 int lac_os_resident(const void *addr, size_t len, unsigned char *vec);
@@ -159,7 +172,239 @@ typedef enum lac_op {
 #define LAC_FAULT_PARTIAL (-1)
 void lac_fault_inject(lac_op op, unsigned nth, int err);
 
-/* ---- pool.c --------------------------------------------------------------------------------- */
+/* ---- process.c: every process-wide hook (fork, thread exit, SIGSEGV, the pidfd) -------------- */
+
+/* Make sure the calling thread runs lac_pool_thread_exit (and frees its signal stack) when it
+ * exits. 0, or EAGAIN when the process has no pthread key left for lacuna (the caller then does
+ * without whatever needed the destructor; no other library's key is ever used). */
+int lac_process_on_thread_exit(void);
+
+/* The descriptor process_madvise acts on ourselves through: PIDFD_SELF where the kernel knows it
+ * (no descriptor at all, so nothing the program closes can break it), else a pidfd of our own.
+ * -1: none (batching is off). */
+int lac_process_pidfd(void);
+
+/* A batched call through `fd` failed with EBADF or ESRCH: the program closed our pidfd
+ * (close_range, closefrom) or the number now names another file. Opens a fresh pidfd (the stale
+ * number is never closed: it may be the program's file now) and counts it. Returns the new
+ * descriptor, or -1 (then use plain madvise). */
+int lac_process_pidfd_renew(int fd);
+
+/* Times lac_process_pidfd_renew found the pidfd gone (lacuna_features.pidfd_renewals). */
+uint64_t lac_process_pidfd_renewals(void);
+
+/* os.c's probe: can process_madvise(PIDFD_SELF) be used? (Tries it on a page of `scratch`.) */
+typedef bool (*lac_pidfd_test)(int fd, void *scratch);
+void lac_process_pidfd_probe(lac_pidfd_test test, void *scratch, bool allow_self);
+
+/* ---- pool*.c: the region pool ----------------------------------------------------------------
+ *
+ * pool.c        create, destroy, configuration, stats, the registry of live pools, fork
+ * pool_slots.c  slot geometry and states, the shared warm and clean lists, guard installation
+ * pool_cache.c  thread caches, lacuna_alloc and lacuna_free
+ * pool_release.c release batching, decay, the background thread, lacuna_trim
+ */
+
+/* Slot states. Only LIVE has bit 0 set, so a free is one atomic bit clear (LIVE -> WARM) that
+ * also tells whether the slot was live: a lock btr on x86-64.
+ *   FRESH     never handed out: no guard yet, costs no page table
+ *   LIVE      handed out
+ *   WARM      freed, pages kept: in a thread cache or in the shared warm ring
+ *   CLEAN     freed and released (or fresh with its guard): in a thread cache or the clean stack
+ *   RELEASING in the hands of a thread releasing it, outside the lock */
+enum {
+    LAC_S_FRESH = 0,
+    LAC_S_WARM = 2,
+    LAC_S_LIVE = LAC_S_WARM | 1,
+    LAC_S_CLEAN = 4,
+    LAC_S_RELEASING = 6
+};
+
+#define LAC_TC_MAX   32 /* regions a thread keeps per pool: 2 MiB of 64 KiB stacks */
+#define LAC_TLS_WAYS 4  /* pools a thread uses at once without evicting a cache */
+#define LAC_RELEASE_BATCH                                                                          \
+    128                    /* regions per release round: 2.5 KiB of stack (this may run on a       \
+                              small fiber stack); 128 ranges per process_madvise is plenty */
+#define LAC_GUARD_BATCH 32 /* fresh slots guarded per call: neighbours share a page table */
+#define LAC_STATE_STRIDE                                                                           \
+    64 /* bytes between two slots' states: a cache line each, or threads freeing neighbouring      \
+          slots false-share (measured: 2 threads scaled 1.21x with 1 byte per slot, see            \
+          tools/churn.c). Untouched state pages cost nothing: 64 B per slot ever used. */
+#define LAC_TICK_MASK 63 /* a decay check every 64 warm-path allocs: ~1 ns amortised */
+#define LAC_OFF_SHIFT                                                                              \
+    12 /* offsets are divided in 4 KiB units: every page size is a multiple, and below             \
+          LAC_MAX_RESERVE the quotient fits 32 bits (exact multiply-by-reciprocal division) */
+#define LAC_MAX_RESERVE (1ull << 44) /* 16 TiB: keeps page offsets within 32 bits */
+
+typedef struct lac_tcache {
+    _Atomic uint32_t n;      /* regions held; written by the owner only */
+    uint32_t cap;            /* 0 when the pool has no cache */
+    _Atomic uint64_t allocs; /* regions popped; owner-written, summed by lacuna_pool_stats */
+    _Atomic uint64_t moved_in, moved_out; /* regions added by a refill / removed by a drain;
+                                             frees = n + moved_out - moved_in + allocs, so the
+                                             warm free path counts nothing */
+    bool owned;                           /* a thread's TLS points here (under the pool lock) */
+    uint32_t trim_seen;                   /* the pool's trim_epoch when the owner last trimmed */
+    pthread_t owner;
+    struct lac_tcache *next; /* the pool's list of caches (under the pool lock) */
+    uint32_t slots[LAC_TC_MAX];
+} lac_tcache;
+
+struct lacuna_pool {
+    /* read-only after create: the fast path's working set */
+    uint64_t id; /* unique per process, never reused: thread caches key on it */
+    char *first; /* lowest byte of region 0 = base + guard */
+    size_t span; /* bytes from first to the end of the reservation */
+    size_t stride;
+    uint64_t stride_recip; /* 2^64 / stride_pages, rounded up: exact division of page offsets */
+    unsigned page_shift;
+    uint32_t zero_state; /* LAC_S_WARM under LACUNA_ZERO (such regions need zeroing), else 0xff */
+    unsigned flags;
+    _Atomic uint32_t *state; /* per slot, LAC_S_*, one cache line apart (LAC_STATE_STRIDE) */
+    char *base;
+    size_t capacity, region, guard, keep, cache, reserve_len, side_len;
+    unsigned decay_ms;
+    lacuna_guard guard_asked; /* the config's guard policy (DEFAULT may fall back at run time) */
+    _Atomic int guard_mode;   /* lacuna_guard in force: MARKER may become MPROTECT (mlockall) */
+    _Atomic int release_mode; /* lacuna_release in force: NEVER once the kernel refuses (mlock) */
+    lac_advice advice;
+    uint32_t tc_cap;
+
+    pthread_mutex_t lock; /* guards everything below */
+    uint32_t *warm;       /* ring of capacity slot indices; bottom at warm_head */
+    uint32_t *warm_ms;    /* when each warm entry was pushed (ms since create) */
+    size_t warm_head, warm_n;
+    uint32_t *clean; /* stack of released slots (and fresh ones whose guard install failed) */
+    size_t clean_n;
+    size_t fresh;            /* slots [fresh, capacity) were never handed out */
+    size_t releasing;        /* slots out in release right now */
+    pthread_cond_t released; /* broadcast when a release round ends */
+    lac_tcache *tcaches;
+    size_t mprotect_guards; /* charged against the process-wide budget */
+    struct timespec born;
+
+    alignas(64) _Atomic uint64_t allocs, frees; /* those not counted in a thread cache */
+    /* Bumped by lacuna_trim: other threads' caches release themselves on seeing it. */
+    _Atomic uint32_t trim_epoch;
+    _Atomic uint64_t released_regions, release_calls, guard_calls, unguarded, release_errors;
+
+    pthread_t bg; /* LACUNA_BACKGROUND decay thread */
+    bool bg_running, bg_stop;
+    pthread_cond_t bg_wake;
+
+    struct lacuna_pool *next_live; /* registry of live pools (under the registry lock) */
+};
+
+static inline void lac_count(_Atomic uint64_t *c)
+{
+    /* Single writer: a plain load/add/store, no lock prefix; atomic only so stats may read it. */
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static inline char *lac_slot_region(const lacuna_pool *p, size_t s)
+{
+    return p->first + s * p->stride;
+}
+
+static inline _Atomic uint32_t *lac_state_at(const lacuna_pool *p, size_t s)
+{
+    return &p->state[s * (LAC_STATE_STRIDE / sizeof(uint32_t))];
+}
+
+static inline uint32_t lac_state_get(const lacuna_pool *p, size_t s)
+{
+    return atomic_load_explicit(lac_state_at(p, s), memory_order_relaxed);
+}
+
+/* Whether a slot may go from state `from` to `to`: the whole state machine in one table. */
+static inline bool lac_state_step_ok(uint32_t from, uint32_t to)
+{
+    switch (from) {
+    case LAC_S_FRESH: /* guarded on first take */
+        return to == LAC_S_CLEAN;
+    case LAC_S_WARM: /* handed out again, or released */
+        return to == LAC_S_LIVE || to == LAC_S_RELEASING;
+    case LAC_S_CLEAN: /* handed out */
+        return to == LAC_S_LIVE;
+    case LAC_S_RELEASING: /* released, or refused and kept warm */
+        return to == LAC_S_CLEAN || to == LAC_S_WARM;
+    default: /* LIVE leaves only through lac_state_unlive */
+        return false;
+    }
+}
+
+/* The one way a slot changes state (but LIVE -> WARM, lac_state_unlive). Checked in debug builds:
+ * a wrong step means two owners of one slot. */
+static inline void lac_state_step(lacuna_pool *p, size_t s, uint32_t to)
+{
+    assert(lac_state_step_ok(lac_state_get(p, s), to));
+    atomic_store_explicit(lac_state_at(p, s), to, memory_order_relaxed);
+}
+
+/* LIVE -> WARM, returning whether the slot was live. Atomic, so that of two racing frees of one
+ * region exactly one wins; a plain bit test-and-clear (lock btr) on x86-64. */
+static inline bool lac_state_unlive(lacuna_pool *p, size_t s)
+{
+    uint32_t old = atomic_fetch_and_explicit(lac_state_at(p, s), ~1u, memory_order_relaxed);
+    return (old & 1u) != 0;
+}
+
+/* Slot index of a region start, or false. Exact for every offset below LAC_MAX_RESERVE.
+ * NULL and addresses below the pool wrap around to huge offsets and fail the span check. */
+static inline bool lac_slot_of(const lacuna_pool *p, const void *region, uint32_t *slot)
+{
+    uintptr_t off = (uintptr_t)region - (uintptr_t)p->first;
+    if (LAC_UNLIKELY(off >= p->span))
+        return false;
+    uint64_t s = (uint64_t)(((unsigned __int128)p->stride_recip * (off >> LAC_OFF_SHIFT)) >> 64);
+    *slot = (uint32_t)s;
+    return s * p->stride == off;
+}
+
+/* pool.c */
+uint32_t lac_pool_now_ms(const lacuna_pool *p); /* ms since the pool was created (coarse) */
+/* Run fn(p, ctx) on the live pool with this id, under the registry lock; false if none. */
+bool lac_pool_with(uint64_t id, void (*fn)(lacuna_pool *p, void *ctx), void *ctx);
+void lac_pool_fork_prepare(void); /* take the registry lock and every pool's lock */
+void lac_pool_fork_parent(void);
+void lac_pool_fork_child(void); /* rebuild every pool's lists: the child has one thread */
+
+/* pool_slots.c (pool lock held unless stated) */
+void lac_warm_push(lacuna_pool *p, uint32_t s, uint32_t ms);
+void lac_warm_push_bottom(lacuna_pool *p, uint32_t s); /* coldest: released first */
+uint32_t lac_warm_pop_bottom(lacuna_pool *p);
+void lac_shelve(lacuna_pool *p, uint32_t s, uint32_t ms); /* a freed slot to warm or clean */
+/* Take up to want slots: hottest warm first, then released ones, then never-used slots. Slots
+ * needing a guard go to fresh[] (at most LAC_GUARD_BATCH), the others to got[]. */
+void lac_take_slots(lacuna_pool *p, size_t want, uint32_t *got, size_t *ngot, uint32_t *fresh,
+                    size_t *nfresh);
+/* Guard n fresh slots (pool lock NOT held; the slots are the caller's): 0 and *ok = how many
+ * are usable from the front (the others stay FRESH), or ENOTSUP when a LACUNA_GUARD_MARKER pool
+ * cannot get markers at all (a locked mapping). */
+int lac_guard_slots(lacuna_pool *p, const uint32_t *slots, size_t n, size_t *ok);
+void lac_guard_budget_return(size_t n); /* a destroyed pool's mprotect guards */
+
+/* pool_cache.c */
+/* Forget the calling thread's cache of a pool being destroyed (its TLS may name it). */
+void lac_tcache_forget(const lacuna_pool *p);
+/* Release a thread cache's regions and empty it (pool lock NOT held). 0 or errno. */
+int lac_tcache_release(lacuna_pool *p, lac_tcache *tc);
+/* The calling thread's cache of p if it has one (never makes one), else NULL. */
+lac_tcache *lac_tcache_peek(const lacuna_pool *p);
+/* Thread exit: every cache of the calling thread goes back to its pool. */
+void lac_pool_thread_exit(void);
+
+/* pool_release.c (pool lock NOT held) */
+/* Take up to max of the coldest warm slots that must go (pool lock held): over the cache bound
+ * or idle past decay; all = every warm slot. They become RELEASING. */
+size_t lac_collect_release(lacuna_pool *p, uint32_t *out, size_t max, bool all);
+/* Release slots taken by lac_collect_release (at most LAC_RELEASE_BATCH) and shelve them. 0 or
+ * errno (those regions went back to warm). */
+int lac_release_slots(lacuna_pool *p, const uint32_t *slots, size_t n);
+int lac_release_due(lacuna_pool *p, bool all); /* collect and release until nothing is due */
+int lac_background_start(lacuna_pool *p);      /* LACUNA_BACKGROUND: 0 or errno */
+void lac_background_stop(lacuna_pool *p);
 
 /* A name for region `index` of a pool, shown in the overflow message (the fiber runtime names
  * its stacks). Called from a signal handler: must be async-signal-safe and not allocate. */
@@ -171,15 +416,19 @@ void lac_pool_set_namer(lacuna_pool *pool, lac_region_namer namer, void *ctx);
 /* Bytes the table's last lacuna_table_wipe zeroed (memset or released): for tests. */
 size_t lac_table_last_zeroed(const lacuna_table *table);
 
-/* ---- overflow.c ----------------------------------------------------------------------------- */
+/* ---- overflow.c: a SIGSEGV in a guard -> which pool, region, fiber -------------------------- */
 
 /* Register a pool's geometry so the SIGSEGV handler can recognise its guards without touching the
- * pool itself. Returns false when the fixed table is full (the pool works, overflows in it are
- * then reported as plain SIGSEGV). */
-bool lac_overflow_register(const lacuna_pool *pool, uintptr_t base, size_t size, size_t stride,
-                           size_t guard_size);
+ * pool itself. No limit on live pools. 0 or ENOMEM. */
+int lac_overflow_register(const lacuna_pool *pool, uintptr_t base, size_t size, size_t stride,
+                          size_t guard_size);
 void lac_overflow_set_namer(const lacuna_pool *pool, lac_region_namer namer, void *ctx);
 void lac_overflow_unregister(const lacuna_pool *pool);
+
+/* From the SIGSEGV handler (async-signal-safe): if `addr` lies in a guard of a live pool, write
+ * the report to stderr and return true. sp is the faulting context's stack pointer: it tells a
+ * stack overflow of region k from a write past the end of region k-1. */
+bool lac_overflow_report(uintptr_t addr, uintptr_t sp);
 
 /* ---- arch/switch_*.S: the context switch (one file per CPU) -----------------------------------
  */
@@ -210,6 +459,12 @@ void lac_fiber_ready(lac_fiber *fiber);
 
 /* Whether a fiber belongs to the calling thread's scheduler. */
 bool lac_fiber_local(const lac_fiber *fiber);
+
+/* Fork hooks, called by process.c: prepare takes every fiber-layer mutex, parent and child
+ * release them; the child also gets an epoll of its own. */
+void lac_fiber_fork_prepare(void);
+void lac_fiber_fork_parent(void);
+void lac_fiber_fork_child(void);
 
 /* A fiber parked on a channel: lives on the parked fiber's own stack (valid while it waits). */
 typedef struct lac_waiter {

@@ -27,6 +27,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
+#include <ucontext.h>
 #include <linux/falloc.h>
 #include <linux/userfaultfd.h>
 #include <unistd.h>
@@ -38,7 +39,6 @@
 #define MADV_FREE 8
 #endif
 #define LAC_MADV_GUARD_INSTALL  102  /* Linux 6.13 */
-#define LAC_SYS_PIDFD_OPEN      434  /* Linux 5.3; same number on x86_64 and aarch64 */
 #define LAC_SYS_PROCESS_MADVISE 440  /* Linux 5.10; any advice on self since 6.13 */
 #define LAC_IOV_MAX             1024 /* process_madvise rejects 1025 iovecs with EINVAL */
 #ifndef MADV_REMOVE
@@ -61,7 +61,6 @@
 
 static lacuna_features features;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
-static int self_pidfd = -1; /* for process_madvise; -1 when batching is off */
 static int pagemap_fd = -1; /* /proc/self/pagemap for PAGEMAP_SCAN; open even when `scan` is
                                forced off, for the guard check (lac_os_can_see_guards) */
 static bool guard_scan;     /* PAGEMAP_SCAN knows PAGE_IS_GUARD (6.15) */
@@ -159,33 +158,29 @@ static bool probe_guard_marker(char *scratch, size_t pg)
     return ok;
 }
 
-static int open_pidfd(void)
+/* process_madvise(DONTNEED) through fd must drop a written page of ours (qemu-user answers
+ * ENOSYS; kernels before PIDFD_SELF answer EBADF for it). */
+static bool batch_works(int fd, void *scratch)
 {
-    return (int)syscall(LAC_SYS_PIDFD_OPEN, getpid(), 0);
+    size_t pg = features.page_size;
+    char *page = scratch;
+    page[0] = 1;
+    struct iovec iov = {page, pg};
+    long r = syscall(LAC_SYS_PROCESS_MADVISE, fd, &iov, 1, MADV_DONTNEED, 0);
+    return r == (long)pg && *(volatile char *)page == 0;
 }
 
-/* process_madvise(DONTNEED) on self must drop a written page (qemu-user answers ENOSYS). */
-static bool probe_batch(char *scratch, size_t pg)
+static bool probe_batch(char *scratch, const char *env)
 {
-    int fd = open_pidfd();
-    if (fd < 0)
-        return false;
-    scratch[0] = 1;
-    struct iovec iov = {scratch, pg};
-    long r = syscall(LAC_SYS_PROCESS_MADVISE, fd, &iov, 1, MADV_DONTNEED, 0);
-    if (r != (long)pg || *(volatile char *)scratch != 0) {
-        close(fd);
-        return false;
-    }
-    self_pidfd = fd;
-    return true;
+    lac_process_pidfd_probe(batch_works, scratch, !forced(env, "pidfd_self"));
+    return lac_process_pidfd() != -1;
 }
 
 static bool probe_scan(char *scratch, size_t pg);
 
-static void atfork_child(void)
+void lac_os_fork_child(void)
 {
-    /* Both descriptors name the process that opened them, i.e. the parent. */
+    /* The descriptor names the process that opened it, i.e. the parent. */
     if (pagemap_fd >= 0) {
         close(pagemap_fd);
         pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
@@ -193,13 +188,6 @@ static void atfork_child(void)
             features.pagemap_scan = 0;
             guard_scan = false;
         }
-    }
-    /* The pidfd names the parent: process_madvise through it would drop the PARENT's pages. */
-    if (self_pidfd >= 0) {
-        close(self_pidfd);
-        self_pidfd = open_pidfd();
-        if (self_pidfd < 0)
-            features.batch_release = 0;
     }
 }
 
@@ -215,13 +203,12 @@ static void probe(void)
     char *scratch = mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (scratch != MAP_FAILED) {
         features.guard_marker = !forced(env, "guard") && probe_guard_marker(scratch, pg);
-        features.batch_release = !forced(env, "batch") && probe_batch(scratch + 2 * pg, pg);
+        features.batch_release = !forced(env, "batch") && probe_batch(scratch + 2 * pg, env);
         features.madv_free = !forced(env, "free") && madvise(scratch, pg, MADV_FREE) == 0;
         bool scan = probe_scan(scratch + 3 * pg, pg);
         features.pagemap_scan = scan && !forced(env, "scan");
         munmap(scratch, 4 * pg);
     }
-    pthread_atfork(NULL, NULL, atfork_child);
 }
 
 const lacuna_features *lac_os_features(void)
@@ -232,29 +219,30 @@ const lacuna_features *lac_os_features(void)
 
 void lacuna_features_get(lacuna_features *out)
 {
-    if (out != NULL)
+    if (out != NULL) {
         *out = *lac_os_features();
+        out->pidfd_renewals = lac_process_pidfd_renewals();
+    }
 }
 
 /* ---- reserve ------------------------------------------------------------------------------ */
 
-void *lac_os_reserve(size_t len)
+int lac_os_reserve(size_t len, void **out)
 {
     int err = fault_take(LAC_OP_RESERVE);
-    if (err) {
-        errno = err;
-        return NULL;
-    }
+    if (err)
+        return err == EINVAL ? ENOMEM : err; /* as mmap's below */
     /* NORESERVE: address space only; commit is charged per touched page, so a 68 GiB pool of
      * stacks is fine under overcommit heuristics. */
     void *p =
         mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
-        return NULL;
+        return errno == EINVAL ? ENOMEM : errno; /* EINVAL: len beyond the address space */
     /* Once for the whole range: a THP would pin 2 MiB per touched stack and a partial DONTNEED
      * inside it returns nothing; per-region advice would split the VMA. */
     (void)madvise(p, len, MADV_NOHUGEPAGE);
-    return p;
+    *out = p;
+    return 0;
 }
 
 int lac_os_unreserve(void *addr, size_t len)
@@ -262,42 +250,96 @@ int lac_os_unreserve(void *addr, size_t len)
     return munmap(addr, len) == 0 ? 0 : errno;
 }
 
-/* ---- guards ------------------------------------------------------------------------------- */
+/* ---- vectored madvise ---------------------------------------------------------------------- */
 
-size_t lac_os_guard_markers(const struct iovec *ranges, size_t n, uint64_t *calls)
+/* process_madvise over n ranges, up to 1024 a call, completing partial calls. 0, or the errno
+ * that stopped it with *done ranges fully done. The vector is never copied (this runs on fiber
+ * stacks as small as 16 KiB, so no 1024-entry array here): when the kernel stops inside a range,
+ * the rest of that range goes by plain madvise and the vector resumes at the next range. The
+ * program may have closed our pidfd (close_range, closefrom): on EBADF or ESRCH a fresh one is
+ * opened once, and the call retried. */
+static int vector_advise(const struct iovec *ranges, size_t n, int advice, size_t *done,
+                         uint64_t *calls, bool partial_fault)
 {
-    size_t done = 0;
-    uint64_t ncalls = 0;
-    int err = fault_take(LAC_OP_GUARD);
-    if (err) {
-        errno = err;
-        return 0;
-    }
-    if (features.batch_release) {
-        /* Guard install through process_madvise: any advice on self since 6.13, which guard
-         * markers need anyway. The ranges are disjoint pages, so bytes done map to ranges. */
-        while (done < n) {
-            size_t k = n - done < LAC_IOV_MAX ? n - done : LAC_IOV_MAX;
-            long r = syscall(LAC_SYS_PROCESS_MADVISE, self_pidfd, ranges + done, k,
-                             LAC_MADV_GUARD_INSTALL, 0);
-            ncalls++;
-            if (r < 0)
-                break; /* fall through to one call per range: it tells exactly which failed */
-            size_t bytes = (size_t)r;
-            while (done < n && bytes >= ranges[done].iov_len)
-                bytes -= ranges[done++].iov_len;
-            if (bytes != 0 || (size_t)r == 0)
-                break;
+    int fd = lac_process_pidfd();
+    bool renewed = false;
+    *done = 0;
+    while (*done < n) {
+        size_t k = n - *done < LAC_IOV_MAX ? n - *done : LAC_IOV_MAX;
+        long r;
+        if (partial_fault) {
+            /* Pretend the kernel stopped halfway through the first range (a page boundary). */
+            size_t half = ranges[*done].iov_len / 2 / features.page_size * features.page_size;
+            if (half == 0)
+                half = ranges[*done].iov_len;
+            r = madvise(ranges[*done].iov_base, half, advice) == 0 ? (long)half : -1;
+            partial_fault = false;
+        } else {
+            r = fd == -1 ? (errno = EBADF, -1)
+                         : syscall(LAC_SYS_PROCESS_MADVISE, fd, ranges + *done, k, advice, 0);
+        }
+        (*calls)++;
+        if (r < 0 && (errno == EBADF || errno == ESRCH) && !renewed) {
+            renewed = true;
+            if ((fd = lac_process_pidfd_renew(fd)) != -1)
+                continue;
+            errno = EBADF;
+        }
+        if (r < 0)
+            return errno;
+        if (r == 0)
+            return EIO; /* no progress: never loop forever */
+        size_t bytes = (size_t)r;
+        while (*done < n && bytes >= ranges[*done].iov_len)
+            bytes -= ranges[(*done)++].iov_len;
+        if (bytes != 0) { /* stopped inside ranges[*done]: finish that range alone */
+            (*calls)++;
+            if (madvise((char *)ranges[*done].iov_base + bytes, ranges[*done].iov_len - bytes,
+                        advice) != 0)
+                return errno;
+            (*done)++;
         }
     }
-    for (; done < n; done++) {
-        ncalls++;
-        if (madvise(ranges[done].iov_base, ranges[done].iov_len, LAC_MADV_GUARD_INSTALL) != 0)
-            break;
+    return 0;
+}
+
+/* Advise n ranges: batched where the kernel allows it and there is more than one range (a
+ * 1-range process_madvise costs more than plain madvise: 0.8 vs 0.5 us), and whatever the batch
+ * did not do, one range at a time, which names the exact range that fails and why. */
+static int advise(const struct iovec *ranges, size_t n, int advice, size_t *done, uint64_t *calls,
+                  bool partial_fault)
+{
+    uint64_t dummy = 0;
+    if (calls == NULL)
+        calls = &dummy;
+    size_t i = 0;
+    if (features.batch_release && n > 1 &&
+        vector_advise(ranges, n, advice, &i, calls, partial_fault) == 0) {
+        *done = n;
+        return 0;
     }
-    if (calls)
-        *calls += ncalls;
-    return done;
+    for (; i < n; i++) {
+        (*calls)++;
+        if (madvise(ranges[i].iov_base, ranges[i].iov_len, advice) != 0) {
+            *done = i;
+            return errno;
+        }
+    }
+    *done = n;
+    return 0;
+}
+
+/* ---- guards ------------------------------------------------------------------------------- */
+
+int lac_os_guard_markers(const struct iovec *ranges, size_t n, size_t *done, uint64_t *calls)
+{
+    int err = fault_take(LAC_OP_GUARD);
+    if (err) {
+        *done = 0;
+        return err;
+    }
+    /* Through process_madvise: any advice on self since 6.13, which guard markers need anyway. */
+    return advise(ranges, n, LAC_MADV_GUARD_INSTALL, done, calls, false);
 }
 
 int lac_os_guard_mprotect(void *addr, size_t len)
@@ -311,78 +353,33 @@ int lac_os_guard_mprotect(void *addr, size_t len)
 
 /* ---- release ------------------------------------------------------------------------------ */
 
-static int advice_flag(lac_advice a)
+int lac_os_release(const struct iovec *ranges, size_t n, lac_advice advice, size_t *done,
+                   uint64_t *calls)
 {
-    return a == LAC_ADV_FREE ? MADV_FREE : a == LAC_ADV_REMOVE ? MADV_REMOVE : MADV_DONTNEED;
-}
-
-/* process_madvise over n ranges, up to 1024 a call, completing partial calls. Returns ranges fully
- * done; on error errno is set. The vector is never copied (this runs on fiber stacks as small as
- * 16 KiB, so no 1024-entry array here): when the kernel stops inside a range, the rest of that
- * range goes by plain madvise and the vector resumes at the next range. */
-static size_t release_vector(const struct iovec *ranges, size_t n, int advice, uint64_t *calls,
-                             bool partial_fault)
-{
-    size_t done = 0;
-    while (done < n) {
-        size_t k = n - done < LAC_IOV_MAX ? n - done : LAC_IOV_MAX;
-        long r;
-        if (partial_fault) {
-            /* Pretend the kernel stopped halfway through the first range (a page boundary). */
-            size_t half = ranges[done].iov_len / 2 / features.page_size * features.page_size;
-            if (half == 0)
-                half = ranges[done].iov_len;
-            r = madvise(ranges[done].iov_base, half, advice) == 0 ? (long)half : -1;
-            partial_fault = false;
-        } else {
-            r = syscall(LAC_SYS_PROCESS_MADVISE, self_pidfd, ranges + done, k, advice, 0);
-        }
-        (*calls)++;
-        if (r < 0)
-            return done;
-        if (r == 0) {
-            errno = EIO; /* no progress: never loop forever */
-            return done;
-        }
-        size_t bytes = (size_t)r;
-        while (done < n && bytes >= ranges[done].iov_len)
-            bytes -= ranges[done++].iov_len;
-        if (bytes != 0) { /* stopped inside ranges[done]: finish that range alone */
-            (*calls)++;
-            if (madvise((char *)ranges[done].iov_base + bytes, ranges[done].iov_len - bytes,
-                        advice) != 0)
-                return done;
-            done++;
-        }
-    }
-    return done;
-}
-
-size_t lac_os_release(const struct iovec *ranges, size_t n, lac_advice advice, uint64_t *calls)
-{
-    uint64_t dummy = 0;
-    if (calls == NULL)
-        calls = &dummy;
     int err = fault_take(LAC_OP_RELEASE);
     if (err > 0) {
-        errno = err;
-        return 0;
+        *done = 0;
+        return err;
     }
-    int adv = advice_flag(advice);
-    /* A 1-range process_madvise costs more than plain madvise (measured: 0.8 vs 0.5 us). */
-    size_t i = 0;
-    if (features.batch_release && n > 1) {
-        i = release_vector(ranges, n, adv, calls, err == LAC_FAULT_PARTIAL);
-        /* Should process_madvise refuse MADV_REMOVE, finish one range at a time. */
-        if (i == n || advice != LAC_ADV_REMOVE || errno != EINVAL)
-            return i;
-    }
-    for (; i < n; i++) {
-        (*calls)++;
-        if (madvise(ranges[i].iov_base, ranges[i].iov_len, adv) != 0)
-            return i;
-    }
-    return n;
+    int adv = advice == LAC_ADV_FREE     ? MADV_FREE
+              : advice == LAC_ADV_REMOVE ? MADV_REMOVE
+                                         : MADV_DONTNEED;
+    return advise(ranges, n, adv, done, calls, err == LAC_FAULT_PARTIAL);
+}
+
+/* ---- signal contexts ---------------------------------------------------------------------- */
+
+uintptr_t lac_os_context_sp(const void *ucontext)
+{
+    const ucontext_t *uc = ucontext;
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.sp;
+#else
+    (void)uc;
+    return 0; /* unknown CPU: every guard fault is reported as an overflow of its region */
+#endif
 }
 
 /* ---- residency ---------------------------------------------------------------------------- */

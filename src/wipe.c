@@ -92,7 +92,8 @@ static void zeroer_flush(zeroer *z)
     lac_os_zero_fence();
     if (z->n == 0)
         return;
-    size_t done = lac_os_release(z->iov, z->n, z->advice, NULL);
+    size_t done = 0;
+    (void)lac_os_release(z->iov, z->n, z->advice, &done, NULL); /* the rest: punched or memset */
     int fd = z->table ? table_memfd(z->table) : -1;
     for (size_t i = done; i < z->n; i++) {
         uintptr_t off = (uintptr_t)z->iov[i].iov_base - (uintptr_t)lacuna_table_base(z->table);
@@ -393,8 +394,8 @@ static int wipe(void *addr, size_t len, lacuna_wipe_strategy strategy)
         __attribute__((fallthrough));
     case LACUNA_WIPE_DONTNEED: {
         struct iovec iov = {addr, len};
-        if (lac_os_release(&iov, 1, z.advice, NULL) != 1)
-            err = errno ? errno : EIO;
+        size_t done;
+        err = lac_os_release(&iov, 1, z.advice, &done, NULL);
         break;
     }
     case LACUNA_WIPE_MINCORE:
@@ -458,7 +459,9 @@ static int table_create(size_t bytes, unsigned flags, lacuna_table **out)
         }
         t->head.base = lac_os_map_shared(t->memfd, bytes);
     } else {
-        t->head.base = lac_os_reserve(bytes);
+        void *base = NULL;
+        errno = lac_os_reserve(bytes, &base);
+        t->head.base = base;
     }
     if (t->head.base == NULL) {
         err = errno ? errno : ENOMEM;
@@ -467,7 +470,12 @@ static int table_create(size_t bytes, unsigned flags, lacuna_table **out)
     if (!(flags & LACUNA_TABLE_AUTO)) {
         size_t pages = bytes / pg;
         t->bits_len = ((pages + 63) / 64 * 8 + pg - 1) & ~(pg - 1);
-        t->head.bits = shared ? lac_os_map_shared(-1, t->bits_len) : lac_os_reserve(t->bits_len);
+        void *bits = NULL;
+        if (shared)
+            bits = lac_os_map_shared(-1, t->bits_len);
+        else
+            errno = lac_os_reserve(t->bits_len, &bits);
+        t->head.bits = bits;
         if (t->head.bits == NULL) {
             err = errno ? errno : ENOMEM;
             goto fail;
@@ -475,7 +483,9 @@ static int table_create(size_t bytes, unsigned flags, lacuna_table **out)
         /* Line masks only where wipes zero: releases are whole pages. */
         if (!(flags & (LACUNA_TABLE_PAGES | LACUNA_TABLE_RELEASE | LACUNA_TABLE_SHARED))) {
             t->lines_len = (pages * 8 + pg - 1) & ~(pg - 1);
-            t->head.lines = lac_os_reserve(t->lines_len);
+            void *lines = NULL;
+            errno = lac_os_reserve(t->lines_len, &lines);
+            t->head.lines = lines;
             if (t->head.lines == NULL) {
                 err = errno ? errno : ENOMEM;
                 goto fail;

@@ -65,6 +65,8 @@ static void handler_then_overflow(void *arg)
     ((volatile char *)r[2])[-100] = 1;
 }
 
+/* The main thread's stack is not in the pool: a write into the guard below region 2 is a write
+ * past the end of region 1, not an overflow of region 2's stack. */
 TEST(handler_names_region)
 {
     char err[1024];
@@ -74,8 +76,10 @@ TEST(handler_names_region)
     long idx;
     CHECK(sscanf(err, "pool %p region %ld", &pool, &idx) == 2);
     char want[200];
-    snprintf(want, sizeof want, "lacuna: stack overflow in region %ld of pool %p (fault at 0x", idx,
-             pool);
+    snprintf(want, sizeof want,
+             "lacuna: write past the end of region %ld of pool %p (into the guard of region %ld, "
+             "fault at 0x",
+             idx - 1, pool, idx);
     if (!strstr(err, want)) {
         fprintf(stderr, "child stderr:\n%s\nwanted: %s\n", err, want);
         CHECK(0);
@@ -119,6 +123,49 @@ TEST(recursion_hits_guard)
     int st = lt_fork_run(overflow_on_pool_stack, NULL, err, sizeof err);
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
     CHECK(strstr(err, "lacuna: stack overflow in region 1 of pool") != NULL);
+}
+
+/* Code running on region 0 as its stack writes upwards past the region's end, into the guard of
+ * region 1: the report names region 0 (the faulting stack pointer is there), not an overflow of
+ * region 1. */
+static char *overrun_target;
+static void overrun_up(void)
+{
+    volatile char *p = (volatile char *)overrun_target;
+    for (size_t i = 0;; i += 64) /* walks up from region 0's top into the guard above it */
+        p[i] = 1;
+}
+static void overrun_on_pool_stack(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(lacuna_overflow_handler_install(), 0);
+    lacuna_pool *p = make(LACUNA_GUARD_DEFAULT);
+    char *stk = lacuna_alloc(p), *above = lacuna_alloc(p);
+    CHECK_EQ(lacuna_region_index(p, stk), 0);
+    CHECK_EQ(lacuna_region_index(p, above), 1);
+    overrun_target = stk + 64 * KIB - 256;
+    getcontext(&fiber_ctx);
+    fiber_ctx.uc_stack.ss_sp = stk;
+    fiber_ctx.uc_stack.ss_size = 32 * KIB; /* the stack pointer stays well inside region 0 */
+    fiber_ctx.uc_link = &main_ctx;
+    makecontext(&fiber_ctx, overrun_up, 0);
+    swapcontext(&main_ctx, &fiber_ctx);
+    fprintf(stderr, "returned?!\n");
+}
+
+TEST(overrun_up_names_the_region_below)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    SKIP("ASan does not follow swapcontext onto a pool stack here; fiber tests cover it");
+#endif
+    char err[1024];
+    int st = lt_fork_run(overrun_on_pool_stack, NULL, err, sizeof err);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+    if (!strstr(err, "lacuna: write past the end of region 0 of pool") ||
+        !strstr(err, "into the guard of region 1")) {
+        fprintf(stderr, "child stderr:\n%s\n", err);
+        CHECK(0);
+    }
 }
 
 static volatile uintptr_t bad_address = 16; /* opaque to the compiler */

@@ -1,0 +1,408 @@
+/* pool_cache.c — lacuna_alloc and lacuna_free: the thread caches and the paths behind them.
+ *
+ * Owns: each thread's caches (up to LAC_TC_MAX regions per pool, found through a LAC_TLS_WAYS-way
+ * thread-local table keyed by the pool's never-reused id), their refill and spill (half at a time,
+ * under the pool lock), the trim epoch check, and zeroing under LACUNA_ZERO.
+ *
+ * The warm path is a pop/push in the calling thread's cache plus one atomic bit-clear on the
+ * slot's state (which makes a racing double free harmless): no lock, no syscall, a leaf function.
+ * Invariants: a cache is touched by its owner only, but for its counters (read by stats) and,
+ * under the pool lock, by a fork child rebuilding lists; a thread's caches go back to their pools
+ * when it exits (process.c's destructor calls lac_pool_thread_exit).
+ *
+ * Does not: release pages itself (pool_release.c) or guard slots (pool_slots.c).
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__PIC__) && !defined(__PIE__)
+/* In liblacuna.so: no __tls_get_addr call on the fast path (static TLS, like glibc's own). */
+#define LAC_TLS_MODEL __attribute__((tls_model("initial-exec")))
+#else
+#define LAC_TLS_MODEL
+#endif
+static __thread struct {
+    uint64_t id[LAC_TLS_WAYS];
+    lac_tcache *tc[LAC_TLS_WAYS];
+} tls LAC_TLS_MODEL;
+
+/* ---- thread caches ------------------------------------------------------------------------ */
+
+/* Move a cache's regions to the shared lists (pool lock held). */
+static void tcache_drain(lacuna_pool *p, lac_tcache *tc, size_t keep)
+{
+    uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+    if (n <= keep)
+        return;
+    uint32_t ms = lac_pool_now_ms(p);
+    size_t out = n - keep; /* the bottom ones: least recently freed */
+    for (size_t i = 0; i < out; i++)
+        lac_shelve(p, tc->slots[i], ms);
+    memmove(tc->slots, tc->slots + out, keep * sizeof tc->slots[0]);
+    atomic_store_explicit(&tc->n, (uint32_t)keep, memory_order_relaxed);
+    atomic_store_explicit(&tc->moved_out,
+                          atomic_load_explicit(&tc->moved_out, memory_order_relaxed) + out,
+                          memory_order_relaxed);
+}
+
+static void abandon(lacuna_pool *p, void *ctx)
+{
+    lac_tcache *tc = ctx;
+    pthread_mutex_lock(&p->lock);
+    tcache_drain(p, tc, 0);
+    tc->owned = false;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Give a cache back to its pool, if the pool still lives; the thread stops using it. */
+static void tcache_abandon(uint64_t id, lac_tcache *tc)
+{
+    (void)lac_pool_with(id, abandon, tc);
+}
+
+void lac_pool_thread_exit(void)
+{
+    for (int i = 0; i < LAC_TLS_WAYS; i++) {
+        if (tls.tc[i])
+            tcache_abandon(tls.id[i], tls.tc[i]);
+        tls.id[i] = 0;
+        tls.tc[i] = NULL;
+    }
+}
+
+lac_tcache *lac_tcache_peek(const lacuna_pool *p)
+{
+    for (int i = 0; i < LAC_TLS_WAYS; i++)
+        if (tls.id[i] == p->id)
+            return tls.tc[i];
+    return NULL;
+}
+
+void lac_tcache_forget(const lacuna_pool *p)
+{
+    for (int i = 0; i < LAC_TLS_WAYS; i++) {
+        if (tls.id[i] == p->id) {
+            tls.id[i] = 0;
+            tls.tc[i] = NULL;
+        }
+    }
+}
+
+/* Find or make this thread's cache for p and move it to way 0. NULL: the pool has no cache, or
+ * no memory for one (the caller then uses the shared lists directly). */
+static __attribute__((noinline)) lac_tcache *tcache_slow(lacuna_pool *p)
+{
+    if (p->tc_cap == 0)
+        return NULL;
+    int way = LAC_TLS_WAYS - 1;
+    for (int i = 1; i < LAC_TLS_WAYS; i++)
+        if (tls.id[i] == p->id)
+            way = i;
+    lac_tcache *tc = NULL;
+    if (tls.id[way] == p->id) {
+        tc = tls.tc[way];
+    } else {
+        if (tls.tc[way]) /* evict the least recently used way */
+            tcache_abandon(tls.id[way], tls.tc[way]);
+        /* A cache must go back when the thread exits; without a key for that (the process
+         * ran out), the thread does without one: every call then takes the pool lock. */
+        if (lac_process_on_thread_exit() != 0) {
+            tls.id[way] = 0;
+            tls.tc[way] = NULL;
+            return NULL;
+        }
+        pthread_mutex_lock(&p->lock);
+        for (tc = p->tcaches; tc && tc->owned; tc = tc->next)
+            ;
+        /* A cache line of its own: another thread's cache must not share it. */
+        if (tc == NULL && (tc = aligned_alloc(64, (sizeof *tc + 63) / 64 * 64)) != NULL) {
+            memset(tc, 0, sizeof *tc);
+            tc->cap = p->tc_cap;
+            tc->next = p->tcaches;
+            p->tcaches = tc;
+        }
+        if (tc) {
+            tc->owned = true;
+            tc->owner = pthread_self();
+            tc->trim_seen = atomic_load_explicit(&p->trim_epoch, memory_order_relaxed);
+        }
+        pthread_mutex_unlock(&p->lock);
+        if (tc == NULL) {
+            tls.id[way] = 0;
+            tls.tc[way] = NULL;
+            return NULL;
+        }
+    }
+    memmove(&tls.id[1], &tls.id[0], (size_t)way * sizeof tls.id[0]);
+    memmove(&tls.tc[1], &tls.tc[0], (size_t)way * sizeof tls.tc[0]);
+    tls.id[0] = p->id;
+    tls.tc[0] = tc;
+    return tc;
+}
+
+static inline lac_tcache *tcache_of(lacuna_pool *p)
+{
+    if (LAC_LIKELY(tls.id[0] == p->id))
+        return tls.tc[0];
+    return tcache_slow(p);
+}
+
+/* ---- alloc -------------------------------------------------------------------------------- */
+
+/* Zero what a previously used region may hold: its resident pages, found with mincore, are
+ * memset, so a stack that used 2 of its 16 pages costs 2 page memsets, not 16 (and keeps RSS at 2
+ * pages). Where the system has swap, a page mincore calls non-resident may be swapped out with
+ * old data: each run of them is released then (MADV_DONTNEED drops swap entries too). */
+static void zero_used(const lacuna_pool *p, char *r)
+{
+    size_t pg = (size_t)1 << p->page_shift;
+    unsigned char vec[256];
+    bool swap = lac_os_has_swap();
+    for (size_t off = 0; off < p->region; off += sizeof vec * pg) {
+        size_t len = p->region - off < sizeof vec * pg ? p->region - off : sizeof vec * pg;
+        if (lac_os_resident(r + off, len, vec) != 0) {
+            memset(r + off, 0, len);
+            continue;
+        }
+        size_t pages = len / pg;
+        for (size_t i = 0; i < pages;) {
+            size_t j = i;
+            while (j < pages && (vec[j] & 1) == (vec[i] & 1))
+                j++;
+            char *run = r + off + i * pg;
+            if (vec[i] & 1) {
+                memset(run, 0, (j - i) * pg);
+            } else if (swap) {
+                struct iovec iov = {run, (j - i) * pg};
+                size_t done;
+                if (lac_os_release(&iov, 1, LAC_ADV_DONTNEED, &done, NULL) != 0)
+                    memset(run, 0, (j - i) * pg); /* correct, if it costs the swap-ins */
+            }
+            i = j;
+        }
+    }
+}
+
+static inline void *hand_out(lacuna_pool *p, uint32_t s)
+{
+    uint32_t was = lac_state_get(p, s);
+    lac_state_step(p, s, LAC_S_LIVE);
+    char *r = lac_slot_region(p, s);
+    if (LAC_UNLIKELY(p->flags & LACUNA_ZERO) && was == LAC_S_WARM)
+        zero_used(p, r);
+    return r;
+}
+
+static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc)
+{
+    size_t want = tc ? tc->cap / 2 : 1;
+    uint32_t got[LAC_TC_MAX], fresh[LAC_GUARD_BATCH];
+    size_t ngot = 0, nfresh = 0;
+
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        lac_take_slots(p, want, got, &ngot, fresh, &nfresh);
+        if (ngot + nfresh > 0 || p->releasing == 0)
+            break;
+        pthread_cond_wait(&p->released, &p->lock); /* all free slots are out being released */
+    }
+    pthread_mutex_unlock(&p->lock);
+
+    int err = ENOMEM; /* every slot is live, or no guard could be installed */
+    if (nfresh > 0) {
+        size_t ok = 0;
+        int gerr = lac_guard_slots(p, fresh, nfresh, &ok);
+        if (gerr)
+            err = gerr;
+        for (size_t i = 0; i < ok; i++) {
+            lac_state_step(p, fresh[i], LAC_S_CLEAN);
+            got[ngot++] = fresh[i];
+        }
+        if (ok < nfresh) {
+            pthread_mutex_lock(&p->lock);
+            for (size_t i = ok; i < nfresh; i++) /* still FRESH: retried by the next taker */
+                p->clean[p->clean_n++] = fresh[i];
+            pthread_mutex_unlock(&p->lock);
+        }
+    }
+    if (ngot == 0) {
+        errno = err;
+        return NULL;
+    }
+    if (tc == NULL) {
+        atomic_fetch_add(&p->allocs, 1);
+        return hand_out(p, got[0]);
+    }
+    /* got[0] is the hottest: push it last, then pop it as the warm path would. */
+    uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+    for (size_t i = ngot; i-- > 0;)
+        tc->slots[n++] = got[i];
+    atomic_store_explicit(&tc->moved_in,
+                          atomic_load_explicit(&tc->moved_in, memory_order_relaxed) + ngot,
+                          memory_order_relaxed);
+    atomic_store_explicit(&tc->n, n - 1, memory_order_relaxed);
+    lac_count(&tc->allocs);
+    return hand_out(p, got[0]);
+}
+
+/* Release the regions of a thread cache (its owner's, or lacuna_trim's caller's) and empty it:
+ * only those, not the shared cache. 0 or the errno of a refused release (those regions go back
+ * to warm, retried later). */
+int lac_tcache_release(lacuna_pool *p, lac_tcache *tc)
+{
+    if (atomic_load_explicit(&p->release_mode, memory_order_relaxed) == LACUNA_RELEASE_NEVER)
+        return 0; /* such a pool releases nothing */
+    uint32_t slots[LAC_TC_MAX];
+    size_t k = 0;
+    pthread_mutex_lock(&p->lock);
+    uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t s = tc->slots[i];
+        if (lac_state_get(p, s) == LAC_S_CLEAN) {
+            p->clean[p->clean_n++] = s; /* nothing to release */
+        } else {
+            lac_state_step(p, s, LAC_S_RELEASING);
+            slots[k++] = s;
+        }
+    }
+    p->releasing += k;
+    atomic_store_explicit(&tc->n, 0, memory_order_relaxed);
+    atomic_store_explicit(&tc->moved_out,
+                          atomic_load_explicit(&tc->moved_out, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+    pthread_mutex_unlock(&p->lock);
+    return lac_release_slots(p, slots, k);
+}
+
+/* lacuna_trim on another thread asked every cache to be given back: release this thread's (the
+ * shared cache was trimmed then, and what it holds now was freed since). Checked on the slow
+ * paths only (every LAC_TICK_MASK + 1 warm allocs, and a free into a full cache), so the warm
+ * path pays nothing; a thread that makes no calls keeps its cache until it does, or exits. */
+static void trim_if_asked(lacuna_pool *p, lac_tcache *tc)
+{
+    uint32_t epoch = atomic_load_explicit(&p->trim_epoch, memory_order_relaxed);
+    if (LAC_LIKELY(tc == NULL || tc->trim_seen == epoch))
+        return;
+    tc->trim_seen = epoch;
+    (void)lac_tcache_release(p, tc); /* a refusal is retried by later releases, as a decay's is */
+}
+
+/* Everything but the warm path: first call on this thread, empty cache, no cache, and every
+ * LAC_TICK_MASK + 1 warm allocs a decay check, so a pool that only ever hits its thread caches
+ * still gives idle memory back. */
+static __attribute__((noinline)) void *alloc_miss(lacuna_pool *p)
+{
+    lac_tcache *tc = tcache_of(p);
+    trim_if_asked(p, tc);
+    if (tc && p->decay_ms != LACUNA_DECAY_NEVER &&
+        (atomic_load_explicit(&tc->allocs, memory_order_relaxed) & LAC_TICK_MASK) == 0)
+        (void)lac_release_due(p, false);
+    if (tc) {
+        uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+        if (n > 0) {
+            atomic_store_explicit(&tc->n, n - 1, memory_order_relaxed);
+            lac_count(&tc->allocs);
+            return hand_out(p, tc->slots[n - 1]);
+        }
+    }
+    return alloc_slow(p, tc);
+}
+
+static __attribute__((noinline)) void *alloc_bad(void)
+{
+    LAC_BAD_INPUT("lacuna_alloc", "NULL pool", NULL);
+    errno = EINVAL;
+    return NULL;
+}
+
+static __attribute__((noinline)) void *zero_and_return(const lacuna_pool *p, char *r)
+{
+    zero_used(p, r);
+    return r;
+}
+
+/* The warm path is a leaf: every other case is a tail call, so it saves no registers. */
+void *lacuna_alloc(lacuna_pool *p)
+{
+    if (LAC_UNLIKELY(p == NULL))
+        return alloc_bad();
+    if (LAC_UNLIKELY(tls.id[0] != p->id))
+        return alloc_miss(p);
+    lac_tcache *tc = tls.tc[0]; /* never NULL when the id matches */
+    uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+    uint64_t a = atomic_load_explicit(&tc->allocs, memory_order_relaxed);
+    if (LAC_UNLIKELY(n == 0 || (a & LAC_TICK_MASK) == 0))
+        return alloc_miss(p);
+    atomic_store_explicit(&tc->allocs, a + 1, memory_order_relaxed);
+    atomic_store_explicit(&tc->n, n - 1, memory_order_relaxed);
+    uint32_t s = tc->slots[n - 1];
+    uint32_t was = lac_state_get(p, s);
+    lac_state_step(p, s, LAC_S_LIVE);
+    char *r = lac_slot_region(p, s);
+    if (LAC_UNLIKELY(was == p->zero_state))
+        return zero_and_return(p, r);
+    return r;
+}
+
+/* ---- free --------------------------------------------------------------------------------- */
+
+static __attribute__((noinline)) int free_slow(lacuna_pool *p, lac_tcache *tc, uint32_t s)
+{
+    uint32_t batch[LAC_RELEASE_BATCH];
+    pthread_mutex_lock(&p->lock);
+    if (tc) {
+        tcache_drain(p, tc, tc->cap / 2);
+        uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+        tc->slots[n] = s;
+        atomic_store_explicit(&tc->n, n + 1, memory_order_relaxed);
+    } else {
+        lac_warm_push(p, s, lac_pool_now_ms(p));
+        atomic_fetch_add(&p->frees, 1);
+    }
+    size_t n = lac_collect_release(p, batch, LAC_RELEASE_BATCH, false);
+    pthread_mutex_unlock(&p->lock);
+    if (n > 0)
+        (void)lac_release_slots(p, batch, n); /* failure: kept warm and retried; not the caller's */
+    return 0;
+}
+
+static __attribute__((noinline)) int free_miss(lacuna_pool *p, uint32_t s)
+{
+    lac_tcache *tc = tcache_of(p);
+    trim_if_asked(p, tc);
+    return free_slow(p, tc, s);
+}
+
+static __attribute__((noinline)) int free_bad(const lacuna_pool *p, const void *region)
+{
+    (void)p, (void)region;
+    LAC_BAD_INPUT("lacuna_free",
+                  p == NULL        ? "NULL pool"
+                  : region == NULL ? "NULL region"
+                                   : "not a live region of this pool (foreign, misaligned, in a "
+                                     "guard, or freed twice)",
+                  region);
+    return EINVAL;
+}
+
+int lacuna_free(lacuna_pool *p, void *region)
+{
+    uint32_t s;
+    if (LAC_UNLIKELY(p == NULL || !lac_slot_of(p, region, &s)))
+        return free_bad(p, region);
+    if (LAC_UNLIKELY(!lac_state_unlive(p, s)))
+        return free_bad(p, region);
+    if (LAC_UNLIKELY(tls.id[0] != p->id))
+        return free_miss(p, s);
+    lac_tcache *tc = tls.tc[0];
+    uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+    if (LAC_UNLIKELY(n >= tc->cap))
+        return free_miss(p, s);
+    tc->slots[n] = s;
+    atomic_store_explicit(&tc->n, n + 1, memory_order_relaxed);
+    return 0;
+}
