@@ -202,6 +202,10 @@ static void probe(void)
     size_t pg = features.page_size;
     char *scratch = mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (scratch != MAP_FAILED) {
+        /* Under mlockall(MCL_FUTURE) the scratch pages are locked, and locked pages refuse guard
+         * markers and releases: the probe asks what the kernel can do, not what a locked mapping
+         * may, so it unlocks its own scratch mapping first. */
+        (void)munlock(scratch, 4 * pg);
         features.guard_marker = !forced(env, "guard") && probe_guard_marker(scratch, pg);
         features.batch_release = !forced(env, "batch") && probe_batch(scratch + 2 * pg, env);
         features.madv_free = !forced(env, "free") && madvise(scratch, pg, MADV_FREE) == 0;
