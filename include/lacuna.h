@@ -146,8 +146,13 @@ LACUNA_API void lacuna_pool_destroy(lacuna_pool *pool);
  *   EINVAL  pool is NULL;
  *   ENOMEM  no slot is free in the shared lists: every slot is live or sits in another thread's
  *           cache (at most 32 per thread; the pool keeps working: free one and retry), or a guard
- *           could not be installed (LACUNA_GUARD_MARKER and the kernel is out of memory).
- * Thread-safe. The warm path (a region this thread freed recently) takes no lock, no syscall. */
+ *           could not be installed (LACUNA_GUARD_MARKER and the kernel is out of memory);
+ *   ENOTSUP LACUNA_GUARD_MARKER and the kernel refuses markers in this pool's memory because it
+ *           is locked (mlock, mlockall(MCL_FUTURE)); said once on stderr. A LACUNA_GUARD_DEFAULT
+ *           pool falls back to mprotect guards instead (also said once), and keeps working.
+ * Thread-safe. The warm path (a region this thread freed recently) takes no lock, no syscall.
+ * Each thread's cache is handed back when the thread exits (a pthread key destructor); should
+ * the process have no pthread key left, threads simply go without a cache. */
 LACUNA_API void *lacuna_alloc(lacuna_pool *pool);
 
 /* Give a region back. Returns 0, or EINVAL when pool is NULL, region is NULL, not the start of a
@@ -159,8 +164,10 @@ LACUNA_API int lacuna_free(lacuna_pool *pool, void *region);
  * batches, and ask every other thread's cache (at most 32 regions each) to do the same: each does
  * it on its owner's next slow path (within 64 of that thread's allocations, or a free that finds
  * its cache full), so a thread that makes no calls keeps its cache until it does or exits.
- * Returns 0, EINVAL (NULL pool), or the errno of a failed release syscall (those regions stay
- * warm and are retried later). */
+ * Returns 0, EINVAL (NULL pool, or the kernel refuses to release locked memory: mlock,
+ * mlockall), or the errno of another failed release syscall (those regions stay warm and are
+ * retried later). Release keeps working when the program closes every descriptor (close_range,
+ * closefrom): lacuna needs none where the kernel has PIDFD_SELF, and renews its pidfd otherwise. */
 LACUNA_API int lacuna_trim(lacuna_pool *pool);
 
 /* Fill *stats. NULL pool or stats: stats is left unchanged / nothing happens. */
@@ -203,11 +210,21 @@ LACUNA_API void lacuna_features_get(lacuna_features *features);
 /* Install (once per process) a SIGSEGV handler and give the CALLING THREAD an alternate signal
  * stack; call it again on every other thread whose overflows must be reported (the handler
  * cannot run on an overflowed stack, so each thread needs its own). For a fault inside a guard of
- * any live pool it writes
+ * any live pool (there is no limit on how many) it writes one of
  *     lacuna: stack overflow in region N of pool 0x... (fault at 0x...)
- * to stderr (async-signal-safe) and dies by SIGSEGV as usual. Any other fault goes to the handler
- * that was installed before, or takes the default action, unchanged. Returns 0 or an errno value
- * from sigaction/sigaltstack/malloc. */
+ *     lacuna: write past the end of region N-1 of pool 0x... (into the guard of region N, fault
+ *             at 0x...)
+ * to stderr (async-signal-safe) and dies by SIGSEGV as usual. Which one is told by the faulting
+ * stack pointer: in region N or its guard, the stack of N overflowed; anywhere else, something
+ * wrote upwards past the end of region N-1. (A frame larger than the guard can jump past it
+ * unseen; -fstack-clash-protection makes such frames probe every page, and then the report is
+ * exact.) Fibers are named by their name instead of "region N of pool ...".
+ * Only faults (si_code > 0) are matched: a SIGSEGV sent by kill, raise or pthread_kill, and any
+ * fault outside the guards, get exactly what they would without lacuna (the handler installed
+ * before, or the default action: death by SIGSEGV; an ignored sent signal stays ignored), and
+ * the handler stays installed. Returns 0, EAGAIN (the process has no pthread key left: the
+ * signal stack could not be freed at thread exit), or an errno value from
+ * sigaction/sigaltstack/malloc. */
 LACUNA_API int lacuna_overflow_handler_install(void);
 
 #ifdef __cplusplus
