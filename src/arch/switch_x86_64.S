@@ -23,10 +23,10 @@
  * rounding mode everywhere, as in nearly every program, a switch stores it and never loads it.
  *
  * Landing pads: endbr64 opens lac_ctx_switch and lac_ctx_init, so they stay valid targets of an
- * indirect call (a PLT, a pointer) once IBT is on; lac_ctx_start needs none, as a new context
- * enters it by ret, which IBT does not check. The notes (gnu_property.h) mark the object IBT and
- * not SHSTK: moving between stacks with ret, without switching shadow stacks, is exactly what a
- * shadow stack forbids.
+ * indirect call once IBT is on, as every non-static C function is; lac_ctx_start needs none, as
+ * a new context enters it by ret, which IBT does not check. The notes (gnu_property.h) mark the
+ * object IBT, not SHSTK: moving between stacks with ret, without switching shadow stacks, is
+ * exactly what a shadow stack forbids.
  *
  * No #if outside this directory: the whole file is empty on other CPUs but for its notes.
  */
