@@ -13,7 +13,13 @@
  * itself). x0-x18 and the other vector registers are dead at a call. FPCR (rounding mode) is not
  * switched: reading and writing it can serialise the core, and fibers rarely change it.
  *
- * No #if outside this directory: the whole file is empty on other CPUs.
+ * Landing pads: `bti c` (written as its hint, which assemblers without BTI accept and older CPUs
+ * run as a nop) opens lac_ctx_switch and lac_ctx_init, so they stay valid targets of blr or of a
+ * linker veneer's br x16/x17 once BTI guards the page; lac_ctx_start needs none, as a new context
+ * enters it by ret, which BTI does not check. The notes (gnu_property.h) mark the object BTI, not
+ * PAC: no return address is signed here.
+ *
+ * No #if outside this directory: the whole file is empty on other CPUs but for its notes.
  */
 #if defined(__aarch64__)
 
@@ -26,6 +32,7 @@
     .p2align 4
 lac_ctx_switch:
     .cfi_startproc
+    hint #34                      /* bti c */
     sub sp, sp, #160
     stp x19, x20, [sp, #0]
     stp x21, x22, [sp, #16]
@@ -64,6 +71,7 @@ lac_ctx_switch:
     .p2align 4
 lac_ctx_init:
     .cfi_startproc
+    hint #34                      /* bti c */
     and x0, x0, #~15
     sub x0, x0, #176              /* 16 bytes of zeros on top, then the 160-byte frame */
     stp xzr, xzr, [x0, #160]
@@ -82,6 +90,7 @@ lac_ctx_init:
     .cfi_endproc
     .size lac_ctx_init, .-lac_ctx_init
 
+/* First code a new context runs, entered by lac_ctx_switch's ret (so no bti). */
     .type lac_ctx_start, %function
     .p2align 4
 lac_ctx_start:
@@ -95,4 +104,4 @@ lac_ctx_start:
 
 #endif
 
-    .section .note.GNU-stack,"",%progbits
+#include "gnu_property.h"

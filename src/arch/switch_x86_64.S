@@ -22,7 +22,13 @@
  * context's saved FP control is loaded only when it differs from the running one's; with one
  * rounding mode everywhere, as in nearly every program, a switch stores it and never loads it.
  *
- * No #if outside this directory: the whole file is empty on other CPUs.
+ * Landing pads: endbr64 opens lac_ctx_switch and lac_ctx_init, so they stay valid targets of an
+ * indirect call once IBT is on, as every non-static C function is; lac_ctx_start needs none, as
+ * a new context enters it by ret, which IBT does not check. The notes (gnu_property.h) mark the
+ * object IBT, not SHSTK: moving between stacks with ret, without switching shadow stacks, is
+ * exactly what a shadow stack forbids.
+ *
+ * No #if outside this directory: the whole file is empty on other CPUs but for its notes.
  */
 #if defined(__x86_64__)
 
@@ -36,6 +42,7 @@
     .p2align 4
 lac_ctx_switch:
     .cfi_startproc
+    endbr64
     pushq %rbp
     pushq %rbx
     pushq %r12
@@ -80,6 +87,7 @@ lac_ctx_switch:
     .p2align 4
 lac_ctx_init:
     .cfi_startproc
+    endbr64
     andq $-16, %rdi
     leaq -80(%rdi), %rax          /* 16 bytes of zeros on top, then the 64-byte frame */
     movq $0, 64(%rax)
@@ -99,7 +107,8 @@ lac_ctx_init:
     .cfi_endproc
     .size lac_ctx_init, .-lac_ctx_init
 
-/* First code a new context runs: rsp is 16-byte aligned here, as a call requires. */
+/* First code a new context runs, entered by lac_ctx_switch's ret (so no endbr64): rsp is 16-byte
+ * aligned here, as a call requires. */
     .type lac_ctx_start, @function
     .p2align 4
 lac_ctx_start:
@@ -113,4 +122,4 @@ lac_ctx_start:
 
 #endif
 
-    .section .note.GNU-stack,"",%progbits
+#include "gnu_property.h"
