@@ -70,93 +70,18 @@ int lac_os_release(const struct iovec *ranges, size_t n, lac_advice advice, size
  * non-resident still hold data. */
 bool lac_os_has_swap(void);
 
-/* In a forked child (process.c calls it): reopen descriptors that name the parent. */
-void lac_os_fork_child(void);
-
 /* The stack pointer of an interrupted context (a signal handler's ucontext_t). */
 uintptr_t lac_os_context_sp(const void *ucontext);
 
 /* mincore: one byte per page of [addr, addr+len), bit 0 set if resident. 0 or errno. */
 int lac_os_resident(const void *addr, size_t len, unsigned char *vec);
 
-/* A run of pages [start, end) reported by lac_os_scan. */
-typedef struct lac_run {
-    uintptr_t start, end;
-} lac_run;
-#define LAC_PAGE_PRESENT (1u << 3) /* PAGEMAP_SCAN category: page is in memory */
-#define LAC_PAGE_WRITTEN (1u << 1) /* PAGEMAP_SCAN category: written (inside uffd-wp ranges) */
-#define LAC_PAGE_SWAPPED (1u << 4) /* PAGEMAP_SCAN category: in swap */
-#define LAC_PAGE_PFNZERO (1u << 5) /* PAGEMAP_SCAN category: maps the shared zero page */
-#define LAC_PAGE_GUARD   (1u << 8) /* PAGEMAP_SCAN category: guard marker (Linux 6.15) */
+/* Whether LACUNA_FORCE_FALLBACK names `what` (or `all`). */
+bool lac_os_forced(const char *what);
 
-/* PAGEMAP_SCAN: up to max (<= 256) runs of pages in `category` inside [addr, addr+len). Returns the
- * number of runs and sets *next to where the walk stopped (== addr+len when complete), or a
- * negative errno (-ENOTSUP without PAGEMAP_SCAN: use lac_os_resident). */
-long lac_os_scan(const void *addr, size_t len, uint64_t category, lac_run *runs, size_t max,
-                 uintptr_t *next);
-
-/* ---- os.c, for wipe.c: zeroing, shared memory, write tracking ---- */
-
-/* What lac_os_scan_ex looks for. */
-typedef struct lac_scan_query {
-    uint64_t required; /* categories a page must all have */
-    uint64_t anyof;    /* ...and at least one of these (0: no condition) */
-    uint64_t excluded; /* ...and none of these */
-    unsigned flags;    /* LAC_SCAN_REPROTECT: write-protect the reported pages again (only inside
-                          a range of lac_os_wp_open; the ioctl fails otherwise) */
-    size_t max_pages;  /* stop once this many pages were reported (0: no limit) */
-} lac_scan_query;
-#define LAC_SCAN_REPROTECT 1u
-
-/* PAGEMAP_SCAN for the pages of [addr, addr+len) matching q: up to max (<= 128) runs. Returns the
- * number of runs and *next as lac_os_scan (where the walk stopped: at max runs, at max_pages, or
- * addr+len), or a negative errno; -ENOTSUP when the kernel has no PAGEMAP_SCAN. Works even when
- * `scan` is forced off: callers wanting the forced fallback check lacuna_features.pagemap_scan. */
-long lac_os_scan_ex(const void *addr, size_t len, const lac_scan_query *q, lac_run *runs,
-                    size_t max, uintptr_t *next);
-
-/* Zero [addr, addr+len) of resident memory the fastest way this CPU has (streaming stores on
- * x86_64, memset elsewhere). addr and len multiples of 64. Not a syscall, but CPU-specific.
- * Call lac_os_zero_fence once after the last lac_os_zero of an operation, before returning to
- * code that may publish the zeroed memory to other threads. */
-void lac_os_zero(void *addr, size_t len);
-void lac_os_zero_fence(void);
-
-/* Whether lac_os_scan_ex can report LAC_PAGE_GUARD (Linux >= 6.15). A safety check, so it is not
- * turned off by LACUNA_FORCE_FALLBACK. */
+/* Whether PAGEMAP_SCAN can report LAC_PAGE_GUARD (Linux >= 6.15), as probed. A safety check, so
+ * it is not turned off by LACUNA_FORCE_FALLBACK. */
 bool lac_os_can_see_guards(void);
-
-/* Lines of /proc/self/maps overlapping [addr, addr+len), handed to fn one by one (start, end, the
- * "rwxp" flags, inode, path; fn returns false to stop). 0, or errno (the file could not be read).
- * Not a syscall on memory, but the kernel's view of the mappings, so it lives here too. */
-typedef bool (*lac_maps_fn)(void *ctx, uintptr_t start, uintptr_t end, const char *perms,
-                            unsigned long inode, const char *path);
-int lac_os_maps(const void *addr, size_t len, lac_maps_fn fn, void *ctx);
-
-/* mmap(MAP_FIXED) fresh private anonymous read-write pages over [addr, addr+len): atomically
- * replaces whatever was there (its pages are freed). 0 or errno (nothing changed on error). */
-int lac_os_remap(void *addr, size_t len);
-
-/* A memfd of len bytes (close-on-exec). Returns the fd, or -errno. */
-int lac_os_memfd(size_t len);
-
-/* Map len bytes MAP_SHARED, read-write: of fd from offset 0, or anonymous when fd < 0 (shared
- * with children forked later). NULL + errno on failure. Unmap with lac_os_unreserve. */
-void *lac_os_map_shared(int fd, size_t len);
-
-/* fallocate(PUNCH_HOLE | KEEP_SIZE) on a memfd: the shmem pages of [off, off+len) are freed. */
-int lac_os_punch(int fd, uint64_t off, size_t len);
-
-/* Kernel write tracking of [addr, addr+len) (page-aligned, private anonymous): a userfaultfd in
- * asynchronous write-protect mode (Linux 6.7), so the first write to a present page after
- * lac_os_wp_open or a LAC_SCAN_REPROTECT scan makes it LAC_PAGE_WRITTEN; a page that was not
- * present is unprotected, so once written it reports WRITTEN too (look for WRITTEN and PRESENT).
- * Returns the userfaultfd (close it with lac_os_wp_close), or -errno: ENOTSUP when the kernel
- * lacks the features or LACUNA_FORCE_FALLBACK names `uffd`, EPERM when userfaultfd is not
- * permitted (vm.unprivileged_userfaultfd = 0 without CAP_SYS_PTRACE). After one definitive
- * ENOTSUP/EPERM later calls fail at once with the same value. */
-int lac_os_wp_open(void *addr, size_t len);
-void lac_os_wp_close(int uffd);
 
 /* Test-only fault injection (CMake -DLACUNA_FAULT_INJECTION=ON): make the nth call (1 = the next)
  * of an operation fail with err, or with LAC_FAULT_PARTIAL make the nth batched release stop
@@ -171,6 +96,144 @@ typedef enum lac_op {
 } lac_op;
 #define LAC_FAULT_PARTIAL (-1)
 void lac_fault_inject(lac_op op, unsigned nth, int err);
+/* The errno the current call of op must fail with (or LAC_FAULT_PARTIAL), 0 to make the call. */
+#ifdef LACUNA_FAULT_INJECTION
+int lac_fault_take(lac_op op);
+#else
+static inline int lac_fault_take(lac_op op)
+{
+    (void)op;
+    return 0;
+}
+#endif
+
+/* ---- os_wipe.c: the kernel's view of mappings, zeroing, shared memory, write tracking -------- */
+
+/* A descriptor the library keeps open, with the identity of its file and the process that opened
+ * it: the program may close every fd it does not know (close_range, closefrom) and the number be
+ * reused, or fork. Never close or use the number unless lac_os_fd_ours says it is still ours. */
+typedef struct lac_fd {
+    int fd;       /* -1: none */
+    int pid;      /* getpid() at open */
+    uint64_t dev; /* st_dev, st_ino of the file at open */
+    uint64_t ino;
+} lac_fd;
+#define LAC_FD_NONE ((lac_fd){.fd = -1})
+
+/* Whether f->fd is still open on the file it was opened on (in this process or, inherited, in a
+ * child). One fstat. */
+bool lac_os_fd_ours(const lac_fd *f);
+
+/* Close f if it is still ours (else the number belongs to the program: leave it); f becomes
+ * LAC_FD_NONE. Preserves errno. */
+void lac_os_fd_close(lac_fd *f);
+
+/* A run of pages [start, end) reported by PAGEMAP_SCAN. */
+typedef struct lac_run {
+    uintptr_t start, end;
+} lac_run;
+#define LAC_PAGE_PRESENT (1u << 3) /* PAGEMAP_SCAN category: page is in memory */
+#define LAC_PAGE_WRITTEN (1u << 1) /* PAGEMAP_SCAN category: written (inside uffd-wp ranges) */
+#define LAC_PAGE_SWAPPED (1u << 4) /* PAGEMAP_SCAN category: in swap */
+#define LAC_PAGE_PFNZERO (1u << 5) /* PAGEMAP_SCAN category: maps the shared zero page */
+#define LAC_PAGE_GUARD   (1u << 8) /* PAGEMAP_SCAN category: guard marker (Linux 6.15) */
+
+/* What a PAGEMAP_SCAN looks for. */
+typedef struct lac_scan_query {
+    uint64_t required; /* categories a page must all have */
+    uint64_t anyof;    /* ...and at least one of these (0: no condition) */
+    uint64_t excluded; /* ...and none of these */
+    unsigned flags;    /* LAC_SCAN_REPROTECT: write-protect the reported pages again (only inside
+                          a range of lac_os_wp_open; EPERM otherwise) */
+    size_t max_pages;  /* stop once this many pages were reported (0: no limit) */
+} lac_scan_query;
+#define LAC_SCAN_REPROTECT 1u
+#define LAC_SCAN_MAX       128 /* most runs one call reports (its scratch lives on the stack) */
+
+/* PAGEMAP_SCAN of [start, end) for pages matching q: up to max (<= LAC_SCAN_MAX) runs into runs,
+ * their number in *nruns, and in *next where the walk stopped (at max runs, at max_pages, or end).
+ * 0 or errno. The process's /proc/self/pagemap descriptor is opened at first use and reopened
+ * when the program closed it or in a forked child. No fault injection and no feature check: the
+ * probe in os.c uses it before the features exist. */
+int lac_os_pagemap_scan(uintptr_t start, uintptr_t end, const lac_scan_query *q, lac_run *runs,
+                        size_t max, size_t *nruns, uintptr_t *next);
+
+/* lac_os_pagemap_scan of [addr, addr+len) for wipe.c: ENOTSUP when the probe found no
+ * PAGEMAP_SCAN. Works even when `scan` is forced off: callers wanting the forced fallback check
+ * lacuna_features.pagemap_scan. */
+int lac_os_scan_ex(const void *addr, size_t len, const lac_scan_query *q, lac_run *runs, size_t max,
+                   size_t *nruns, uintptr_t *next);
+
+/* Zero [addr, addr+len) of resident memory the fastest way this CPU has (streaming stores on
+ * x86_64, memset elsewhere). addr and len multiples of 64. Not a syscall, but CPU-specific.
+ * Call lac_os_zero_fence once after the last lac_os_zero of an operation, before returning to
+ * code that may publish the zeroed memory to other threads. */
+void lac_os_zero(void *addr, size_t len);
+void lac_os_zero_fence(void);
+
+/* One mapping (VMA) as /proc/self/maps (or smaps) shows it. Paths are never read: a name says
+ * nothing about what memory is (an ext4 file may be called /memfd:x), and may be longer than any
+ * buffer. */
+typedef struct lac_mapping {
+    uintptr_t start, end;
+    char perms[5];                 /* "rw-p": read, write, exec, p(rivate) or s(hared) */
+    unsigned dev_major, dev_minor; /* of the file mapped; 0:0 with inode 0 when none */
+    unsigned long inode;
+    unsigned attrs; /* LAC_VMA_*: NAMED always; the rest only with LAC_MAPS_ATTRS */
+} lac_mapping;
+#define LAC_VMA_NAMED   1u /* has a path or name ([heap], [stack], [anon:x], a file) */
+#define LAC_VMA_THP_OFF 2u /* MADV_NOHUGEPAGE (VmFlags nh) */
+#define LAC_VMA_THP_ON  4u /* MADV_HUGEPAGE (hg) */
+#define LAC_VMA_LOCKED  8u /* mlock (lo, lf) */
+#define LAC_VMA_OTHER                                                                              \
+    16u                   /* any other attribute a fresh private anonymous mapping lacks:          \
+                             dd, wf, dc, mg, userfaultfd, exec, a protection key, unknown */
+#define LAC_MAPS_ATTRS 1u /* read /proc/self/smaps for VmFlags (costs with the process's RSS) */
+typedef bool (*lac_maps_fn)(void *ctx, const lac_mapping *m);
+
+/* The mappings overlapping [addr, addr+len), in address order, handed to fn (false: stop).
+ * Lines of any length (a small buffer, the rest of a long line skipped). 0 or errno. */
+int lac_os_maps(const void *addr, size_t len, unsigned flags, lac_maps_fn fn, void *ctx);
+
+/* What a mapping's memory really is, asked of the kernel (never from its path). */
+typedef enum lac_mem_kind {
+    LAC_MEM_OTHER,        /* file-backed (a disk file: a release would punch it on disk), or
+                             anything else lacuna does not wipe */
+    LAC_MEM_PRIVATE_ANON, /* private, no file */
+    LAC_MEM_SHMEM,        /* shared shmem: memfd, MAP_SHARED|MAP_ANONYMOUS, SysV, a tmpfs file */
+} lac_mem_kind;
+
+/* Classify m: private anonymous by the maps' own dev/inode (no file), shared memory by the
+ * filesystem of the file behind it (fstatfs of /proc/self/map_files/..., or, where that needs a
+ * privilege we lack, its device looked up in /proc/self/mountinfo). 0 and *kind, or errno. */
+int lac_os_mem_kind(const lac_mapping *m, lac_mem_kind *kind);
+
+/* mmap(MAP_FIXED) fresh private anonymous read-write pages over [addr, addr+len): atomically
+ * replaces whatever was there (its pages are freed), then gives the new mapping the THP advice in
+ * thp (LAC_VMA_THP_OFF or _ON, or 0). 0 or errno (nothing changed when the mmap fails). */
+int lac_os_remap(void *addr, size_t len, unsigned thp);
+
+/* A memfd of len bytes (close-on-exec) into *out. 0 or errno. */
+int lac_os_memfd(size_t len, lac_fd *out);
+
+/* Map len bytes MAP_SHARED, read-write: of fd from offset 0, or anonymous when fd < 0 (shared
+ * with children forked later), into *out. 0 or errno. Unmap with lac_os_unreserve. */
+int lac_os_map_shared(int fd, size_t len, void **out);
+
+/* fallocate(PUNCH_HOLE | KEEP_SIZE) on a memfd: the shmem pages of [off, off+len) are freed.
+ * 0 or errno (EBADF when the program closed the memfd). */
+int lac_os_punch(const lac_fd *memfd, uint64_t off, size_t len);
+
+/* Kernel write tracking of [addr, addr+len) (page-aligned, private anonymous): a userfaultfd in
+ * asynchronous write-protect mode (Linux 6.7), so the first write to a present page after
+ * lac_os_wp_open or a LAC_SCAN_REPROTECT scan makes it LAC_PAGE_WRITTEN; a page that was not
+ * present is unprotected, so once written it reports WRITTEN too (look for WRITTEN and PRESENT).
+ * 0 and the userfaultfd in *out (close it with lac_os_fd_close), or ENOTSUP when the kernel
+ * lacks the features or LACUNA_FORCE_FALLBACK names `uffd`, EPERM when userfaultfd is not
+ * permitted (vm.unprivileged_userfaultfd = 0 without CAP_SYS_PTRACE), or the errno of
+ * registering. After one definitive ENOTSUP/EPERM later calls fail at once with the same value.
+ * The tracking ends when the fd is closed, and in a forked child (not inherited). */
+int lac_os_wp_open(void *addr, size_t len, lac_fd *out);
 
 /* ---- process.c: every process-wide hook (fork, thread exit, SIGSEGV, the pidfd) -------------- */
 
@@ -411,7 +474,46 @@ void lac_background_stop(lacuna_pool *p);
 typedef const char *(*lac_region_namer)(void *ctx, size_t index);
 void lac_pool_set_namer(lacuna_pool *pool, lac_region_namer namer, void *ctx);
 
-/* ---- wipe.c -------------------------------------------------------------------------------- */
+/* ---- wipe.c: zeroing runs, for wipe_table.c ------------------------------------------------ */
+
+#define LAC_WIPE_BATCH 64 /* ranges per release call (1 KiB of iovecs on the stack) */
+
+/* Runs of pages to zero: zeroed at once (streaming stores), or collected for one batched release
+ * (`release`). Lives on the stack of one wipe; start it zeroed but for the fields below. */
+typedef struct lac_zeroer {
+    bool release;      /* give the pages back instead of zeroing them */
+    bool swap;         /* the system has swap: a page mincore calls non-resident may be in swap
+                          with old data, so non-resident runs are released (set per scan) */
+    lac_advice advice; /* DONTNEED (private) or REMOVE (shared) */
+    size_t n;
+    struct iovec iov[LAC_WIPE_BATCH];
+    size_t bytes;         /* bytes zeroed (memset or released), for lac_table_last_zeroed */
+    size_t runs;          /* runs zeroed, for AUTO's choice of scanner */
+    const lac_fd *memfd;  /* a shared table's memfd: hole punching is the release fallback */
+    uintptr_t memfd_base; /* the address of the memfd's offset 0 */
+} lac_zeroer;
+
+/* Zero [start, end) now or queue it for release. */
+void lac_zeroer_run(lac_zeroer *z, uintptr_t start, uintptr_t end);
+
+/* Fence the zeroing done so far (every wipe ends with a flush) and release what was queued; a
+ * range the kernel would not release is punched out of the memfd, else memset: it always ends
+ * up zero. */
+void lac_zeroer_flush(lac_zeroer *z);
+
+/* Zero the resident pages of [addr, addr+len): how is MINCORE, PAGEMAP or AUTO (AUTO chooses per
+ * stretch by density). 0 or errno; *used gets the scanner that covered most of the range. */
+int lac_zero_resident(lac_zeroer *z, uintptr_t addr, size_t len, lacuna_wipe_strategy how,
+                      bool shared, lacuna_wipe_strategy *used);
+
+/* PAGEMAP_SCAN [start, end) for the pages matching q and zero them (z NULL: only walk, e.g. to
+ * re-protect). 0 or errno; *found gets the pages found. One call when `next` is not NULL (it
+ * gets where the walk stopped), else the whole range. */
+int lac_zero_scan(lac_zeroer *z, uintptr_t start, uintptr_t end, const lac_scan_query *q,
+                  size_t *found, uintptr_t *next);
+
+/* ---- wipe_table.c -----------------------------------------------------------------------------
+ */
 
 /* Bytes the table's last lacuna_table_wipe zeroed (memset or released): for tests. */
 size_t lac_table_last_zeroed(const lacuna_table *table);

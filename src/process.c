@@ -18,7 +18,7 @@
  *     unmapped while they are live.
  *
  * Does not: know pools or fibers beyond the calls it makes into them (lac_fiber_fork_*,
- * lac_pool_fork_*, lac_pool_thread_exit, lac_overflow_report, lac_os_fork_child).
+ * lac_pool_fork_*, lac_pool_thread_exit, lac_overflow_report).
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -51,7 +51,6 @@ static void pidfd_fork_child(void);
 static void fork_child(void)
 {
     pidfd_fork_child();
-    lac_os_fork_child();
     lac_pool_fork_child();
     lac_fiber_fork_child();
 }

@@ -144,10 +144,9 @@ TEST(random_residency_and_last_choice)
     munmap(m, PAGES * pgsz());
 }
 
-static bool count_vma(void *ctx, uintptr_t start, uintptr_t end, const char *perms,
-                      unsigned long inode, const char *path)
+static bool count_vma(void *ctx, const lac_mapping *m)
 {
-    (void)start, (void)end, (void)perms, (void)inode, (void)path;
+    (void)m;
     ++*(long *)ctx;
     return true;
 }
@@ -156,7 +155,7 @@ static bool count_vma(void *ctx, uintptr_t start, uintptr_t end, const char *per
 static long vmas_over(const void *m, size_t len)
 {
     long n = 0;
-    CHECK_EQ(lac_os_maps(m, len, count_vma, &n), 0);
+    CHECK_EQ(lac_os_maps(m, len, 0, count_vma, &n), 0);
     return n;
 }
 

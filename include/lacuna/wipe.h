@@ -37,9 +37,17 @@ typedef enum lacuna_wipe_strategy {
     LACUNA_WIPE_AUTO = 0, /* find resident pages (PAGEMAP_SCAN, or mincore over stretches found
                              dense, judged every 16 MiB) and zero them */
     LACUNA_WIPE_MEMSET,   /* memset everything (faults in every page that was not resident) */
-    LACUNA_WIPE_DONTNEED, /* madvise(MADV_DONTNEED) the whole range; MADV_REMOVE on shared memory */
-    LACUNA_WIPE_REMAP,    /* mmap(MAP_FIXED) fresh anonymous memory over the range; MADV_REMOVE on
-                             shared memory (a private mapping over it would end the sharing) */
+    LACUNA_WIPE_DONTNEED, /* madvise(MADV_DONTNEED) the whole range; MADV_REMOVE on shared memory.
+                             Memory the kernel will not release (mlocked) is zeroed in place
+                             instead: it stays locked (lacuna_wipe_last says MINCORE/PAGEMAP) */
+    LACUNA_WIPE_REMAP,    /* mmap(MAP_FIXED) fresh anonymous memory over the range (restoring its
+                             THP advice), where a fresh mapping would be the same mapping. Where it
+                             would lose something — mlock, MADV_DONTDUMP, WIPEONFORK, DONTFORK,
+                             KSM, a userfaultfd registration, a name ([anon:x], [heap], [stack]),
+                             exec permission, a protection key, mixed THP advice — and on shared
+                             memory (a private mapping over it would end the sharing), it is
+                             DONTNEED instead (lacuna_wipe_last says so). Reads /proc/self/smaps,
+                             which costs with the process's resident memory */
     LACUNA_WIPE_MINCORE,  /* mincore, then memset only resident pages */
     LACUNA_WIPE_PAGEMAP,  /* PAGEMAP_SCAN, then memset only present runs. Falls back to MINCORE
                              without PAGEMAP_SCAN (Linux < 6.7, or LACUNA_FORCE_FALLBACK=scan) and
@@ -48,13 +56,22 @@ typedef enum lacuna_wipe_strategy {
 
 /* Make every byte of [addr, addr+len) read 0. addr and len must be multiples of the page size,
  * len > 0, and the whole range mapped read-write as either private anonymous memory or shared
- * memory (MAP_SHARED|MAP_ANONYMOUS, a memfd, /dev/shm, SysV shm), all of one kind; it may span
- * several mappings. Checked against /proc/self/maps (0.03-0.1 ms) and, where the kernel can
- * report them (Linux >= 6.15), against guard markers (MADV_GUARD_INSTALL, as a lacuna pool uses).
+ * memory (MAP_SHARED|MAP_ANONYMOUS, a memfd, SysV shm, a file on tmpfs such as /dev/shm), all of
+ * one kind; it may span several mappings. What each mapping is, is asked of the kernel, never read
+ * from its name: private anonymous = no file behind it; shared memory = a file on the kernel's
+ * shmem mount or on a tmpfs (fstatfs through /proc/self/map_files, or, without the
+ * CAP_SYS_ADMIN / CAP_CHECKPOINT_RESTORE that needs, the file's device looked up in
+ * /proc/self/mountinfo). A file on a disk filesystem — whatever its name (/memfd:x, a disk
+ * directory bind-mounted at /dev/shm) — is refused with EINVAL, as is hugetlbfs. Then, where the
+ * kernel can report them (Linux >= 6.15), guard markers (MADV_GUARD_INSTALL, as a lacuna pool
+ * uses) are refused too. Validation reads /proc/self/maps (0.03-0.1 ms; lines of any length).
  * Returns 0; EINVAL for bad input (nothing changed); ENOMEM when the kernel could not do a
  * remap/release (the range may be partly zeroed then; a retry with LACUNA_WIPE_MEMSET finishes
- * it); or the errno of /proc/self/maps or of a residency scan failing. Uses about 7 KiB of stack
- * and allocates nothing. The caller's errno is left alone (true of every call here).
+ * it); or the errno of reading /proc or of a residency scan failing. Never changes a mapping's
+ * attributes (see LACUNA_WIPE_REMAP); mlocked memory stays locked. Uses about 7 KiB of stack and
+ * allocates nothing. The caller's errno is left alone (true of every call here). Descriptors the
+ * library keeps for this (/proc/self/pagemap) survive the program closing every fd
+ * (close_range, closefrom) and fork: they are reopened, never a number the program reuses.
  * Thread-safe for disjoint ranges. Another thread writing into the range while it is wiped gets
  * no guarantee about its write. On shared memory, pages are zeroed for every process mapping them.
  * On kernels 6.13-6.14, guard markers exist but cannot be seen: a range over one would fault with
@@ -86,11 +103,17 @@ typedef struct lacuna_table lacuna_table;
  *   PAGEMAP_SCAN PAGE_IS_WRITTEN, Linux >= 6.7): no marking; lacuna_table_mark is a no-op.
  *   Without it (old kernel, userfaultfd not permitted, LACUNA_FORCE_FALLBACK=uffd or scan) the
  *   table tracks by residency: every resident page counts as written and is released at each
- *   wipe. lacuna_table_tracking says which. Writes are tracked in the creating process only.
+ *   wipe. lacuna_table_tracking says which. Kernel tracking can be lost: in a forked child (it
+ *   is not inherited), when the program closes the table's userfaultfd (close_range), or when it
+ *   maps over the table's memory itself. The next lacuna_table_wipe then zeroes every resident
+ *   page (a page outside tracking counts as written) and tracks afresh for this process, or, if
+ *   the kernel refuses that, switches to LACUNA_TRACK_RESIDENT; it returns 0 either way.
+ *   lacuna_wipe (any strategy, REMAP included) never ends the tracking.
  * LACUNA_TABLE_SHARED: memfd-backed, mapped MAP_SHARED: processes forked after
  *   lacuna_table_create share the contents and the marks, and any of them may wipe. Wipes punch
  *   holes (MADV_REMOVE; fallocate PUNCH_HOLE on the memfd should that fail), so the shmem pages
- *   really go. With LACUNA_TABLE_AUTO it tracks by residency of the shared file (userfaultfd
+ *   really go (should the program close the memfd, memset is the fallback). With
+ *   LACUNA_TABLE_AUTO it tracks by residency of the shared file (userfaultfd
  *   sees one process only). Marks are kept per page (holes are whole pages).
  * LACUNA_TABLE_RELEASE: wipes give written pages back to the kernel instead of zeroing them: RSS
  *   falls to zero after each wipe, at the price of a page fault per page written again (about
@@ -185,11 +208,11 @@ static inline void lacuna_table_mark(lacuna_table *table, const void *addr, size
 /* Zero every line (or page) written since the last wipe (as marked, as the kernel saw, or as
  * resident, according to the tracking) and start tracking afresh. Afterwards the whole table
  * reads 0, provided every byte written was marked (manual tracking: see lacuna_table_mark). A
- * release the kernel refuses is made up by hole punching (shared) or memset, so it is
- * not an error. Returns 0, EINVAL (NULL), or the errno of a failed scan (PAGEMAP_SCAN, mincore,
- * or re-protecting written pages); the pages not yet zeroed are then still tracked, and a retry
- * finishes. Uses about 7 KiB of stack. Not thread-safe against writers of the table or other
- * wipes of it (in any process). */
+ * release the kernel refuses (mlocked memory, for one) is made up by hole punching (shared) or
+ * memset, so it is not an error; neither is lost kernel tracking (see LACUNA_TABLE_AUTO). Returns
+ * 0, EINVAL (NULL), or the errno of a failed scan (PAGEMAP_SCAN, mincore, or re-protecting written
+ * pages); the pages not yet zeroed are then still tracked, and a retry finishes. Uses about 7 KiB
+ * of stack. Not thread-safe against writers of the table or other wipes of it (in any process). */
 LACUNA_API int lacuna_table_wipe(lacuna_table *table);
 
 /* Unmap the table; NULL is a no-op. A shared table stays alive in the processes that still map
