@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 bench="$build/tools/lacuna-bench"
-out=bench/results
+out=${OUT:-bench/results} # OUT=dir: somewhere else (a smoke run that keeps the committed ones)
 mkdir -p "$out" docs
 runs=${RUNS:-5}
 fast_cycles=500000 slow_cycles=20000 regions="16K 64K 256K 1M" touches="1 2 8"
@@ -31,7 +31,7 @@ step "demo"
 "$bench" demo | tee "$out/demo.txt"
 
 # Boost.Context's own stack allocators, where lacuna-bench was built with them.
-peers=$("$bench" churn --help | grep -o 'boost-[a-z]*' | tr '\n' ' ' || true)
+peers=$("$bench" churn --help | grep -o 'boost-[a-z]*' | sort -u | tr '\n' ' ' || true)
 [ -n "$peers" ] || echo "churn: no Boost.Context peers (install libboost-context-dev and rebuild)" >&2
 
 step "churn: regions ($regions) x touch ($touches) x backends, median of $runs"
