@@ -159,9 +159,9 @@ static int set_value(const cli_spec *s, const cli_opt *o, const char *text)
         }
         break;
     }
-    if (v < o->min || v > o->max) {
-        fprintf(stderr, "%s: %s %s: must be %s\n", s->prog, name, text,
-                allowed(o, why, sizeof why));
+    if (v < o->min || v > o->max) { /* the option's help line says why the bound is there */
+        fprintf(stderr, "%s: %s %s: must be %s (%s)\n", s->prog, name, text,
+                allowed(o, why, sizeof why), o->help);
         return CLI_USAGE;
     }
     *(size_t *)o->value = v;
