@@ -2,7 +2,8 @@
  * lacuna_fd_wait while the others run. Every fiber has its own guarded 64 KiB stack from the
  * pool, and gives it back when its connection ends.
  *
- *   cc echo.c $(pkg-config --cflags --libs lacuna) -Wl,-rpath,$HOME/.local/lib -o echo
+ *   cc echo.c tools/cli.c -Itools $(pkg-config --cflags --libs lacuna) \
+ *      -Wl,-rpath,$HOME/.local/lib -o echo          (tools/cli.c: the options parser)
  *   ./echo --port 7000
  *
  * Prints "listening on 127.0.0.1:PORT" (--port 0 picks a free port). With --max N it accepts N
@@ -10,6 +11,7 @@
  * and exits (tests/test_fiber_echo.c drives it that way with 10,000 clients).
  */
 #define _GNU_SOURCE
+#include "cli.h"
 #include <lacuna.h>
 
 #include <arpa/inet.h>
@@ -103,18 +105,18 @@ static void *acceptor(void *arg)
 
 int main(int argc, char **argv)
 {
-    int port = 7000;
-    server s = {.max = 0};
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
-            port = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--max") == 0 && i + 1 < argc) {
-            s.max = atol(argv[++i]);
-        } else {
-            fprintf(stderr, "usage: %s [--port 7000] [--max N]\n", argv[0]);
-            return 2;
-        }
-    }
+    size_t port = 7000, max = 0;
+    const cli_opt opts[] = {
+        {"port", CLI_COUNT, &port, 0, 65535, "TCP port on 127.0.0.1 (0: any free port)", NULL},
+        {"max", CLI_COUNT, &max, 0, 1000000000, "connections to serve, then exit (0: forever)",
+         NULL},
+        {0}};
+    cli_spec spec = {"example_echo", "A TCP echo server: one fiber per connection.", opts, NULL,
+                     NULL};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    server s = {.max = (long)max};
     /* One descriptor per connection: use all the process may have. */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

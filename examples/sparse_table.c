@@ -6,9 +6,10 @@
  * marked here with lacuna_table_mark on every insert (the default), the marked pages whole
  * (LACUNA_TABLE_PAGES), or the pages the kernel saw written (LACUNA_TABLE_AUTO: no marks).
  *
- *   ./example_sparse_table [rounds] [keys]        (defaults 1000 and 10000)
+ *   ./example_sparse_table [rounds] [keys]        (defaults 1000 and 10000; --help)
  */
 #define _POSIX_C_SOURCE 200809L
+#include "cli.h"
 #include <lacuna.h>
 
 #include <stdint.h>
@@ -62,7 +63,8 @@ static int cmp(const void *a, const void *b)
 }
 
 /* rounds of: insert `keys` fresh keys, wipe. Returns the median wipe time in ms. */
-static double run(unsigned flags, int rounds, int keys, const char *name)
+static double run(unsigned flags, int rounds, int keys, const char *name, cli_progress *pr,
+                  int part)
 {
     lacuna_table *t;
     int err = lacuna_table_create(TABLE_BYTES, flags, &t);
@@ -75,6 +77,8 @@ static double run(unsigned flags, int rounds, int keys, const char *name)
     double *ms = malloc((size_t)rounds * sizeof *ms);
     uint64_t next_key = 1;
     for (int r = 0; r < rounds; r++) {
+        cli_progress_update(pr, (part + (double)r / rounds) / 3, "%s: round %d of %d", name, r,
+                            rounds);
         for (int k = 0; k < keys; k++, next_key++)
             insert(t, next_key, next_key * 3);
         double a = now_ms();
@@ -92,6 +96,7 @@ static double run(unsigned flags, int rounds, int keys, const char *name)
             fprintf(stderr, "key %llu survived the wipe\n", (unsigned long long)k);
             exit(1);
         }
+    cli_progress_end(pr);
     qsort(ms, (size_t)rounds, sizeof *ms, cmp);
     double med = ms[rounds / 2];
     printf("%-32s %9.3f ms per wipe (median of %d; min %.3f, max %.3f)  [%s]\n", name, med, rounds,
@@ -103,12 +108,28 @@ static double run(unsigned flags, int rounds, int keys, const char *name)
 
 int main(int argc, char **argv)
 {
-    int rounds = argc > 1 ? atoi(argv[1]) : 1000;
-    int keys = argc > 2 ? atoi(argv[2]) : 10000;
-    if (rounds < 1 || keys < 1) {
-        fprintf(stderr, "usage: %s [rounds >= 1] [keys >= 1]\n", argv[0]);
-        return 2;
-    }
+    size_t nrounds = 1000, nkeys = 10000;
+    /* At most half the slots: linear probing needs empty slots to end its searches. */
+    const cli_opt args[] = {
+        {"rounds", CLI_COUNT, &nrounds, 1, 1000000, "rounds of insert + wipe", NULL},
+        {"keys", CLI_COUNT, &nkeys, 1, TABLE_BYTES / sizeof(slot) / 2, "keys per round", NULL},
+        {0}};
+    cli_spec spec = {"example_sparse_table",
+                     "A hash table over a 1 GiB lacuna_table: insert keys, wipe, repeat; each "
+                     "wipe timed against memset.",
+                     NULL, args, NULL};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    /* The memset baseline makes the whole table resident; each key may touch a page of its own. */
+    double touched =
+        (double)nkeys * 4096 < (double)TABLE_BYTES ? (double)nkeys * 4096 : (double)TABLE_BYTES;
+    if ((rc = cli_check_memory(&spec, (double)TABLE_BYTES + touched,
+                               "the 1 GiB table made resident, and the pages the keys touch")) != 0)
+        return rc;
+    int rounds = (int)nrounds, keys = (int)nkeys;
+    cli_progress pr;
+    cli_progress_start(&pr);
     printf("open-addressing hash table, 1 GiB (%llu slots), %d keys per round, %d rounds\n\n",
            (unsigned long long)(TABLE_BYTES / sizeof(slot)), keys, rounds);
 
@@ -133,9 +154,9 @@ int main(int argc, char **argv)
     printf("%-32s %9.3f ms per wipe (median of 5; the first, faulting it all in: %.1f ms)\n",
            "memset of the whole table", memset_ms, first);
 
-    double manual = run(0, rounds, keys, "lacuna_table_wipe, manual");
-    double pages = run(LACUNA_TABLE_PAGES, rounds, keys, "lacuna_table_wipe, PAGES");
-    double autom = run(LACUNA_TABLE_AUTO, rounds, keys, "lacuna_table_wipe, AUTO");
+    double manual = run(0, rounds, keys, "lacuna_table_wipe, manual", &pr, 0);
+    double pages = run(LACUNA_TABLE_PAGES, rounds, keys, "lacuna_table_wipe, PAGES", &pr, 1);
+    double autom = run(LACUNA_TABLE_AUTO, rounds, keys, "lacuna_table_wipe, AUTO", &pr, 2);
     printf("\nfaster than memset: manual (lines) %.0fx, manual with LACUNA_TABLE_PAGES %.0fx, "
            "automatic %.0fx\n",
            memset_ms / manual, memset_ms / pages, memset_ms / autom);

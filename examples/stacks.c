@@ -12,8 +12,18 @@
 #include <stdio.h>
 #include <string.h>
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* No options: this file builds alone against an installed lacuna (tests/install_test.sh), so
+     * it does not take the shared parser (tools/cli.c) the other examples use. */
+    if (argc > 1) {
+        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        fprintf(help ? stdout : stderr,
+                "%susage: %s   (no options: holds and frees 1,000 "
+                "guarded 64 KiB stacks and prints what went back)\n",
+                help ? "" : "unexpected argument; ", argv[0]);
+        return help ? 0 : 2;
+    }
     lacuna_pool_config config = {.region_size = 64 * 1024, .capacity = 10000};
     lacuna_pool *pool;
     int err = lacuna_pool_create(&config, &pool);

@@ -92,40 +92,6 @@ void bench_machine(FILE *out, const char *prefix)
             sysconf(_SC_NPROCESSORS_ONLN), u.release, u.machine, "gcc " __VERSION__);
 }
 
-int bench_parse_size(const char *s, size_t *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || v < 0)
-        return EINVAL;
-    switch (*end) {
-    case 'k':
-    case 'K':
-        v *= 1024;
-        end++;
-        break;
-    case 'm':
-    case 'M':
-        v *= 1024 * 1024;
-        end++;
-        break;
-    case 'g':
-    case 'G':
-        v *= 1024.0 * 1024 * 1024;
-        end++;
-        break;
-    default:
-        break;
-    }
-    if (*end == 'i' || *end == 'B')
-        end++;
-    if (*end != '\0')
-        return EINVAL;
-    *out = (size_t)v;
-    return 0;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -138,19 +104,22 @@ double bench_median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-void bench_progress(const char *fmt, ...)
+static char **bench_argv; /* main's, for bench_need_static_tls */
+
+void bench_need_static_tls(void)
 {
-    if (!isatty(2) && !getenv("LACUNA_BENCH_PROGRESS"))
+    if (getenv("LACUNA_BENCH_TLS") || bench_argv == NULL)
         return;
-    if (*fmt == '%' && strcmp(fmt, "%s") == 0 && !isatty(2))
-        return; /* the "clear the line" call: nothing to clear in a log */
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, isatty(2) ? "\r\033[K" : "");
-    vfprintf(stderr, fmt, ap);
-    if (!isatty(2))
-        fputc('\n', stderr);
-    va_end(ap);
+    /* jemalloc's thread state alone is several KiB of initial-exec TLS. */
+    const char *tune = "glibc.rtld.optional_static_tls=65536";
+    const char *old = getenv("GLIBC_TUNABLES");
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s%s%s", old ? old : "", old ? ":" : "", tune);
+    setenv("GLIBC_TUNABLES", buf, 1);
+    setenv("LACUNA_BENCH_TLS", "1", 1);
+    fflush(NULL);
+    execv("/proc/self/exe", bench_argv);
+    /* Not fatal: the jemalloc backends will then say that dlopen failed, and why. */
 }
 
 int bench_in_child(void (*fn)(void *arg, void *out), void *arg, void *out, size_t size)
@@ -195,10 +164,15 @@ int bench_in_child(void (*fn)(void *arg, void *out), void *arg, void *out, size_
 static int pair_main(int argc, char **argv)
 {
     size_t n = 1000000;
-    if (argc > 1 && bench_parse_size(argv[1], &n) != 0) {
-        fprintf(stderr, "usage: lacuna-bench pair [PAIRS]\n");
-        return 2;
-    }
+    const cli_opt a[] = {
+        {"pairs", CLI_COUNT, &n, 1, 1000000000000ull, "warm alloc+free pairs to time", NULL}, {0}};
+    cli_spec spec = {"lacuna-bench pair",
+                     "Warm lacuna_alloc+lacuna_free pairs alone, for "
+                     "instruction counts (tools/callgrind-pair.sh).",
+                     NULL, a, NULL};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
     lacuna_pool_config c = {.region_size = 64 * KIB, .capacity = 1024};
     lacuna_pool *p;
     int err = lacuna_pool_create(&c, &p);
@@ -232,7 +206,7 @@ static const struct bench_case {
     {"seed", bench_seed_main, "every answer to 'give these pages back', side by side"},
     {"keep", bench_keep_main, "keep_resident: memset the hot top pages vs release and refault"},
     {"pair", pair_main, "warm alloc+free pairs alone (for tools/callgrind-pair.sh)"},
-    {"skynet", bench_skynet_main, "1,111,111 fibers on guarded pool stacks: time, peak RSS"},
+    {"skynet", bench_skynet_main, "the skynet benchmark (1,111,111 fibers): time, peak RSS"},
     {"switch", bench_switch_main, "ns per fiber switch (lacuna_yield) and per spawn+join"},
     {"wipe", bench_wipe_main, "zero a sparsely resident 1 GiB range: every strategy (--help)"},
 };
@@ -240,15 +214,18 @@ static const struct bench_case {
 static void usage(FILE *out)
 {
     fprintf(out, "usage: lacuna-bench CASE [options]   (`make bench` runs them all: "
-                 "tools/bench.sh)\ncases:\n");
+                 "tools/bench.sh)\ncases (each takes --help):\n");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         fprintf(out, "  %-8s %s\n", cases[i].name, cases[i].what);
+    fprintf(out, "Tables by default, CSV with --csv. Exit status: 0 success, 1 the run failed or "
+                 "was refused, 2 usage error.\n");
 }
 
 int main(int argc, char **argv)
 {
+    bench_argv = argv;
     if (argc < 2) {
-        usage(stderr);
+        fprintf(stderr, "lacuna-bench: which case? (see lacuna-bench --help)\n");
         return 2;
     }
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -258,7 +235,9 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "lacuna-bench: unknown case '%s'\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "lacuna-bench: unknown case '%s'; one of:", argv[1]);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        fprintf(stderr, " %s", cases[i].name);
+    fprintf(stderr, " (see lacuna-bench --help)\n");
     return 2;
 }

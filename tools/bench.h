@@ -2,12 +2,15 @@
 #ifndef LACUNA_BENCH_H
 #define LACUNA_BENCH_H
 
+#include "cli.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #define KIB 1024ul
 #define MIB (1024ul * 1024ul)
+#define GIB (1024ul * MIB)
 
 uint64_t bench_now_ns(void);
 long bench_rss_kib(void);                 /* /proc/self/statm resident */
@@ -15,9 +18,13 @@ long bench_status_kib(const char *field); /* e.g. "VmHWM:" from /proc/self/statu
 long bench_vmas(void);                    /* lines of /proc/self/maps */
 long bench_minflt(void);
 void bench_machine(FILE *out, const char *prefix); /* CPU, cores, kernel, compiler: one line */
-int bench_parse_size(const char *s, size_t *out);  /* 64K, 1M, 1G, plain bytes; 0 or EINVAL */
-double bench_median(double *v, int n);
-void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+double bench_median(double *v, int n);             /* sorts v */
+
+/* Before dlopen()ing an allocator with initial-exec TLS (jemalloc): glibc sets aside only a small
+ * surplus of static TLS at start-up, too little for it, and the size is a tunable read at exec.
+ * Re-executes lacuna-bench once with glibc.rtld.optional_static_tls raised; returns only if that
+ * was done already or failed. */
+void bench_need_static_tls(void);
 
 /* Run fn(arg, out) in a forked child so each case starts from a clean process (peak RSS, VMAs);
  * the child fills *out (size bytes) which is copied back. Returns 0, or -1 if the child died. */
@@ -27,20 +34,49 @@ int bench_in_child(void (*fn)(void *arg, void *out), void *arg, void *out, size_
 typedef struct churn_cfg {
     const char *backend;
     size_t region, live, cycles, touch, threads;
-    size_t cross; /* percent of cycles that free a region from the whole (shared) live set */
+    size_t cross; /* percent of frees done by another thread than the allocating one */
 } churn_cfg;
 
 typedef struct churn_result {
     double ns_per_cycle;
+    double cross_pct; /* frees done by another thread, as counted */
     long peak_rss_kib, end_rss_kib, vmas_peak, minflt;
     uint64_t release_calls, released_regions;
     long failed_at; /* live regions reached when an allocation failed, or -1 */
     int err;
+    char skipped[192]; /* why the backend was not measured, or "" */
 } churn_result;
 
 int churn_measure(const churn_cfg *cfg, int runs, churn_result *med, double *min, double *max);
 void churn_csv_header(FILE *out);
 void churn_csv_row(FILE *out, const churn_cfg *cfg, const churn_result *r, double mn, double mx);
+
+/* peers.c: tcmalloc, mimalloc, jemalloc through dlopen (backends "tcmalloc", "mimalloc",
+ * "jemalloc", "jemalloc-tcache"). */
+typedef struct peer_lib {
+    void *(*alloc)(size_t);
+    void (*free)(void *);
+    void *(*allocx)(size_t, int); /* jemalloc's mallocx / dallocx */
+    void (*freex)(void *, int);
+    size_t region;
+} peer_lib;
+
+bool peer_is_lib(const char *backend);
+/* 0, or -1 with why ("skipped: ...") filled. In the child process that runs the backend. */
+int peer_lib_open(const char *backend, size_t region, peer_lib *p, char *why, size_t len);
+
+static inline void *peer_lib_alloc(peer_lib *p)
+{
+    return p->allocx ? p->allocx(p->region, 0) : p->alloc(p->region);
+}
+
+static inline void peer_lib_free(peer_lib *p, void *r)
+{
+    if (p->freex)
+        p->freex(r, 0);
+    else
+        p->free(r);
+}
 
 int bench_churn_main(int argc, char **argv);
 int bench_demo_main(int argc, char **argv);

@@ -2,13 +2,14 @@
 # `make bench`: the whole side-by-side suite. Writes bench/results/*.csv (each with the machine
 # in a header comment) and, with gnuplot, docs/*.png. Progress goes to stderr. Budget: 10 minutes
 # on 2 cores. Usage: tools/bench.sh [build-dir]   (QUICK=1 for a fast smoke run)
+# It installs nothing unless asked: with gnuplot missing it says so and skips the plots
+# (INSTALL=1 lets it apt-get install gnuplot-nox, saying so first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 bench="$build/tools/lacuna-bench"
-out=bench/results
+out=${OUT:-bench/results} # OUT=dir: somewhere else (a smoke run that keeps the committed ones)
 mkdir -p "$out" docs
-export LACUNA_BENCH_PROGRESS=1
 runs=${RUNS:-5}
 fast_cycles=500000 slow_cycles=20000 regions="16K 64K 256K 1M" touches="1 2 8"
 if [ -n "${QUICK:-}" ]; then
@@ -16,17 +17,21 @@ if [ -n "${QUICK:-}" ]; then
 fi
 step() { printf '\n== %s\n' "$*" >&2; }
 # Append one lacuna-bench --csv run to a file: the first keeps its machine comment and header.
+# A backend that is skipped (its library missing) or fails still leaves its row, with the reason.
 csv_to() {
   local file=$1; shift
-  if [ ! -s "$file" ]; then "$@" > "$file"; else "$@" | grep -v '^#' | tail -n +2 >> "$file"; fi
+  if [ ! -s "$file" ]; then "$@" > "$file" || echo "note: exit $? from: $*" >&2
+  else { "$@" || echo "note: exit $? from: $*" >&2; } | grep -v '^#' | tail -n +2 >> "$file"; fi
 }
 start=$(date +%s)
+echo "make bench: results go to $out/ and plots to docs/, replacing the files there" \
+  "(committed ones included: git diff shows what changed)" >&2
 
 step "demo"
 "$bench" demo | tee "$out/demo.txt"
 
 # Boost.Context's own stack allocators, where lacuna-bench was built with them.
-peers=$("$bench" churn --help | grep -o 'boost-[a-z]*' | tr '\n' ' ' || true)
+peers=$("$bench" churn --help | grep -o 'boost-[a-z]*' | sort -u | tr '\n' ' ' || true)
 [ -n "$peers" ] || echo "churn: no Boost.Context peers (install libboost-context-dev and rebuild)" >&2
 
 step "churn: regions ($regions) x touch ($touches) x backends, median of $runs"
@@ -35,7 +40,8 @@ for region in $regions; do
   for touch in $touches; do
     case $region in *M) bytes=$(( ${region%M} * 1048576 )) ;; *K) bytes=$(( ${region%K} * 1024 )) ;; esac
     [ $(( touch * 4096 )) -le $bytes ] || continue # a 16 KiB region has 4 pages to touch
-    for b in naive naive-noguard malloc lacuna lacuna-never lacuna-dontneed lacuna-free $peers; do
+    for b in naive naive-noguard malloc lacuna lacuna-never lacuna-dontneed lacuna-free \
+             tcmalloc mimalloc jemalloc jemalloc-tcache $peers; do
       cycles=$fast_cycles
       case $b in naive|naive-noguard|lacuna-dontneed|boost-protected) cycles=$slow_cycles ;; esac
       csv_to "$out/churn.csv" "$bench" churn --backend $b --region $region --touch $touch \
@@ -44,27 +50,25 @@ for region in $regions; do
   done
 done
 
-step "threads: churn with 1 and 2 threads, 50% (and 0%) of frees cross-thread"
-for b in malloc lacuna lacuna-never; do
-  for t in 1 2; do
-    csv_to "$out/threads.csv" "$bench" churn --backend $b --threads $t --cross 50 --runs $runs \
-      --cycles $fast_cycles --csv
+step "threads: churn on 1 and 2 threads, each with its own 1000 live regions; 0 % and 50 % of frees cross-thread"
+for b in malloc lacuna lacuna-never tcmalloc mimalloc; do
+  csv_to "$out/threads.csv" "$bench" churn --backend $b --threads 1 --runs $runs \
+    --cycles $fast_cycles --csv
+  for cross in 0 50; do
+    csv_to "$out/threads.csv" "$bench" churn --backend $b --threads 2 --cross $cross \
+      --runs $runs --cycles $fast_cycles --csv
   done
 done
-for b in malloc lacuna; do # per-thread live sets: the allocator alone
-  csv_to "$out/threads.csv" "$bench" churn --backend $b --threads 2 --cross 0 --runs $runs \
-    --cycles $fast_cycles --csv
-done
 
-step "burst: RSS over time"
+step "burst: RSS and page tables over time"
 rounds=3; [ -n "${QUICK:-}" ] && rounds=1
-"$bench" burst --rounds $rounds > "$out/burst.csv"
+"$bench" burst --rounds $rounds --csv > "$out/burst.csv"
 
 step "seed: every answer to 'give these pages back'"
-"$bench" seed > "$out/seed.csv"
+"$bench" seed --csv > "$out/seed.csv"
 
 step "keep: memset vs release of a stack's top pages"
-"$bench" keep > "$out/keep.csv"
+"$bench" keep --csv > "$out/keep.csv"
 
 if command -v valgrind >/dev/null; then
   step "pair: instructions per warm alloc+free (callgrind)"
@@ -78,14 +82,16 @@ for extra in tools/bench.d/*.sh; do # cases added by other layers (wipe, fibers)
 done
 
 step "plots"
-if ! command -v gnuplot >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+if ! command -v gnuplot >/dev/null && [ -n "${INSTALL:-}" ] && [ "$(id -u)" = 0 ] &&
+  command -v apt-get >/dev/null; then
+  echo "INSTALL=1: apt-get install gnuplot-nox (for the plots)" >&2
   (apt-get install -y -qq gnuplot-nox >/dev/null 2>&1 ||
     { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq gnuplot-nox >/dev/null 2>&1; }) || true
 fi
 if command -v gnuplot >/dev/null; then
   tools/plots.sh "$out" docs
 else
-  echo "SKIP plots: gnuplot is not installed and could not be installed" >&2
+  echo "SKIP plots: gnuplot is not installed (apt-get install gnuplot-nox, or INSTALL=1 make bench)" >&2
 fi
 step "summary (tools/results-md.sh)"
 tools/results-md.sh "$out"

@@ -1,7 +1,9 @@
 /* lacuna-bench burst: the picture of "punching holes". Live regions ramp 0 -> 100,000 -> 0 three
  * times (each region touching 2 pages, as a new green thread's stack would), with an idle pause
- * after each ramp down; a sampler thread reads RSS from /proc/self/statm every 10 ms. Output:
- * CSV rows backend,t_ms,phase,live,rss_kib. Each backend runs in its own process. */
+ * after each ramp down; a sampler thread reads RSS (/proc/self/statm) and the page tables
+ * (VmPTE in /proc/self/status) every 10 ms. Each backend runs in its own process. A table of
+ * peaks and end states by default; with --csv the samples, rows
+ * backend,t_ms,phase,live,rss_kib,pte_kib (tools/plots.sh draws them). */
 #define _GNU_SOURCE
 #include "bench.h"
 #include "lacuna.h"
@@ -21,16 +23,25 @@
 
 typedef struct burst_cfg {
     const char *backend;
-    size_t peak;
-    unsigned rounds, idle_ms;
-    FILE *out;
+    size_t peak, rounds, idle_ms;
+    bool csv; /* the child prints every sample */
 } burst_cfg;
+
+/* What a backend's run comes to, for the table. */
+typedef struct burst_out {
+    int err;
+    long start_rss, peak_rss, end_rss; /* KiB: before the first region, highest, after the run */
+    long start_pte, peak_pte, end_pte; /* KiB of page tables, the same moments */
+} burst_out;
 
 static const char *const burst_backends[] = {"naive-noguard", "malloc",      "lacuna-never",
                                              "lacuna",        "lacuna-free", NULL};
+static const char *const burst_choices[] = {"all",    "naive-noguard", "malloc", "lacuna-never",
+                                            "lacuna", "lacuna-free",   NULL};
 
 typedef struct sampler {
     const burst_cfg *cfg;
+    burst_out *out;
     _Atomic size_t live;
     _Atomic int phase; /* 0 up, 1 hold, 2 down, 3 idle */
     _Atomic int stop;
@@ -42,9 +53,13 @@ static void *sample(void *arg)
     sampler *s = arg;
     static const char *names[] = {"up", "hold", "down", "idle"};
     while (!atomic_load(&s->stop)) {
-        fprintf(s->cfg->out, "%s,%.0f,%s,%zu,%ld\n", s->cfg->backend,
-                (double)(bench_now_ns() - s->t0) / 1e6, names[atomic_load(&s->phase)],
-                atomic_load(&s->live), bench_rss_kib());
+        long rss = bench_rss_kib(), pte = bench_status_kib("VmPTE:");
+        s->out->peak_rss = rss > s->out->peak_rss ? rss : s->out->peak_rss;
+        s->out->peak_pte = pte > s->out->peak_pte ? pte : s->out->peak_pte;
+        if (s->cfg->csv)
+            printf("%s,%.0f,%s,%zu,%ld,%ld\n", s->cfg->backend,
+                   (double)(bench_now_ns() - s->t0) / 1e6, names[atomic_load(&s->phase)],
+                   atomic_load(&s->live), rss, pte);
         struct timespec t = {0, 10 * 1000000};
         nanosleep(&t, NULL);
     }
@@ -60,7 +75,8 @@ static void sleep_ms(unsigned ms)
 static void burst_child(void *arg, void *out)
 {
     const burst_cfg *cfg = arg;
-    int *err = out;
+    burst_out *o = out;
+    int *err = &o->err;
     size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     lacuna_pool *pool = NULL;
     const char *b = cfg->backend;
@@ -77,11 +93,17 @@ static void burst_child(void *arg, void *out)
             return;
     }
     char **live = calloc(cfg->peak, sizeof *live);
-    sampler s = {.cfg = cfg, .t0 = bench_now_ns()};
+    if (live == NULL) {
+        *err = ENOMEM;
+        return;
+    }
+    o->start_rss = bench_rss_kib();
+    o->start_pte = bench_status_kib("VmPTE:");
+    sampler s = {.cfg = cfg, .out = o, .t0 = bench_now_ns()};
     pthread_t th;
     pthread_create(&th, NULL, sample, &s);
     uint64_t x = 88172645463325252ull;
-    for (unsigned round = 0; round < cfg->rounds; round++) {
+    for (size_t round = 0; round < cfg->rounds; round++) {
         atomic_store(&s.phase, 0);
         for (size_t i = 0; i < cfg->peak; i++) {
             char *r;
@@ -120,59 +142,75 @@ static void burst_child(void *arg, void *out)
             atomic_store_explicit(&s.live, cfg->peak - i - 1, memory_order_relaxed);
         }
         atomic_store(&s.phase, 3);
-        sleep_ms(cfg->idle_ms); /* no calls: only a background release can give memory back */
+        sleep_ms((unsigned)cfg->idle_ms); /* no calls: only a background release gives back */
     }
 out:
     atomic_store(&s.stop, 1);
     pthread_join(th, NULL);
-    fflush(cfg->out);
+    o->end_rss = bench_rss_kib();
+    o->end_pte = bench_status_kib("VmPTE:");
+    fflush(stdout);
     lacuna_pool_destroy(pool);
 }
 
 int bench_burst_main(int argc, char **argv)
 {
-    burst_cfg cfg = {.backend = "all", .peak = 100000, .rounds = 3, .idle_ms = 1500, .out = stdout};
-    for (int i = 1; i + 1 < argc; i += 2) {
-        size_t n;
-        if (strcmp(argv[i], "--backend") == 0) {
-            cfg.backend = argv[i + 1];
-        } else if (bench_parse_size(argv[i + 1], &n) == 0 && strcmp(argv[i], "--peak") == 0) {
-            cfg.peak = n;
-        } else if (bench_parse_size(argv[i + 1], &n) == 0 && strcmp(argv[i], "--idle-ms") == 0) {
-            cfg.idle_ms = (unsigned)n;
-        } else if (bench_parse_size(argv[i + 1], &n) == 0 && strcmp(argv[i], "--rounds") == 0) {
-            cfg.rounds = (unsigned)n;
-        } else {
-            fprintf(stderr, "usage: lacuna-bench burst [--backend B|all] [--peak 100000] "
-                            "[--rounds 3] [--idle-ms 1500]\n");
-            return 2;
-        }
-    }
-    if (argc % 2 == 0 || cfg.peak == 0 || cfg.rounds == 0) {
-        fprintf(stderr, "usage: lacuna-bench burst [--backend B|all] [--peak 100000] "
-                        "[--rounds 3] [--idle-ms 1500]\n");
-        return 2;
-    }
+    burst_cfg cfg = {.backend = "all", .peak = 100000, .rounds = 3, .idle_ms = 1500};
+    const cli_opt opts[] = {
+        {"backend", CLI_CHOICE, &cfg.backend, 0, 0, "what allocates the regions", burst_choices},
+        {"peak", CLI_COUNT, &cfg.peak, 1, 100000000, "live 64 KiB regions at the top", NULL},
+        {"rounds", CLI_COUNT, &cfg.rounds, 1, 100, "ramps up and down", NULL},
+        {"idle-ms", CLI_COUNT, &cfg.idle_ms, 0, 600000, "pause after each ramp down", NULL},
+        {"csv", CLI_FLAG, &cfg.csv, 0, 0, "every 10 ms sample as CSV instead of a table", NULL},
+        {0}};
+    cli_spec spec = {"lacuna-bench burst",
+                     "Live 64 KiB regions ramp 0 -> peak -> 0: RSS and page tables (VmPTE) "
+                     "over time, per backend.",
+                     opts, NULL, NULL};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    char what[96];
+    snprintf(what, sizeof what, "%zu live regions of 64 KiB, 2 pages touched each", cfg.peak);
+    /* 2 touched pages, a page-table page per 2 MiB of slots, the pointer array */
+    if ((rc = cli_check_memory(&spec, (double)cfg.peak * (2.0 * pg + (REGION + pg) / 512 + 8),
+                               what)) != 0)
+        return rc;
     bench_machine(stdout, "# ");
-    printf("# burst: live 0 -> %zu -> 0, %u rounds, 2 pages touched per 64 KiB region, RSS "
-           "sampled every 10 ms; lacuna = defaults + LACUNA_BACKGROUND\n",
+    printf("# burst: live 0 -> %zu -> 0, %zu rounds, 2 pages touched per 64 KiB region, RSS and "
+           "VmPTE sampled every 10 ms; lacuna = defaults + LACUNA_BACKGROUND\n",
            cfg.peak, cfg.rounds);
-    printf("backend,t_ms,phase,live,rss_kib\n");
+    if (cfg.csv)
+        printf("backend,t_ms,phase,live,rss_kib,pte_kib\n");
+    else
+        printf("%-14s %12s %12s %12s %14s %12s\n", "backend", "peak RSS", "RSS after", "peak VmPTE",
+               "PTE per region", "VmPTE after");
     fflush(stdout);
-    int rc = 0;
+    rc = 0;
+    cli_progress pr;
+    cli_progress_start(&pr);
     for (int i = 0; burst_backends[i]; i++) {
         if (strcmp(cfg.backend, "all") != 0 && strcmp(cfg.backend, burst_backends[i]) != 0)
             continue;
-        bench_progress("burst: %s", burst_backends[i]);
+        cli_progress_update(&pr, i / 5.0, "burst: %s", burst_backends[i]);
         burst_cfg one = cfg;
         one.backend = burst_backends[i];
-        int err = 0;
-        if (bench_in_child(burst_child, &one, &err, sizeof err) != 0 || err) {
-            printf("# %s failed: %s\n", one.backend, err ? strerror(err) : "crashed");
+        burst_out o = {0};
+        if (bench_in_child(burst_child, &one, &o, sizeof o) != 0 || o.err) {
+            cli_progress_end(&pr);
+            printf("%s%s failed: %s\n", cfg.csv ? "# " : "", one.backend,
+                   o.err ? strerror(o.err) : "crashed");
             rc = 1;
+        } else if (!cfg.csv) {
+            cli_progress_end(&pr);
+            /* page tables the regions added at the peak, per live region */
+            printf("%-14s %8.1f MiB %8.1f MiB %8ld KiB %8.0f bytes %8ld KiB\n", one.backend,
+                   o.peak_rss / 1024.0, o.end_rss / 1024.0, o.peak_pte,
+                   (double)(o.peak_pte - o.start_pte) * 1024 / (double)cfg.peak, o.end_pte);
         }
         fflush(stdout);
     }
-    bench_progress("%s", "");
+    cli_progress_end(&pr);
     return rc;
 }

@@ -87,23 +87,49 @@ static void run(void *arg, void *out)
 
 int bench_demo_main(int argc, char **argv)
 {
-    (void)argc, (void)argv;
+    bool csv = false;
+    const cli_opt opts[] = {{"csv", CLI_FLAG, &csv, 0, 0, "CSV instead of a table", NULL}, {0}};
+    cli_spec spec = {"lacuna-bench demo",
+                     "100,000 guarded 64 KiB stacks: the naive way, malloc and lacuna, each in a "
+                     "fresh process (what `make demo` runs).",
+                     opts, NULL, NULL};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    if ((rc = cli_check_memory(&spec, STACKS * (2.0 * pg + (STACK + pg) / 512),
+                               "100000 stacks of 64 KiB, 1 page touched each")) != 0)
+        return rc;
     static const char *names[] = {"naive: mmap + mprotect guard", "malloc (no guard)",
                                   "lacuna (one reservation)"};
-    bench_machine(stdout, "");
     lacuna_features f;
     lacuna_features_get(&f);
-    printf("vm.max_map_count = %zu; guard markers %s, batched release %s\n\n", f.max_map_count,
-           f.guard_marker ? "yes" : "no", f.batch_release ? "yes" : "no");
-    printf("Goal: %d live stacks of 64 KiB, each with a guard page below it and its top page "
-           "touched;\nthen free them all. Each approach runs in a fresh process.\n\n",
-           STACKS);
-    printf("%-30s %8s %9s %9s %8s %10s %10s %9s %8s\n", "approach", "stacks", "alloc ms", "free ms",
-           "VMAs", "peak RSS", "RSS after", "minflt", "VmPTE");
+    if (csv) {
+        bench_machine(stdout, "# ");
+        printf("approach,stacks,alloc_ms,free_ms,vmas,peak_rss_kib,rss_after_kib,minflt,"
+               "vmpte_kib,error\n");
+    } else {
+        bench_machine(stdout, "");
+        printf("vm.max_map_count = %zu; guard markers %s, batched release %s\n\n", f.max_map_count,
+               f.guard_marker ? "yes" : "no", f.batch_release ? "yes" : "no");
+        printf("Goal: %d live stacks of 64 KiB, each with a guard page below it and its top page "
+               "touched;\nthen free them all. Each approach runs in a fresh process.\n\n",
+               STACKS);
+        printf("%-30s %8s %9s %9s %8s %10s %10s %9s %8s\n", "approach", "stacks", "alloc ms",
+               "free ms", "VMAs", "peak RSS", "RSS after", "minflt", "VmPTE");
+    }
+    rc = 0;
     for (approach a = NAIVE; a <= LACUNA; a++) {
         demo_row r;
         if (bench_in_child(run, &a, &r, sizeof r) != 0) {
-            printf("%-30s crashed\n", names[a]);
+            printf(csv ? "%s,,,,,,,,,crashed\n" : "%-30s crashed\n", names[a]);
+            rc = CLI_FAILED;
+            continue;
+        }
+        if (csv) {
+            printf("%s,%ld,%.1f,%.1f,%ld,%ld,%ld,%ld,%ld,%s\n", names[a], r.held, r.alloc_ms,
+                   r.free_ms, r.vmas, r.peak_kib, r.after_kib, r.minflt, r.pte_kib,
+                   r.err ? strerror(r.err) : "");
             continue;
         }
         printf("%-30s %8ld %9.1f %9.1f %8ld %6ld MiB %6ld MiB %9ld %4ld KiB\n", names[a], r.held,
@@ -115,7 +141,9 @@ int bench_demo_main(int argc, char **argv)
         else if (r.mode[0])
             printf("%-30s ^ %s; freed pages went back to the kernel\n", "", r.mode);
     }
-    printf("\nRead: naive guarded stacks run out of VMAs; malloc has no guards; lacuna holds them "
-           "all\nin one mapping and gives the memory back. More: lacuna-bench churn --help\n");
-    return 0;
+    if (!csv)
+        printf("\nRead: naive guarded stacks run out of VMAs; malloc has no guards; lacuna holds "
+               "them all\nin one mapping and gives the memory back. More: lacuna-bench churn "
+               "--help\n");
+    return rc;
 }

@@ -1,12 +1,14 @@
 /* lacuna-bench skynet / switch: the fiber runtime measured.
  *
- * skynet — the public benchmark (github.com/atemerev/skynet), by its rules: a root fiber spawns
- * 10 children, each spawns 10, down to 1,000,000 leaves (1,111,111 fibers); leaf i sends i to
- * its parent over a channel; each parent sums its 10 children and sends the sum up. Every fiber
- * gets its own guarded stack from the pool. Channels hold 10 elements (a parent's children never
- * wait to hand in their number; --unbuffered makes them rendezvous). Each run is a fresh child
- * process, so its peak RSS (VmHWM) is its own. --threads T deals the root's 10 subtrees to T
- * threads sharing the stack pool.
+ * skynet — the public benchmark (github.com/atemerev/skynet) by its standard rules: a root fiber
+ * spawns 10 children, each spawns 10, down to 1,000,000 leaves (1,111,111 fibers, every node a
+ * fiber of its own); each parent makes an unbuffered channel, leaf i sends i to its parent, each
+ * parent sums its 10 children's numbers and sends the sum up; the root's is 499999500000, printed
+ * as "Result: N in X ms.". Every fiber gets its own guarded stack from the pool. --buffered is a
+ * variant, labelled as such wherever it is printed: 10-slot channels, so children never wait to
+ * hand in their number. --depth D sets the leaves to 10^D. Each run is a fresh child process, so
+ * its peak RSS (VmHWM) is its own. --threads T deals the root's 10 subtrees to T threads sharing
+ * the stack pool.
  *
  * switch — ns per context switch (two fibers ping-ponging with lacuna_yield) and ns per
  * spawn+join of an empty fiber (from a fiber: the child runs at once, the spawner right after).
@@ -17,14 +19,17 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- skynet ------------------------------------------------------------------------------- */
 
 typedef struct {
-    size_t stack, capacity;
-    int runs, unbuffered, threads;
+    size_t stack, capacity, runs, threads, depth;
+    bool buffered, csv;
+    long leaves, fibers, expect; /* from depth */
 } sky_cfg;
 
 typedef struct {
@@ -40,32 +45,52 @@ typedef struct {
     long num, size;
 } sky_arg;
 
-static int sky_unbuffered;
+static size_t sky_chan_cap;       /* 0 by the rules; 10 with --buffered */
+static _Atomic int sky_spawn_err; /* the first lacuna_go failure (out of stacks), or 0 */
+
+/* Spawn the 10 children of a node of `size` leaves numbered from `num`, all sending to c.
+ * kids lives on the parent's stack, which outlives them (it waits for their 10 numbers), so a
+ * child may read its argument whenever it first runs. Returns how many were spawned. */
+static void *skynet(void *p);
+static int sky_spawn_children(sky_arg kids[10], lacuna_chan *c, long num, long size, int first,
+                              int step)
+{
+    int n = 0;
+    for (int i = first; i < 10; i += step) {
+        kids[i] = (sky_arg){c, num + i * (size / 10), size / 10};
+        lacuna_fiber *f = lacuna_go(skynet, &kids[i]);
+        if (f == NULL) {
+            int none = 0;
+            atomic_compare_exchange_strong(&sky_spawn_err, &none, errno ? errno : ENOMEM);
+            break;
+        }
+        lacuna_detach(f);
+        n++;
+    }
+    return n;
+}
 
 static void *skynet(void *p)
 {
-    sky_arg a = *(sky_arg *)p; /* the spawner reuses *p once this fiber first blocks */
+    sky_arg a = *(sky_arg *)p;
     if (a.size == 1) {
         lacuna_chan_send(a.up, &a.num);
         return NULL;
     }
-    lacuna_chan *c = lacuna_chan_make(sizeof(long), sky_unbuffered ? 0 : 10);
-    if (c == NULL)
-        abort();
-    sky_arg child = {c, 0, a.size / 10};
-    for (long i = 0; i < 10; i++) {
-        child.num = a.num + i * child.size;
-        lacuna_fiber *f = lacuna_go(skynet, &child);
-        if (f == NULL)
-            abort();
-        lacuna_detach(f);
-    }
+    lacuna_chan *c = lacuna_chan_make(sizeof(long), sky_chan_cap);
     long sum = 0, v;
-    for (int i = 0; i < 10; i++) {
-        lacuna_chan_recv(c, &v);
-        sum += v;
+    if (c == NULL) {
+        int none = 0;
+        atomic_compare_exchange_strong(&sky_spawn_err, &none, ENOMEM);
+    } else {
+        sky_arg kids[10];
+        int n = sky_spawn_children(kids, c, a.num, a.size, 0, 1);
+        for (int i = 0; i < n; i++) {
+            lacuna_chan_recv(c, &v);
+            sum += v;
+        }
+        lacuna_chan_free(c);
     }
-    lacuna_chan_free(c);
     lacuna_chan_send(a.up, &sum);
     return NULL;
 }
@@ -75,24 +100,17 @@ static void *skynet(void *p)
  * thread adds up what the threads return. */
 typedef struct {
     int t, threads;
-    long sum;
+    long sum, leaves;
 } sky_part;
 
 static void *sky_part_root(void *p)
 {
     sky_part *part = p;
-    lacuna_chan *c = lacuna_chan_make(sizeof(long), 10);
+    lacuna_chan *c = lacuna_chan_make(sizeof(long), sky_chan_cap);
     if (c == NULL)
         abort();
-    sky_arg child = {c, 0, 100000};
-    int n = 0;
-    for (long i = part->t; i < 10; i += part->threads, n++) {
-        child.num = i * child.size;
-        lacuna_fiber *f = lacuna_go(skynet, &child);
-        if (f == NULL)
-            abort();
-        lacuna_detach(f);
-    }
+    sky_arg kids[10];
+    int n = sky_spawn_children(kids, c, 0, part->leaves, part->t, part->threads);
     long v;
     for (int i = 0; i < n; i++) {
         lacuna_chan_recv(c, &v);
@@ -123,21 +141,24 @@ static void sky_stats(sky_out *o)
 }
 
 /* The skynet rules' result line, then the run's memory figures. */
-static void sky_finish(sky_out *o, uint64_t t0)
+static void sky_finish(const sky_cfg *cfg, sky_out *o, uint64_t t0)
 {
     o->ms = (double)(bench_now_ns() - t0) / 1e6;
-    printf("Result: %ld in %.0f ms.\n", o->result, o->ms);
+    if (!cfg->csv && atomic_load(&sky_spawn_err) == 0) /* a partial sum is no result */
+        printf("Result: %ld in %.0f ms.\n", o->result, o->ms);
     fflush(stdout);
     o->peak_kib = bench_status_kib("VmHWM:");
     o->after_kib = bench_rss_kib();
     sky_stats(o);
+    if (atomic_load(&sky_spawn_err))
+        o->err = atomic_load(&sky_spawn_err);
 }
 
 static void sky_run(void *arg, void *out)
 {
     const sky_cfg *cfg = arg;
     sky_out *o = out;
-    sky_unbuffered = cfg->unbuffered;
+    sky_chan_cap = cfg->buffered ? 10 : 0;
     o->start_kib = bench_rss_kib();
     lacuna_pool_config pc = {.region_size = cfg->stack, .capacity = cfg->capacity};
     o->err = lacuna_fiber_configure(&pc);
@@ -147,20 +168,20 @@ static void sky_run(void *arg, void *out)
         sky_part parts[10];
         pthread_t tid[10];
         uint64_t t0 = bench_now_ns();
-        for (int t = 0; t < cfg->threads; t++) {
-            parts[t] = (sky_part){t, cfg->threads, 0};
+        for (int t = 0; t < (int)cfg->threads; t++) {
+            parts[t] = (sky_part){t, (int)cfg->threads, 0, cfg->leaves};
             if (pthread_create(&tid[t], NULL, sky_thread, &parts[t]) != 0)
                 abort();
         }
-        for (int t = 0; t < cfg->threads; t++) {
+        for (int t = 0; t < (int)cfg->threads; t++) {
             pthread_join(tid[t], NULL);
             o->result += parts[t].sum;
         }
-        sky_finish(o, t0);
+        sky_finish(cfg, o, t0);
         return;
     }
     lacuna_chan *top = lacuna_chan_make(sizeof(long), 1);
-    sky_arg root = {top, 0, 1000000};
+    sky_arg root = {top, 0, cfg->leaves};
     uint64_t t0 = bench_now_ns();
     lacuna_fiber *f = lacuna_go(skynet, &root);
     if (f == NULL) {
@@ -170,7 +191,7 @@ static void sky_run(void *arg, void *out)
     lacuna_detach(f);
     o->err = lacuna_run();
     lacuna_chan_recv(top, &o->result);
-    sky_finish(o, t0);
+    sky_finish(cfg, o, t0);
     lacuna_chan_free(top);
 }
 
@@ -181,66 +202,111 @@ static const char *guard_name(int g)
                                         : "none";
 }
 
+static const char sky_more[] =
+    "The standard rules (unbuffered channels, every node a fiber) unless --buffered. Stack pool\n"
+    "capacity: by default the whole tree, capped so that as many live stacks (a page and page\n"
+    "tables each) fit in 90 % of MemAvailable; past it a spawn fails and the run says so.\n";
+
 static int skynet_main(int argc, char **argv)
 {
-    sky_cfg cfg = {.stack = 64 * KIB, .capacity = 0, .runs = 5};
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--stack") == 0 && i + 1 < argc) {
-            if (bench_parse_size(argv[++i], &cfg.stack) != 0 || cfg.stack == 0) {
-                fprintf(stderr, "skynet: bad --stack %s\n", argv[i]);
-                return 2;
-            }
-        } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
-            cfg.runs = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--capacity") == 0 && i + 1 < argc) {
-            cfg.capacity = strtoul(argv[++i], NULL, 10);
-        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
-            cfg.threads = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--unbuffered") == 0) {
-            cfg.unbuffered = 1;
-        } else {
-            fprintf(stderr, "usage: lacuna-bench skynet [--stack 64K] [--runs 5] [--capacity N]"
-                            " [--threads 1..10] [--unbuffered]\n");
-            return strcmp(argv[i], "--help") == 0 ? 0 : 2;
-        }
+    sky_cfg cfg = {.stack = 64 * KIB, .runs = 5, .threads = 1, .depth = 6};
+    const cli_opt opts[] = {
+        {"depth", CLI_COUNT, &cfg.depth, 1, 8, "levels below the root: 10^depth leaves", NULL},
+        {"stack", CLI_SIZE, &cfg.stack, 16 * KIB, 8 * MIB, "stack size per fiber", NULL},
+        {"runs", CLI_COUNT, &cfg.runs, 1, 100, "runs; the median is reported", NULL},
+        {"capacity", CLI_COUNT, &cfg.capacity, 0, 1ul << 32,
+         "stack pool capacity (0: the whole tree, capped by memory)", NULL},
+        {"threads", CLI_COUNT, &cfg.threads, 1, 10, "threads, the root's 10 subtrees dealt to them",
+         NULL},
+        {"buffered", CLI_FLAG, &cfg.buffered, 0, 0,
+         "variant: 10-slot buffered channels (not the standard rules)", NULL},
+        {"csv", CLI_FLAG, &cfg.csv, 0, 0, "CSV instead of a table", NULL},
+        {0}};
+    cli_spec spec = {"lacuna-bench skynet",
+                     "The skynet benchmark: a tree of fibers summing 0..10^depth-1 over channels.",
+                     opts, NULL, sky_more};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    cfg.leaves = 1;
+    for (size_t d = 0; d < cfg.depth; d++)
+        cfg.leaves *= 10;
+    cfg.fibers = (cfg.leaves * 10 - 1) / 9;
+    cfg.expect = cfg.leaves / 2 * (cfg.leaves - 1);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), cap_note = 0;
+    if (cfg.capacity == 0) {
+        /* Every fiber of the tree may be live at once (a scheduler that runs spawners before
+         * woken children does that): one touched stack page, page tables, a control block. */
+        double per = (double)page + (double)(cfg.stack + page) / 512 + 256;
+        double avail = cli_mem_available(), fit = avail > 0 ? 0.9 * avail / per : 1e12;
+        cfg.capacity = (size_t)cfg.fibers + cfg.threads + 64;
+        if (fit < (double)cfg.capacity)
+            cfg.capacity = cap_note = (size_t)fit;
     }
-    if (cfg.runs < 1 || cfg.runs > 100)
-        cfg.runs = 5;
-    if (cfg.threads < 1 || cfg.threads > 10)
-        cfg.threads = 1;
-    printf("lacuna-bench skynet: %s, %zu KiB stacks, %s channels, %d thread%s, "
-           "median of %d\n",
-           cfg.threads > 1 ? "1,111,110 fibers + a root per thread" : "1,111,111 fibers",
-           cfg.stack / KIB, cfg.unbuffered ? "unbuffered" : "10-element", cfg.threads,
-           cfg.threads > 1 ? "s" : "", cfg.runs);
-    bench_machine(stdout, "");
+    const char *rules = cfg.buffered ? "VARIANT --buffered: 10-slot buffered channels"
+                                     : "standard rules: unbuffered channels";
+    char a[32];
+    if (cfg.csv) {
+        bench_machine(stdout, "# ");
+        printf("# skynet, %s, %ld fibers, %s stacks, %zu thread(s), pool capacity %zu\n", rules,
+               cfg.fibers, cli_size_str(cfg.stack, a), cfg.threads, cfg.capacity);
+        printf("run,ms,result,start_kib,peak_kib,after_kib,trimmed_kib,stacks,slots_used,guard\n");
+    } else {
+        printf("lacuna-bench skynet (%s): %ld fibers, %s stacks, %zu thread%s, pool capacity "
+               "%zu, median of %zu\n",
+               rules, cfg.fibers, cli_size_str(cfg.stack, a), cfg.threads,
+               cfg.threads > 1 ? "s" : "", cfg.capacity, cfg.runs);
+        bench_machine(stdout, "");
+        if (cap_note)
+            printf("(capacity capped by memory: %zu live stacks fit, the tree has %ld fibers)\n",
+                   cap_note, cfg.fibers);
+    }
+    fflush(stdout);
     double ms[100], peak[100];
     sky_out o = {0};
-    for (int r = 0; r < cfg.runs; r++) {
-        if (bench_in_child(sky_run, &cfg, &o, sizeof o) != 0 || o.err) {
-            fprintf(stderr, "skynet: run failed: %s\n", o.err ? strerror(o.err) : "child died");
-            return 1;
+    cli_progress pr;
+    cli_progress_start(&pr);
+    for (size_t r = 0; r < cfg.runs; r++) {
+        cli_progress_update(&pr, (double)r / (double)cfg.runs, "skynet: run %zu of %zu", r + 1,
+                            cfg.runs);
+        o = (sky_out){0};
+        int died = bench_in_child(sky_run, &cfg, &o, sizeof o);
+        cli_progress_end(&pr);
+        if (died != 0 || o.err) {
+            fprintf(stderr, "lacuna-bench skynet: run failed: %s%s\n",
+                    o.err ? strerror(o.err) : "the child process died (out of memory?)",
+                    o.err == ENOMEM ? " (out of stacks: raise --capacity, or lower --depth)" : "");
+            return CLI_FAILED;
         }
-        if (o.result != 499999500000L) {
-            fprintf(stderr, "skynet: wrong result %ld\n", o.result);
-            return 1;
+        if (o.result != cfg.expect) {
+            fprintf(stderr, "lacuna-bench skynet: wrong result %ld (expected %ld)\n", o.result,
+                    cfg.expect);
+            return CLI_FAILED;
         }
         ms[r] = o.ms;
         peak[r] = (double)o.peak_kib / 1024;
-        printf("  run %d: %.1f ms, RSS at start %.1f MiB, peak (VmHWM) %.1f MiB, after the run "
-               "%.1f MiB, after lacuna_trim %.1f MiB; %llu stacks handed out, %zu slots ever "
-               "used, guard: %s\n",
-               r + 1, o.ms, o.start_kib / 1024.0, peak[r], o.after_kib / 1024.0,
-               o.trimmed_kib / 1024.0, (unsigned long long)o.allocs, o.used, guard_name(o.guard));
+        if (cfg.csv)
+            printf("%zu,%.1f,%ld,%ld,%ld,%ld,%ld,%llu,%zu,%s\n", r + 1, o.ms, o.result, o.start_kib,
+                   o.peak_kib, o.after_kib, o.trimmed_kib, (unsigned long long)o.allocs, o.used,
+                   guard_name(o.guard));
+        else
+            printf("  run %zu: %.1f ms, RSS at start %.1f MiB, peak (VmHWM) %.1f MiB, after the "
+                   "run %.1f MiB, after lacuna_trim %.1f MiB; %llu stacks handed out, %zu slots "
+                   "ever used, guard: %s\n",
+                   r + 1, o.ms, o.start_kib / 1024.0, peak[r], o.after_kib / 1024.0,
+                   o.trimmed_kib / 1024.0, (unsigned long long)o.allocs, o.used,
+                   guard_name(o.guard));
+        fflush(stdout);
     }
     double mn = ms[0], mx = ms[0];
-    for (int r = 1; r < cfg.runs; r++) {
+    for (size_t r = 1; r < cfg.runs; r++) {
         mn = ms[r] < mn ? ms[r] : mn;
         mx = ms[r] > mx ? ms[r] : mx;
     }
-    double med = bench_median(ms, cfg.runs);
-    printf("skynet: median %.1f ms (min %.1f, max %.1f), median peak RSS %.1f MiB\n", med, mn, mx,
-           bench_median(peak, cfg.runs));
+    double med = bench_median(ms, (int)cfg.runs);
+    printf("%sskynet%s: median %.1f ms (min %.1f, max %.1f), median peak RSS %.1f MiB\n",
+           cfg.csv ? "# " : "", cfg.buffered ? " --buffered (variant)" : "", med, mn, mx,
+           bench_median(peak, (int)cfg.runs));
     return 0;
 }
 
@@ -301,37 +367,47 @@ static void minmax(const double *v, int n, double *mn, double *mx)
 
 static int switch_main(int argc, char **argv)
 {
-    long n = 10000000;
-    int runs = 5;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--n") == 0 && i + 1 < argc) {
-            n = atol(argv[++i]);
-        } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
-            runs = atoi(argv[++i]);
-        } else {
-            fprintf(stderr, "usage: lacuna-bench switch [--n 10000000] [--runs 5]\n");
-            return strcmp(argv[i], "--help") == 0 ? 0 : 2;
-        }
-    }
-    if (runs < 1 || runs > 100)
-        runs = 5;
-    if (n < 1)
-        n = 1;
-    printf("lacuna-bench switch: %ld yields per fiber, %ld spawn+join, median of %d\n", n, n, runs);
-    bench_machine(stdout, "");
+    size_t n = 10000000, runs = 5;
+    bool csv = false;
+    const cli_opt opts[] = {
+        {"n", CLI_COUNT, &n, 1, 100000000000ull, "yields per fiber, and spawn+joins", NULL},
+        {"runs", CLI_COUNT, &runs, 1, 100, "runs; the median is reported", NULL},
+        {"csv", CLI_FLAG, &csv, 0, 0, "CSV instead of a table", NULL},
+        {0}};
+    cli_spec spec = {"lacuna-bench switch",
+                     "ns per fiber switch (lacuna_yield) and per spawn+join of an empty fiber.",
+                     opts, NULL, NULL};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    if (csv)
+        bench_machine(stdout, "# ");
+    else
+        printf("lacuna-bench switch: %zu yields per fiber, %zu spawn+join, median of %zu\n", n, n,
+               runs);
+    if (!csv)
+        bench_machine(stdout, "");
     double sw[100], sp[100], mn, mx;
-    switch_once(n / 10); /* warm-up: the pool, the stacks, the scheduler */
-    spawn_once(n / 10);
-    for (int r = 0; r < runs; r++) {
-        sw[r] = switch_once(n);
-        sp[r] = spawn_once(n);
+    cli_progress pr;
+    cli_progress_start(&pr);
+    switch_once((long)(n / 10)); /* warm-up: the pool, the stacks, the scheduler */
+    spawn_once((long)(n / 10));
+    for (size_t r = 0; r < runs; r++) {
+        cli_progress_update(&pr, (double)r / (double)runs, "switch: run %zu of %zu", r + 1, runs);
+        sw[r] = switch_once((long)n);
+        sp[r] = spawn_once((long)n);
     }
-    minmax(sw, runs, &mn, &mx);
-    printf("switch (lacuna_yield between two fibers): %.2f ns (min %.2f, max %.2f)\n",
-           bench_median(sw, runs), mn, mx);
-    minmax(sp, runs, &mn, &mx);
-    printf("spawn+join of an empty fiber: %.1f ns (min %.1f, max %.1f)\n", bench_median(sp, runs),
-           mn, mx);
+    cli_progress_end(&pr);
+    if (csv)
+        printf("measure,ns,ns_min,ns_max,n,runs\n");
+    minmax(sw, (int)runs, &mn, &mx);
+    printf(csv ? "switch,%.2f,%.2f,%.2f,%zu,%zu\n"
+               : "switch (lacuna_yield between two fibers): %.2f ns (min %.2f, max %.2f)\n",
+           bench_median(sw, (int)runs), mn, mx, n, runs);
+    minmax(sp, (int)runs, &mn, &mx);
+    printf(csv ? "spawn+join,%.1f,%.1f,%.1f,%zu,%zu\n"
+               : "spawn+join of an empty fiber: %.1f ns (min %.1f, max %.1f)\n",
+           bench_median(sp, (int)runs), mn, mx, n, runs);
     return 0;
 }
 

@@ -5,6 +5,8 @@
 #define _GNU_SOURCE
 #include "bench.h"
 
+#include <stdio.h>
+
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -39,21 +41,45 @@ static double per_region_ns(size_t pages, int use_memset)
 
 int bench_keep_main(int argc, char **argv)
 {
-    (void)argc, (void)argv;
-    bench_machine(stdout, "# ");
-    printf("# per 64 KiB region: release+refault vs keep+memset of its top pages, median of 5\n");
-    printf("pages,release_refault_ns,keep_memset_ns,cheaper,release_min,release_max,keep_min,"
-           "keep_max\n");
+    bool csv = false;
+    const cli_opt opts[] = {{"csv", CLI_FLAG, &csv, 0, 0, "CSV instead of a table", NULL}, {0}};
+    cli_spec spec = {"lacuna-bench keep",
+                     "Per 64 KiB region: release its top pages and refault them, or keep them "
+                     "and memset; median of 5.",
+                     opts, NULL, NULL};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    bench_machine(stdout, csv ? "# " : "");
+    if (csv)
+        printf("# per 64 KiB region: release+refault vs keep+memset of its top pages, median of "
+               "5\npages,release_refault_ns,keep_memset_ns,cheaper,release_min,release_max,"
+               "keep_min,keep_max\n");
+    else
+        printf("per 64 KiB region, %d regions, median of 5 (min-max)\n\n%9s %24s %24s  %s\n",
+               REGIONS, "top pages", "release + refault ns", "keep + memset ns", "cheaper");
     for (size_t pages = 1; pages <= 4; pages *= 2) {
         double a[5], b[5];
         for (int r = 0; r < 5; r++) {
             a[r] = per_region_ns(pages, 0);
             b[r] = per_region_ns(pages, 1);
+            if (a[r] < 0 || b[r] < 0) {
+                fprintf(stderr, "lacuna-bench keep: mmap failed\n");
+                return CLI_FAILED;
+            }
         }
         double ma = bench_median(a, 5), mb = bench_median(b, 5);
+        const char *cheaper = mb < ma ? "keep+memset" : "release";
         /* bench_median sorted them: [0] is the min, [4] the max */
-        printf("%zu,%.0f,%.0f,%s,%.0f,%.0f,%.0f,%.0f\n", pages, ma, mb,
-               mb < ma ? "keep+memset" : "release", a[0], a[4], b[0], b[4]);
+        if (csv) {
+            printf("%zu,%.0f,%.0f,%s,%.0f,%.0f,%.0f,%.0f\n", pages, ma, mb, cheaper, a[0], a[4],
+                   b[0], b[4]);
+        } else {
+            char ra[48], rb[48];
+            snprintf(ra, sizeof ra, "%.0f (%.0f-%.0f)", ma, a[0], a[4]);
+            snprintf(rb, sizeof rb, "%.0f (%.0f-%.0f)", mb, b[0], b[4]);
+            printf("%9zu %24s %24s  %s\n", pages, ra, rb, cheaper);
+        }
     }
     return 0;
 }

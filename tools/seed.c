@@ -227,30 +227,48 @@ static void seed_child(void *arg, void *out)
 
 int bench_seed_main(int argc, char **argv)
 {
-    (void)argv;
-    if (argc > 1) {
-        fprintf(stderr, "usage: lacuna-bench seed\n");
-        return 2;
-    }
-    bench_machine(stdout, "# ");
-    printf("# one 64 KiB region, %d pages written, each answer applied; medians of 5 x %d cycles;"
-           " cycle = apply + rewrite the %d pages\n",
-           PAGES, CYCLES, PAGES);
-    printf("answer,apply_us,cycle_us,rss_drop_kib,shmem_drop_kib,refaults,zero,vmas_added,proves,"
-           "apply_min,apply_max,cycle_min,cycle_max\n");
+    bool csv = false;
+    const cli_opt opts[] = {{"csv", CLI_FLAG, &csv, 0, 0, "CSV instead of a table", NULL}, {0}};
+    cli_spec spec = {"lacuna-bench seed",
+                     "Every answer to 'give these pages back' applied to one 64 KiB region with 4 "
+                     "pages written.",
+                     opts, NULL, NULL};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    bench_machine(stdout, csv ? "# " : "");
+    printf("%sone 64 KiB region, %d pages written, each answer applied; medians of 5 x %d "
+           "cycles; cycle = apply + rewrite the %d pages\n",
+           csv ? "# " : "", PAGES, CYCLES, PAGES);
+    if (csv)
+        printf("answer,apply_us,cycle_us,rss_drop_kib,shmem_drop_kib,refaults,zero,vmas_added,"
+               "proves,apply_min,apply_max,cycle_min,cycle_max\n");
+    else
+        printf("\n%-22s %8s %8s %9s %11s %8s %5s %5s  %s\n", "answer", "apply µs", "cycle µs",
+               "RSS drop", "shmem freed", "refaults", "zero", "VMAs+", "what it proves");
+    cli_progress pr;
+    cli_progress_start(&pr);
     for (row_id r = 0; r < R_COUNT; r++) {
-        bench_progress("seed: %s", rows[r].name);
+        cli_progress_update(&pr, (double)r / R_COUNT, "seed: %s", rows[r].name);
         seed_result res;
         if (bench_in_child(seed_child, &r, &res, sizeof res) != 0) {
-            printf("%s,failed,,,,,,,\n", rows[r].name);
+            cli_progress_end(&pr);
+            printf(csv ? "%s,failed,,,,,,,\n" : "%-22s failed\n", rows[r].name);
+            rc = CLI_FAILED;
             continue;
         }
-        printf("%s,%.2f,%.2f,%ld,%ld,%ld,%s,%ld,%s,%.2f,%.2f,%.2f,%.2f\n", rows[r].name,
-               res.apply_us, res.cycle_us, res.rss_drop_kib, shared(r) ? res.shmem_drop_kib : 0,
-               res.refaults, res.zero ? "yes" : "no", res.vmas, rows[r].proves, res.apply_min,
-               res.apply_max, res.cycle_min, res.cycle_max);
+        cli_progress_end(&pr);
+        if (csv)
+            printf("%s,%.2f,%.2f,%ld,%ld,%ld,%s,%ld,%s,%.2f,%.2f,%.2f,%.2f\n", rows[r].name,
+                   res.apply_us, res.cycle_us, res.rss_drop_kib, shared(r) ? res.shmem_drop_kib : 0,
+                   res.refaults, res.zero ? "yes" : "no", res.vmas, rows[r].proves, res.apply_min,
+                   res.apply_max, res.cycle_min, res.cycle_max);
+        else
+            printf("%-22s %8.2f %8.2f %5ld KiB %7ld KiB %8ld %5s %5ld  %s\n", rows[r].name,
+                   res.apply_us, res.cycle_us, res.rss_drop_kib, shared(r) ? res.shmem_drop_kib : 0,
+                   res.refaults, res.zero ? "yes" : "no", res.vmas, rows[r].proves);
         fflush(stdout);
     }
-    bench_progress("%s", "");
-    return 0;
+    cli_progress_end(&pr);
+    return rc < 0 ? 0 : rc;
 }

@@ -281,7 +281,9 @@ static void runlen_measure(const runlen_way *w, size_t L, size_t runs, size_t pg
     out[1] = bench_median(cv, 5);
 }
 
-static int runlen_main(size_t size)
+static void runlen_header(size_t size);
+
+static int runlen_main(size_t size, bool csv)
 {
     size_t pg = (size_t)sysconf(_SC_PAGESIZE), pages = size / pg;
     lacuna_table *zt, *rt;
@@ -297,6 +299,39 @@ static int runlen_main(size_t size)
         return 1;
     }
     madvise(m, size, MADV_NOHUGEPAGE);
+    if (csv) {
+        bench_machine(stdout, "# ");
+        printf("L,runs,zero_ns,zero_cycle_ns,release_ns,release_cycle_ns,memset_ns,"
+               "memset_cycle_ns,dontneed_ns,dontneed_cycle_ns\n");
+    } else {
+        runlen_header(size);
+    }
+    cli_progress pr;
+    cli_progress_start(&pr);
+    for (size_t L = 1; L * 2 <= pages; L *= 2) {
+        size_t runs = pages / (2 * L);
+        if (runs > 32768)
+            runs = 32768; /* enough for a stable median, a few ms */
+        const runlen_way ways[4] = {
+            {zt, NULL, false}, {rt, NULL, true}, {NULL, m, false}, {NULL, m, true}};
+        double r[4][2];
+        cli_progress_update(&pr, (double)L * 2 / (double)pages, "wipe --runlen: L = %zu", L);
+        for (int i = 0; i < 4; i++)
+            runlen_measure(&ways[i], L, runs, pg, r[i]);
+        cli_progress_end(&pr);
+        printf(csv ? "%zu,%zu,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f\n"
+                   : "%8zu %7zu | %9.0f %9.0f %9.0f %9.0f | %9.0f %9.0f %9.0f %9.0f\n",
+               L, runs, r[0][0], r[0][1], r[1][0], r[1][1], r[2][0], r[2][1], r[3][0], r[3][1]);
+        fflush(stdout);
+    }
+    munmap(m, size);
+    lacuna_table_destroy(zt);
+    lacuna_table_destroy(rt);
+    return 0;
+}
+
+static void runlen_header(size_t size)
+{
     bench_machine(stdout, "");
     printf("zero or release, by run length: runs of L resident pages every 2L pages of a %zu MiB "
            "range;\nns per page, median of 5; cycle = wipe + writing every page of the runs "
@@ -307,103 +342,69 @@ static int runlen_main(size_t size)
            "", "", "");
     printf("%8s %7s | %9s %9s %9s %9s | %9s %9s %9s %9s\n", "L", "runs", "zero", "z.cycle",
            "release", "r.cycle", "memset", "m.cycle", "dontneed", "d.cycle");
-    for (size_t L = 1; L * 2 <= pages; L *= 2) {
-        size_t runs = pages / (2 * L);
-        if (runs > 32768)
-            runs = 32768; /* enough for a stable median, a few ms */
-        const runlen_way ways[4] = {
-            {zt, NULL, false}, {rt, NULL, true}, {NULL, m, false}, {NULL, m, true}};
-        double r[4][2];
-        for (int i = 0; i < 4; i++)
-            runlen_measure(&ways[i], L, runs, pg, r[i]);
-        printf("%8zu %7zu | %9.0f %9.0f %9.0f %9.0f | %9.0f %9.0f %9.0f %9.0f\n", L, runs, r[0][0],
-               r[0][1], r[1][0], r[1][1], r[2][0], r[2][1], r[3][0], r[3][1]);
-        fflush(stdout);
-    }
-    munmap(m, size);
-    lacuna_table_destroy(zt);
-    lacuna_table_destroy(rt);
-    return 0;
 }
 
-static void wipe_usage(FILE *out)
-{
-    fprintf(out, "usage: lacuna-bench wipe [--size 1G] [--resident PCT[,PCT...]]\n"
-                 "                         [--pattern random|clustered] [--runs N] [--csv]\n"
-                 "       lacuna-bench wipe --runlen [--size 1G]\n"
-                 "  --resident  residencies in percent (default 0,0.1,1,10,30,50,70,90,100)\n"
-                 "  --runs      cycles per strategy; medians are reported (default 5)\n"
-                 "  --runlen    zeroing vs releasing per run length instead\n");
-}
+static const char *const patterns[] = {"random", "clustered", NULL};
 
 int bench_wipe_main(int argc, char **argv)
 {
-    size_t size = 1ul << 30;
+    size_t size = 1ul << 30, runs = 5;
     double pcts[MAX_PCTS] = {0, 0.1, 1, 10, 30, 50, 70, 90, 100};
-    int npcts = 9, runs = 5;
-    bool csv = false, clustered = false, runlen = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--csv") == 0) {
-            csv = true;
-        } else if (strcmp(a, "--runlen") == 0) {
-            runlen = true;
-        } else if (strcmp(a, "--help") == 0) {
-            wipe_usage(stdout);
-            return 0;
-        } else if (v == NULL) {
-            wipe_usage(stderr);
-            return 2;
-        } else if (strcmp(a, "--size") == 0) {
-            i++;
-            if (bench_parse_size(v, &size) != 0 || size < 1 * MIB) {
-                fprintf(stderr, "lacuna-bench wipe: bad size '%s' (at least 1M)\n", v);
-                return 2;
+    int npcts = 9;
+    bool csv = false, runlen = false;
+    const char *resident = NULL, *pattern = "random";
+    const cli_opt opts[] = {
+        {"size", CLI_SIZE, &size, 1 * MIB, 1ul << 40, "the range wiped", NULL},
+        {"resident", CLI_TEXT, &resident, 0, 0,
+         "residencies in percent, comma-separated (default 0,0.1,1,10,30,50,70,90,100)", NULL},
+        {"pattern", CLI_CHOICE, &pattern, 0, 0, "where the resident pages lie", patterns},
+        {"runs", CLI_COUNT, &runs, 1, MAX_RUNS, "cycles per strategy; medians reported", NULL},
+        {"runlen", CLI_FLAG, &runlen, 0, 0, "zeroing vs releasing per run length instead", NULL},
+        {"csv", CLI_FLAG, &csv, 0, 0, "CSV instead of a table", NULL},
+        {0}};
+    cli_spec spec = {"lacuna-bench wipe",
+                     "Zero a sparsely resident range with every lacuna_wipe strategy and table "
+                     "mode, per residency.",
+                     opts, NULL, NULL};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    bool clustered = strcmp(pattern, "clustered") == 0;
+    if (resident) {
+        npcts = 0;
+        char *copy = strdup(resident), *save = NULL;
+        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            char *end;
+            double p = strtod(tok, &end);
+            if (*end != '\0' || end == tok || !(p >= 0 && p <= 100) || npcts == MAX_PCTS) {
+                rc = cli_usage_error(&spec,
+                                     "--resident %s: '%s' must be a percentage from 0 to 100 "
+                                     "(at most %d of them)",
+                                     resident, tok, MAX_PCTS);
+                free(copy);
+                return rc;
             }
-        } else if (strcmp(a, "--runs") == 0) {
-            i++;
-            runs = atoi(v);
-            if (runs < 1 || runs > MAX_RUNS) {
-                fprintf(stderr, "lacuna-bench wipe: --runs between 1 and %d\n", MAX_RUNS);
-                return 2;
-            }
-        } else if (strcmp(a, "--pattern") == 0) {
-            i++;
-            if (strcmp(v, "clustered") == 0)
-                clustered = true;
-            else if (strcmp(v, "random") != 0) {
-                fprintf(stderr, "lacuna-bench wipe: pattern is random or clustered\n");
-                return 2;
-            }
-        } else if (strcmp(a, "--resident") == 0) {
-            i++;
-            npcts = 0;
-            char *copy = strdup(v), *save = NULL;
-            for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-                char *end;
-                double p = strtod(tok, &end);
-                if (*end != '\0' || p < 0 || p > 100 || npcts == MAX_PCTS) {
-                    fprintf(stderr, "lacuna-bench wipe: bad residency '%s'\n", tok);
-                    free(copy);
-                    return 2;
-                }
-                pcts[npcts++] = p;
-            }
-            free(copy);
-            if (npcts == 0) {
-                wipe_usage(stderr);
-                return 2;
-            }
-        } else {
-            wipe_usage(stderr);
-            return 2;
+            pcts[npcts++] = p;
         }
+        free(copy);
+        if (npcts == 0)
+            return cli_usage_error(&spec, "--resident '%s': no residency given", resident);
     }
+    double top = 0;
+    for (int k = 0; k < npcts; k++)
+        top = pcts[k] > top ? pcts[k] : top;
+    char a[32], what[128];
+    /* the resident pages at the highest residency, plus the page-set arrays (5 bytes a page);
+     * --runlen keeps half of each of its three ranges resident */
+    double need = runlen ? 1.5 * (double)size : (double)size * top / 100 + (double)size / 4096 * 5;
+    snprintf(what, sizeof what, "a %s range, %g %% of it resident", cli_size_str(size, a),
+             runlen ? 50.0 : top);
+    if ((rc = cli_check_memory(&spec, need, what)) != 0)
+        return rc;
     size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     size = (size + pg - 1) & ~(pg - 1);
     if (runlen)
-        return runlen_main(size);
-    const char *pattern = clustered ? "clustered" : "random";
+        return runlen_main(size, csv);
     if (csv) {
         bench_machine(stdout, "# "); /* as the other cases' CSVs: the machine in a comment */
         printf("size,resident_pct,pattern,strategy,wipe_ms,cycle_ms,wipe_min_ms,wipe_max_ms,"
@@ -412,33 +413,36 @@ int bench_wipe_main(int argc, char **argv)
         bench_machine(stdout, "");
         lacuna_features f;
         lacuna_features_get(&f);
-        printf("wipe: %zu MiB, %s pattern, median of %d cycles (cycle = wipe + rewrite the same "
+        printf("wipe: %zu MiB, %s pattern, median of %zu cycles (cycle = wipe + rewrite the same "
                "pages); PAGEMAP_SCAN %s%s%s\n",
                size / MIB, pattern, runs, f.pagemap_scan ? "yes" : "no",
                *f.forced ? ", LACUNA_FORCE_FALLBACK=" : "", f.forced);
     }
-    int rc = 0;
+    rc = 0;
+    cli_progress pr;
+    cli_progress_start(&pr);
     for (int k = 0; k < npcts; k++) {
         wipe_result res[NSTRAT];
         if (!csv)
             printf("\nresident %g %%\n%-13s %10s %10s %10s  %s\n", pcts[k], "strategy", "wipe ms",
                    "cycle ms", "vs best", "(wipe min-max) chosen");
         int best = -1;
-        wipe_cfg cfg = {size, pcts[k], clustered, runs, 0};
-        bench_progress("wipe %g%% lacuna_wipe", pcts[k]);
+        wipe_cfg cfg = {size, pcts[k], clustered, (int)runs, 0};
+        cli_progress_update(&pr, (double)k / npcts, "wipe %g%%: lacuna_wipe", pcts[k]);
         if (bench_in_child(measure_wipes, &cfg, res, 6 * sizeof res[0]) != 0)
             for (int s = 0; s < 6; s++)
                 res[s].err = res[s].err ? res[s].err : EIO;
         for (int s = 6; s < NSTRAT; s++) {
             cfg.strategy = s;
-            bench_progress("wipe %g%% %s", pcts[k], strategies[s]);
+            cli_progress_update(&pr, (k + (s - 5) / 4.0) / npcts, "wipe %g%%: %s", pcts[k],
+                                strategies[s]);
             if (bench_in_child(measure_table, &cfg, &res[s], sizeof res[s]) != 0 && res[s].err == 0)
                 res[s].err = EIO;
         }
         for (int s = 0; s < 5; s++)
             if (res[s].err == 0 && (best < 0 || res[s].cycle_ms < res[best].cycle_ms))
                 best = s;
-        bench_progress("%s", "");
+        cli_progress_end(&pr);
         for (int s = 0; s < NSTRAT; s++) {
             wipe_result *r = &res[s];
             if (r->err) {
