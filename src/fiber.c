@@ -265,7 +265,7 @@ static lacuna_fiber *spawn(const char *name, void *(*fn)(void *), void *arg)
     f->heap_pos = LAC_NO_HEAP;
     f->wait = LAC_W_NONE;
     f->detached = 0;
-    atomic_store_explicit(&f->owner, &lac_tls_token, memory_order_relaxed);
+    atomic_store_explicit(&f->owner, lac_tls_id, memory_order_relaxed);
     name_copy(f, name);
     f->region = lacuna_region_index(pool, stack);
     atomic_store_explicit(&region_owner[f->region], f->idx, memory_order_relaxed);
@@ -303,7 +303,7 @@ void lac_fiber_blocks_drop(lac_sched *s)
 static lac_fiber *local_lookup(const lacuna_fiber *h)
 {
     lac_fiber *f = lookup(h);
-    if (f == NULL || atomic_load_explicit(&f->owner, memory_order_relaxed) != &lac_tls_token)
+    if (f == NULL || atomic_load_explicit(&f->owner, memory_order_relaxed) != lac_tls_id)
         return NULL;
     return f;
 }

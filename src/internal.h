@@ -243,9 +243,9 @@ struct lac_fiber {
     uint8_t wait;         /* LAC_W_*: what a parked fiber waits for besides a wake-up */
     uint8_t timed_out;    /* a timed wait ended by its deadline */
     uint8_t detached;
-    _Atomic(const void *) owner; /* the thread (its tls_token address) that spawned it */
-    long region;                 /* stack region index in the pool */
-    unsigned vg_id;              /* valgrind stack id */
+    _Atomic uint64_t owner; /* lac_tls_id of the thread that spawned it */
+    long region;            /* stack region index in the pool */
+    unsigned vg_id;         /* valgrind stack id */
 #ifdef LAC_ASAN
     void *asan_fake; /* ASan fake stack saved across a switch */
 #endif
@@ -300,7 +300,10 @@ void lac_fiber_fork_child(void);
 /* ---- sched.c ---- */
 
 extern __thread lac_sched *lac_tls_sched; /* the calling thread's scheduler, or NULL */
-extern __thread char lac_tls_token;       /* its address names the thread */
+/* The calling thread's id, given by its first lac_sched_get and never given again: not an
+ * address, which the next thread would get (glibc reuses a dead thread's stack and TLS), so a
+ * handle or channel of an exited thread is never taken for one of the caller's. 0 before. */
+extern __thread uint64_t lac_tls_id;
 
 /* The calling thread's scheduler, created on first use (with the thread's alternate signal
  * stack and the overflow handler). NULL + errno on failure. */

@@ -44,7 +44,8 @@
 #define LAC_POLL_EVERY 64 /* switches between polls while timers or fd waits pend */
 
 __thread lac_sched *lac_tls_sched;
-__thread char lac_tls_token;
+__thread uint64_t lac_tls_id;
+static _Atomic uint64_t next_id = 1; /* 2^64 thread starts never wrap */
 
 /* ---- run queue ----------------------------------------------------------------------------- */
 
@@ -225,6 +226,8 @@ lac_sched *lac_sched_get(void)
         errno = ENOMEM;
         return NULL;
     }
+    if (lac_tls_id == 0)
+        lac_tls_id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
     s->epfd = -1;
 #ifdef LAC_TSAN
     s->tsan_main = __tsan_get_current_fiber();
@@ -312,5 +315,5 @@ void lac_fiber_ready(lac_fiber *f)
 
 bool lac_fiber_local(const lac_fiber *f)
 {
-    return atomic_load_explicit(&f->owner, memory_order_relaxed) == &lac_tls_token;
+    return atomic_load_explicit(&f->owner, memory_order_relaxed) == lac_tls_id;
 }
