@@ -268,6 +268,7 @@ struct lac_sched {
     lac_fiber **heap;       /* timer min-heap on deadline (wait.c) */
     size_t nheap, heap_cap;
     unsigned tick;             /* scheduling decisions while waits pend: LAC_POLL_EVERY */
+    bool poll_due;             /* main polls (non-blocking) before it runs the next fiber */
     int epfd;                  /* -1 until the first fd wait */
     uint32_t free_head, nfree; /* control blocks free for reuse here (fiber.c) */
 #ifdef LAC_ASAN

@@ -11,8 +11,9 @@
  *     fiber's stack (reap) before anything else runs: library work never runs on a user fiber's
  *     stack, which its owner sized for their own frames.
  *   - Main runs when the run queue is empty, when a fiber ends, and every LAC_POLL_EVERY-th
- *     switch while timers or fd waits are pending (so a fiber that keeps yielding cannot starve
- *     them). Main polls epoll and fires timers (wait.c).
+ *     scheduling decision while timers or fd waits are pending (so a fiber that keeps yielding
+ *     cannot starve them). Main polls epoll and fires timers (wait.c) only in the first and last
+ *     case: a fiber's end alone costs a switch, not a syscall.
  *   - Run queue: a deque. A fiber preempted by its own spawn goes to the front (it runs right
  *     after the child blocks or ends); everything else goes to the back.
  *   - At most one zombie at a time: main reaps it right after the switch that brought it back.
@@ -132,30 +133,51 @@ static void reap(lac_sched *s)
     lac_fiber_reap(s, f);
 }
 
-/* Switch from the running context `from` (NULL: the thread's own stack) to `to` (NULL: the
- * thread's own stack). Returns when something switches back to `from`. */
+/* Switch from the running fiber `from` to `to` (NULL: the thread's own stack). Returns when
+ * something switches back to `from`. */
 static inline void switch_to(lac_sched *s, lac_fiber *from, lac_fiber *to)
 {
     s->cur = to;
     if (to == from) {
-        if (to)
-            to->state = LAC_F_RUNNING;
+        to->state = LAC_F_RUNNING;
         return;
     }
     if (to)
         to->state = LAC_F_RUNNING;
     san_before(s, from, to);
-    lac_ctx_switch(from ? &from->sp : &s->main_sp, to ? to->sp : s->main_sp);
+    lac_ctx_switch(&from->sp, to ? to->sp : s->main_sp);
     san_after(s, from);
+}
+
+/* From the thread's own stack, run `to` until something switches back here; then free the stack
+ * of a fiber that ended meanwhile, on this stack (the zombie's own is gone, and any other fiber's
+ * was sized by its owner for their frames, not for the pool's slow path). */
+static inline void run(lac_sched *s, lac_fiber *to)
+{
+    s->cur = to;
+    to->state = LAC_F_RUNNING;
+    san_before(s, NULL, to);
+    lac_ctx_switch(&s->main_sp, to->sp);
+    san_after(s, NULL);
     if (s->zombie)
         reap(s);
+}
+
+/* Whether this scheduling decision is one where the thread's own stack polls timers and fds
+ * (every LAC_POLL_EVERY-th while any pend), so a fiber that keeps yielding cannot starve them. */
+static inline bool poll_due(lac_sched *s)
+{
+    if (LAC_LIKELY(s->nheap + s->nio == 0) || ++s->tick % LAC_POLL_EVERY != 0)
+        return false;
+    s->poll_due = true;
+    return true;
 }
 
 /* Where a fiber giving up the CPU goes: the next runnable fiber, or NULL for the thread's own
  * stack (queue empty, or time to poll timers and fds). */
 static inline lac_fiber *pick_next(lac_sched *s)
 {
-    if (LAC_UNLIKELY(s->nheap + s->nio > 0) && ++s->tick % LAC_POLL_EVERY == 0)
+    if (poll_due(s))
         return NULL;
     return s->head ? pop_front(s) : NULL;
 }
@@ -174,8 +196,6 @@ static __attribute__((noreturn)) void fiber_entry(void *arg)
     lac_fiber *f = arg;
     lac_sched *s = lac_tls_sched;
     san_after(s, f);
-    if (s->zombie)
-        reap(s);
     f->arg = f->fn(f->arg); /* the same thread's scheduler still: fibers never migrate */
 
     f->state = LAC_F_DONE;
@@ -185,7 +205,8 @@ static __attribute__((noreturn)) void fiber_entry(void *arg)
         f->joiner = NULL;
     }
     s->zombie = f;
-    switch_to(s, f, s->main_join == f ? NULL : pick_next(s));
+    (void)poll_due(s); /* this decision counts too: main polls if it falls due */
+    switch_to(s, f, NULL);
     abort(); /* an ended fiber is never switched back to */
 }
 
@@ -246,16 +267,18 @@ void lac_sched_free(lac_sched *s)
 
 int lac_sched_loop(lac_sched *s, lac_fiber *until)
 {
+    s->poll_due = true;
     for (;;) {
         if (until && until->state == LAC_F_DONE)
             return 0;
         if (s->head) {
-            if (s->nheap + s->nio > 0) {
-                int err = lac_wait_poll(s, false);
+            if (LAC_UNLIKELY(s->poll_due)) {
+                s->poll_due = false;
+                int err = s->nheap + s->nio > 0 ? lac_wait_poll(s, false) : 0;
                 if (err)
                     return err;
             }
-            switch_to(s, NULL, pop_front(s));
+            run(s, pop_front(s));
             continue;
         }
         if (s->live == 0)
