@@ -8,6 +8,8 @@
  * Invariants:
  *   - A fiber is in the heap iff its heap_pos != LAC_NO_HEAP; a fiber in an fd wait is also in
  *     s->io_waits, registered EPOLLONESHOT with its record as the cookie, and counted in s->nio.
+ *   - Every timeout is a deadline on CLOCK_MONOTONIC taken once at the call: signal handlers
+ *     (EINTR) and spurious wake-ups never restart it.
  *   - Whichever ends a timed fd wait first (the fd or the deadline) wins; the wait takes itself
  *     out of the heap and epoll before it returns, so a late event finds nothing.
  *
@@ -38,6 +40,16 @@ static uint64_t now_ns(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Sleep the thread until a CLOCK_MONOTONIC deadline: a signal handler running meanwhile
+ * (EINTR) does not restart the whole sleep. */
+static void sleep_until(uint64_t deadline)
+{
+    struct timespec t = {.tv_sec = (time_t)(deadline / 1000000000u),
+                         .tv_nsec = (long)(deadline % 1000000000u)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) == EINTR)
+        ;
 }
 
 /* ---- the timer heap ------------------------------------------------------------------------ */
@@ -134,11 +146,7 @@ int lac_wait_poll(lac_sched *s, bool block)
                 ready(s, f, false);
         }
     } else if (timeout > 0) {
-        uint64_t due = s->heap[0]->deadline;
-        struct timespec t = {.tv_sec = (time_t)(due / 1000000000u),
-                             .tv_nsec = (long)(due % 1000000000u)};
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) == EINTR)
-            ;
+        sleep_until(s->heap[0]->deadline);
     }
     if (s->nheap > 0) {
         uint64_t now = now_ns();
@@ -176,11 +184,10 @@ void lac_wait_fork_child(lac_sched *s)
 
 static int sleep_ms(unsigned ms)
 {
+    uint64_t deadline = now_ns() + (uint64_t)ms * 1000000u;
     lac_sched *s = lac_tls_sched;
     if (s == NULL || s->cur == NULL) {
-        struct timespec t = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-        while (nanosleep(&t, &t) != 0 && errno == EINTR)
-            ;
+        sleep_until(deadline);
         return 0;
     }
     if (ms == 0) {
@@ -188,11 +195,9 @@ static int sleep_ms(unsigned ms)
         return 0;
     }
     lac_fiber *self = s->cur;
-    self->deadline = now_ns() + (uint64_t)ms * 1000000u;
+    self->deadline = deadline;
     if (heap_push(s, self) != 0) { /* no memory for the heap: sleep the thread instead */
-        struct timespec t = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-        while (nanosleep(&t, &t) != 0 && errno == EINTR)
-            ;
+        sleep_until(deadline);
         return 0;
     }
     self->wait = LAC_W_TIMER;
@@ -201,6 +206,29 @@ static int sleep_ms(unsigned ms)
 }
 
 /* ---- fd waits ------------------------------------------------------------------------------ */
+
+/* Thread context: poll(2) until fd is ready or timeout_ms (< 0: none) has passed since the call.
+ * A signal handler running meanwhile (EINTR) shortens the next poll to what is left, so periodic
+ * signals cannot stretch the wait for ever. */
+static int poll_until(int fd, short events, int timeout_ms)
+{
+    uint64_t deadline = now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+    struct pollfd p = {.fd = fd, .events = events};
+    int left = timeout_ms, n;
+    while ((n = poll(&p, 1, left)) < 0 && errno == EINTR) {
+        if (timeout_ms < 0)
+            continue;
+        uint64_t now = now_ns();
+        if (now >= deadline)
+            return ETIMEDOUT;
+        left = (int)((deadline - now + 999999) / 1000000); /* up: never return early */
+    }
+    if (n < 0)
+        return errno;
+    if (n == 0)
+        return ETIMEDOUT;
+    return p.revents & POLLNVAL ? EBADF : 0;
+}
 
 /* End a wait's registration: delete it before closing a dup, since epoll drops a registration
  * only when the last descriptor of its file is closed, and would report the closed number. */
@@ -218,17 +246,8 @@ static int fd_wait(int fd, short events, int timeout_ms)
     if (fd < 0)
         return EBADF;
     lac_sched *s = lac_tls_sched;
-    if (s == NULL || s->cur == NULL || timeout_ms == 0) {
-        struct pollfd p = {.fd = fd, .events = events};
-        int n;
-        while ((n = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
-            ;
-        if (n < 0)
-            return errno;
-        if (n == 0)
-            return ETIMEDOUT;
-        return p.revents & POLLNVAL ? EBADF : 0;
-    }
+    if (s == NULL || s->cur == NULL || timeout_ms == 0)
+        return poll_until(fd, events, timeout_ms);
     if (s->epfd < 0) {
         s->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (s->epfd < 0)
