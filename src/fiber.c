@@ -334,6 +334,10 @@ void *lacuna_join(lacuna_fiber *h)
     }
     lac_sched *s = lac_tls_sched;
     if (f->state != LAC_F_DONE) {
+        if (s->cur && lac_sched_escaped(s)) {
+            errno = ENOTRECOVERABLE;
+            return NULL;
+        }
         if (s->cur == f) {
             errno = EDEADLK;
             return NULL;

@@ -323,6 +323,10 @@ void lac_sched_park(lac_sched *s);
 /* Make a fiber of this scheduler runnable: back of the run queue. */
 void lac_sched_push(lac_sched *s, lac_fiber *f);
 
+/* Whether the caller runs outside the stack of the fiber the scheduler thinks is running: it left
+ * that fiber without switching (longjmp, an exception), which nothing can undo. */
+bool lac_sched_escaped(const lac_sched *s);
+
 /* The thread's own context: run fibers until `until` ends (NULL: until none is left). 0, EDEADLK
  * (every fiber is blocked with no timer and no fd wait) or an epoll_wait errno. */
 int lac_sched_loop(lac_sched *s, lac_fiber *until);

@@ -291,13 +291,20 @@ int lac_sched_loop(lac_sched *s, lac_fiber *until)
     }
 }
 
+bool __attribute__((noinline)) lac_sched_escaped(const lac_sched *s)
+{
+    /* this frame is on the real stack, even where ASan moves locals to a fake one */
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    return s->cur && sp - (uintptr_t)s->cur->stack >= s->cur->stack_size;
+}
+
 int lacuna_run(void)
 {
     lac_sched *s = lac_tls_sched;
     if (s == NULL)
         return 0;
     if (s->cur)
-        return EPERM;
+        return lac_sched_escaped(s) ? ENOTRECOVERABLE : EPERM;
     int saved = errno; /* the result is the error: keep the caller's errno */
     int err = lac_sched_loop(s, NULL);
     if (err == 0)

@@ -173,3 +173,72 @@ TEST(fibers_of_a_new_thread_meet_an_exited_thread)
     dead d = dead_thread();
     from_new_thread(heir_fiber, &d);
 }
+
+/* ---- leaving a fiber by longjmp ------------------------------------------------------------- */
+
+static jmp_buf escape;
+
+static void *escaper(void *arg)
+{
+    (void)arg;
+    longjmp(escape, 1); /* undefined by fiber.h; what the runtime can tell, it reports */
+}
+
+TEST(longjmp_out_of_a_fiber_is_reported)
+{
+#ifdef LT_ASAN
+    SKIP("ASan's longjmp interceptor does not know the escaped fiber's stack");
+#endif
+    lacuna_fiber *f = lacuna_go(escaper, NULL);
+    lacuna_fiber *other = lacuna_go(add_one, (void *)1);
+    if (setjmp(escape) == 0) {
+        lacuna_run();
+        CHECK(0); /* not reached: the escaper jumps back here */
+    }
+    /* On the thread's stack again, while the scheduler still thinks escaper runs. */
+    CHECK_EQ(lacuna_run(), ENOTRECOVERABLE);
+    CHECK_EQ(lacuna_run(), ENOTRECOVERABLE); /* stays so: not EPERM, not a hang */
+    errno = 0;
+    CHECK(lacuna_join(other) == NULL);
+    CHECK_EQ(errno, ENOTRECOVERABLE);
+    errno = 0;
+    CHECK(lacuna_join(f) == NULL);
+    CHECK_EQ(errno, ENOTRECOVERABLE);
+}
+
+static void *run_from_fiber(void *arg)
+{
+    (void)arg;
+    return (void *)(uintptr_t)lacuna_run();
+}
+
+TEST(run_from_a_fiber_is_still_eperm)
+{
+    CHECK_EQ((uintptr_t)lacuna_join(lacuna_go(run_from_fiber, NULL)), EPERM);
+}
+
+/* ---- absurd channel sizes ----------------------------------------------------------------- */
+
+TEST(chan_make_absurd_sizes)
+{
+    struct {
+        size_t elem, cap;
+    } bad[] = {{0, 0},
+               {0, 4},
+               {SIZE_MAX, 0},
+               {SIZE_MAX, 1},
+               {SIZE_MAX / 2, 0},
+               {SIZE_MAX / 2, 4},
+               {PTRDIFF_MAX, 0},
+               {1, SIZE_MAX},
+               {8, SIZE_MAX / 4},
+               {SIZE_MAX / 4, 8}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        errno = 0;
+        CHECK(lacuna_chan_make(bad[i].elem, bad[i].cap) == NULL);
+        CHECK_EQ(errno, EINVAL);
+    }
+    lacuna_chan *c = lacuna_chan_make(1 << 20, 0); /* large but real: fine */
+    CHECK(c != NULL);
+    CHECK_EQ(lacuna_chan_free(c), 0);
+}
