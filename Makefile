@@ -48,7 +48,8 @@ test-sanitize: test-asan test-tsan
 # nor test_memory_given_back (20 x 360 MiB of page touching: slow under valgrind, and its figures
 # are the kernel's, which valgrind does not change).
 VALGRIND_TESTS ?= test_pool_api test_pool_release test_pool_threads test_fault test_fork test_soak \
-                  test_fiber_api test_fiber_switch
+                  test_process test_fiber_api test_fiber_switch test_fiber_misuse test_fiber_signals \
+                  test_fiber_stack
 VALGRIND ?= valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
 
 test-valgrind: build-test/Makefile

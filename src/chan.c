@@ -29,8 +29,10 @@ struct lacuna_chan {
 
 lacuna_chan *lacuna_chan_make(size_t elem_size, size_t capacity)
 {
+    /* No object is larger than PTRDIFF_MAX; an unbuffered channel (capacity 0) still copies
+     * whole elements between fibers, so its element size is bounded the same way. */
     if (elem_size == 0 ||
-        (capacity && elem_size > (SIZE_MAX / 2 - sizeof(lacuna_chan)) / capacity)) {
+        elem_size > (PTRDIFF_MAX - sizeof(lacuna_chan)) / (capacity ? capacity : 1)) {
         LAC_BAD_INPUT("lacuna_chan_make", "elem_size 0 or absurd size", NULL);
         errno = EINVAL;
         return NULL;

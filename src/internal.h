@@ -7,6 +7,7 @@
 
 #include "lacuna.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -544,10 +545,144 @@ void lac_ctx_switch(void **save_sp, void *load_sp);
  * must never return. Returns the context's stack pointer. Writes only the top ~200 bytes. */
 void *lac_ctx_init(void *stack_top, void (*entry)(void *), void *arg);
 
-/* ---- fiber.c: the scheduler, as chan.c needs it ------------------------------------------------
+/* ---- the fiber layer ---------------------------------------------------------------------------
+ * fiber.c  control blocks and handles, the shared stack pool, spawn/join/detach, names, fork hooks
+ * sched.c  one scheduler per OS thread: run queue, context switches, fiber start and end, reaping
+ *          ended fibers' stacks (on the thread's own stack), the run loop
+ * wait.c   what a parked fiber waits for besides a wake-up: timers (sleep) and fds (epoll)
+ * chan.c   channels, on top of lac_fiber_park / lac_fiber_ready
  */
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LAC_ASAN 1
+#endif
+#if __has_feature(thread_sanitizer)
+#define LAC_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(LAC_ASAN)
+#define LAC_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(LAC_TSAN)
+#define LAC_TSAN 1
+#endif
+
 typedef struct lac_fiber lac_fiber;
+typedef struct lac_sched lac_sched;
+typedef struct lac_io_wait lac_io_wait;
+
+enum { LAC_F_FREE = 0, LAC_F_READY, LAC_F_RUNNING, LAC_F_PARKED, LAC_F_DONE };
+enum { LAC_W_NONE = 0, LAC_W_TIMER, LAC_W_IO };
+#define LAC_NO_HEAP SIZE_MAX /* lac_fiber.heap_pos of a fiber not in the timer heap */
+
+/* A fiber's control block. Never inside a stack region (those pages are released); see fiber.c. */
+struct lac_fiber {
+    void *sp;        /* saved stack pointer while not running */
+    lac_fiber *next; /* run queue link */
+    void *(*fn)(void *);
+    void *arg;            /* fn's argument, then its result */
+    char *stack;          /* lowest byte of the stack region; NULL once freed */
+    size_t stack_size;    /* bytes of the region */
+    lac_fiber *joiner;    /* fiber blocked in lacuna_join on this one */
+    uint64_t deadline;    /* CLOCK_MONOTONIC ns, while in the timer heap */
+    size_t heap_pos;      /* index in the timer heap, or LAC_NO_HEAP */
+    _Atomic uint32_t gen; /* odd while in use; bumped on spawn and on reclaim */
+    uint32_t idx;         /* index in the block table (0 is never used) */
+    uint32_t next_free;   /* free-list link (an index) */
+    uint8_t state;        /* LAC_F_* */
+    uint8_t wait;         /* LAC_W_*: what a parked fiber waits for besides a wake-up */
+    uint8_t timed_out;    /* a timed wait ended by its deadline */
+    uint8_t detached;
+    _Atomic uint64_t owner; /* lac_tls_id of the thread that spawned it */
+    long region;            /* stack region index in the pool */
+    unsigned vg_id;         /* valgrind stack id */
+#ifdef LAC_ASAN
+    void *asan_fake; /* ASan fake stack saved across a switch */
+#endif
+#ifdef LAC_TSAN
+    void *tsan; /* TSan fiber */
+#endif
+    char name[LACUNA_FIBER_NAME_MAX]; /* read by the SIGSEGV handler: always NUL-terminated */
+};
+
+/* A thread's scheduler: touched by that thread only, so it takes no lock. */
+struct lac_sched {
+    lac_fiber *cur;         /* running fiber; NULL while on the thread's own stack */
+    lac_fiber *head, *tail; /* run queue */
+    lac_fiber *zombie;      /* ended fiber whose stack the thread's own context frees */
+    lac_fiber *main_join;   /* the fiber a thread-context lacuna_join waits for */
+    void *main_sp;          /* the thread's own context while a fiber runs */
+    size_t live;            /* fibers spawned here that have not ended */
+    size_t nio;             /* fibers in lacuna_fd_wait */
+    lac_io_wait *io_waits;  /* those waits (wait.c), for a forked child's new epoll */
+    lac_fiber **heap;       /* timer min-heap on deadline (wait.c) */
+    size_t nheap, heap_cap;
+    unsigned tick;             /* scheduling decisions while waits pend: LAC_POLL_EVERY */
+    bool poll_due;             /* main polls (non-blocking) before it runs the next fiber */
+    int epfd;                  /* -1 until the first fd wait */
+    uint32_t free_head, nfree; /* control blocks free for reuse here (fiber.c) */
+#ifdef LAC_ASAN
+    void *main_fake;
+    const void *main_bottom; /* the thread stack, as ASan reports it on the first switch */
+    size_t main_size;
+    bool from_main; /* the switch now completing started on the thread's stack */
+#endif
+#ifdef LAC_TSAN
+    void *tsan_main;
+#endif
+};
+
+/* ---- fiber.c ---- */
+
+/* Give back an ended fiber's stack (and its block, if detached). Called on the thread's own
+ * stack by sched.c, never on a fiber's. */
+void lac_fiber_reap(lac_sched *s, lac_fiber *f);
+
+/* Move a dying scheduler's free control blocks to the shared list. */
+void lac_fiber_blocks_drop(lac_sched *s);
+
+/* Fork hooks: prepare takes every lock of the fiber layer, parent releases them, child releases
+ * them and gives the forking thread's scheduler an epoll instance of its own. process.c calls
+ * them in lock order (fiber layer first, then the pools). */
+void lac_fiber_fork_prepare(void);
+void lac_fiber_fork_parent(void);
+void lac_fiber_fork_child(void);
+
+/* ---- sched.c ---- */
+
+extern __thread lac_sched *lac_tls_sched; /* the calling thread's scheduler, or NULL */
+/* The calling thread's id, given by its first lac_sched_get and never given again: not an
+ * address, which the next thread would get (glibc reuses a dead thread's stack and TLS), so a
+ * handle or channel of an exited thread is never taken for one of the caller's. 0 before. */
+extern __thread uint64_t lac_tls_id;
+
+/* The calling thread's scheduler, created on first use (with the thread's alternate signal
+ * stack and the overflow handler). NULL + errno on failure. */
+lac_sched *lac_sched_get(void);
+
+/* Free a scheduler with no fiber left (the next lac_sched_get makes a new one). */
+void lac_sched_free(lac_sched *s);
+
+/* Make f's context (f->stack, f->stack_size set) and start it: from a fiber it runs now and the
+ * spawner right after it; from thread context it is queued. */
+void lac_sched_start(lac_sched *s, lac_fiber *f);
+
+/* Block the running fiber until lac_sched_push(it); other fibers run meanwhile. */
+void lac_sched_park(lac_sched *s);
+
+/* Make a fiber of this scheduler runnable: back of the run queue. */
+void lac_sched_push(lac_sched *s, lac_fiber *f);
+
+/* Whether the caller runs outside the stack of the fiber the scheduler thinks is running: it left
+ * that fiber without switching (longjmp, an exception), which nothing can undo. */
+bool lac_sched_escaped(const lac_sched *s);
+
+/* The thread's own context: run fibers until `until` ends (NULL: until none is left). 0, EDEADLK
+ * (every fiber is blocked with no timer and no fd wait) or an epoll_wait errno. */
+int lac_sched_loop(lac_sched *s, lac_fiber *until);
+
+/* For chan.c: */
 
 /* The running fiber of the calling thread, or NULL in thread context. */
 lac_fiber *lac_fiber_self(void);
@@ -575,5 +710,17 @@ typedef struct lac_waiter {
     void *elem; /* the element to send, or where to receive */
     int result; /* 0, or EPIPE when woken by a close */
 } lac_waiter;
+
+/* ---- wait.c ---- */
+
+/* Poll fds and fire due timers, making their fibers runnable. block: wait for the first of them.
+ * 0 or an epoll_wait errno. */
+int lac_wait_poll(lac_sched *s, bool block);
+
+/* Release what a scheduler's waits hold (the heap, the epoll instance). */
+void lac_wait_free(lac_sched *s);
+
+/* In a forked child: a new epoll instance for s, with its parked fd waits registered again. */
+void lac_wait_fork_child(lac_sched *s);
 
 #endif /* LACUNA_INTERNAL_H */

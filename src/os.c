@@ -343,12 +343,14 @@ uintptr_t lac_os_context_sp(const void *ucontext)
 
 bool lac_os_has_swap(void)
 {
-    static int assume = -1; /* LACUNA_ASSUME_SWAP=1: test the swap paths on a swapless machine */
-    if (assume < 0) {
+    /* LACUNA_ASSUME_SWAP=1: test the swap paths on a swapless machine. Atomic: threads race to
+     * set it, with the same answer. */
+    static _Atomic int assume = -1;
+    if (atomic_load_explicit(&assume, memory_order_relaxed) < 0) {
         const char *e = getenv("LACUNA_ASSUME_SWAP");
-        assume = e && *e == '1';
+        atomic_store_explicit(&assume, e && *e == '1', memory_order_relaxed);
     }
-    if (assume)
+    if (atomic_load_explicit(&assume, memory_order_relaxed))
         return true;
     struct sysinfo si;
     return sysinfo(&si) != 0 || si.totalswap > 0; /* unknown: assume there is */

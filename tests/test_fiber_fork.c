@@ -1,12 +1,16 @@
-/* Fibers across fork(), and overflow never silent: a fiber that recurses off its stack ends in
+/* Fibers across fork() (from inside a fiber; while another thread holds the runtime's lock), and
+ * overflow never silent: a fiber that recurses off its stack ends in
  * the overflow message and SIGSEGV, and the region below its guard is untouched — checked from the
  * parent, which reads the dying child's memory while it is stopped under ptrace. */
 #define _GNU_SOURCE
+#include "internal.h"
 #include "lacuna.h"
 #include "test.h"
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <time.h>
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
@@ -31,6 +35,11 @@ static void *adder(void *arg)
     long one = 1;
     lacuna_chan_send(arg, &one);
     return NULL;
+}
+
+static void *add_one_fiber(void *arg)
+{
+    return (void *)((uintptr_t)arg + 1);
 }
 
 static int wake_fd = -1;
@@ -106,6 +115,97 @@ TEST(fork_inside_a_fiber)
     CHECK_EQ(waitpid(child_pid, &status, 0), child_pid);
     CHECK(WIFEXITED(status));
     CHECK_EQ(WEXITSTATUS(status), 0);
+}
+
+/* ---- fork while another thread holds the fiber runtime's lock ---- */
+
+/* In a forked child: the first spawn and run of the child's runtime must complete (a lock
+ * inherited locked would hang it: the alarm ends that). Returns the child's wait status. */
+static int spawn_in_child(pid_t pid)
+{
+    if (pid == 0) {
+        alarm(10);
+        lacuna_fiber *f = lacuna_go(add_one_fiber, (void *)41);
+        _exit(f && lacuna_run() == 0 && (uintptr_t)lacuna_join(f) == 42 ? 0 : 3);
+    }
+    int status = -1;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+static pthread_mutex_t forked_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t forked_cond = PTHREAD_COND_INITIALIZER;
+static int forked;
+
+/* Holds the runtime's lock (as any call that creates the pool or refills control blocks does)
+ * until the main thread's fork has returned, or 300 ms: with the fork hooks in place the fork
+ * waits for the lock, so it is the timeout that lets go. */
+static void *lock_holder(void *arg)
+{
+    lac_fiber_fork_prepare();
+    pthread_barrier_wait(arg);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 300 * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&forked_lock);
+    while (!forked && pthread_cond_timedwait(&forked_cond, &forked_lock, &until) == 0)
+        ;
+    pthread_mutex_unlock(&forked_lock);
+    lac_fiber_fork_parent();
+    return NULL;
+}
+
+TEST(fork_while_another_thread_holds_the_runtime_lock)
+{
+#if LT_SANITIZED
+    SKIP("fork of a threaded process under a sanitizer runtime: covered by the plain build");
+#endif
+    CHECK_EQ((uintptr_t)lacuna_join(lacuna_go(add_one_fiber, (void *)1)), 2); /* pool exists */
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 2);
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, lock_holder, &bar), 0);
+    pthread_barrier_wait(&bar);
+    pid_t pid = fork();
+    if (pid != 0) {
+        pthread_mutex_lock(&forked_lock);
+        forked = 1;
+        pthread_cond_signal(&forked_cond);
+        pthread_mutex_unlock(&forked_lock);
+    }
+    int status = spawn_in_child(pid);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+}
+
+/* The same with the lock taken by a public call, over and over, on another thread. */
+static void *configure_again_and_again(void *arg)
+{
+    lacuna_pool_config c = {.region_size = 64 * 1024};
+    while (!atomic_load((_Atomic int *)arg))
+        CHECK_EQ(lacuna_fiber_configure(&c), EBUSY); /* takes and drops the runtime's lock */
+    return NULL;
+}
+
+TEST(fork_while_another_thread_uses_the_runtime)
+{
+#if LT_SANITIZED
+    SKIP("fork of a threaded process under a sanitizer runtime: covered by the plain build");
+#endif
+    CHECK(lacuna_join(lacuna_go(add_one_fiber, NULL)) != NULL);
+    _Atomic int stop = 0;
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, configure_again_and_again, &stop), 0);
+    for (int i = 0; i < 100; i++) {
+        int status = spawn_in_child(fork());
+        CHECK(WIFEXITED(status));
+        CHECK_EQ(WEXITSTATUS(status), 0);
+    }
+    atomic_store(&stop, 1);
+    CHECK_EQ(pthread_join(t, NULL), 0);
 }
 
 /* ---- overflow into the guard, watched from the parent ---- */

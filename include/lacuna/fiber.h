@@ -15,6 +15,27 @@
  * Conventions as in <lacuna.h>: 0 or a positive errno value; pointer results are NULL + errno;
  * bad input is EINVAL, never a crash. "Thread context" below means code running on a thread's
  * own stack (not inside any fiber), e.g. main() before or after lacuna_run.
+ *
+ * Stack: a fiber's stack holds its own frames plus those of the lacuna call it is in, nothing
+ * else. The runtime's own work (freeing an ended fiber's stack through the pool, polling, timers)
+ * runs on the thread's stack. What each call needs below the caller's frame, at most (x86-64,
+ * glibc; measured by tests/test_fiber_stack.c with the pool's slow paths taken, rounded up with
+ * margin; the measurement includes lazy symbol binding, ~1.7 KiB on the test machine, when the
+ * call is the first user of a libc function; it can be larger on CPUs with wider vector state,
+ * and disappears when the program is linked with -z now):
+ *     lacuna_yield, lacuna_self, lacuna_join, lacuna_detach             512 bytes
+ *     lacuna_fiber_set_name, lacuna_chan_*                             2 KiB
+ *     lacuna_go, lacuna_go_named, lacuna_sleep_ms, lacuna_fd_wait      3 KiB
+ * A fiber that ends needs no stack for it: it switches to the thread's stack and is freed there.
+ *
+ * Leaving a fiber other than by returning from its function or blocking in a lacuna call (longjmp
+ * out of it, a C++ exception unwinding past its start) is undefined: the scheduler still thinks
+ * that fiber runs. lacuna_run and a lacuna_join that would block detect it (the caller is not on
+ * that fiber's stack) and fail with ENOTRECOVERABLE; other calls are not checked.
+ *
+ * Threads: a fiber, and a channel's waiting fibers, belong to the thread that spawned them, named
+ * by an id never given to another thread. Calls on them from any other thread fail with EINVAL,
+ * also after that thread has exited (a new thread may get its stack and TLS, never its id).
  */
 #ifndef LACUNA_FIBER_H
 #define LACUNA_FIBER_H
@@ -67,7 +88,8 @@ LACUNA_API lacuna_fiber *lacuna_go(void *(*fn)(void *arg), void *arg);
 LACUNA_API lacuna_fiber *lacuna_go_named(const char *name, void *(*fn)(void *arg), void *arg);
 
 /* Rename a fiber of the calling thread (NULL fiber = the calling fiber). 0, or EINVAL (no such
- * fiber: stale handle, another thread's fiber, NULL fiber from thread context). */
+ * fiber: stale handle, another thread's fiber (also one that has exited), NULL fiber from thread
+ * context). */
 LACUNA_API int lacuna_fiber_set_name(lacuna_fiber *fiber, const char *name);
 
 /* The calling fiber, or NULL in thread context. */
@@ -81,28 +103,36 @@ LACUNA_API void lacuna_yield(void);
  * from thread context, the thread runs its scheduler until that fiber ends. On error returns NULL
  * with errno (set errno = 0 first if fn may return NULL):
  *   EINVAL  NULL or stale handle (already joined, or detached and ended), a detached fiber, a
- *           fiber another fiber is already joining, a fiber of another thread;
+ *           fiber another fiber is already joining, a fiber of another thread (also of one that
+ *           has exited);
  *   EDEADLK joining yourself; or, from thread context, every fiber of the thread is blocked with
- *           no timer and no fd wait (the fiber stays joinable). */
+ *           no timer and no fd wait (the fiber stays joinable);
+ *   ENOTRECOVERABLE  the fiber would have to wait, and the caller left the fiber the scheduler
+ *           thinks is running without switching (longjmp: see the top of this file). */
 LACUNA_API void *lacuna_join(lacuna_fiber *fiber);
 
 /* Let the fiber reclaim itself when it ends (at once if it has ended). 0, or EINVAL (NULL or
- * stale handle, already detached, being joined, a fiber of another thread). */
+ * stale handle, already detached, being joined, a fiber of another thread, also of one that has
+ * exited). */
 LACUNA_API int lacuna_detach(lacuna_fiber *fiber);
 
 /* Run this thread's fibers until none is left, then tear the scheduler down. Thread context only.
  * Returns 0 (also when nothing was ever spawned), EPERM (called from a fiber), EDEADLK (every
  * remaining fiber is blocked on a channel or a join, with no timer and no fd wait to wake it: they
- * stay blocked; close or feed their channels from thread context and call lacuna_run again), or
- * an errno from epoll_wait. */
+ * stay blocked; close or feed their channels from thread context and call lacuna_run again),
+ * ENOTRECOVERABLE (called on the thread's stack while the scheduler thinks a fiber runs: that
+ * fiber was left by longjmp; every later call returns it too), or an errno from epoll_wait. */
 LACUNA_API int lacuna_run(void);
 
 /* Block the calling fiber for at least ms milliseconds (0: a yield); in thread context, sleep the
- * thread (no fibers run meanwhile). Returns 0. */
+ * thread (no fibers run meanwhile). The end is a deadline taken at the call: signal handlers
+ * running meanwhile do not extend it. Returns 0. */
 LACUNA_API int lacuna_sleep_ms(unsigned ms);
 
 /* Block the calling fiber until fd is ready for `events` (POLLIN, POLLOUT or both), has an error
- * or hang-up, or timeout_ms passes (< 0: no timeout). In thread context it is a plain poll(2).
+ * or hang-up, or timeout_ms passes (< 0: no timeout). The timeout is a deadline taken at the call:
+ * signal handlers running meanwhile (EINTR underneath) neither end nor extend the wait. In thread
+ * context it is poll(2), repeated with what is left after an EINTR.
  * Returns 0 when ready (the next read/write says how), ETIMEDOUT, EINVAL (events not a non-empty
  * subset of POLLIN|POLLOUT), EBADF, or an errno from epoll_ctl or dup (EMFILE). Several fibers may
  * wait on one fd at once (a reader and a writer of a socket): the second and later each hold a
@@ -116,14 +146,15 @@ LACUNA_API int lacuna_fd_wait(int fd, short events, int timeout_ms);
 
 /* A channel of elements of elem_size bytes holding up to capacity of them (0 = unbuffered: a send
  * completes only when a receiver takes it). NULL + errno: EINVAL (elem_size 0, or elem_size *
- * capacity overflowing), ENOMEM. Any thread. */
+ * max(capacity, 1) larger than any object can be, PTRDIFF_MAX), ENOMEM. Any thread. */
 LACUNA_API lacuna_chan *lacuna_chan_make(size_t elem_size, size_t capacity);
 
 /* Copy *elem into the channel, blocking the calling fiber (never the thread) while the channel is
  * full (unbuffered: until a receiver takes it). Returns 0, or
  *   EPIPE   the channel is closed (also when it is closed while the sender waits: not delivered);
  *   EPERM   it would block and the caller is not a fiber (thread context never blocks here);
- *   EINVAL  chan or elem NULL, or fibers of another thread are waiting on the channel. */
+ *   EINVAL  chan or elem NULL, or fibers of another thread (also of one that has exited) are
+ *           waiting on the channel. */
 LACUNA_API int lacuna_chan_send(lacuna_chan *chan, const void *elem);
 
 /* Take the oldest element into *elem, blocking the calling fiber while there is none. Returns 0,
