@@ -245,8 +245,8 @@ static lacuna_fiber *spawn(const char *name, void *(*fn)(void *), void *arg)
     lac_sched *s = pool ? lac_sched_get() : NULL;
     if (s == NULL)
         return NULL;
-    char *stack = lacuna_alloc(pool);
-    if (stack == NULL)
+    char *stack = lac_sched_spare_take(s);
+    if (stack == NULL && (stack = lacuna_alloc(pool)) == NULL)
         return NULL; /* errno: ENOMEM */
     lac_fiber *f = block_get(s);
     if (f == NULL) {
@@ -279,6 +279,19 @@ lacuna_fiber *lacuna_go(void *(*fn)(void *), void *arg)
 lacuna_fiber *lacuna_go_named(const char *name, void *(*fn)(void *), void *arg)
 {
     return spawn(name, fn, arg);
+}
+
+void lac_fiber_retire(lac_sched *s, lac_fiber *f)
+{
+    atomic_store_explicit(&region_owner[f->region], 0, memory_order_relaxed);
+    f->stack = NULL;
+    if (f->detached)
+        block_put(s, f);
+}
+
+void lac_fiber_stack_free(char *stack)
+{
+    (void)lacuna_free(atomic_load_explicit(&stack_pool, memory_order_relaxed), stack);
 }
 
 void lac_fiber_reap(lac_sched *s, lac_fiber *f)

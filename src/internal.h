@@ -606,17 +606,32 @@ struct lac_fiber {
     char name[LACUNA_FIBER_NAME_MAX]; /* read by the SIGSEGV handler: always NUL-terminated */
 };
 
+#define LAC_SPARE_MAX   16 /* ended fibers' stacks a scheduler keeps for its next spawns */
+#define LAC_RUNNEXT_MAX 64 /* hand-offs in a row before the run queue's head gets its turn */
+
+/* The stack of an ended fiber, kept for the next spawn (sched.c). */
+typedef struct lac_spare {
+    char *stack;
+    unsigned vg_id; /* its valgrind registration, dropped when the stack is reused or freed */
+    void *tsan;     /* its TSan fiber, destroyed likewise (NULL without TSan) */
+} lac_spare;
+
 /* A thread's scheduler: touched by that thread only, so it takes no lock. */
 struct lac_sched {
-    lac_fiber *cur;         /* running fiber; NULL while on the thread's own stack */
-    lac_fiber *head, *tail; /* run queue */
-    lac_fiber *zombie;      /* ended fiber whose stack the thread's own context frees */
-    lac_fiber *main_join;   /* the fiber a thread-context lacuna_join waits for */
-    void *main_sp;          /* the thread's own context while a fiber runs */
-    size_t live;            /* fibers spawned here that have not ended */
-    size_t nio;             /* fibers in lacuna_fd_wait */
-    lac_io_wait *io_waits;  /* those waits (wait.c), for a forked child's new epoll */
-    lac_fiber **heap;       /* timer min-heap on deadline (wait.c) */
+    lac_fiber *cur;          /* running fiber; NULL while on the thread's own stack */
+    lac_fiber *head, *tail;  /* run queue */
+    lac_fiber *runnext;      /* made ready by a hand-off (channel, join): runs next */
+    lac_fiber *handed;       /* earlier hand-offs it displaced, a stack: they run before head */
+    unsigned runnext_streak; /* hand-off picks while the queue waited: at most LAC_RUNNEXT_MAX */
+    lac_spare spare[LAC_SPARE_MAX];
+    unsigned nspare;
+    lac_fiber *zombie;     /* ended fiber whose stack the thread's own context frees */
+    lac_fiber *main_join;  /* the fiber a thread-context lacuna_join waits for */
+    void *main_sp;         /* the thread's own context while a fiber runs */
+    size_t live;           /* fibers spawned here that have not ended */
+    size_t nio;            /* fibers in lacuna_fd_wait */
+    lac_io_wait *io_waits; /* those waits (wait.c), for a forked child's new epoll */
+    lac_fiber **heap;      /* timer min-heap on deadline (wait.c) */
     size_t nheap, heap_cap;
     unsigned tick;             /* scheduling decisions while waits pend: LAC_POLL_EVERY */
     bool poll_due;             /* main polls (non-blocking) before it runs the next fiber */
@@ -638,6 +653,16 @@ struct lac_sched {
 /* Give back an ended fiber's stack (and its block, if detached). Called on the thread's own
  * stack by sched.c, never on a fiber's. */
 void lac_fiber_reap(lac_sched *s, lac_fiber *f);
+
+/* An ended fiber, on its own stack, whose stack sched.c keeps as a spare: forget the stack (its
+ * region names no fiber now) and give back the block if detached. No pool call. */
+void lac_fiber_retire(lac_sched *s, lac_fiber *f);
+
+/* Give a spare stack back to the pool (the thread's own stack only). */
+void lac_fiber_stack_free(char *stack);
+
+/* sched.c: a spare stack for a new fiber, or NULL. */
+char *lac_sched_spare_take(lac_sched *s);
 
 /* Move a dying scheduler's free control blocks to the shared list. */
 void lac_fiber_blocks_drop(lac_sched *s);

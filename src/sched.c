@@ -6,16 +6,19 @@
  * fiber ends.
  *
  * Invariants:
- *   - Fibers switch directly to one another, except that an ending fiber always switches to the
- *     thread's own stack (the "main" context, inside lac_sched_loop), which frees the ended
- *     fiber's stack (reap) before anything else runs: library work never runs on a user fiber's
- *     stack, which its owner sized for their own frames.
- *   - Main runs when the run queue is empty, when a fiber ends, and every LAC_POLL_EVERY-th
- *     scheduling decision while timers or fd waits are pending (so a fiber that keeps yielding
- *     cannot starve them). Main polls epoll and fires timers (wait.c) only in the first and last
- *     case: a fiber's end alone costs a switch, not a syscall.
- *   - Run queue: a deque. A fiber preempted by its own spawn goes to the front (it runs right
- *     after the child blocks or ends); everything else goes to the back.
+ *   - Fibers switch directly to one another. An ending fiber keeps its stack as a spare for this
+ *     thread's next spawn (up to LAC_SPARE_MAX) and switches straight to the next fiber; only
+ *     past that bound does it switch to the thread's own stack (the "main" context, inside
+ *     lac_sched_loop), which frees it (reap). Spares left when main runs out of ready fibers go
+ *     back to the pool there. Library work never runs on a user fiber's stack, which its owner
+ *     sized for their own frames: the ending fiber does only bookkeeping, on its own stack.
+ *   - Main runs when nothing is ready, when an ending fiber finds the spares full, and every
+ *     LAC_POLL_EVERY-th scheduling decision while timers or fd waits are pending (so a fiber
+ *     that keeps yielding cannot starve them). Main polls epoll and fires timers (wait.c).
+ *   - Order: runnext (the fiber the last hand-off woke: a channel operation, a join), then the
+ *     stack of hand-offs it displaced, then the run queue, a deque (a fiber preempted by its own
+ *     spawn goes to its front; spawned, yielding, timed-out and fd-ready fibers to its back).
+ *     Hand-offs take at most LAC_RUNNEXT_MAX turns in a row while the queue waits.
  *   - At most one zombie at a time: main reaps it right after the switch that brought it back.
  *
  * Does not: allocate stacks or control blocks (fiber.c), keep timers or fds (wait.c), move fibers
@@ -84,17 +87,58 @@ void lac_sched_push(lac_sched *s, lac_fiber *f)
     push_back(s, f);
 }
 
+/* A hand-off: f was made ready by the running fiber (a channel operation, the end of the fiber
+ * it joins) and runs next, inheriting the rest of the turn (Go's runnext). Where one fiber
+ * readies several before it parks (a parent collecting its children's results), the one it
+ * displaces goes on a stack of hand-offs that runs before the queue: the woken fibers run to
+ * their end (freeing their stacks) before anything new starts, so spawn trees and request chains
+ * stay depth-first and few stacks are live. */
+static inline void hand_off(lac_sched *s, lac_fiber *f)
+{
+    f->state = LAC_F_READY;
+    if (s->runnext) {
+        s->runnext->next = s->handed;
+        s->handed = s->runnext;
+    }
+    s->runnext = f;
+}
+
+static inline bool has_ready(const lac_sched *s)
+{
+    return s->runnext != NULL || s->handed != NULL || s->head != NULL;
+}
+
+/* The next fiber to run: runnext, then the stack of hand-offs, then the queue. Hand-offs get at
+ * most LAC_RUNNEXT_MAX turns in a row while the queue waits (two fibers handing off to each other
+ * forever must not starve it): then the queue's head runs. NULL: nothing is ready. */
+static inline lac_fiber *next_ready(lac_sched *s)
+{
+    if (LAC_LIKELY(s->runnext_streak < LAC_RUNNEXT_MAX) || s->head == NULL) {
+        lac_fiber *f = s->runnext;
+        if (f) {
+            s->runnext = NULL;
+            s->runnext_streak++;
+            return f;
+        }
+        if ((f = s->handed) != NULL) {
+            s->handed = f->next;
+            s->runnext_streak++;
+            return f;
+        }
+    }
+    s->runnext_streak = 0;
+    return s->head ? pop_front(s) : NULL;
+}
+
 /* ---- switching ----------------------------------------------------------------------------- */
 
-/* Sanitizer bookkeeping around lac_ctx_switch. `from` NULL = the thread's own stack; a `from`
- * in state LAC_F_DONE never resumes, so ASan may drop its fake stack. */
-static inline void san_before(lac_sched *s, lac_fiber *from, lac_fiber *to)
+/* Sanitizer bookkeeping around lac_ctx_switch. `from` NULL = the thread's own stack; a dying
+ * `from` never resumes, so ASan may drop its fake stack. */
+static inline void san_before(lac_sched *s, lac_fiber *from, lac_fiber *to, bool dying)
 {
-    (void)s, (void)from, (void)to;
+    (void)s, (void)from, (void)to, (void)dying;
 #ifdef LAC_ASAN
-    void **fake = from == NULL                ? &s->main_fake
-                  : from->state == LAC_F_DONE ? NULL
-                                              : &from->asan_fake;
+    void **fake = from == NULL ? &s->main_fake : dying ? NULL : &from->asan_fake;
     s->from_main = from == NULL;
     if (to)
         __sanitizer_start_switch_fiber(fake, to->stack, to->stack_size);
@@ -134,8 +178,8 @@ static void reap(lac_sched *s)
 }
 
 /* Switch from the running fiber `from` to `to` (NULL: the thread's own stack). Returns when
- * something switches back to `from`. */
-static inline void switch_to(lac_sched *s, lac_fiber *from, lac_fiber *to)
+ * something switches back to `from`; never, when it is dying. */
+static inline void switch_to(lac_sched *s, lac_fiber *from, lac_fiber *to, bool dying)
 {
     s->cur = to;
     if (to == from) {
@@ -144,7 +188,7 @@ static inline void switch_to(lac_sched *s, lac_fiber *from, lac_fiber *to)
     }
     if (to)
         to->state = LAC_F_RUNNING;
-    san_before(s, from, to);
+    san_before(s, from, to, dying);
     lac_ctx_switch(&from->sp, to ? to->sp : s->main_sp);
     san_after(s, from);
 }
@@ -156,7 +200,7 @@ static inline void run(lac_sched *s, lac_fiber *to)
 {
     s->cur = to;
     to->state = LAC_F_RUNNING;
-    san_before(s, NULL, to);
+    san_before(s, NULL, to, false);
     lac_ctx_switch(&s->main_sp, to->sp);
     san_after(s, NULL);
     if (s->zombie)
@@ -179,14 +223,46 @@ static inline lac_fiber *pick_next(lac_sched *s)
 {
     if (poll_due(s))
         return NULL;
-    return s->head ? pop_front(s) : NULL;
+    return next_ready(s);
 }
 
 void lac_sched_park(lac_sched *s)
 {
     lac_fiber *self = s->cur;
     self->state = LAC_F_PARKED;
-    switch_to(s, self, pick_next(s));
+    switch_to(s, self, pick_next(s), false);
+}
+
+/* ---- spare stacks -------------------------------------------------------------------------- */
+
+/* An ended fiber's stack is kept for this thread's next spawn (up to LAC_SPARE_MAX): no pool call
+ * at either end, and the ending fiber switches straight to the next one. What is left when the
+ * thread's own loop runs out of ready fibers goes back to the pool there, on the thread's stack. */
+static void spare_forget(lac_spare *sp)
+{
+    LAC_VG_DEREGISTER(sp->vg_id);
+#ifdef LAC_TSAN
+    __tsan_destroy_fiber(sp->tsan);
+#endif
+    (void)sp;
+}
+
+char *lac_sched_spare_take(lac_sched *s)
+{
+    if (s->nspare == 0)
+        return NULL;
+    lac_spare *sp = &s->spare[--s->nspare];
+    spare_forget(sp);
+    return sp->stack;
+}
+
+static void spares_free(lac_sched *s)
+{
+    while (s->nspare > 0) {
+        lac_spare *sp = &s->spare[--s->nspare];
+        spare_forget(sp);
+        lac_fiber_stack_free(sp->stack);
+    }
 }
 
 /* ---- a fiber's life ------------------------------------------------------------------------ */
@@ -201,12 +277,25 @@ static __attribute__((noreturn)) void fiber_entry(void *arg)
     f->state = LAC_F_DONE;
     s->live--;
     if (f->joiner) {
-        push_back(s, f->joiner);
+        hand_off(s, f->joiner);
         f->joiner = NULL;
     }
-    s->zombie = f;
-    (void)poll_due(s); /* this decision counts too: main polls if it falls due */
-    switch_to(s, f, NULL);
+    if (s->nspare < LAC_SPARE_MAX) {
+        /* Keep the stack for the next spawn; this fiber is the only one that may still run on
+         * it, so the bookkeeping runs here and nothing frees it here. */
+        lac_spare *sp = &s->spare[s->nspare++];
+        sp->stack = f->stack;
+        sp->vg_id = f->vg_id;
+#ifdef LAC_TSAN
+        sp->tsan = f->tsan;
+#endif
+        lac_fiber_retire(s, f);
+        switch_to(s, f, s->main_join == f ? NULL : pick_next(s), true);
+    } else { /* the thread's own stack frees it */
+        s->zombie = f;
+        (void)poll_due(s); /* this decision counts too: main polls if it falls due */
+        switch_to(s, f, NULL, true);
+    }
     abort(); /* an ended fiber is never switched back to */
 }
 
@@ -224,7 +313,7 @@ void lac_sched_start(lac_sched *s, lac_fiber *f)
     lac_fiber *self = s->cur;
     if (self) { /* runs now; the spawner right after it */
         push_front(s, self);
-        switch_to(s, self, f);
+        switch_to(s, self, f, false);
     } else {
         push_back(s, f);
     }
@@ -259,6 +348,7 @@ lac_sched *lac_sched_get(void)
 
 void lac_sched_free(lac_sched *s)
 {
+    spares_free(s);
     lac_fiber_blocks_drop(s);
     lac_wait_free(s);
     free(s);
@@ -271,16 +361,17 @@ int lac_sched_loop(lac_sched *s, lac_fiber *until)
     for (;;) {
         if (until && until->state == LAC_F_DONE)
             return 0;
-        if (s->head) {
+        if (has_ready(s)) {
             if (LAC_UNLIKELY(s->poll_due)) {
                 s->poll_due = false;
                 int err = s->nheap + s->nio > 0 ? lac_wait_poll(s, false) : 0;
                 if (err)
                     return err;
             }
-            run(s, pop_front(s));
+            run(s, next_ready(s));
             continue;
         }
+        spares_free(s); /* idle now: what no spawn took goes back to the pool */
         if (s->live == 0)
             return 0;
         if (s->nheap + s->nio == 0)
@@ -316,11 +407,11 @@ int lacuna_run(void)
 void lacuna_yield(void)
 {
     lac_sched *s = lac_tls_sched;
-    if (s == NULL || s->cur == NULL || (s->head == NULL && s->nheap + s->nio == 0))
+    if (s == NULL || s->cur == NULL || (!has_ready(s) && s->nheap + s->nio == 0))
         return;
     lac_fiber *self = s->cur;
     push_back(s, self);
-    switch_to(s, self, pick_next(s));
+    switch_to(s, self, pick_next(s), false);
 }
 
 /* ---- for chan.c ---------------------------------------------------------------------------- */
@@ -340,7 +431,7 @@ void lac_fiber_ready(lac_fiber *f)
 {
     lac_sched *s = lac_tls_sched;
     f->wait = LAC_W_NONE;
-    push_back(s, f);
+    hand_off(s, f);
 }
 
 bool lac_fiber_local(const lac_fiber *f)

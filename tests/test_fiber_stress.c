@@ -51,16 +51,18 @@ TEST(million_fibers_end_at_once)
 {
     CHECK(lacuna_join(lacuna_go(million, (void *)(uintptr_t)twice)) == NULL);
     lacuna_stats st = pool_stats();
-    CHECK_EQ(st.allocs, TOTAL + 1);
+    /* Each ran to its end at spawn, and its stack went straight to the next spawn: the pool is
+     * hardly asked at all. */
+    CHECK(st.allocs < 100);
     CHECK_EQ(st.live, 0);
-    CHECK(st.used < 100); /* each ran to its end at spawn: a handful of stacks, reused */
+    CHECK(st.used < 100);
 }
 
 TEST(million_fibers_ten_thousand_live)
 {
     CHECK(lacuna_join(lacuna_go(million, (void *)(uintptr_t)twice_after_yield)) == NULL);
     lacuna_stats st = pool_stats();
-    CHECK_EQ(st.allocs, TOTAL + 1);
+    CHECK(st.allocs <= TOTAL + 1); /* fewer: ended fibers' stacks go to the next spawns */
     CHECK_EQ(st.live, 0);
     CHECK(st.used >= BATCH && st.used < BATCH + 100); /* one batch live at a time */
 }
@@ -112,8 +114,10 @@ TEST(spawn_tree_is_depth_first)
     CHECK(lacuna_join(f) == NULL);
     CHECK_EQ(lacuna_chan_free(top), 0);
     lacuna_stats st = pool_stats();
-    CHECK_EQ(st.allocs, 111111);
-    CHECK(max_live <= 6); /* one stack per level of the tree, not per node */
+    CHECK(st.allocs <= 111111); /* fewer: ended fibers' stacks go to the next spawns */
+    /* One stack per level of the tree, not per node, plus the ended fibers' stacks a scheduler
+     * keeps for its next spawns (LAC_SPARE_MAX, 16). */
+    CHECK(max_live <= 6 + 16);
     CHECK_EQ(st.live, 0);
 }
 
