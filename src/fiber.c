@@ -28,18 +28,18 @@
 
 _Static_assert(sizeof(void *) == 8, "fiber handles pack a 32-bit index and generation");
 
-#define LAC_DEF_STACK   (64u << 10) /* default stack: 64 KiB, one guard page below it */
-#define LAC_CHUNK_SHIFT 12          /* control blocks per chunk: 4096 */
-#define LAC_CHUNK_N     (1u << LAC_CHUNK_SHIFT)
-#define LAC_CHUNKS      65536 /* up to 2^28 control blocks in use at once */
-#define LAC_LOCAL_FREE  8192  /* free blocks a scheduler keeps; half spill past it */
+#define LAC_DEF_STACK         (64u << 10) /* default stack: 64 KiB, one guard page below it */
+#define LAC_BLOCK_CHUNK_SHIFT 12          /* control blocks per chunk: 4096 */
+#define LAC_BLOCK_CHUNK_N     (1u << LAC_BLOCK_CHUNK_SHIFT)
+#define LAC_BLOCK_CHUNKS      65536 /* up to 2^28 control blocks in use at once */
+#define LAC_LOCAL_FREE        8192  /* free blocks a scheduler keeps; half spill past it */
 
 static pthread_mutex_t global_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic(lacuna_pool *) stack_pool;
 static size_t stack_size;              /* region size of stack_pool; set before it is published */
 static _Atomic uint32_t *region_owner; /* per region: index of the fiber running on it, or 0 */
 static size_t region_count;
-static _Atomic(lac_fiber *) table[LAC_CHUNKS];
+static _Atomic(lac_fiber *) table[LAC_BLOCK_CHUNKS];
 static _Atomic uint32_t table_n = 1; /* indices handed out so far (0 is reserved) */
 static uint32_t global_free;         /* free list of reclaimed blocks (global_lock) */
 
@@ -107,8 +107,9 @@ lacuna_pool *lacuna_fiber_pool(void)
 
 static inline lac_fiber *block_at(uint32_t idx)
 {
-    lac_fiber *chunk = atomic_load_explicit(&table[idx >> LAC_CHUNK_SHIFT], memory_order_acquire);
-    return &chunk[idx & (LAC_CHUNK_N - 1)];
+    lac_fiber *chunk =
+        atomic_load_explicit(&table[idx >> LAC_BLOCK_CHUNK_SHIFT], memory_order_acquire);
+    return &chunk[idx & (LAC_BLOCK_CHUNK_N - 1)];
 }
 
 static inline lacuna_fiber *handle_of(const lac_fiber *f)
@@ -124,10 +125,11 @@ static lac_fiber *lookup(const lacuna_fiber *h)
     uint32_t idx = (uint32_t)v, gen = (uint32_t)(v >> 32);
     if (idx == 0 || idx >= atomic_load_explicit(&table_n, memory_order_acquire) || !(gen & 1))
         return NULL;
-    lac_fiber *chunk = atomic_load_explicit(&table[idx >> LAC_CHUNK_SHIFT], memory_order_acquire);
+    lac_fiber *chunk =
+        atomic_load_explicit(&table[idx >> LAC_BLOCK_CHUNK_SHIFT], memory_order_acquire);
     if (chunk == NULL)
         return NULL;
-    lac_fiber *f = &chunk[idx & (LAC_CHUNK_N - 1)];
+    lac_fiber *f = &chunk[idx & (LAC_BLOCK_CHUNK_N - 1)];
     return atomic_load_explicit(&f->gen, memory_order_acquire) == gen ? f : NULL;
 }
 
@@ -144,15 +146,15 @@ static int blocks_refill(lac_sched *s)
     }
     if (s->nfree == 0) {
         uint32_t first = atomic_load_explicit(&table_n, memory_order_relaxed);
-        uint32_t c = first >> LAC_CHUNK_SHIFT;
-        lac_fiber *chunk = c < LAC_CHUNKS ? calloc(LAC_CHUNK_N, sizeof *chunk) : NULL;
+        uint32_t c = first >> LAC_BLOCK_CHUNK_SHIFT;
+        lac_fiber *chunk = c < LAC_BLOCK_CHUNKS ? calloc(LAC_BLOCK_CHUNK_N, sizeof *chunk) : NULL;
         if (chunk == NULL) {
             pthread_mutex_unlock(&global_lock);
             return ENOMEM;
         }
-        uint32_t end = (c + 1) << LAC_CHUNK_SHIFT;
+        uint32_t end = (c + 1) << LAC_BLOCK_CHUNK_SHIFT;
         for (uint32_t i = end; i-- > first;) {
-            lac_fiber *f = &chunk[i & (LAC_CHUNK_N - 1)];
+            lac_fiber *f = &chunk[i & (LAC_BLOCK_CHUNK_N - 1)];
             f->idx = i;
             f->next_free = s->free_head;
             s->free_head = i;
