@@ -3,4 +3,29 @@
 set -euo pipefail
 "$BENCH" skynet --runs "$RUNS" | tee "$OUT/skynet.txt"
 "$BENCH" skynet --buffered --runs "$RUNS" | tee "$OUT/skynet-buffered.txt"
+"$BENCH" skynet --threads 2 --runs "$RUNS" | tee "$OUT/skynet-threads2.txt"
 "$BENCH" switch --runs "$RUNS" | tee "$OUT/switch.txt"
+
+# Go's skynet by the same rules (tools/go/skynet.go), GOMAXPROCS=1 and 2, in the same run: time
+# as Go measures it, peak RSS of the whole process by /usr/bin/time. Needs Debian's golang-go;
+# INSTALL=1 installs it (saying so), else this step says why it is skipped.
+if ! command -v go >/dev/null && [ -n "${INSTALL:-}" ]; then
+  echo "installing golang-go from Debian (apt-get install golang-go) for the Go peer" >&2
+  apt-get install -y -qq golang-go >/dev/null || true
+fi
+if command -v go >/dev/null && [ -x /usr/bin/time ]; then
+  gobin=$(mktemp -d)
+  GOCACHE="$gobin/cache" go build -o "$gobin/skynet-go" tools/go/skynet.go
+  {
+    echo "go skynet (standard rules), $(go version | cut -d' ' -f3), median of $RUNS runs each"
+    for procs in 1 2; do
+      for _ in $(seq "$RUNS"); do
+        GOMAXPROCS=$procs /usr/bin/time -f "peak %M KiB" "$gobin/skynet-go" 2>&1 | tr '\n' ' '
+        echo "GOMAXPROCS=$procs"
+      done
+    done
+  } | tee "$OUT/skynet-go.txt"
+  rm -rf "$gobin"
+else
+  echo "skynet-go: skipped: no go compiler or /usr/bin/time (apt-get install golang-go time, or INSTALL=1)" >&2
+fi
