@@ -27,6 +27,8 @@
 #include <string.h>
 
 _Static_assert(sizeof(void *) == 8, "fiber handles pack a 32-bit index and generation");
+_Static_assert((size_t)LAC_STACK_CLASS_MIN << (LAC_STACK_CLASSES - 1) == LACUNA_FIBER_STACK_MAX,
+               "the size classes end at LACUNA_FIBER_STACK_MAX");
 
 #define LAC_DEF_STACK         (64u << 10) /* default stack: 64 KiB, one guard page below it */
 #define LAC_BLOCK_CHUNK_SHIFT 12          /* control blocks per chunk: 4096 */
@@ -35,10 +37,15 @@ _Static_assert(sizeof(void *) == 8, "fiber handles pack a 32-bit index and gener
 #define LAC_LOCAL_FREE        8192  /* free blocks a scheduler keeps; half spill past it */
 
 static pthread_mutex_t global_lock = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic(lacuna_pool *) stack_pool;
-static size_t stack_size;              /* region size of stack_pool; set before it is published */
-static _Atomic uint32_t *region_owner; /* per region: index of the fiber running on it, or 0 */
-static size_t region_count;
+/* Stack pools: the default one (lacuna_fiber_configure's, else 64 KiB stacks), and one per size
+ * class asked for through lacuna_go_opts, each created on first use and never destroyed. */
+typedef struct lac_stacks {
+    _Atomic(lacuna_pool *) pool; /* published last: the fields below are set before */
+    size_t size;                 /* region size of the pool */
+    _Atomic uint32_t *owner;     /* per region: index of the fiber running on it, or 0 */
+    size_t count;                /* regions */
+} lac_stacks;
+static lac_stacks stacks[1 + LAC_STACK_CLASSES]; /* [0]: the default; [1 + k]: 16 KiB << k */
 static _Atomic(lac_fiber *) table[LAC_BLOCK_CHUNKS];
 static _Atomic uint32_t table_n = 1; /* indices handed out so far (0 is reserved) */
 static uint32_t global_free;         /* free list of reclaimed blocks (global_lock) */
@@ -47,45 +54,57 @@ static uint32_t global_free;         /* free list of reclaimed blocks (global_lo
 
 static const char *stack_namer(void *ctx, size_t index);
 
-/* Create the pool (global_lock held). 0 or errno. */
-static int pool_create_locked(const lacuna_pool_config *config)
+/* Create a stack pool (global_lock held). 0 or errno. */
+static int stacks_create_locked(lac_stacks *st, const lacuna_pool_config *config)
 {
     lacuna_pool *pool;
     int err = lacuna_pool_create(config, &pool);
     if (err)
         return err;
-    lacuna_stats st;
-    lacuna_pool_stats(pool, &st);
-    _Atomic uint32_t *owner = calloc(st.capacity, sizeof *owner);
+    lacuna_stats ps;
+    lacuna_pool_stats(pool, &ps);
+    _Atomic uint32_t *owner = calloc(ps.capacity, sizeof *owner);
     if (owner == NULL) {
         lacuna_pool_destroy(pool);
         return ENOMEM;
     }
-    region_owner = owner;
-    region_count = st.capacity;
-    stack_size = st.region_size;
-    lac_pool_set_namer(pool, stack_namer, NULL);
-    atomic_store_explicit(&stack_pool, pool, memory_order_release);
+    st->owner = owner;
+    st->count = ps.capacity;
+    st->size = ps.region_size;
+    lac_pool_set_namer(pool, stack_namer, st);
+    atomic_store_explicit(&st->pool, pool, memory_order_release);
     return 0;
 }
 
-static lacuna_pool *pool_get(void)
+/* A class's pool holds up to 64 GiB of address space (reserved, not committed: NORESERVE), at
+ * least 4,096 and at most 1,048,576 stacks: a million parked fibers on 16 KiB stacks fit. */
+static lacuna_pool_config class_config(unsigned k)
 {
-    lacuna_pool *p = atomic_load_explicit(&stack_pool, memory_order_acquire);
-    if (LAC_LIKELY(p != NULL))
-        return p;
+    size_t size = (size_t)LAC_STACK_CLASS_MIN << k, stride = size + 4096;
+    size_t cap = ((size_t)64 << 30) / stride;
+    cap = cap < 4096 ? 4096 : cap > ((size_t)1 << 20) ? (size_t)1 << 20 : cap;
+    return (lacuna_pool_config){.region_size = size, .capacity = cap};
+}
+
+/* The stack pool at `which` (0: the default), created on first use. NULL + errno. */
+static lac_stacks *stacks_get(unsigned which)
+{
+    lac_stacks *st = &stacks[which];
+    if (LAC_LIKELY(atomic_load_explicit(&st->pool, memory_order_acquire) != NULL))
+        return st;
     pthread_mutex_lock(&global_lock);
     int err = 0;
-    if (atomic_load_explicit(&stack_pool, memory_order_relaxed) == NULL) {
-        lacuna_pool_config c = {.region_size = LAC_DEF_STACK};
-        err = pool_create_locked(&c);
+    if (atomic_load_explicit(&st->pool, memory_order_relaxed) == NULL) {
+        lacuna_pool_config c =
+            which ? class_config(which - 1) : (lacuna_pool_config){.region_size = LAC_DEF_STACK};
+        err = stacks_create_locked(st, &c);
     }
     pthread_mutex_unlock(&global_lock);
     if (err) {
         errno = err;
         return NULL;
     }
-    return atomic_load_explicit(&stack_pool, memory_order_acquire);
+    return st;
 }
 
 int lacuna_fiber_configure(const lacuna_pool_config *config)
@@ -93,14 +112,40 @@ int lacuna_fiber_configure(const lacuna_pool_config *config)
     if (config == NULL)
         return EINVAL;
     pthread_mutex_lock(&global_lock);
-    int err = atomic_load(&stack_pool) ? EBUSY : pool_create_locked(config);
+    int err = atomic_load(&stacks[0].pool) ? EBUSY : stacks_create_locked(&stacks[0], config);
     pthread_mutex_unlock(&global_lock);
     return err;
 }
 
 lacuna_pool *lacuna_fiber_pool(void)
 {
-    return atomic_load_explicit(&stack_pool, memory_order_acquire);
+    return atomic_load_explicit(&stacks[0].pool, memory_order_acquire);
+}
+
+/* Which pool a stack size asks for: 0 (the default: size 0, or the default pool's size), or
+ * 1 + its class; -1: larger than the largest class. */
+static int stacks_which(size_t size)
+{
+    if (size == 0)
+        return 0;
+    lacuna_pool *def = atomic_load_explicit(&stacks[0].pool, memory_order_acquire);
+    if (size == (def ? stacks[0].size : LAC_DEF_STACK))
+        return 0;
+    for (unsigned k = 0; k < LAC_STACK_CLASSES; k++)
+        if (size <= (size_t)LAC_STACK_CLASS_MIN << k)
+            return (int)k + 1;
+    return -1;
+}
+
+lacuna_pool *lacuna_fiber_pool_for(size_t stack_size)
+{
+    int which = stacks_which(stack_size);
+    if (which < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    lac_stacks *st = stacks_get((unsigned)which);
+    return st ? atomic_load_explicit(&st->pool, memory_order_acquire) : NULL;
 }
 
 /* ---- control blocks ---------------------------------------------------------------------- */
@@ -216,10 +261,11 @@ static void block_put(lac_sched *s, lac_fiber *f)
 
 static const char *stack_namer(void *ctx, size_t index)
 {
+    const lac_stacks *st = ctx;
     (void)ctx;
-    if (index >= region_count)
+    if (index >= st->count)
         return NULL;
-    uint32_t idx = atomic_load_explicit(&region_owner[index], memory_order_relaxed);
+    uint32_t idx = atomic_load_explicit(&st->owner[index], memory_order_relaxed);
     if (idx == 0)
         return NULL;
     const lac_fiber *f = block_at(idx);
@@ -236,18 +282,20 @@ static void name_copy(lac_fiber *f, const char *name)
 
 /* ---- fibers -------------------------------------------------------------------------------- */
 
-static lacuna_fiber *spawn(const char *name, void *(*fn)(void *), void *arg)
+static lacuna_fiber *spawn(const lacuna_fiber_opts *o, void *(*fn)(void *), void *arg)
 {
-    if (fn == NULL) {
-        LAC_BAD_INPUT("lacuna_go", "NULL fn", NULL);
+    int which = stacks_which(o->stack_size);
+    if (fn == NULL || which < 0 || (o->flags & ~LACUNA_FIBER_PINNED)) {
+        LAC_BAD_INPUT("lacuna_go", fn ? "bad options" : "NULL fn", NULL);
         errno = EINVAL;
         return NULL;
     }
-    lacuna_pool *pool = pool_get();
-    lac_sched *s = pool ? lac_sched_get() : NULL;
+    lac_stacks *st = stacks_get((unsigned)which);
+    lac_sched *s = st ? lac_sched_get() : NULL;
     if (s == NULL)
         return NULL;
-    char *stack = lac_sched_spare_take(s);
+    lacuna_pool *pool = atomic_load_explicit(&st->pool, memory_order_relaxed);
+    char *stack = lac_sched_spare_take(s, (unsigned)which);
     if (stack == NULL && (stack = lacuna_alloc(pool)) == NULL)
         return NULL; /* errno: ENOMEM */
     lac_fiber *f = block_get(s);
@@ -259,15 +307,16 @@ static lacuna_fiber *spawn(const char *name, void *(*fn)(void *), void *arg)
     f->fn = fn;
     f->arg = arg;
     f->stack = stack;
-    f->stack_size = stack_size;
+    f->stack_size = st->size;
+    f->stacks = (uint8_t)which;
     f->joiner = NULL;
     f->heap_pos = LAC_NO_HEAP;
     f->wait = LAC_W_NONE;
     f->detached = 0;
     atomic_store_explicit(&f->owner, lac_tls_id, memory_order_relaxed);
-    name_copy(f, name);
+    name_copy(f, o->name);
     f->region = lacuna_region_index(pool, stack);
-    atomic_store_explicit(&region_owner[f->region], f->idx, memory_order_relaxed);
+    atomic_store_explicit(&st->owner[f->region], f->idx, memory_order_relaxed);
     lacuna_fiber *h = handle_of(f);
     lac_sched_start(s, f);
     return h;
@@ -275,31 +324,39 @@ static lacuna_fiber *spawn(const char *name, void *(*fn)(void *), void *arg)
 
 lacuna_fiber *lacuna_go(void *(*fn)(void *), void *arg)
 {
-    return spawn(NULL, fn, arg);
+    lacuna_fiber_opts o = {0};
+    return spawn(&o, fn, arg);
 }
 
 lacuna_fiber *lacuna_go_named(const char *name, void *(*fn)(void *), void *arg)
 {
-    return spawn(name, fn, arg);
+    lacuna_fiber_opts o = {.name = name};
+    return spawn(&o, fn, arg);
+}
+
+lacuna_fiber *lacuna_go_opts(const lacuna_fiber_opts *opts, void *(*fn)(void *), void *arg)
+{
+    lacuna_fiber_opts o = {0};
+    return spawn(opts ? opts : &o, fn, arg);
 }
 
 void lac_fiber_retire(lac_sched *s, lac_fiber *f)
 {
-    atomic_store_explicit(&region_owner[f->region], 0, memory_order_relaxed);
+    atomic_store_explicit(&stacks[f->stacks].owner[f->region], 0, memory_order_relaxed);
     f->stack = NULL;
     if (f->detached)
         block_put(s, f);
 }
 
-void lac_fiber_stack_free(char *stack)
+void lac_fiber_stack_free(char *stack, unsigned which)
 {
-    (void)lacuna_free(atomic_load_explicit(&stack_pool, memory_order_relaxed), stack);
+    (void)lacuna_free(atomic_load_explicit(&stacks[which].pool, memory_order_relaxed), stack);
 }
 
 void lac_fiber_reap(lac_sched *s, lac_fiber *f)
 {
-    atomic_store_explicit(&region_owner[f->region], 0, memory_order_relaxed);
-    (void)lacuna_free(atomic_load_explicit(&stack_pool, memory_order_relaxed), f->stack);
+    atomic_store_explicit(&stacks[f->stacks].owner[f->region], 0, memory_order_relaxed);
+    lac_fiber_stack_free(f->stack, f->stacks);
     f->stack = NULL;
     if (f->detached)
         block_put(s, f);

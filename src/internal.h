@@ -594,6 +594,7 @@ struct lac_fiber {
     uint8_t wait;         /* LAC_W_*: what a parked fiber waits for besides a wake-up */
     uint8_t timed_out;    /* a timed wait ended by its deadline */
     uint8_t detached;
+    uint8_t stacks;         /* its stack's pool: 0 = the default, else 1 + size class (fiber.c) */
     _Atomic uint64_t owner; /* lac_tls_id of the thread that spawned it */
     long region;            /* stack region index in the pool */
     unsigned vg_id;         /* valgrind stack id */
@@ -606,14 +607,17 @@ struct lac_fiber {
     char name[LACUNA_FIBER_NAME_MAX]; /* read by the SIGSEGV handler: always NUL-terminated */
 };
 
-#define LAC_SPARE_MAX   16 /* ended fibers' stacks a scheduler keeps for its next spawns */
-#define LAC_RUNNEXT_MAX 64 /* hand-offs in a row before the run queue's head gets its turn */
+#define LAC_STACK_CLASSES   10 /* stack size classes: 16 KiB << 0..9, up to 8 MiB */
+#define LAC_STACK_CLASS_MIN LACUNA_FIBER_STACK_MIN
+#define LAC_SPARE_MAX       16 /* ended fibers' stacks a scheduler keeps for its next spawns */
+#define LAC_RUNNEXT_MAX     64 /* hand-offs in a row before the run queue's head gets its turn */
 
 /* The stack of an ended fiber, kept for the next spawn (sched.c). */
 typedef struct lac_spare {
     char *stack;
-    unsigned vg_id; /* its valgrind registration, dropped when the stack is reused or freed */
-    void *tsan;     /* its TSan fiber, destroyed likewise (NULL without TSan) */
+    unsigned stacks; /* the pool it came from (fiber.c: 0 = the default, else 1 + size class) */
+    unsigned vg_id;  /* its valgrind registration, dropped when the stack is reused or freed */
+    void *tsan;      /* its TSan fiber, destroyed likewise (NULL without TSan) */
 } lac_spare;
 
 /* A thread's scheduler: touched by that thread only, so it takes no lock. */
@@ -658,11 +662,11 @@ void lac_fiber_reap(lac_sched *s, lac_fiber *f);
  * region names no fiber now) and give back the block if detached. No pool call. */
 void lac_fiber_retire(lac_sched *s, lac_fiber *f);
 
-/* Give a spare stack back to the pool (the thread's own stack only). */
-void lac_fiber_stack_free(char *stack);
+/* Give a spare stack back to its pool (the thread's own stack only). */
+void lac_fiber_stack_free(char *stack, unsigned stacks);
 
-/* sched.c: a spare stack for a new fiber, or NULL. */
-char *lac_sched_spare_take(lac_sched *s);
+/* sched.c: a spare stack of that pool for a new fiber, or NULL. */
+char *lac_sched_spare_take(lac_sched *s, unsigned stacks);
 
 /* Move a dying scheduler's free control blocks to the shared list. */
 void lac_fiber_blocks_drop(lac_sched *s);

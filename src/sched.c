@@ -247,9 +247,10 @@ static void spare_forget(lac_spare *sp)
     (void)sp;
 }
 
-char *lac_sched_spare_take(lac_sched *s)
+char *lac_sched_spare_take(lac_sched *s, unsigned stacks)
 {
-    if (s->nspare == 0)
+    /* Only the most recent: its pages are the hottest, and a mismatch just means a pool call. */
+    if (s->nspare == 0 || s->spare[s->nspare - 1].stacks != stacks)
         return NULL;
     lac_spare *sp = &s->spare[--s->nspare];
     spare_forget(sp);
@@ -261,7 +262,7 @@ static void spares_free(lac_sched *s)
     while (s->nspare > 0) {
         lac_spare *sp = &s->spare[--s->nspare];
         spare_forget(sp);
-        lac_fiber_stack_free(sp->stack);
+        lac_fiber_stack_free(sp->stack, sp->stacks);
     }
 }
 
@@ -285,6 +286,7 @@ static __attribute__((noreturn)) void fiber_entry(void *arg)
          * it, so the bookkeeping runs here and nothing frees it here. */
         lac_spare *sp = &s->spare[s->nspare++];
         sp->stack = f->stack;
+        sp->stacks = f->stacks;
         sp->vg_id = f->vg_id;
 #ifdef LAC_TSAN
         sp->tsan = f->tsan;

@@ -69,6 +69,11 @@ LACUNA_API int lacuna_fiber_configure(const lacuna_pool_config *config);
  * lacuna_fiber_configure. Owned by the runtime: never destroy it. Any thread. */
 LACUNA_API lacuna_pool *lacuna_fiber_pool(void);
 
+/* The pool that lacuna_go_opts takes stacks of stack_size from (creating it on first use): the
+ * default pool for 0 or the default stack size, else its size class's. NULL with errno EINVAL
+ * (stack_size beyond LACUNA_FIBER_STACK_MAX) or the pool's creation errno. Never destroy it. */
+LACUNA_API lacuna_pool *lacuna_fiber_pool_for(size_t stack_size);
+
 /* ---------------------------------------------------------------------------------------------
  * Fibers
  * ------------------------------------------------------------------------------------------- */
@@ -86,6 +91,28 @@ LACUNA_API lacuna_fiber *lacuna_go(void *(*fn)(void *arg), void *arg);
  *     lacuna: stack overflow in fiber "NAME" (region N, fault at 0x...)
  * and the process dies by SIGSEGV. Unnamed fibers are reported as "(unnamed)". */
 LACUNA_API lacuna_fiber *lacuna_go_named(const char *name, void *(*fn)(void *arg), void *arg);
+
+/* Per-fiber options for lacuna_go_opts; a zero-initialised struct means lacuna_go's defaults. */
+#define LACUNA_FIBER_STACK_MIN (16u << 10) /* the smallest stack size class: 16 KiB */
+#define LACUNA_FIBER_STACK_MAX (8u << 20)  /* the largest: 8 MiB */
+#define LACUNA_FIBER_PINNED                                                                        \
+    1u /* stays on the spawning thread: today every fiber does                                     \
+          (one scheduler per thread); accepted now so code                                         \
+          written for it keeps meaning it */
+typedef struct lacuna_fiber_opts {
+    size_t stack_size; /* usable stack bytes. 0 or the default pool's size: the default pool
+                          (lacuna_fiber_configure's, else 64 KiB). Otherwise rounded up to a
+                          size class, a power of two from 16 KiB to 8 MiB, each class a pool of
+                          its own (one guard page per stack, up to 64 GiB of address space
+                          reserved, 4,096 to 1,048,576 stacks), created on first use. */
+    const char *name;  /* as lacuna_go_named; NULL = unnamed */
+    unsigned flags;    /* LACUNA_FIBER_PINNED, or 0 */
+} lacuna_fiber_opts;
+
+/* lacuna_go with options (opts NULL = lacuna_go). Errors as lacuna_go, and EINVAL for a
+ * stack_size above LACUNA_FIBER_STACK_MAX or an unknown flag. */
+LACUNA_API lacuna_fiber *lacuna_go_opts(const lacuna_fiber_opts *opts, void *(*fn)(void *arg),
+                                        void *arg);
 
 /* Rename a fiber of the calling thread (NULL fiber = the calling fiber). 0, or EINVAL (no such
  * fiber: stale handle, another thread's fiber (also one that has exited), NULL fiber from thread
