@@ -5,8 +5,9 @@ set -euo pipefail
 "$BENCH" skynet --buffered --runs "$RUNS" | tee "$OUT/skynet-buffered.txt"
 "$BENCH" skynet --threads 2 --runs "$RUNS" | tee "$OUT/skynet-threads2.txt"
 "$BENCH" switch --runs "$RUNS" | tee "$OUT/switch.txt"
+"$BENCH" parked --n 1000000 --stack 16K | tee "$OUT/parked.txt"
 
-# Go's skynet by the same rules (tools/go/skynet.go), GOMAXPROCS=1 and 2, in the same run: time
+# Go's skynet and parked by the same rules (tools/go/), GOMAXPROCS=1 and 2, in the same run: time
 # as Go measures it, peak RSS of the whole process by /usr/bin/time. Needs Debian's golang-go;
 # INSTALL=1 installs it (saying so), else this step says why it is skipped.
 if ! command -v go >/dev/null && [ -n "${INSTALL:-}" ]; then
@@ -16,6 +17,8 @@ fi
 if command -v go >/dev/null && [ -x /usr/bin/time ]; then
   gobin=$(mktemp -d)
   GOCACHE="$gobin/cache" go build -o "$gobin/skynet-go" tools/go/skynet.go
+  GOCACHE="$gobin/cache" go build -o "$gobin/parked-go" tools/go/parked.go
+  GOMAXPROCS=1 "$gobin/parked-go" --n 1000000 | tee "$OUT/parked-go.txt"
   {
     echo "go skynet (standard rules), $(go version | cut -d' ' -f3), median of $RUNS runs each"
     for procs in 1 2; do
