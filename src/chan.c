@@ -5,7 +5,7 @@
  * senders only while it is full: for an unbuffered channel, while no receiver waits), so a send
  * first hands its element straight to a waiting receiver, and a receive refills the buffer from
  * the first waiting sender. A waiter is a lac_waiter on the parked fiber's own stack; the element
- * is copied directly between the two fibers' memory. Wake-ups go to the back of the run queue.
+ * is copied directly between the two fibers' memory. A woken fiber runs next (a hand-off).
  *
  * Does not: lock. A channel serves the fibers of one thread; a call that would wake another
  * thread's fiber is refused with EINVAL rather than corrupting that thread's scheduler.

@@ -11,8 +11,8 @@
  *     chunks of 4096 that are never freed, so a stale handle always points at readable memory.
  *     A handle is (generation << 32 | index); a block's generation is odd while it is in use and
  *     bumped when it is reclaimed, so stale handles are recognised, not followed.
- *   - A fiber's stack is freed as soon as the fiber ends, by lac_fiber_reap on the thread's own
- *     stack (sched.c switches there), never on a fiber's.
+ *   - An ended fiber's stack is kept as a spare for the next spawn (sched.c, lac_fiber_retire)
+ *     or freed by lac_fiber_reap on the thread's own stack, never on another fiber's.
  *   - Lock order: global_lock, then the pool's locks (pool creation happens under global_lock).
  *
  * Does not: switch contexts or keep run queues (sched.c), keep timers or fds (wait.c).
@@ -44,6 +44,7 @@ typedef struct lac_stacks {
     size_t size;                 /* region size of the pool */
     _Atomic uint32_t *owner;     /* per region: index of the fiber running on it, or 0 */
     size_t count;                /* regions */
+    bool spares;                 /* ended fibers' stacks may skip the pool (lac_fiber_spares_ok) */
 } lac_stacks;
 static lac_stacks stacks[1 + LAC_STACK_CLASSES]; /* [0]: the default; [1 + k]: 16 KiB << k */
 static _Atomic(lac_fiber *) table[LAC_BLOCK_CHUNKS];
@@ -71,6 +72,7 @@ static int stacks_create_locked(lac_stacks *st, const lacuna_pool_config *config
     st->owner = owner;
     st->count = ps.capacity;
     st->size = ps.region_size;
+    st->spares = !(ps.flags & LACUNA_ZERO) && ps.cache != 0;
     lac_pool_set_namer(pool, stack_namer, st);
     atomic_store_explicit(&st->pool, pool, memory_order_release);
     return 0;
@@ -346,6 +348,11 @@ void lac_fiber_retire(lac_sched *s, lac_fiber *f)
     f->stack = NULL;
     if (f->detached)
         block_put(s, f);
+}
+
+bool lac_fiber_spares_ok(const lac_fiber *f)
+{
+    return stacks[f->stacks].spares;
 }
 
 void lac_fiber_stack_free(char *stack, unsigned which)

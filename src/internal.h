@@ -330,7 +330,7 @@ struct lacuna_pool {
     unsigned decay_ms;
     lacuna_guard guard_asked; /* the config's guard policy (DEFAULT may fall back at run time) */
     _Atomic int guard_mode;   /* lacuna_guard in force: MARKER may become MPROTECT (mlockall) */
-    _Atomic int release_mode; /* lacuna_release in force: NEVER once the kernel refuses (mlock) */
+    _Atomic int release_mode; /* lacuna_release in force (atomic: read without the lock) */
     lac_advice advice;
     uint32_t tc_cap;
 
@@ -632,6 +632,7 @@ struct lac_sched {
     lac_fiber *zombie;     /* ended fiber whose stack the thread's own context frees */
     lac_fiber *main_join;  /* the fiber a thread-context lacuna_join waits for */
     void *main_sp;         /* the thread's own context while a fiber runs */
+    void *dead_sp;         /* where a dying fiber's last switch saves a context never resumed */
     size_t live;           /* fibers spawned here that have not ended */
     size_t nio;            /* fibers in lacuna_fd_wait */
     lac_io_wait *io_waits; /* those waits (wait.c), for a forked child's new epoll */
@@ -661,6 +662,11 @@ void lac_fiber_reap(lac_sched *s, lac_fiber *f);
 /* An ended fiber, on its own stack, whose stack sched.c keeps as a spare: forget the stack (its
  * region names no fiber now) and give back the block if detached. No pool call. */
 void lac_fiber_retire(lac_sched *s, lac_fiber *f);
+
+/* Whether an ended fiber's stack may be kept for the next spawn: not when its pool promises
+ * zeroed regions (LACUNA_ZERO) or releases on every free (LACUNA_CACHE_NONE), which only the pool
+ * itself can keep. */
+bool lac_fiber_spares_ok(const lac_fiber *f);
 
 /* Give a spare stack back to its pool (the thread's own stack only). */
 void lac_fiber_stack_free(char *stack, unsigned stacks);
@@ -700,7 +706,7 @@ void lac_sched_start(lac_sched *s, lac_fiber *f);
 /* Block the running fiber until lac_sched_push(it); other fibers run meanwhile. */
 void lac_sched_park(lac_sched *s);
 
-/* Make a fiber of this scheduler runnable: back of the run queue. */
+/* Make a fiber of this scheduler runnable: back of the run queue (timers, fd waits). */
 void lac_sched_push(lac_sched *s, lac_fiber *f);
 
 /* Whether the caller runs outside the stack of the fiber the scheduler thinks is running: it left
@@ -720,7 +726,7 @@ lac_fiber *lac_fiber_self(void);
  * caller must have recorded where it waits first; other fibers run meanwhile. */
 void lac_fiber_park(void);
 
-/* Make a parked fiber of the calling thread runnable (back of the run queue). */
+/* Make a parked fiber of the calling thread runnable: a hand-off, it runs next (sched.c). */
 void lac_fiber_ready(lac_fiber *fiber);
 
 /* Whether a fiber belongs to the calling thread's scheduler. */

@@ -27,6 +27,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -115,20 +116,37 @@ static void die_by_default(const siginfo_t *si)
         (void)syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), SIGSEGV);
 }
 
-/* Whatever the process had before lacuna, as if lacuna were not there. */
+/* Whatever the process had before lacuna, as if lacuna were not there: its handler runs with its
+ * own mask (SIGSEGV too, unless SA_NODEFER), and once only under SA_RESETHAND, after which the
+ * default action applies (a one-shot crash reporter that returns must see its fault kill). */
 static void forward(int sig, siginfo_t *si, void *uctx)
 {
-    if (previous.sa_flags & SA_SIGINFO) {
-        previous.sa_sigaction(sig, si, uctx);
-    } else if (previous.sa_handler == SIG_IGN) {
+    struct sigaction h = previous;
+    if (h.sa_handler == SIG_IGN) { /* the same pointer slot as sa_sigaction: test it first */
         if (si->si_code > 0)
             die_by_default(si); /* an ignored fault would re-execute forever; the kernel kills */
-        /* an ignored sent signal stays ignored */
-    } else if (previous.sa_handler == SIG_DFL) {
-        die_by_default(si);
-    } else {
-        previous.sa_handler(sig);
+        return;                 /* an ignored sent signal stays ignored */
     }
+    if (h.sa_handler == SIG_DFL) {
+        die_by_default(si);
+        return;
+    }
+    if (h.sa_flags & SA_RESETHAND) {
+        previous.sa_handler = SIG_DFL; /* as the kernel would have reset it */
+        previous.sa_flags &= ~SA_SIGINFO;
+    }
+    sigset_t mask, old;
+    mask = h.sa_mask;
+    if (h.sa_flags & SA_NODEFER)
+        sigdelset(&mask, sig);
+    else
+        sigaddset(&mask, sig);
+    pthread_sigmask(SIG_SETMASK, &mask, &old); /* async-signal-safe, as sigprocmask */
+    if (h.sa_flags & SA_SIGINFO)
+        h.sa_sigaction(sig, si, uctx);
+    else
+        h.sa_handler(sig);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 static void on_segv(int sig, siginfo_t *si, void *uctx)
@@ -198,11 +216,26 @@ int lacuna_overflow_handler_install(void)
 
 static _Atomic int pidfd = -1;
 static _Atomic uint64_t renewals;
+static dev_t pidfd_dev; /* what our pidfd is, to tell it from a file the program opened at its */
+static ino_t pidfd_ino; /* number after closing ours (set with pidfd, under the same CAS) */
 
 static int pidfd_open_self(void)
 {
     int fd = (int)syscall(SYS_pidfd_open, getpid(), 0); /* close-on-exec by definition */
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0) {
+        pidfd_dev = st.st_dev;
+        pidfd_ino = st.st_ino;
+    }
     return fd < 0 ? -1 : fd;
+}
+
+/* Whether fd is still the pidfd we opened (the program may have closed it and reused the number).
+ */
+static bool pidfd_ours(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && st.st_dev == pidfd_dev && st.st_ino == pidfd_ino;
 }
 
 void lac_process_pidfd_probe(lac_pidfd_test test, void *scratch, bool allow_self)
@@ -254,7 +287,8 @@ static void pidfd_fork_child(void)
 {
     int fd = atomic_load_explicit(&pidfd, memory_order_relaxed);
     if (fd < 0)
-        return; /* none, or PIDFD_SELF, which names whoever uses it */
-    close(fd);
+        return;         /* none, or PIDFD_SELF, which names whoever uses it */
+    if (pidfd_ours(fd)) /* else the number is the program's now: never close it */
+        close(fd);
     atomic_store_explicit(&pidfd, pidfd_open_self(), memory_order_relaxed);
 }

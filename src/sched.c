@@ -113,7 +113,7 @@ static inline bool has_ready(const lac_sched *s)
  * forever must not starve it): then the queue's head runs. NULL: nothing is ready. */
 static inline lac_fiber *next_ready(lac_sched *s)
 {
-    if (LAC_LIKELY(s->runnext_streak < LAC_RUNNEXT_MAX) || s->head == NULL) {
+    if (LAC_LIKELY(s->runnext_streak < LAC_RUNNEXT_MAX) || (s->head == NULL && s->handed == NULL)) {
         lac_fiber *f = s->runnext;
         if (f) {
             s->runnext = NULL;
@@ -125,6 +125,13 @@ static inline lac_fiber *next_ready(lac_sched *s)
             s->runnext_streak++;
             return f;
         }
+    }
+    /* The turn goes to the queue, and the displaced hand-offs join its back: runnext alone (two
+     * fibers handing off to each other) can no longer keep them waiting. */
+    while (s->handed) {
+        lac_fiber *h = s->handed;
+        s->handed = h->next;
+        push_back(s, h);
     }
     s->runnext_streak = 0;
     return s->head ? pop_front(s) : NULL;
@@ -189,7 +196,9 @@ static inline void switch_to(lac_sched *s, lac_fiber *from, lac_fiber *to, bool 
     if (to)
         to->state = LAC_F_RUNNING;
     san_before(s, from, to, dying);
-    lac_ctx_switch(&from->sp, to ? to->sp : s->main_sp);
+    /* A dying fiber's block may already be another fiber's (a detached one is given back before
+     * this switch, and may be spilled to another thread): its context goes to a scratch slot. */
+    lac_ctx_switch(dying ? &s->dead_sp : &from->sp, to ? to->sp : s->main_sp);
     san_after(s, from);
 }
 
@@ -281,7 +290,7 @@ static __attribute__((noreturn)) void fiber_entry(void *arg)
         hand_off(s, f->joiner);
         f->joiner = NULL;
     }
-    if (s->nspare < LAC_SPARE_MAX) {
+    if (s->nspare < LAC_SPARE_MAX && lac_fiber_spares_ok(f)) {
         /* Keep the stack for the next spawn; this fiber is the only one that may still run on
          * it, so the bookkeeping runs here and nothing frees it here. */
         lac_spare *sp = &s->spare[s->nspare++];

@@ -195,3 +195,64 @@ TEST(a_yield_loop_cannot_starve_timers)
     CHECK(slept); /* the sleeper woke while the spinner was still yielding */
     CHECK(yields < 100000000);
 }
+
+/* A hand-off displaced onto the stack of hand-offs is not starved either: A wakes C, then hands
+ * off to B, which displaces C under it; then A and B hand off to each other, and nothing else is
+ * queued. */
+static lacuna_chan *wake_c, *ab, *ba;
+static volatile int c_ran;
+static long handoffs, handoffs_before_c = -1;
+
+static void *side_a(void *arg)
+{
+    (void)arg;
+    int v = 0;
+    CHECK_EQ(lacuna_chan_send(wake_c, &v), 0);                 /* C: runnext */
+    while ((!c_ran || handoffs < 1000) && handoffs < 100000) { /* ends even if starving */
+        CHECK_EQ(lacuna_chan_send(ab, &v), 0);                 /* B: runnext, C under it */
+        CHECK_EQ(lacuna_chan_recv(ba, &v), 0);
+        handoffs++;
+    }
+    v = -1;
+    CHECK_EQ(lacuna_chan_send(ab, &v), 0);
+    return NULL;
+}
+
+static void *side_b(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int v;
+        CHECK_EQ(lacuna_chan_recv(ab, &v), 0);
+        if (v < 0)
+            return NULL;
+        CHECK_EQ(lacuna_chan_send(ba, &v), 0);
+    }
+}
+
+static void *side_c(void *arg)
+{
+    (void)arg;
+    int v;
+    CHECK_EQ(lacuna_chan_recv(wake_c, &v), 0);
+    handoffs_before_c = handoffs;
+    c_ran = 1;
+    return NULL;
+}
+
+TEST(a_handoff_pair_cannot_starve_a_displaced_handoff)
+{
+    wake_c = lacuna_chan_make(sizeof(int), 0);
+    ab = lacuna_chan_make(sizeof(int), 0);
+    ba = lacuna_chan_make(sizeof(int), 0);
+    CHECK_EQ(lacuna_detach(lacuna_go(side_b, NULL)), 0); /* parks on ab */
+    CHECK_EQ(lacuna_detach(lacuna_go(side_c, NULL)), 0); /* parks on wake_c */
+    CHECK_EQ(lacuna_detach(lacuna_go(side_a, NULL)), 0);
+    CHECK_EQ(lacuna_run(), 0);
+    CHECK(c_ran);
+    fprintf(stderr, "hand-offs before the displaced fiber ran: %ld\n", handoffs_before_c);
+    CHECK(handoffs_before_c >= 0 && handoffs_before_c <= RUNNEXT_MAX);
+    CHECK_EQ(lacuna_chan_free(wake_c), 0);
+    CHECK_EQ(lacuna_chan_free(ab), 0);
+    CHECK_EQ(lacuna_chan_free(ba), 0);
+}

@@ -4,13 +4,17 @@
  * scheduler, created on the first spawn and torn down when lacuna_run (or a lacuna_join from the
  * thread itself) returns with no fiber of that thread left. Fibers never migrate between threads;
  * all threads share one stack pool (64 KiB guarded stacks unless lacuna_fiber_configure says
- * otherwise). A fiber's stack goes back to the pool as soon as the fiber ends.
+ * otherwise; lacuna_go_opts picks other sizes, each size class a pool of its own). An ended
+ * fiber's stack goes to the thread's next spawn of the same size (up to 16 are kept per thread,
+ * none for a LACUNA_ZERO or LACUNA_CACHE_NONE pool), else back to the pool.
  *
  * Scheduling, per thread, cooperative: a fiber runs until it yields, blocks (channel, sleep, fd
  * wait, join) or ends. A fiber spawned BY A FIBER runs at once, and its spawner runs right after
  * it gives up the CPU (Go's `runnext`, taken one step further): a spawn-heavy tree is walked depth
- * first and few stacks are live at once. Everything else (yield, wake-ups, spawns from the thread
- * itself) is first in, first out.
+ * first and few stacks are live at once. A fiber made ready by a channel operation or by the end
+ * of the fiber it joins runs next (a hand-off), and the hand-offs it displaces run before the run
+ * queue; hand-offs take at most 64 turns in a row while anything else waits. Everything else
+ * (yield, timers, fd waits, spawns from the thread itself) is first in, first out.
  *
  * Conventions as in <lacuna.h>: 0 or a positive errno value; pointer results are NULL + errno;
  * bad input is EINVAL, never a crash. "Thread context" below means code running on a thread's
@@ -26,7 +30,8 @@
  *     lacuna_yield, lacuna_self, lacuna_join, lacuna_detach             512 bytes
  *     lacuna_fiber_set_name, lacuna_chan_*                             2 KiB
  *     lacuna_go, lacuna_go_named, lacuna_sleep_ms, lacuna_fd_wait      3 KiB
- * A fiber that ends needs no stack for it: it switches to the thread's stack and is freed there.
+ * A fiber that ends needs no stack of its own frames: the bookkeeping of its end runs on what its
+ * function no longer uses, and its stack is freed on the thread's stack, or reused by a spawn.
  *
  * Leaving a fiber other than by returning from its function or blocking in a lacuna call (longjmp
  * out of it, a C++ exception unwinding past its start) is undefined: the scheduler still thinks
