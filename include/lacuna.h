@@ -224,7 +224,9 @@ LACUNA_API void lacuna_features_get(lacuna_features *features);
  * Only faults (si_code > 0) are matched: a SIGSEGV sent by kill, raise or pthread_kill, and any
  * fault outside the guards, get exactly what they would without lacuna (the handler installed
  * before, or the default action: death by SIGSEGV; an ignored sent signal stays ignored), and
- * the handler stays installed. Returns 0, EAGAIN (the process has no pthread key left: the
+ * the handler stays installed (a handler installed before keeps its mask, SA_NODEFER and
+ * SA_RESETHAND). A fault in a guard itself is lacuna's: reported, then fatal; a handler installed
+ * before does not see it. Returns 0, EAGAIN (the process has no pthread key left: the
  * signal stack could not be freed at thread exit), or an errno value from
  * sigaction/sigaltstack/malloc. */
 LACUNA_API int lacuna_overflow_handler_install(void);
