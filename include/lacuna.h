@@ -26,6 +26,14 @@ extern "C" {
 
 #define LACUNA_API __attribute__((visibility("default")))
 
+/* Inline functions of the headers: static inline in C99 and C++, the GNU spelling in C89 (the
+ * headers are C89- and C++98-clean: tests/consumer_c89.c). */
+#if defined(__cplusplus) || (defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L)
+#define LACUNA_INLINE static inline
+#else
+#define LACUNA_INLINE static __inline__
+#endif
+
 #define LACUNA_VERSION_MAJOR 0
 #define LACUNA_VERSION_MINOR 1
 #define LACUNA_VERSION_PATCH 0
@@ -51,7 +59,7 @@ typedef enum lacuna_release {
     LACUNA_RELEASE_FREE,        /* MADV_FREE: kernel reclaims lazily; reuse before that costs no
                                    fault. Old bytes may survive. Under LACUNA_ZERO this becomes
                                    DONTNEED (zeroing lazily-freed pages would fault them all in). */
-    LACUNA_RELEASE_NEVER,       /* keep every page (a plain pool): RSS stays at its peak */
+    LACUNA_RELEASE_NEVER        /* keep every page (a plain pool): RSS stays at its peak */
 } lacuna_release;
 
 /* How each region's guard is made. Modes actually in force are reported in lacuna_stats. */
@@ -63,7 +71,7 @@ typedef enum lacuna_guard {
     LACUNA_GUARD_MPROTECT,    /* mprotect(PROT_NONE): 2 VMAs per guard, so bounded by a budget
                                  (lacuna_features.mprotect_guard_budget); past it regions are
                                  handed out unguarded and counted in lacuna_stats.unguarded */
-    LACUNA_GUARD_NONE, /* no guard; guard_size bytes are still left unused below each region */
+    LACUNA_GUARD_NONE /* no guard; guard_size bytes are still left unused below each region */
 } lacuna_guard;
 
 /* Flags for lacuna_pool_config.flags. */

@@ -49,7 +49,7 @@ typedef enum lacuna_wipe_strategy {
                              DONTNEED instead (lacuna_wipe_last says so). Reads /proc/self/smaps,
                              which costs with the process's resident memory */
     LACUNA_WIPE_MINCORE,  /* mincore, then memset only resident pages */
-    LACUNA_WIPE_PAGEMAP,  /* PAGEMAP_SCAN, then memset only present runs. Falls back to MINCORE
+    LACUNA_WIPE_PAGEMAP   /* PAGEMAP_SCAN, then memset only present runs. Falls back to MINCORE
                              without PAGEMAP_SCAN (Linux < 6.7, or LACUNA_FORCE_FALLBACK=scan) and
                              on shared memory (another process's pages are not present here) */
 } lacuna_wipe_strategy;
@@ -128,7 +128,7 @@ typedef struct lacuna_table lacuna_table;
 typedef enum lacuna_tracking {
     LACUNA_TRACK_MANUAL = 1, /* the caller's lacuna_table_mark calls */
     LACUNA_TRACK_WRITTEN,    /* kernel write tracking (userfaultfd async write-protect) */
-    LACUNA_TRACK_RESIDENT,   /* every resident page is wiped (PAGEMAP_SCAN or mincore) and
+    LACUNA_TRACK_RESIDENT    /* every resident page is wiped (PAGEMAP_SCAN or mincore) and
                                 released, so residency stays the set written since the last wipe */
 } lacuna_tracking;
 
@@ -171,31 +171,37 @@ LACUNA_API lacuna_tracking lacuna_table_tracking(const lacuna_table *table);
  * time a page (or line) is marked after a wipe, an atomic OR — cheap enough for every insert.
  * Thread-safe (also across processes for a shared table); must not race with
  * lacuna_table_wipe. */
-static inline void lacuna_table_mark(lacuna_table *table, const void *addr, size_t len)
+LACUNA_INLINE void lacuna_table_mark(lacuna_table *table, const void *addr, size_t len)
 {
+    /* C89-clean (declarations first, no for-loop declarations): lacuna.h is included by C89 and
+     * C++98 programs too. */
     const lacuna_table_head *h = (const lacuna_table_head *)table;
+    uintptr_t a, b, off, end, in_page;
+    size_t first, last, p;
     if (table == NULL || h->bits == NULL || len == 0)
         return;
-    uintptr_t a = (uintptr_t)addr, b = (uintptr_t)h->base;
+    a = (uintptr_t)addr;
+    b = (uintptr_t)h->base;
     if (a < b) { /* starts before the table: keep the part inside, if any */
         if (len <= b - a)
             return;
         len -= b - a;
         a = b;
     }
-    uintptr_t off = a - b;
+    off = a - b;
     if (off >= h->bytes)
         return;
     if (len > h->bytes - off)
         len = h->bytes - off;
-    uintptr_t end = off + len - 1; /* last byte */
-    size_t first = off >> h->page_shift, last = end >> h->page_shift;
-    for (size_t p = first; p <= last; p++) {
+    end = off + len - 1; /* last byte */
+    first = off >> h->page_shift;
+    last = end >> h->page_shift;
+    in_page = ((uintptr_t)1 << h->page_shift) - 1;
+    for (p = first; p <= last; p++) {
         uint64_t bit = (uint64_t)1 << (p & 63);
         if (!(__atomic_load_n(&h->bits[p >> 6], __ATOMIC_RELAXED) & bit))
             __atomic_fetch_or(&h->bits[p >> 6], bit, __ATOMIC_RELAXED);
         if (h->lines != NULL) {
-            uintptr_t in_page = ((uintptr_t)1 << h->page_shift) - 1;
             unsigned lo = p == first ? (unsigned)((off & in_page) >> h->line_shift) : 0;
             unsigned hi = p == last ? (unsigned)((end & in_page) >> h->line_shift) : 63;
             uint64_t m = (~(uint64_t)0 >> (63 - hi)) & (~(uint64_t)0 << lo);
