@@ -215,10 +215,9 @@ int lac_os_unreserve(void *addr, size_t len)
  * the rest of that range goes by plain madvise and the vector resumes at the next range. The
  * program may have closed our pidfd (close_range, closefrom): on EBADF or ESRCH a fresh one is
  * opened once, and the call retried. */
-static int vector_advise(const struct iovec *ranges, size_t n, int advice, size_t *done,
+static int vector_advise(int fd, const struct iovec *ranges, size_t n, int advice, size_t *done,
                          uint64_t *calls, bool partial_fault)
 {
-    int fd = lac_process_pidfd();
     bool renewed = false;
     *done = 0;
     while (*done < n) {
@@ -232,15 +231,14 @@ static int vector_advise(const struct iovec *ranges, size_t n, int advice, size_
             r = madvise(ranges[*done].iov_base, half, advice) == 0 ? (long)half : -1;
             partial_fault = false;
         } else {
-            r = fd == -1 ? (errno = EBADF, -1)
-                         : syscall(LAC_SYS_PROCESS_MADVISE, fd, ranges + *done, k, advice, 0);
+            r = syscall(LAC_SYS_PROCESS_MADVISE, fd, ranges + *done, k, advice, 0);
         }
         (*calls)++;
         if (r < 0 && (errno == EBADF || errno == ESRCH) && !renewed) {
             renewed = true;
-            if ((fd = lac_process_pidfd_renew(fd)) != -1)
-                continue;
-            errno = EBADF;
+            if ((fd = lac_process_pidfd_renew(fd)) == -1)
+                return EBADF;
+            continue;
         }
         if (r < 0)
             return errno;
@@ -270,8 +268,9 @@ static int advise(const struct iovec *ranges, size_t n, int advice, size_t *done
     if (calls == NULL)
         calls = &dummy;
     size_t i = 0;
-    if (features.batch_release && n > 1 &&
-        vector_advise(ranges, n, advice, &i, calls, partial_fault) == 0) {
+    int fd = lac_process_pidfd(); /* -1: a fork child that could not open one */
+    if (features.batch_release && n > 1 && fd != -1 &&
+        vector_advise(fd, ranges, n, advice, &i, calls, partial_fault) == 0) {
         *done = n;
         return 0;
     }

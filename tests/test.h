@@ -78,6 +78,9 @@ long lt_vma_count(void); /* lines of /proc/self/maps */
 long lt_minflt(void);    /* getrusage minor faults */
 size_t lt_resident_pages(const void *addr, size_t len); /* mincore: resident pages of a range */
 int lt_all_zero(const void *m, size_t bytes);           /* every byte reads 0 */
+/* A guard really guards: the kernel refuses to read the guard_size bytes below region (EFAULT
+ * from write()), without faulting the caller. */
+int lt_guarded(const char *region, size_t guard_size);
 /* 1 when running under valgrind (make test-valgrind): it reserves less address space and runs
  * forks slowly, so a few tests scale down or skip, saying so. */
 int lt_under_valgrind(void);

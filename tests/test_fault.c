@@ -45,18 +45,6 @@ static size_t pool_resident(const lacuna_pool *p, char *any_region)
     return lt_resident_pages(first, st.capacity * st.stride - st.guard_size);
 }
 
-/* A guard really guards: the kernel refuses to read from it (EFAULT), without faulting us. */
-static bool guarded(const char *region, size_t guard_size)
-{
-    int fds[2];
-    CHECK_EQ(pipe(fds), 0);
-    ssize_t w = write(fds[1], region - guard_size, 1);
-    int e = errno;
-    close(fds[0]);
-    close(fds[1]);
-    return w < 0 && e == EFAULT;
-}
-
 /* ---- create --------------------------------------------------------------------------------- */
 
 TEST(create_failure_maps_nothing)
@@ -273,7 +261,7 @@ static void guard_fails_then_retried(size_t cache, int err)
     unsigned char live[CAP] = {0};
     alloc_all(p, r, CAP, live, CAP);
     for (size_t i = 0; i < CAP; i++)
-        CHECK(guarded(r[i], PG));
+        CHECK(lt_guarded(r[i], PG));
     CHECK(lacuna_alloc(p) == NULL);
     CHECK_EQ(errno, ENOMEM);
     st = lt_stats(p);
@@ -301,9 +289,9 @@ TEST(guard_failure_enomem_then_retried)
         char *r = lacuna_alloc(p);
         CHECK(r != NULL);
         CHECK_EQ(lt_stats(p).unguarded, 1);
-        CHECK(!guarded(r, PG));
+        CHECK(!lt_guarded(r, PG));
         char *s = lacuna_alloc(p);
-        CHECK(guarded(s, PG));
+        CHECK(lt_guarded(s, PG));
         CHECK_EQ(lt_stats(p).unguarded, 1);
         lacuna_pool_destroy(p);
     }

@@ -15,17 +15,6 @@
 #define KIB 1024u
 #define PG  4096u
 
-static bool guarded(const char *region, size_t guard_size)
-{
-    int fds[2];
-    CHECK_EQ(pipe(fds), 0);
-    ssize_t w = write(fds[1], region - guard_size, 1);
-    int e = errno;
-    close(fds[0]);
-    close(fds[1]);
-    return w < 0 && e == EFAULT;
-}
-
 /* ---- 1. a sent SIGSEGV ----------------------------------------------------------------------- */
 
 static void *kill_me(void *how)
@@ -213,7 +202,7 @@ static void locked_child(void *probe_first)
     char *r = lacuna_alloc(p);
     CHECK(r != NULL); /* was ENOMEM: every allocation failed */
     if (!lt_under_valgrind())
-        CHECK(guarded(r, PG)); /* guarded after all, by the policy's fallback */
+        CHECK(lt_guarded(r, PG)); /* guarded after all, by the policy's fallback */
     r[0] = 1;
     lacuna_stats st = lt_stats(p);
     if (f.guard_marker)

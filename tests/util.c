@@ -120,6 +120,17 @@ long lt_minflt(void)
     return ru.ru_minflt;
 }
 
+int lt_guarded(const char *region, size_t guard_size)
+{
+    int fds[2];
+    CHECK_EQ(pipe(fds), 0);
+    ssize_t w = write(fds[1], region - guard_size, 1);
+    int e = errno;
+    close(fds[0]);
+    close(fds[1]);
+    return w < 0 && e == EFAULT;
+}
+
 int lt_under_valgrind(void)
 {
 #ifdef RUNNING_ON_VALGRIND

@@ -73,6 +73,9 @@ int bench_parked_main(int argc, char **argv)
     int rc = cli_parse(&spec, argc, argv);
     if (rc != CLI_CONTINUE)
         return rc;
+    if (stack & (stack - 1)) /* a size class is a power of two: say so rather than round up */
+        return cli_usage_error(&spec, "--stack %zu: must be a power of two (16K, 32K, ... 8M)",
+                               stack);
     /* A parked fiber touches about one page of its stack; its channel and handle ~100 bytes. */
     if (cli_check_memory(&spec, (double)n * (4096 + 256), "a page of stack per parked fiber"))
         return CLI_FAILED;
