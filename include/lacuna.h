@@ -41,9 +41,13 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------------
  * The region pool
  *
- * A pool is one reservation of `capacity` slots. Each slot is [guard][region]: the guard lies
+ * A pool is one or more reservations of slots. Each slot is [guard][region]: the guard lies
  * BELOW the region, where a downward-growing stack overflows into it. lacuna_alloc returns the
  * lowest usable byte of a region; a stack's initial stack pointer is that plus region_size.
+ * With capacity 0 (the default) the pool grows on demand, a reservation at a time (each doubling
+ * the slots, placed right after the last where the address space allows, so the kernel merges
+ * them into one VMA), up to a ceiling of 16,777,216 slots (and 16 TiB of address space); an
+ * explicit capacity is one reservation of exactly that many slots.
  *
  * Freed regions first go to a warm cache (most recently freed is reused first: its pages are the
  * hottest). Past the cache bound, or after decay_ms unused, regions are released to the kernel
@@ -82,6 +86,12 @@ typedef enum lacuna_guard {
     2u /* start a thread that releases warm regions idle past decay_ms, so                         \
           an idle process gives memory back too. Off unless asked for;                             \
           stopped and joined by lacuna_pool_destroy. */
+#define LACUNA_STRICT_GUARD                                                                        \
+    4u /* never hand out a region without its guard: where one cannot be                           \
+          made (the mprotect budget is spent, vm.max_map_count is reached,                         \
+          the kernel refuses), lacuna_alloc fails with ENOMEM instead, and                         \
+          lacuna_stats.guard_error says why. With LACUNA_GUARD_NONE:                               \
+          lacuna_pool_create fails with EINVAL. */
 
 /* Named values for the fields whose 0 means "default". */
 #define LACUNA_CACHE_NONE ((size_t)-1) /* cache: keep no warm regions; release on every free */
@@ -91,7 +101,8 @@ typedef enum lacuna_guard {
 
 typedef struct lacuna_pool_config {
     size_t region_size;     /* usable bytes per region; required; rounded up to the page size */
-    size_t capacity;        /* most regions live at once; 0 = 65536 */
+    size_t capacity;        /* most regions live at once; 0 = grow on demand (up to 16,777,216
+                               slots or 16 TiB of address space, whichever comes first) */
     size_t guard_size;      /* guard bytes BELOW each region; 0 = one page; rounded up to pages */
     lacuna_guard guard;     /* 0 = best available */
     lacuna_release release; /* 0 = DONTNEED */
@@ -106,7 +117,7 @@ typedef struct lacuna_pool_config {
                                least one page of the (rounded) region to release */
     unsigned decay_ms;      /* warm regions unused this long are released; 0 = 1000 ms;
                                LACUNA_DECAY_NEVER = never */
-    unsigned flags;         /* LACUNA_ZERO | LACUNA_BACKGROUND */
+    unsigned flags;         /* LACUNA_ZERO | LACUNA_BACKGROUND | LACUNA_STRICT_GUARD */
 } lacuna_pool_config;
 
 /* Counters and geometry of a pool, filled by lacuna_pool_stats. Counters are exact when no other
@@ -115,12 +126,14 @@ typedef struct lacuna_stats {
     size_t live;           /* regions handed out and not yet freed */
     size_t warm;           /* freed regions whose pages are kept (shared cache + thread caches) */
     size_t released;       /* free slots holding no pages: released, or guarded but unused */
-    size_t used;           /* slots ever handed out (never-used slots cost nothing) */
-    size_t capacity;       /* slots */
+    size_t used;           /* slots handed out and not given back since (never-used and
+                              given-back slots cost nothing: see given_back) */
+    size_t capacity;       /* slots reserved now: a growing pool's grows with it */
     size_t region_size;    /* usable bytes per region (page-rounded) */
     size_t guard_size;     /* bytes below each region */
     size_t stride;         /* guard_size + region_size: distance between regions */
-    size_t reserved_bytes; /* address space reserved: capacity * stride */
+    size_t reserved_bytes; /* address space reserved for regions now: capacity * stride (the
+                              side tables, ~80 bytes a slot of capacity_max, come on top) */
     size_t cache;          /* the shared warm-cache bound in force */
     size_t keep_resident;  /* bytes kept at the top of a released region */
     unsigned decay_ms;     /* decay in force (LACUNA_DECAY_NEVER = none) */
@@ -134,11 +147,24 @@ typedef struct lacuna_stats {
     lacuna_guard guard;        /* mode in force after probing: MARKER, MPROTECT or NONE */
     lacuna_release release;    /* mode in force: DONTNEED, FREE or NEVER */
     unsigned flags;            /* flags in force */
+    size_t capacity_max;       /* the most slots the pool can have: capacity as configured, or
+                                  a growing pool's ceiling */
+    uint64_t given_back;       /* free slots whose guard, page tables and state line were given
+                                  back to the kernel (long free runs, after release rounds) */
+    uint64_t guard_failures;   /* guard installs that failed: the region was held back (and
+                                  lacuna_alloc failed with ENOMEM if it had no other), or, past
+                                  the mprotect budget without LACUNA_STRICT_GUARD, handed out
+                                  unguarded (then counted in unguarded too) */
+    int guard_error;           /* why the last guard install failed: ENOSPC the mprotect guard
+                                  budget is spent; ENOMEM the kernel is out of memory or
+                                  vm.max_map_count is reached; EINVAL the pool's memory is locked
+                                  (mlock); 0 none failed */
 } lacuna_stats;
 
 /* Create a pool. Returns 0 and sets *pool, or:
  *   EINVAL  config or pool NULL, region_size 0, keep_resident >= region_size, unknown enum value
- *           or flag, capacity * stride overflowing or larger than the address space allows;
+ *           or flag, capacity * stride overflowing or larger than the address space allows,
+ *           LACUNA_STRICT_GUARD with LACUNA_GUARD_NONE;
  *   ENOTSUP guard = LACUNA_GUARD_MARKER and the kernel has no working MADV_GUARD_INSTALL;
  *   ENOMEM  the reservation (or its side tables) could not be made;
  *   EAGAIN  (LACUNA_BACKGROUND) the background thread could not be started.
@@ -153,8 +179,10 @@ LACUNA_API void lacuna_pool_destroy(lacuna_pool *pool);
 /* Hand out a region: returns its lowest usable byte, or NULL with errno set to
  *   EINVAL  pool is NULL;
  *   ENOMEM  no slot is free in the shared lists: every slot is live or sits in another thread's
- *           cache (at most 32 per thread; the pool keeps working: free one and retry), or a guard
- *           could not be installed (LACUNA_GUARD_MARKER and the kernel is out of memory);
+ *           cache (at most 32 per thread; the pool keeps working: free one and retry), a growing
+ *           pool is at its ceiling or could not reserve more address space, or a guard could not
+ *           be installed (guard markers and the kernel is out of memory; or LACUNA_STRICT_GUARD
+ *           and no guard of any kind could be made: lacuna_stats.guard_error says why);
  *   ENOTSUP LACUNA_GUARD_MARKER and the kernel refuses markers in this pool's memory because it
  *           is locked (mlock, mlockall(MCL_FUTURE)); said once on stderr. A LACUNA_GUARD_DEFAULT
  *           pool falls back to mprotect guards instead (also said once), and keeps working.
@@ -169,13 +197,15 @@ LACUNA_API void *lacuna_alloc(lacuna_pool *pool);
 LACUNA_API int lacuna_free(lacuna_pool *pool, void *region);
 
 /* Release every warm region of the shared cache and of the calling thread's cache now, in
- * batches, and ask every other thread's cache (at most 32 regions each) to do the same: each does
- * it on its owner's next slow path (within 64 of that thread's allocations, or a free that finds
- * its cache full), so a thread that makes no calls keeps its cache until it does or exits.
- * Returns 0, EINVAL (NULL pool, or the kernel refuses to release locked memory: mlock,
- * mlockall), or the errno of another failed release syscall (those regions stay warm and are
- * retried later). Release keeps working when the program closes every descriptor (close_range,
- * closefrom): lacuna needs none where the kernel has PIDFD_SELF, and renews its pidfd otherwise. */
+ * batches (then give back the guards and page tables of long runs of free slots, which get their
+ * guard again when next handed out), and ask every other thread's cache (at most 32 regions each)
+ * to do the same: each does it on its owner's next slow path (within 64 of that thread's
+ * allocations, or a free that finds its cache full), so a thread that makes no calls keeps its
+ * cache until it does or exits. Returns 0, EINVAL (NULL pool, or the kernel refuses to release
+ * locked memory: mlock, mlockall), or the errno of another failed release syscall (those regions
+ * stay warm and are retried later). Release keeps working when the program closes every descriptor
+ * (close_range, closefrom): lacuna needs none where the kernel has PIDFD_SELF, and renews its pidfd
+ * otherwise. */
 LACUNA_API int lacuna_trim(lacuna_pool *pool);
 
 /* Fill *stats. NULL pool or stats: stats is left unchanged / nothing happens. */

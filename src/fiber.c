@@ -64,13 +64,13 @@ static int stacks_create_locked(lac_stacks *st, const lacuna_pool_config *config
         return err;
     lacuna_stats ps;
     lacuna_pool_stats(pool, &ps);
-    _Atomic uint32_t *owner = calloc(ps.capacity, sizeof *owner);
+    _Atomic uint32_t *owner = calloc(ps.capacity_max, sizeof *owner);
     if (owner == NULL) {
         lacuna_pool_destroy(pool);
         return ENOMEM;
     }
     st->owner = owner;
-    st->count = ps.capacity;
+    st->count = ps.capacity_max;
     st->size = ps.region_size;
     st->spares = !(ps.flags & LACUNA_ZERO) && ps.cache != 0;
     lac_pool_set_namer(pool, stack_namer, st);

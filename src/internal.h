@@ -46,6 +46,20 @@ const lacuna_features *lac_os_features(void);
  * transparent huge pages off: 0 and *out, or errno (ENOMEM: no address space; nothing mapped). */
 int lac_os_reserve(size_t len, void **out);
 
+/* lac_os_reserve, placed exactly at `at` when that range is free (MAP_FIXED_NOREPLACE: never over
+ * a mapping), so that it extends the reservation ending there and the kernel merges both into one
+ * VMA; elsewhere when it is not. 0 and *out (== at when adjacent), or errno as lac_os_reserve. */
+int lac_os_reserve_near(void *at, size_t len, void **out);
+
+/* Give the page tables of [addr, addr+len) back: remove its guard markers (markers: they are page
+ * table entries, and a page-table page holding one is never freed) and MADV_DONTNEED the whole
+ * range, which lets the kernel free page-table pages left empty (Linux reclaims them on
+ * DONTNEED since 6.x where PT_RECLAIM is built; elsewhere only the pages go). n ranges, batched.
+ * Every range is left without guard and without pages even on error, as far as *done says. 0 or
+ * errno. */
+int lac_os_unguard(const struct iovec *ranges, size_t n, bool markers, size_t *done,
+                   uint64_t *calls);
+
 /* Unmap a reservation made by lac_os_reserve. 0 or errno. */
 int lac_os_unreserve(void *addr, size_t len);
 
@@ -275,13 +289,16 @@ void lac_process_pidfd_probe(lac_pidfd_test test, void *scratch, bool allow_self
  *   LIVE      handed out
  *   WARM      freed, pages kept: in a thread cache or in the shared warm ring
  *   CLEAN     freed and released (or fresh with its guard): in a thread cache or the clean stack
- *   RELEASING in the hands of a thread releasing it, outside the lock */
+ *   RELEASING in the hands of a thread releasing it, outside the lock
+ *   RETIRING  free and released, in the hands of a thread giving back its guard and page tables
+ *             (pool_release.c): FRESH again afterwards */
 enum {
     LAC_S_FRESH = 0,
     LAC_S_WARM = 2,
     LAC_S_LIVE = LAC_S_WARM | 1,
     LAC_S_CLEAN = 4,
-    LAC_S_RELEASING = 6
+    LAC_S_RELEASING = 6,
+    LAC_S_RETIRING = 8
 };
 
 #define LAC_TC_MAX   32 /* regions a thread keeps per pool: 2 MiB of 64 KiB stacks */
@@ -299,6 +316,24 @@ enum {
     12 /* offsets are divided in 4 KiB units: every page size is a multiple, and below             \
           LAC_MAX_RESERVE the quotient fits 32 bits (exact multiply-by-reciprocal division) */
 #define LAC_MAX_RESERVE (1ull << 44) /* 16 TiB: keeps page offsets within 32 bits */
+#define LAC_GROW_MAX                                                                               \
+    ((size_t)1                                                                                     \
+     << 24) /* slots a growing pool (capacity 0) reaches at most: 16,777,216 (and at most          \
+               LAC_MAX_RESERVE of address space). Its side tables are reserved for this            \
+               many (NORESERVE, ~80 bytes a slot of address space, touched per slot used) */
+#define LAC_GROW_FIRST                                                                             \
+    ((size_t)256 << 20) /* bytes of a growing pool's first reservation (rounded down to a power of \
+                           two slots); each later one doubles the slots: ~10 for 1,000,000 */
+#define LAC_CHUNKS_MAX 32 /* reservations per pool: 2^24 slots from a first of >= 2^0 need 25 */
+#define LAC_GIVE_BACK_RUNS                                                                         \
+    64 /* free runs given back per round: 1 KiB of iovecs on the stack, one call each way */
+
+/* One reservation of a pool: slots [start, start + n), region of slot s at first + (s - start) *
+ * stride. Immutable once published (lacuna_pool.nchunks). */
+typedef struct lac_chunk {
+    char *first; /* region of its first slot (= its reservation + guard) */
+    size_t start, n;
+} lac_chunk;
 
 typedef struct lac_tcache {
     _Atomic uint32_t n;      /* regions held; written by the owner only */
@@ -316,9 +351,10 @@ typedef struct lac_tcache {
 
 struct lacuna_pool {
     /* read-only after create: the fast path's working set */
-    uint64_t id; /* unique per process, never reused: thread caches key on it */
-    char *first; /* lowest byte of region 0 = base + guard */
-    size_t span; /* bytes from first to the end of the reservation */
+    uint64_t id;         /* unique per process, never reused: thread caches key on it */
+    char *first;         /* lowest byte of region 0 = base + guard */
+    _Atomic size_t span; /* bytes from first to the end of the reservations contiguous with the
+                            first: grows (release-stored) as the pool grows in place */
     size_t stride;
     uint64_t stride_recip; /* 2^64 / stride_pages, rounded up: exact division of page offsets */
     unsigned page_shift;
@@ -326,7 +362,13 @@ struct lacuna_pool {
     unsigned flags;
     _Atomic uint32_t *state; /* per slot, LAC_S_*, one cache line apart (LAC_STATE_STRIDE) */
     char *base;
-    size_t capacity, region, guard, keep, cache, reserve_len, side_len;
+    size_t region, guard, keep, cache, side_len;
+    size_t capacity_max;  /* the configured capacity, or LAC_GROW_MAX-ish when growing */
+    bool grows;           /* capacity 0 in the config: reservations added on demand */
+    unsigned first_shift; /* growing: chunk 0 has 1 << first_shift slots, chunk i 1 << (.. + i-1) */
+    _Atomic unsigned nchunks; /* published chunks (release-stored after filling one in) */
+    unsigned primary_chunks;  /* chunks [0, this) are contiguous: covered by first + span */
+    lac_chunk chunks[LAC_CHUNKS_MAX];
     unsigned decay_ms;
     lacuna_guard guard_asked; /* the config's guard policy (DEFAULT may fall back at run time) */
     _Atomic int guard_mode;   /* lacuna_guard in force: MARKER may become MPROTECT (mlockall) */
@@ -335,12 +377,20 @@ struct lacuna_pool {
     uint32_t tc_cap;
 
     pthread_mutex_t lock; /* guards everything below */
+    size_t capacity;      /* slots reserved now (sum of the chunks' n) */
+    size_t reserve_len;   /* bytes reserved now for regions and guards */
     uint32_t *warm;       /* ring of capacity slot indices; bottom at warm_head */
     uint32_t *warm_ms;    /* when each warm entry was pushed (ms since create) */
     size_t warm_head, warm_n;
     uint32_t *clean; /* stack of released slots (and fresh ones whose guard install failed) */
     size_t clean_n;
-    size_t fresh;            /* slots [fresh, capacity) were never handed out */
+    size_t fresh;       /* slots [fresh, capacity) were never handed out (or given back) */
+    uint64_t *on_clean; /* bit per slot: on the clean stack (what a give-back looks for) */
+    uint32_t *holes;    /* [a, b) pairs, sorted, of FRESH slots below fresh (given back) */
+    size_t nholes;
+    size_t clean_hi;         /* highest clean_n since the side tables were last trimmed */
+    size_t released_since;   /* regions released since the last give-back round */
+    size_t give_back_min;    /* slots a free run needs to be given back: 2 page-table pages */
     size_t releasing;        /* slots out in release right now */
     pthread_cond_t released; /* broadcast when a release round ends */
     lac_tcache *tcaches;
@@ -351,6 +401,8 @@ struct lacuna_pool {
     /* Bumped by lacuna_trim: other threads' caches release themselves on seeing it. */
     _Atomic uint32_t trim_epoch;
     _Atomic uint64_t released_regions, release_calls, guard_calls, unguarded, release_errors;
+    _Atomic uint64_t guard_failures, given_back; /* STRICT refusals; slots whose tables went back */
+    _Atomic int guard_error;                     /* why the last guard install failed, or 0 */
 
     pthread_t bg; /* LACUNA_BACKGROUND decay thread */
     bool bg_running, bg_stop;
@@ -366,14 +418,23 @@ static inline void lac_count(_Atomic uint64_t *c)
                           memory_order_relaxed);
 }
 
-static inline char *lac_slot_region(const lacuna_pool *p, size_t s)
-{
-    return p->first + s * p->stride;
-}
-
 static inline _Atomic uint32_t *lac_state_at(const lacuna_pool *p, size_t s)
 {
     return &p->state[s * (LAC_STATE_STRIDE / sizeof(uint32_t))];
+}
+
+/* Where a slot's region address is cached: in its state line (which the warm paths touch anyway),
+ * written when the slot is taken fresh (lac_slot_addr), so slot -> region is one load whatever
+ * chunk the slot is in. */
+static inline char **lac_slot_addr_cell(const lacuna_pool *p, size_t s)
+{
+    return (char **)(void *)((char *)lac_state_at(p, s) + 8);
+}
+
+/* The region of a slot that is not FRESH (handed out since it was last given back). */
+static inline char *lac_slot_region(const lacuna_pool *p, size_t s)
+{
+    return *lac_slot_addr_cell(p, s);
 }
 
 static inline uint32_t lac_state_get(const lacuna_pool *p, size_t s)
@@ -385,12 +446,14 @@ static inline uint32_t lac_state_get(const lacuna_pool *p, size_t s)
 static inline bool lac_state_step_ok(uint32_t from, uint32_t to)
 {
     switch (from) {
-    case LAC_S_FRESH: /* guarded on first take */
-        return to == LAC_S_CLEAN;
+    case LAC_S_FRESH: /* guarded on first take; given back again while on the clean stack */
+        return to == LAC_S_CLEAN || to == LAC_S_RETIRING;
     case LAC_S_WARM: /* handed out again, or released */
         return to == LAC_S_LIVE || to == LAC_S_RELEASING;
-    case LAC_S_CLEAN: /* handed out */
-        return to == LAC_S_LIVE;
+    case LAC_S_CLEAN: /* handed out, or its guard and page tables given back */
+        return to == LAC_S_LIVE || to == LAC_S_RETIRING;
+    case LAC_S_RETIRING:
+        return to == LAC_S_FRESH;
     case LAC_S_RELEASING: /* released, or refused and kept warm */
         return to == LAC_S_CLEAN || to == LAC_S_WARM;
     default: /* LIVE leaves only through lac_state_unlive */
@@ -414,13 +477,19 @@ static inline bool lac_state_unlive(lacuna_pool *p, size_t s)
     return (old & 1u) != 0;
 }
 
+/* Slot index of a region start in the chunks not contiguous with the first (pool.c). */
+bool lac_slot_find(const lacuna_pool *p, const void *region, uint32_t *slot);
+
 /* Slot index of a region start, or false. Exact for every offset below LAC_MAX_RESERVE.
- * NULL and addresses below the pool wrap around to huge offsets and fail the span check. */
+ * NULL and addresses below the pool wrap around to huge offsets and fail the span check. A
+ * region of a chunk the pool could not place next to the first ones is found in the chunk table
+ * (out of line, a few entries). Lock-free: span and the chunk table are published with release
+ * stores after everything they cover is ready. */
 static inline bool lac_slot_of(const lacuna_pool *p, const void *region, uint32_t *slot)
 {
     uintptr_t off = (uintptr_t)region - (uintptr_t)p->first;
-    if (LAC_UNLIKELY(off >= p->span))
-        return false;
+    if (LAC_UNLIKELY(off >= atomic_load_explicit(&p->span, memory_order_relaxed)))
+        return lac_slot_find(p, region, slot);
     uint64_t s = (uint64_t)(((unsigned __int128)p->stride_recip * (off >> LAC_OFF_SHIFT)) >> 64);
     *slot = (uint32_t)s;
     return s * p->stride == off;
@@ -433,12 +502,21 @@ bool lac_pool_with(uint64_t id, void (*fn)(lacuna_pool *p, void *ctx), void *ctx
 void lac_pool_fork_prepare(void); /* take the registry lock and every pool's lock */
 void lac_pool_fork_parent(void);
 void lac_pool_fork_child(void); /* rebuild every pool's lists: the child has one thread */
+/* Add a reservation (pool lock held): 0, or ENOMEM (at the ceiling, or no address space). */
+int lac_pool_grow(lacuna_pool *p);
+/* The region of slot s computed from the chunk table (any slot below capacity). */
+char *lac_slot_addr(const lacuna_pool *p, size_t s);
 
 /* pool_slots.c (pool lock held unless stated) */
 void lac_warm_push(lacuna_pool *p, uint32_t s, uint32_t ms);
 void lac_warm_push_bottom(lacuna_pool *p, uint32_t s); /* coldest: released first */
 uint32_t lac_warm_pop_bottom(lacuna_pool *p);
 void lac_shelve(lacuna_pool *p, uint32_t s, uint32_t ms); /* a freed slot to warm or clean */
+void lac_clean_push(lacuna_pool *p, uint32_t s); /* onto the clean stack (CLEAN or FRESH) */
+/* Slots given back (FRESH) as hole [a, b): merged with its neighbours, or lowering fresh. */
+void lac_holes_add(lacuna_pool *p, size_t a, size_t b);
+/* The warm ring after the capacity grew from old_cap (its wrapped part moves up). */
+void lac_warm_regrow(lacuna_pool *p, size_t old_cap);
 /* Take up to want slots: hottest warm first, then released ones, then never-used slots. Slots
  * needing a guard go to fresh[] (at most LAC_GUARD_BATCH), the others to got[]. */
 void lac_take_slots(lacuna_pool *p, size_t want, uint32_t *got, size_t *ngot, uint32_t *fresh,
@@ -522,9 +600,12 @@ size_t lac_table_last_zeroed(const lacuna_table *table);
 /* ---- overflow.c: a SIGSEGV in a guard -> which pool, region, fiber -------------------------- */
 
 /* Register a pool's geometry so the SIGSEGV handler can recognise its guards without touching the
- * pool itself. No limit on live pools. 0 or ENOMEM. */
+ * pool itself: one entry per reservation (chunk) of a pool, whose first slot is region
+ * first_index. No limit on live pools. 0 or ENOMEM. */
 int lac_overflow_register(const lacuna_pool *pool, uintptr_t base, size_t size, size_t stride,
-                          size_t guard_size);
+                          size_t guard_size, size_t first_index);
+/* The pool's entry at base now covers size bytes (a reservation added right after it). */
+void lac_overflow_grow(const lacuna_pool *pool, uintptr_t base, size_t size);
 void lac_overflow_set_namer(const lacuna_pool *pool, lac_region_namer namer, void *ctx);
 void lac_overflow_unregister(const lacuna_pool *pool);
 

@@ -32,7 +32,11 @@
 #ifndef MADV_FREE
 #define MADV_FREE 8
 #endif
-#define LAC_MADV_GUARD_INSTALL  102  /* Linux 6.13 */
+#define LAC_MADV_GUARD_INSTALL 102 /* Linux 6.13 */
+#define LAC_MADV_GUARD_REMOVE  103 /* Linux 6.13 */
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000 /* Linux 4.17; older kernels take it as a plain hint */
+#endif
 #define LAC_SYS_PROCESS_MADVISE 440  /* Linux 5.10; any advice on self since 6.13 */
 #define LAC_IOV_MAX             1024 /* process_madvise rejects 1025 iovecs with EINVAL */
 #ifndef MADV_REMOVE
@@ -184,15 +188,29 @@ void lacuna_features_get(lacuna_features *out)
 
 /* ---- reserve ------------------------------------------------------------------------------ */
 
+/* The mapping every reservation is: at `at` exactly (NOREPLACE) or, with at NULL, anywhere. */
+static void *map_reserve(void *at, size_t len)
+{
+    /* NORESERVE: address space only; commit is charged per touched page, so a 68 GiB pool of
+     * stacks is fine under overcommit heuristics. */
+    return mmap(at, len, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (at ? MAP_FIXED_NOREPLACE : 0), -1,
+                0);
+}
+
 int lac_os_reserve(size_t len, void **out)
+{
+    return lac_os_reserve_near(NULL, len, out);
+}
+
+int lac_os_reserve_near(void *at, size_t len, void **out)
 {
     int err = fault_take(LAC_OP_RESERVE);
     if (err)
         return err == EINVAL ? ENOMEM : err; /* as mmap's below */
-    /* NORESERVE: address space only; commit is charged per touched page, so a 68 GiB pool of
-     * stacks is fine under overcommit heuristics. */
-    void *p =
-        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *p = at ? map_reserve(at, len) : MAP_FAILED;
+    if (p == MAP_FAILED) /* EEXIST: something is mapped there; anything else: try anywhere */
+        p = map_reserve(NULL, len);
     if (p == MAP_FAILED)
         return errno == EINVAL ? ENOMEM : errno; /* EINVAL: len beyond the address space */
     /* Once for the whole range: a THP would pin 2 MiB per touched stack and a partial DONTNEED
@@ -308,6 +326,23 @@ int lac_os_guard_mprotect(void *addr, size_t len)
 }
 
 /* ---- release ------------------------------------------------------------------------------ */
+
+int lac_os_unguard(const struct iovec *ranges, size_t n, bool markers, size_t *done,
+                   uint64_t *calls)
+{
+    int err = fault_take(LAC_OP_RELEASE);
+    if (err > 0) {
+        *done = 0;
+        return err;
+    }
+    /* Markers first: a page-table page that still holds one is not empty, so DONTNEED would
+     * leave it. Removing markers where there are none is a no-op. A failed removal still goes on
+     * to DONTNEED: the caller re-guards these slots anyway. */
+    size_t removed = n;
+    int rerr = markers ? advise(ranges, n, LAC_MADV_GUARD_REMOVE, &removed, calls, false) : 0;
+    err = advise(ranges, n, MADV_DONTNEED, done, calls, false);
+    return err ? err : rerr;
+}
 
 int lac_os_release(const struct iovec *ranges, size_t n, lac_advice advice, size_t *done,
                    uint64_t *calls)

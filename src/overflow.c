@@ -23,6 +23,7 @@ typedef struct lac_guard_map {
     _Atomic(const lacuna_pool *) pool; /* NULL = free entry; published last, cleared first */
     _Atomic uintptr_t base;
     _Atomic size_t size, stride, guard;
+    _Atomic size_t first_index; /* region index of the entry's first slot (a pool's later chunks) */
     _Atomic(lac_region_namer) namer;
     _Atomic(void *) namer_ctx;
     struct lac_guard_map *next; /* immutable once the entry is on the list */
@@ -48,33 +49,43 @@ static lac_guard_map *claim(void)
     return m;
 }
 
-int lac_overflow_register(const lacuna_pool *pool, uintptr_t base, size_t size, size_t stride,
-                          size_t guard)
+static lac_guard_map *find(const lacuna_pool *pool, lac_guard_map *from)
 {
-    lac_guard_map *m = claim();
-    if (m == NULL)
-        return ENOMEM;
-    atomic_store(&m->base, base);
-    atomic_store(&m->size, size);
-    atomic_store(&m->stride, stride);
-    atomic_store(&m->guard, guard);
-    atomic_store(&m->namer, NULL);
-    atomic_store(&m->pool, pool);
-    return 0;
-}
-
-static lac_guard_map *find(const lacuna_pool *pool)
-{
-    for (lac_guard_map *m = atomic_load(&maps); m; m = m->next)
+    for (lac_guard_map *m = from; m; m = m->next)
         if (atomic_load(&m->pool) == pool)
             return m;
     return NULL;
 }
 
+int lac_overflow_register(const lacuna_pool *pool, uintptr_t base, size_t size, size_t stride,
+                          size_t guard, size_t first_index)
+{
+    lac_guard_map *m = claim();
+    if (m == NULL)
+        return ENOMEM;
+    /* A pool's later chunk takes the namer its first one was given. */
+    lac_guard_map *same = find(pool, atomic_load(&maps));
+    atomic_store(&m->base, base);
+    atomic_store(&m->size, size);
+    atomic_store(&m->stride, stride);
+    atomic_store(&m->guard, guard);
+    atomic_store(&m->first_index, first_index);
+    atomic_store(&m->namer_ctx, same ? atomic_load(&same->namer_ctx) : NULL);
+    atomic_store(&m->namer, same ? atomic_load(&same->namer) : NULL);
+    atomic_store(&m->pool, pool);
+    return 0;
+}
+
+void lac_overflow_grow(const lacuna_pool *pool, uintptr_t base, size_t size)
+{
+    for (lac_guard_map *m = find(pool, atomic_load(&maps)); m; m = find(pool, m->next))
+        if (atomic_load(&m->base) == base)
+            atomic_store(&m->size, size); /* only ever larger: a stale size misses nothing live */
+}
+
 void lac_overflow_set_namer(const lacuna_pool *pool, lac_region_namer namer, void *ctx)
 {
-    lac_guard_map *m = find(pool);
-    if (m) {
+    for (lac_guard_map *m = find(pool, atomic_load(&maps)); m; m = find(pool, m->next)) {
         atomic_store(&m->namer_ctx, ctx);
         atomic_store(&m->namer, namer);
     }
@@ -82,8 +93,7 @@ void lac_overflow_set_namer(const lacuna_pool *pool, lac_region_namer namer, voi
 
 void lac_overflow_unregister(const lacuna_pool *pool)
 {
-    lac_guard_map *m = find(pool);
-    if (m)
+    for (lac_guard_map *m = find(pool, atomic_load(&maps)); m; m = find(pool, m->next))
         atomic_store(&m->pool, NULL);
 }
 
@@ -166,12 +176,12 @@ bool lac_overflow_report(uintptr_t a, uintptr_t sp)
          * -fstack-clash-protection every large frame probes its way down, so that holds for
          * them too); a stack pointer anywhere else means something wrote upwards past the end
          * of region k-1. */
-        size_t k = off / stride;
+        size_t k = off / stride, first = atomic_load(&m->first_index);
         uintptr_t slot = base + k * stride;
         if (k == 0 || sp == 0 || sp - slot < stride)
-            report(m, pool, OVERFLOW, k, a);
+            report(m, pool, OVERFLOW, first + k, a);
         else
-            report(m, pool, OVERRUN, k - 1, a);
+            report(m, pool, OVERRUN, first + k - 1, a);
         return true;
     }
     return false;

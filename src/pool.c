@@ -1,13 +1,24 @@
-/* pool.c — a pool's life: configuration, creation, destruction, stats, and fork.
+/* pool.c — a pool's life: configuration, creation, growth, destruction, stats, and fork.
  *
- * A pool is one reservation of `capacity` slots, each [guard][region], stride = guard + region:
+ * A pool is one or more reservations (chunks) of slots, each [guard][region], stride = guard +
+ * region:
  *
  *   base                                                             base + capacity * stride
  *   | guard | region 0 ........ | guard | region 1 ........ | ... | guard | region N-1 ...... |
  *
+ * An explicit capacity is one chunk of exactly that many slots. Capacity 0 grows: a first chunk
+ * of 2^k slots (about LAC_GROW_FIRST bytes), then chunks doubling the slot count, up to
+ * LAC_GROW_MAX slots. Each new chunk is first asked for right after the last one
+ * (MAP_FIXED_NOREPLACE): equal flags, so the kernel merges them into one VMA, and if every chunk
+ * so far is contiguous the first chunk's formula simply covers more (span grows). Where that
+ * address is taken the chunk goes anywhere, and the few such chunks are found by a short table
+ * walk (lac_slot_find, off the warm paths).
+ *
  * Address -> slot is arithmetic (a multiply by a precomputed reciprocal), so free, double-free
- * detection and overflow lookup are O(1). Per-slot state lives in a side table (a separate
- * mapping), never in the regions, whose pages get released. The state machine is in internal.h
+ * detection and overflow lookup are O(1). Slot -> region is one load: the address is cached in
+ * the slot's state line when the slot is first taken. Per-slot state lives in a side table (a
+ * separate mapping, reserved for the largest capacity the pool can reach and touched only per
+ * slot used), never in the regions, whose pages get released. The state machine is in internal.h
  * (lac_state_step); where free slots wait is pool_slots.c's, the thread caches and the
  * alloc/free paths pool_cache.c's, releasing pages pool_release.c's.
  *
@@ -24,7 +35,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define LAC_DEF_CAPACITY    65536
 #define LAC_DEF_CACHE       1024
 #define LAC_DEF_CACHE_BYTES (64u << 20) /* default cache holds at most 64 MiB of regions */
 #define LAC_DEF_DECAY_MS    1000
@@ -85,18 +95,38 @@ static int configure(lacuna_pool *p, const lacuna_pool_config *c)
     if (c->region_size == 0 || c->region_size > LAC_MAX_RESERVE ||
         c->guard_size > LAC_MAX_RESERVE || (unsigned)c->guard > LACUNA_GUARD_NONE ||
         (unsigned)c->release > LACUNA_RELEASE_NEVER ||
-        (c->flags & ~(LACUNA_ZERO | LACUNA_BACKGROUND)))
+        (c->flags & ~(LACUNA_ZERO | LACUNA_BACKGROUND | LACUNA_STRICT_GUARD)))
+        return EINVAL;
+    /* Strict guards with no guard at all: every alloc would fail. Say so at once. */
+    if ((c->flags & LACUNA_STRICT_GUARD) && c->guard == LACUNA_GUARD_NONE)
         return EINVAL;
     p->region = round_up(c->region_size, pg);
     p->guard = round_up(c->guard_size ? c->guard_size : pg, pg);
     p->keep = round_up(c->keep_resident, pg);
     if (c->keep_resident > c->region_size || p->keep >= p->region)
         return EINVAL;
-    p->capacity = c->capacity ? c->capacity : LAC_DEF_CAPACITY;
     p->stride = p->region + p->guard;
-    if (p->capacity > UINT32_MAX || p->capacity > LAC_MAX_RESERVE / p->stride)
+    if (p->stride > LAC_MAX_RESERVE)
         return EINVAL;
+    p->grows = c->capacity == 0;
+    if (p->grows) {
+        size_t most = LAC_MAX_RESERVE / p->stride;
+        p->capacity_max = most < LAC_GROW_MAX ? most : LAC_GROW_MAX;
+        size_t first = LAC_GROW_FIRST / p->stride;
+        p->first_shift = first > 1 ? 63u - (unsigned)__builtin_clzl(first) : 0;
+        p->capacity = (size_t)1 << p->first_shift;
+        if (p->capacity > p->capacity_max)
+            p->capacity = p->capacity_max;
+    } else {
+        p->capacity_max = p->capacity = c->capacity;
+        if (p->capacity > UINT32_MAX || p->capacity > LAC_MAX_RESERVE / p->stride)
+            return EINVAL;
+    }
     p->reserve_len = p->capacity * p->stride;
+    /* A free run is worth giving back when it covers two page-table pages of address space (the
+     * kernel frees only whole ones): 4 MiB with 4 KiB pages. */
+    size_t pt_span = pg * (pg / sizeof(uint64_t));
+    p->give_back_min = (2 * pt_span + p->stride - 1) / p->stride;
     p->page_shift = (unsigned)__builtin_ctzl(pg);
     p->stride_recip = UINT64_MAX / (p->stride >> LAC_OFF_SHIFT) + 1;
     p->zero_state = (c->flags & LACUNA_ZERO) ? LAC_S_WARM : 0xff;
@@ -125,8 +155,8 @@ static int configure(lacuna_pool *p, const lacuna_pool_config *c)
     } else {
         p->cache = c->cache;
     }
-    if (p->cache > p->capacity)
-        p->cache = p->capacity;
+    if (p->cache > p->capacity_max)
+        p->cache = p->capacity_max;
     /* A thread cache only pays when the shared cache is big enough to feed it (its refills and
      * spills move half of it). 1 MiB regions get a cache of 64 by default: still fed. */
     p->tc_cap = p->cache >= 2 * LAC_TC_MAX || release == LACUNA_RELEASE_NEVER ? LAC_TC_MAX : 0;
@@ -145,18 +175,23 @@ int lacuna_pool_create(const lacuna_pool_config *c, lacuna_pool **out)
     if (err)
         goto fail;
 
-    /* Side tables in a mapping of their own: warm ring + times (8 bytes a slot), clean (4),
-     * state (LAC_STATE_STRIDE). */
-    size_t pg = lac_os_features()->page_size;
-    p->side_len = round_up(p->capacity * (12 + LAC_STATE_STRIDE), pg);
+    /* Side tables in a mapping of their own, sized for the most slots the pool can have (only
+     * what is touched costs memory): state (LAC_STATE_STRIDE, first: page-aligned), warm ring +
+     * times (8 bytes a slot), clean stack (4), holes (4: at most one per two slots), and the
+     * clean-stack bitmap. */
+    size_t pg = lac_os_features()->page_size, m = p->capacity_max;
+    size_t bits = round_up((m + 63) / 64 * 8, 64);
+    p->side_len = round_up(m * (LAC_STATE_STRIDE + 16) + 16 + bits, pg);
     void *side;
     err = lac_os_reserve(p->side_len, &side);
     if (err)
         goto fail;
-    p->warm = (uint32_t *)side;
-    p->warm_ms = p->warm + p->capacity;
-    p->clean = p->warm_ms + p->capacity;
-    p->state = (_Atomic uint32_t *)(p->clean + p->capacity);
+    p->state = (_Atomic uint32_t *)side;
+    p->on_clean = (uint64_t *)((char *)side + m * LAC_STATE_STRIDE);
+    p->warm = (uint32_t *)((char *)p->on_clean + bits);
+    p->warm_ms = p->warm + m;
+    p->clean = p->warm_ms + m;
+    p->holes = p->clean + m;
 
     void *base;
     err = lac_os_reserve(p->reserve_len, &base);
@@ -164,7 +199,10 @@ int lacuna_pool_create(const lacuna_pool_config *c, lacuna_pool **out)
         goto fail_side;
     p->base = base;
     p->first = p->base + p->guard;
-    p->span = p->reserve_len - p->guard;
+    atomic_init(&p->span, p->reserve_len - p->guard);
+    p->chunks[0] = (lac_chunk){.first = p->first, .start = 0, .n = p->capacity};
+    atomic_init(&p->nchunks, 1);
+    p->primary_chunks = 1;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &p->born);
 
     pthread_mutex_init(&p->lock, NULL);
@@ -175,7 +213,7 @@ int lacuna_pool_create(const lacuna_pool_config *c, lacuna_pool **out)
     p->next_live = registry;
     registry = p;
     pthread_mutex_unlock(&registry_lock);
-    err = lac_overflow_register(p, (uintptr_t)p->base, p->reserve_len, p->stride, p->guard);
+    err = lac_overflow_register(p, (uintptr_t)p->base, p->reserve_len, p->stride, p->guard, 0);
     if (err == 0 && (p->flags & LACUNA_BACKGROUND))
         err = lac_background_start(p);
     if (err) {
@@ -213,12 +251,95 @@ void lacuna_pool_destroy(lacuna_pool *p)
         free(tc);
     }
     lac_guard_budget_return(p->mprotect_guards);
-    (void)lac_os_unreserve(p->base, p->reserve_len);
-    (void)lac_os_unreserve(p->warm, p->side_len);
+    unsigned nchunks = atomic_load_explicit(&p->nchunks, memory_order_relaxed);
+    for (unsigned i = 0; i < nchunks; i++)
+        (void)lac_os_unreserve(p->chunks[i].first - p->guard, p->chunks[i].n * p->stride);
+    (void)lac_os_unreserve((void *)p->state, p->side_len);
     pthread_cond_destroy(&p->released);
     pthread_cond_destroy(&p->bg_wake);
     pthread_mutex_destroy(&p->lock);
     free(p);
+}
+
+/* ---- growth and lookup -------------------------------------------------------------------- */
+
+int lac_pool_grow(lacuna_pool *p)
+{
+    unsigned i = atomic_load_explicit(&p->nchunks, memory_order_relaxed);
+    if (!p->grows || i == LAC_CHUNKS_MAX || p->capacity >= p->capacity_max)
+        return ENOMEM;
+    size_t n = (size_t)1 << (p->first_shift + i - 1); /* doubles the slots */
+    if (n > p->capacity_max - p->capacity)
+        n = p->capacity_max - p->capacity;
+    const lac_chunk *last = &p->chunks[i - 1];
+    char *end = last->first - p->guard + last->n * p->stride;
+    void *base;
+    int err = lac_os_reserve_near(end, n * p->stride, &base);
+    if (err)
+        return err;
+    bool adjacent = base == end;
+    lac_chunk *c = &p->chunks[i];
+    *c = (lac_chunk){.first = (char *)base + p->guard, .start = p->capacity, .n = n};
+    /* The overflow handler must know the chunk before a slot of it can be handed out. */
+    if (adjacent) {
+        unsigned j = i - 1; /* the chunk whose entry covers `end`: the first of its run */
+        while (j > 0 &&
+               p->chunks[j - 1].first + p->chunks[j - 1].n * p->stride == p->chunks[j].first)
+            j--;
+        lac_overflow_grow(p, (uintptr_t)(p->chunks[j].first - p->guard),
+                          (size_t)(end + n * p->stride - (p->chunks[j].first - p->guard)));
+    } else if ((err = lac_overflow_register(p, (uintptr_t)base, n * p->stride, p->stride, p->guard,
+                                            c->start)) != 0) {
+        (void)lac_os_unreserve(base, n * p->stride);
+        return err;
+    }
+    size_t old = p->capacity;
+    p->capacity += n;
+    p->reserve_len += n * p->stride;
+    lac_warm_regrow(p, old);
+    atomic_store_explicit(&p->nchunks, i + 1, memory_order_release);
+    if (adjacent && p->primary_chunks == i) {
+        p->primary_chunks = i + 1;
+        atomic_store_explicit(&p->span, p->reserve_len - p->guard, memory_order_release);
+    }
+    return 0;
+}
+
+/* The chunk holding slot s (s < capacity): chunk 0, else a count of leading zeros. */
+static const lac_chunk *chunk_of_slot(const lacuna_pool *p, size_t s)
+{
+    if (s < p->chunks[0].n)
+        return &p->chunks[0];
+    return &p->chunks[64 - __builtin_clzll((uint64_t)s >> p->first_shift)];
+}
+
+char *lac_slot_addr(const lacuna_pool *p, size_t s)
+{
+    const lac_chunk *c = chunk_of_slot(p, s);
+    return c->first + (s - c->start) * p->stride;
+}
+
+/* The chunk holding addr at offset *off from its first region, or NULL (lock-free). */
+static const lac_chunk *chunk_of_addr(const lacuna_pool *p, uintptr_t addr, uintptr_t *off)
+{
+    unsigned n = atomic_load_explicit(&p->nchunks, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++) {
+        *off = addr - (uintptr_t)p->chunks[i].first;
+        if (*off < p->chunks[i].n * p->stride)
+            return &p->chunks[i];
+    }
+    return NULL;
+}
+
+bool lac_slot_find(const lacuna_pool *p, const void *region, uint32_t *slot)
+{
+    uintptr_t off;
+    const lac_chunk *c = chunk_of_addr(p, (uintptr_t)region, &off);
+    if (c == NULL)
+        return false;
+    uint64_t s = (uint64_t)(((unsigned __int128)p->stride_recip * (off >> LAC_OFF_SHIFT)) >> 64);
+    *slot = (uint32_t)(c->start + s);
+    return s * p->stride == off;
 }
 
 /* ---- fork --------------------------------------------------------------------------------- */
@@ -266,7 +387,8 @@ static void rebuild_lists(lacuna_pool *p, pthread_t self)
             tc->owned = false;
         }
     }
-    p->warm_head = p->warm_n = p->clean_n = 0;
+    p->warm_head = p->warm_n = p->clean_n = p->nholes = 0;
+    memset(p->on_clean, 0, (p->fresh + 63) / 64 * sizeof p->on_clean[0]);
     for (size_t s = 0; s < p->fresh; s++) {
         uint32_t st = lac_state_get(p, s);
         if (st & S_MINE) {
@@ -275,11 +397,15 @@ static void rebuild_lists(lacuna_pool *p, pthread_t self)
                    st == LAC_S_RELEASING) { /* a copied page may hold old data */
             mark(p, s, LAC_S_WARM);
             lac_warm_push(p, (uint32_t)s, 0);
+        } else if (st == LAC_S_RETIRING) { /* its guard may be gone: re-guarded on take */
+            mark(p, s, LAC_S_FRESH);
+            lac_clean_push(p, (uint32_t)s);
         } else if (st == LAC_S_CLEAN ||
                    st == LAC_S_FRESH) { /* FRESH: its guard is installed on take */
-            p->clean[p->clean_n++] = (uint32_t)s;
+            lac_clean_push(p, (uint32_t)s);
         }
     }
+    p->clean_hi = p->clean_n;
     p->releasing = 0;
 }
 
@@ -322,15 +448,18 @@ void lacuna_pool_stats(const lacuna_pool *cp, lacuna_stats *st)
     st->warm = p->warm_n + tc_warm;
     st->released = p->clean_n;
     st->used = p->fresh;
+    for (size_t i = 0; i < p->nholes; i++)
+        st->used -= p->holes[2 * i + 1] - p->holes[2 * i];
+    st->capacity = p->capacity;
+    st->reserved_bytes = p->reserve_len;
     pthread_mutex_unlock(&p->lock);
     st->allocs = allocs;
     st->frees = frees;
     st->live = allocs > frees ? (size_t)(allocs - frees) : 0;
-    st->capacity = p->capacity;
+    st->capacity_max = p->capacity_max;
     st->region_size = p->region;
     st->guard_size = p->guard;
     st->stride = p->stride;
-    st->reserved_bytes = p->reserve_len;
     st->cache = p->cache;
     st->keep_resident = p->keep;
     st->decay_ms = p->decay_ms;
@@ -339,6 +468,9 @@ void lacuna_pool_stats(const lacuna_pool *cp, lacuna_stats *st)
     st->guard_calls = atomic_load(&p->guard_calls);
     st->unguarded = atomic_load(&p->unguarded);
     st->release_errors = atomic_load(&p->release_errors);
+    st->guard_failures = atomic_load(&p->guard_failures);
+    st->guard_error = atomic_load(&p->guard_error);
+    st->given_back = atomic_load(&p->given_back);
     st->guard = atomic_load_explicit(&p->guard_mode, memory_order_relaxed);
     st->release = atomic_load_explicit(&p->release_mode, memory_order_relaxed);
     st->flags = p->flags;
@@ -349,9 +481,16 @@ long lacuna_region_index(const lacuna_pool *p, const void *addr)
     if (p == NULL)
         return -1;
     uintptr_t off = (uintptr_t)addr - (uintptr_t)p->first;
-    if (off >= p->span || off % p->stride >= p->region)
+    size_t start = 0;
+    if (off >= atomic_load_explicit(&p->span, memory_order_relaxed)) {
+        const lac_chunk *c = chunk_of_addr(p, (uintptr_t)addr, &off);
+        if (c == NULL)
+            return -1;
+        start = c->start;
+    }
+    if (off % p->stride >= p->region)
         return -1;
-    return (long)(off / p->stride);
+    return (long)(start + off / p->stride);
 }
 
 void lac_pool_set_namer(lacuna_pool *p, lac_region_namer namer, void *ctx)

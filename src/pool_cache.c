@@ -225,7 +225,7 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
         if (ok < nfresh) {
             pthread_mutex_lock(&p->lock);
             for (size_t i = ok; i < nfresh; i++) /* still FRESH: retried by the next taker */
-                p->clean[p->clean_n++] = fresh[i];
+                lac_clean_push(p, fresh[i]);
             pthread_mutex_unlock(&p->lock);
         }
     }
@@ -263,7 +263,7 @@ int lac_tcache_release(lacuna_pool *p, lac_tcache *tc)
     for (uint32_t i = 0; i < n; i++) {
         uint32_t s = tc->slots[i];
         if (lac_state_get(p, s) == LAC_S_CLEAN) {
-            p->clean[p->clean_n++] = s; /* nothing to release */
+            lac_clean_push(p, s); /* nothing to release */
         } else {
             lac_state_step(p, s, LAC_S_RELEASING);
             slots[k++] = s;

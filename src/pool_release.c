@@ -2,8 +2,18 @@
  *
  * Owns: which warm slots must go (those over the cache bound, down to 3/4 of it so releases come
  * in batches, and those idle past decay_ms), the release round (one vectored call for up to
- * LAC_RELEASE_BATCH regions, made with the pool lock NOT held), the LACUNA_BACKGROUND decay
- * thread, and lacuna_trim.
+ * LAC_RELEASE_BATCH regions, made with the pool lock NOT held), giving back the guards and page
+ * tables of long free runs (below), the LACUNA_BACKGROUND decay thread, and lacuna_trim.
+ *
+ * Give-back: a released region keeps its page-table page alive (a guard marker is a page-table
+ * entry: ~136 bytes of page tables per used 64 KiB slot) and its state line (64 bytes). After
+ * release rounds, runs of consecutive slots on the clean stack that cover two page-table pages
+ * (counting given-back holes and the never-used top next to them) lose their guard markers and
+ * are MADV_DONTNEED'd whole, so the kernel frees their page tables, and their state lines are
+ * dropped too: they become FRESH (guarded again when next taken) in a hole, or lower fresh. A
+ * round costs O(slots used / 64 + clean stack), so it runs when the releases since the last one
+ * reach a quarter of the clean stack (amortised O(1) a release), or on lacuna_trim. Not with
+ * mprotect guards (VMAs, not page-table entries: a released run's tables go with DONTNEED).
  *
  * Invariants: a slot being released is RELEASING and on no list, and p->releasing counts it, so
  * an allocation that finds the lists empty waits for the round (p->released) instead of failing.
@@ -74,8 +84,9 @@ int lac_release_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
     pthread_mutex_lock(&p->lock);
     for (size_t i = 0; i < done; i++) {
         lac_state_step(p, slots[i], LAC_S_CLEAN);
-        p->clean[p->clean_n++] = slots[i];
+        lac_clean_push(p, slots[i]);
     }
+    p->released_since += done;
     if (done < n) {
         /* The range the kernel refused (an mlocked stack, say) goes to the top: reused first,
          * and never again first in line, where it would block every later release round. */
@@ -93,6 +104,188 @@ int lac_release_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
     return err;
 }
 
+/* ---- give-back of free runs -------------------------------------------------------------- */
+
+typedef struct run {
+    size_t a, b; /* slots [a, b) */
+} run;
+
+/* The first slot in [from, to) whose on_clean bit is `set`, or to. */
+static size_t bit_next(const uint64_t *w, size_t from, size_t to, bool set)
+{
+    while (from < to) {
+        uint64_t word = set ? w[from / 64] : ~w[from / 64];
+        word &= ~(uint64_t)0 << (from % 64);
+        if (word)
+            return from - from % 64 + (size_t)__builtin_ctzll(word) < to
+                       ? from - from % 64 + (size_t)__builtin_ctzll(word)
+                       : to;
+        from = from - from % 64 + 64;
+    }
+    return to;
+}
+
+/* Slots of the hole ending at a / starting at b (0 if none). */
+static size_t hole_next_to(const lacuna_pool *p, size_t a, size_t b)
+{
+    size_t lo = 0, hi = p->nholes, n = 0; /* first hole starting at or after b */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (p->holes[2 * mid] < b)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < p->nholes && p->holes[2 * lo] == b)
+        n += p->holes[2 * lo + 1] - b;
+    if (lo > 0 && p->holes[2 * (lo - 1) + 1] == a)
+        n += a - p->holes[2 * (lo - 1)];
+    return n;
+}
+
+/* Runs of clean-stack slots worth giving back, at most max (pool lock held); they become
+ * RETIRING, leave the clean stack, and count as releasing (an alloc finding the lists empty
+ * waits for them). */
+static size_t collect_runs(lacuna_pool *p, run *out, size_t max)
+{
+    size_t n = 0, total = 0;
+    unsigned nch = atomic_load_explicit(&p->nchunks, memory_order_relaxed);
+    for (unsigned c = 0; c < nch && n < max; c++) {
+        size_t lo = p->chunks[c].start, hi = lo + p->chunks[c].n;
+        hi = hi < p->fresh ? hi : p->fresh;
+        for (size_t s = bit_next(p->on_clean, lo, hi, true); s < hi && n < max;) {
+            size_t e = bit_next(p->on_clean, s, hi, false);
+            size_t len = e - s + hole_next_to(p, s, e) + (e == p->fresh ? p->capacity - e : 0);
+            if (len >= p->give_back_min) {
+                out[n++] = (run){s, e};
+                total += e - s;
+            }
+            s = bit_next(p->on_clean, e, hi, true);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (size_t s = out[i].a; s < out[i].b; s++) {
+            lac_state_step(p, s, LAC_S_RETIRING);
+            p->on_clean[s / 64] &= ~((uint64_t)1 << (s % 64));
+        }
+    }
+    if (total > 0) { /* O(clean stack): drop them from it */
+        size_t k = 0;
+        for (size_t i = 0; i < p->clean_n; i++)
+            if (lac_state_get(p, p->clean[i]) != LAC_S_RETIRING)
+                p->clean[k++] = p->clean[i];
+        p->clean_n = k;
+        p->releasing += total;
+    }
+    return n;
+}
+
+/* Drop the state lines of slots [a, b) (RETIRING: ours): whole pages by DONTNEED, so they read
+ * as FRESH (0) and cost nothing; the lines on pages shared with other slots are stored. */
+static void retire_states(lacuna_pool *p, const run *runs, size_t n)
+{
+    size_t pg = (size_t)1 << p->page_shift;
+    struct iovec iov[LAC_GIVE_BACK_RUNS];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t lo = (uintptr_t)lac_state_at(p, runs[i].a);
+        uintptr_t hi = (uintptr_t)lac_state_at(p, runs[i].b);
+        uintptr_t plo = (lo + pg - 1) & ~(uintptr_t)(pg - 1), phi = hi & ~(uintptr_t)(pg - 1);
+        iov[k++] = (struct iovec){(void *)plo, plo < phi ? phi - plo : 0};
+    }
+    size_t done = 0;
+    uint64_t calls = 0;
+    (void)lac_os_release(iov, k, LAC_ADV_DONTNEED, &done, &calls);
+    atomic_fetch_add(&p->release_calls, calls);
+    for (size_t i = 0; i < n; i++) {
+        /* Lines on dropped pages read 0 (FRESH) now: only the others are stored. */
+        uintptr_t plo = (uintptr_t)iov[i].iov_base, len = i < done ? iov[i].iov_len : 0;
+        for (size_t s = runs[i].a; s < runs[i].b; s++)
+            if ((uintptr_t)lac_state_at(p, s) - plo >= len)
+                lac_state_step(p, s, LAC_S_FRESH);
+    }
+}
+
+/* DONTNEED what the lock-guarded side tables no longer use (pool lock held): the clean stack
+ * above clean_n, the warm ring when empty, the bitmap above fresh. Rare: after a give-back. */
+static void trim_side(lacuna_pool *p, size_t old_fresh)
+{
+    size_t pg = (size_t)1 << p->page_shift;
+    struct iovec iov[4]; /* whole pages inside each span only: the arrays share edge pages */
+    size_t k = 0;
+#define LAC_SPAN(base, from_bytes, to_bytes)                                                       \
+    do {                                                                                           \
+        uintptr_t lo_ = ((uintptr_t)(base) + (from_bytes) + pg - 1) & ~(uintptr_t)(pg - 1);        \
+        uintptr_t hi_ = ((uintptr_t)(base) + (to_bytes)) & ~(uintptr_t)(pg - 1);                   \
+        if (lo_ < hi_)                                                                             \
+            iov[k++] = (struct iovec){(void *)lo_, hi_ - lo_};                                     \
+    } while (0)
+    LAC_SPAN(p->clean, p->clean_n * 4, p->clean_hi * 4);
+    if (p->warm_n == 0) {
+        p->warm_head = 0;
+        LAC_SPAN(p->warm, 0, p->capacity * 4);
+        LAC_SPAN(p->warm_ms, 0, p->capacity * 4);
+    }
+    LAC_SPAN(p->on_clean, (p->fresh + 63) / 64 * 8, (old_fresh + 63) / 64 * 8);
+#undef LAC_SPAN
+    size_t done = 0;
+    uint64_t calls = 0;
+    if (k > 0)
+        (void)lac_os_release(iov, k, LAC_ADV_DONTNEED, &done, &calls);
+    atomic_fetch_add(&p->release_calls, calls);
+    p->clean_hi = p->clean_n;
+}
+
+/* Give back the guards, page tables and state lines of long free runs (pool lock NOT held). Due
+ * when `all` (trim) or enough was released since the last round. */
+static void give_back(lacuna_pool *p, bool all)
+{
+    int mode = atomic_load_explicit(&p->guard_mode, memory_order_relaxed);
+    if (mode == LACUNA_GUARD_MPROTECT)
+        return;
+    run runs[LAC_GIVE_BACK_RUNS];
+    struct iovec iov[LAC_GIVE_BACK_RUNS];
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        size_t due = p->clean_n / 4 > p->give_back_min ? p->clean_n / 4 : p->give_back_min;
+        if (!all && p->released_since < due) {
+            pthread_mutex_unlock(&p->lock);
+            return;
+        }
+        p->released_since = 0;
+        size_t n = collect_runs(p, runs, LAC_GIVE_BACK_RUNS), total = 0;
+        for (size_t i = 0; i < n; i++) {
+            iov[i].iov_base = lac_slot_addr(p, runs[i].a) - p->guard;
+            iov[i].iov_len = (runs[i].b - runs[i].a) * p->stride;
+            total += runs[i].b - runs[i].a;
+        }
+        pthread_mutex_unlock(&p->lock);
+        if (n == 0)
+            return;
+
+        /* Whatever the kernel says, these slots are re-guarded on their next take, and their
+         * pages were released already: FRESH is right even if this fails. */
+        size_t done = 0;
+        uint64_t calls = 0;
+        (void)lac_os_unguard(iov, n, mode == LACUNA_GUARD_MARKER, &done, &calls);
+        atomic_fetch_add(&p->release_calls, calls);
+        retire_states(p, runs, n);
+
+        pthread_mutex_lock(&p->lock);
+        size_t old_fresh = p->fresh;
+        for (size_t i = n; i-- > 0;) /* highest first: the top ones lower fresh */
+            lac_holes_add(p, runs[i].a, runs[i].b);
+        p->releasing -= total;
+        atomic_fetch_add(&p->given_back, total);
+        trim_side(p, old_fresh);
+        pthread_cond_broadcast(&p->released);
+        pthread_mutex_unlock(&p->lock);
+        if (n < LAC_GIVE_BACK_RUNS)
+            return;
+        all = true; /* more runs than one round takes */
+    }
+}
+
 int lac_release_due(lacuna_pool *p, bool all)
 {
     uint32_t slots[LAC_RELEASE_BATCH];
@@ -101,11 +294,14 @@ int lac_release_due(lacuna_pool *p, bool all)
         size_t n = lac_collect_release(p, slots, LAC_RELEASE_BATCH, all);
         pthread_mutex_unlock(&p->lock);
         if (n == 0)
-            return 0;
+            break;
         int err = lac_release_slots(p, slots, n);
         if (err) /* failed slots went back to warm: stop, or trim would retry them forever */
             return err;
     }
+    if (atomic_load_explicit(&p->release_mode, memory_order_relaxed) != LACUNA_RELEASE_NEVER)
+        give_back(p, all);
+    return 0;
 }
 
 int lacuna_trim(lacuna_pool *p)

@@ -25,7 +25,10 @@ TEST(create_defaults)
     lacuna_stats st;
     lacuna_pool_stats(p, &st);
     long pg = sysconf(_SC_PAGESIZE);
-    CHECK_EQ(st.capacity, 65536);
+    /* capacity 0 grows: a first reservation of 2048 slots (256 MiB rounded down to a power of
+     * two), up to 2^24 slots */
+    CHECK_EQ(st.capacity, 2048);
+    CHECK_EQ(st.capacity_max, 1 << 24);
     CHECK_EQ(st.region_size, 64 * KIB);
     CHECK_EQ(st.guard_size, pg);
     CHECK_EQ(st.stride, 64 * KIB + pg);
