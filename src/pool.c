@@ -322,8 +322,8 @@ char *lac_slot_addr(const lacuna_pool *p, size_t s)
 /* The chunk holding addr at offset *off from its first region, or NULL (lock-free). */
 static const lac_chunk *chunk_of_addr(const lacuna_pool *p, uintptr_t addr, uintptr_t *off)
 {
-    unsigned n = atomic_load_explicit(&p->nchunks, memory_order_acquire);
-    for (unsigned i = 0; i < n; i++) {
+    /* Newest first: each holds as many slots as all before it together. */
+    for (unsigned i = atomic_load_explicit(&p->nchunks, memory_order_acquire); i-- > 0;) {
         *off = addr - (uintptr_t)p->chunks[i].first;
         if (*off < p->chunks[i].n * p->stride)
             return &p->chunks[i];

@@ -12,7 +12,8 @@
  * are MADV_DONTNEED'd whole, so the kernel frees their page tables, and their state lines are
  * dropped too: they become FRESH (guarded again when next taken) in a hole, or lower fresh. A
  * round costs O(slots used / 64 + clean stack), so it runs when the releases since the last one
- * reach a quarter of the clean stack (amortised O(1) a release), or on lacuna_trim. Not with
+ * reach a quarter of the clean stack (amortised O(1) a release) or, once the shared warm ring is
+ * empty, two page tables' worth of slots; and on lacuna_trim. Not with
  * mprotect guards (VMAs, not page-table entries: a released run's tables go with DONTNEED).
  *
  * Invariants: a slot being released is RELEASING and on no list, and p->releasing counts it, so
@@ -247,7 +248,11 @@ static void give_back(lacuna_pool *p, bool all)
     struct iovec iov[LAC_GIVE_BACK_RUNS];
     for (;;) {
         pthread_mutex_lock(&p->lock);
-        size_t due = p->clean_n / 4 > p->give_back_min ? p->clean_n / 4 : p->give_back_min;
+        /* Due once the releases since the last round could make a quarter of the clean stack
+         * new, or, whatever their number, once the shared warm ring drained: its last regions
+         * were what broke the runs after a burst. */
+        size_t due =
+            p->clean_n / 4 > p->give_back_min && p->warm_n > 0 ? p->clean_n / 4 : p->give_back_min;
         if (!all && p->released_since < due) {
             pthread_mutex_unlock(&p->lock);
             return;
