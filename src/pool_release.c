@@ -108,7 +108,8 @@ int lac_release_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
 /* ---- give-back of free runs -------------------------------------------------------------- */
 
 typedef struct run {
-    size_t a, b; /* slots [a, b) */
+    size_t a, b;   /* slots [a, b): from the clean stack, RETIRING */
+    size_t la, rb; /* [la, a) and [b, rb): the holes next to it, taken off the list meanwhile */
 } run;
 
 /* The first slot in [from, to) whose on_clean bit is `set`, or to. */
@@ -126,10 +127,10 @@ static size_t bit_next(const uint64_t *w, size_t from, size_t to, bool set)
     return to;
 }
 
-/* Slots of the hole ending at a / starting at b (0 if none). */
-static size_t hole_next_to(const lacuna_pool *p, size_t a, size_t b)
+/* Index of the first hole starting at or after b. */
+static size_t hole_at(const lacuna_pool *p, size_t b)
 {
-    size_t lo = 0, hi = p->nholes, n = 0; /* first hole starting at or after b */
+    size_t lo = 0, hi = p->nholes;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         if (p->holes[2 * mid] < b)
@@ -137,11 +138,37 @@ static size_t hole_next_to(const lacuna_pool *p, size_t a, size_t b)
         else
             hi = mid;
     }
-    if (lo < p->nholes && p->holes[2 * lo] == b)
-        n += p->holes[2 * lo + 1] - b;
-    if (lo > 0 && p->holes[2 * (lo - 1) + 1] == a)
-        n += a - p->holes[2 * (lo - 1)];
+    return lo;
+}
+
+/* Slots of the hole ending at a / starting at b (0 if none). */
+static size_t hole_next_to(const lacuna_pool *p, size_t a, size_t b)
+{
+    size_t i = hole_at(p, b), n = 0;
+    if (i < p->nholes && p->holes[2 * i] == b)
+        n += p->holes[2 * i + 1] - b;
+    if (i > 0 && p->holes[2 * (i - 1) + 1] == a)
+        n += a - p->holes[2 * (i - 1)];
     return n;
+}
+
+/* Take the holes next to r off the list into r->la, r->rb: the kernel frees a page-table page
+ * only when one DONTNEED covers all of its 2 MiB, so the run's range must reach across them. */
+static void absorb_holes(lacuna_pool *p, run *r)
+{
+    size_t i = hole_at(p, r->b);
+    r->la = r->a;
+    r->rb = r->b;
+    if (i < p->nholes && p->holes[2 * i] == r->b) {
+        r->rb = p->holes[2 * i + 1];
+        memmove(p->holes + 2 * i, p->holes + 2 * i + 2, (p->nholes - i - 1) * 2 * sizeof *p->holes);
+        p->nholes--;
+    }
+    if (i > 0 && p->holes[2 * (i - 1) + 1] == r->a) {
+        r->la = p->holes[2 * (i - 1)];
+        memmove(p->holes + 2 * (i - 1), p->holes + 2 * i, (p->nholes - i) * 2 * sizeof *p->holes);
+        p->nholes--;
+    }
 }
 
 /* Runs of clean-stack slots worth giving back, at most max (pool lock held); they become
@@ -158,8 +185,10 @@ static size_t collect_runs(lacuna_pool *p, run *out, size_t max)
             size_t e = bit_next(p->on_clean, s, hi, false);
             size_t len = e - s + hole_next_to(p, s, e) + (e == p->fresh ? p->capacity - e : 0);
             if (len >= p->give_back_min) {
-                out[n++] = (run){s, e};
-                total += e - s;
+                out[n] = (run){.a = s, .b = e};
+                absorb_holes(p, &out[n]);
+                total += out[n].rb - out[n].la;
+                n++;
             }
             s = bit_next(p->on_clean, e, hi, true);
         }
@@ -181,16 +210,19 @@ static size_t collect_runs(lacuna_pool *p, run *out, size_t max)
     return n;
 }
 
-/* Drop the state lines of slots [a, b) (RETIRING: ours): whole pages by DONTNEED, so they read
- * as FRESH (0) and cost nothing; the lines on pages shared with other slots are stored. */
+/* Drop the state lines of the runs (RETIRING, and the holes taken along: ours): whole pages by
+ * DONTNEED, so they read as FRESH (0) and cost nothing; the run's lines on pages shared with
+ * other slots are stored. */
 static void retire_states(lacuna_pool *p, const run *runs, size_t n)
 {
     size_t pg = (size_t)1 << p->page_shift;
     struct iovec iov[LAC_GIVE_BACK_RUNS];
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        uintptr_t lo = (uintptr_t)lac_state_at(p, runs[i].a);
-        uintptr_t hi = (uintptr_t)lac_state_at(p, runs[i].b);
+        /* Across the holes taken along (FRESH: 0 already), or the pages at a run's edges would
+         * stay, one or two per run. */
+        uintptr_t lo = (uintptr_t)lac_state_at(p, runs[i].la);
+        uintptr_t hi = (uintptr_t)lac_state_at(p, runs[i].rb);
         uintptr_t plo = (lo + pg - 1) & ~(uintptr_t)(pg - 1), phi = hi & ~(uintptr_t)(pg - 1);
         iov[k++] = (struct iovec){(void *)plo, plo < phi ? phi - plo : 0};
     }
@@ -237,6 +269,19 @@ static void trim_side(lacuna_pool *p, size_t old_fresh)
     p->clean_hi = p->clean_n;
 }
 
+/* The end of the part of [s, e) in s's chunk (slots of two chunks are not address neighbours
+ * unless the second was placed right after the first; the iovecs merge those again). */
+static size_t run_end_in_chunk(const lacuna_pool *p, size_t s, size_t e)
+{
+    unsigned n = atomic_load_explicit(&p->nchunks, memory_order_relaxed);
+    for (unsigned i = 0; i < n; i++) {
+        size_t end = p->chunks[i].start + p->chunks[i].n;
+        if (s >= p->chunks[i].start && s < end)
+            return e < end ? e : end;
+    }
+    return e;
+}
+
 /* Give back the guards, page tables and state lines of long free runs (pool lock NOT held). Due
  * when `all` (trim) or enough was released since the last round. */
 static void give_back(lacuna_pool *p, bool all)
@@ -245,7 +290,7 @@ static void give_back(lacuna_pool *p, bool all)
     if (mode == LACUNA_GUARD_MPROTECT)
         return;
     run runs[LAC_GIVE_BACK_RUNS];
-    struct iovec iov[LAC_GIVE_BACK_RUNS];
+    struct iovec iov[LAC_GIVE_BACK_RUNS + LAC_CHUNKS_MAX]; /* runs, split where chunks part */
     for (;;) {
         pthread_mutex_lock(&p->lock);
         /* Due once the releases since the last round could make a quarter of the clean stack
@@ -258,11 +303,18 @@ static void give_back(lacuna_pool *p, bool all)
             return;
         }
         p->released_since = 0;
-        size_t n = collect_runs(p, runs, LAC_GIVE_BACK_RUNS), total = 0;
+        size_t n = collect_runs(p, runs, LAC_GIVE_BACK_RUNS), total = 0, held = 0, k = 0;
         for (size_t i = 0; i < n; i++) {
-            iov[i].iov_base = lac_slot_addr(p, runs[i].a) - p->guard;
-            iov[i].iov_len = (runs[i].b - runs[i].a) * p->stride;
             total += runs[i].b - runs[i].a;
+            held += runs[i].rb - runs[i].la;
+            for (size_t s = runs[i].la, e; s < runs[i].rb; s = e) { /* chunk by chunk */
+                e = run_end_in_chunk(p, s, runs[i].rb);
+                char *at = lac_slot_addr(p, s) - p->guard;
+                if (k > 0 && (char *)iov[k - 1].iov_base + iov[k - 1].iov_len == at)
+                    iov[k - 1].iov_len += (e - s) * p->stride; /* one range: whole tables */
+                else
+                    iov[k++] = (struct iovec){at, (e - s) * p->stride};
+            }
         }
         pthread_mutex_unlock(&p->lock);
         if (n == 0)
@@ -272,15 +324,15 @@ static void give_back(lacuna_pool *p, bool all)
          * pages were released already: FRESH is right even if this fails. */
         size_t done = 0;
         uint64_t calls = 0;
-        (void)lac_os_unguard(iov, n, mode == LACUNA_GUARD_MARKER, &done, &calls);
+        (void)lac_os_unguard(iov, k, mode == LACUNA_GUARD_MARKER, &done, &calls);
         atomic_fetch_add(&p->release_calls, calls);
         retire_states(p, runs, n);
 
         pthread_mutex_lock(&p->lock);
         size_t old_fresh = p->fresh;
         for (size_t i = n; i-- > 0;) /* highest first: the top ones lower fresh */
-            lac_holes_add(p, runs[i].a, runs[i].b);
-        p->releasing -= total;
+            lac_holes_add(p, runs[i].la, runs[i].rb);
+        p->releasing -= held;
         atomic_fetch_add(&p->given_back, total);
         trim_side(p, old_fresh);
         pthread_cond_broadcast(&p->released);

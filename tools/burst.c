@@ -2,7 +2,9 @@
  * times (each region touching 2 pages, as a new green thread's stack would), with an idle pause
  * after each ramp down; a sampler thread reads RSS (/proc/self/statm) and the page tables
  * (VmPTE in /proc/self/status) every 10 ms. Each backend runs in its own process. A table of
- * peaks and end states by default; with --csv the samples, rows
+ * peaks and end states by default, and what is left over the start after the last ramp down and
+ * a trim (lacuna_trim; malloc_trim for malloc): lacuna's pools grow (capacity 0) and give back
+ * the page tables of free runs. With --csv the samples, rows
  * backend,t_ms,phase,live,rss_kib,pte_kib (tools/plots.sh draws them). */
 #define _GNU_SOURCE
 #include "bench.h"
@@ -32,6 +34,7 @@ typedef struct burst_out {
     int err;
     long start_rss, peak_rss, end_rss; /* KiB: before the first region, highest, after the run */
     long start_pte, peak_pte, end_pte; /* KiB of page tables, the same moments */
+    long trim_rss, trim_pte;           /* KiB after the run and a trim */
 } burst_out;
 
 static const char *const burst_backends[] = {"naive-noguard", "malloc",      "lacuna-never",
@@ -82,7 +85,7 @@ static void burst_child(void *arg, void *out)
     const char *b = cfg->backend;
     bool lac = strncmp(b, "lacuna", 6) == 0;
     if (lac) {
-        lacuna_pool_config c = {.region_size = REGION, .capacity = cfg->peak};
+        lacuna_pool_config c = {.region_size = REGION}; /* capacity 0: grows to the peak */
         if (strcmp(b, "lacuna") == 0)
             c.flags = LACUNA_BACKGROUND; /* an idle process gives memory back too */
         else if (strcmp(b, "lacuna-never") == 0)
@@ -149,6 +152,12 @@ out:
     pthread_join(th, NULL);
     o->end_rss = bench_rss_kib();
     o->end_pte = bench_status_kib("VmPTE:");
+    if (lac)
+        (void)lacuna_trim(pool);
+    else if (strcmp(b, "malloc") == 0)
+        (void)malloc_trim(0);
+    o->trim_rss = bench_rss_kib();
+    o->trim_pte = bench_status_kib("VmPTE:");
     fflush(stdout);
     lacuna_pool_destroy(pool);
 }
@@ -184,8 +193,8 @@ int bench_burst_main(int argc, char **argv)
     if (cfg.csv)
         printf("backend,t_ms,phase,live,rss_kib,pte_kib\n");
     else
-        printf("%-14s %12s %12s %12s %14s %12s\n", "backend", "peak RSS", "RSS after", "peak VmPTE",
-               "PTE per region", "VmPTE after");
+        printf("%-14s %12s %12s %12s %14s %12s %14s %14s\n", "backend", "peak RSS", "RSS after",
+               "peak VmPTE", "PTE per region", "VmPTE after", "trimmed +RSS", "trimmed +VmPTE");
     fflush(stdout);
     rc = 0;
     cli_progress pr;
@@ -205,9 +214,10 @@ int bench_burst_main(int argc, char **argv)
         } else if (!cfg.csv) {
             cli_progress_end(&pr);
             /* page tables the regions added at the peak, per live region */
-            printf("%-14s %8.1f MiB %8.1f MiB %8ld KiB %8.0f bytes %8ld KiB\n", one.backend,
-                   o.peak_rss / 1024.0, o.end_rss / 1024.0, o.peak_pte,
-                   (double)(o.peak_pte - o.start_pte) * 1024 / (double)cfg.peak, o.end_pte);
+            printf("%-14s %8.1f MiB %8.1f MiB %8ld KiB %8.0f bytes %8ld KiB %10ld KiB %10ld KiB\n",
+                   one.backend, o.peak_rss / 1024.0, o.end_rss / 1024.0, o.peak_pte,
+                   (double)(o.peak_pte - o.start_pte) * 1024 / (double)cfg.peak, o.end_pte,
+                   o.trim_rss - o.start_rss, o.trim_pte - o.start_pte);
         }
         fflush(stdout);
     }
