@@ -388,11 +388,12 @@ struct lacuna_pool {
     uint64_t *on_clean; /* bit per slot: on the clean stack (what a give-back looks for) */
     uint32_t *holes;    /* [a, b) pairs, sorted, of FRESH slots below fresh (given back) */
     size_t nholes;
-    size_t clean_hi;         /* highest clean_n since the side tables were last trimmed */
-    size_t released_since;   /* regions released since the last give-back round */
-    size_t give_back_min;    /* slots a free run needs to be given back: 2 page-table pages */
-    size_t releasing;        /* slots out in release right now */
-    pthread_cond_t released; /* broadcast when a release round ends */
+    size_t clean_hi;               /* highest clean_n since the side tables were last trimmed */
+    _Atomic size_t released_since; /* regions released since the last give-back round (written
+                                      under the lock; read without it to skip a round cheaply) */
+    size_t give_back_min;          /* slots a free run needs to be given back: 2 page-table pages */
+    size_t releasing;              /* slots out in release right now */
+    pthread_cond_t released;       /* broadcast when a release round ends */
     lac_tcache *tcaches;
     size_t mprotect_guards; /* charged against the process-wide budget */
     struct timespec born;
@@ -477,22 +478,33 @@ static inline bool lac_state_unlive(lacuna_pool *p, size_t s)
     return (old & 1u) != 0;
 }
 
-/* Slot index of a region start in the chunks not contiguous with the first (pool.c). */
-bool lac_slot_find(const lacuna_pool *p, const void *region, uint32_t *slot);
+/* Slot index of a region start in the chunks not contiguous with the first, or UINT64_MAX
+ * (pool.c). By value: a slot passed by address would be spilled on lacuna_free's warm path. */
+uint64_t lac_slot_find(const lacuna_pool *p, const void *region);
 
-/* Slot index of a region start, or false. Exact for every offset below LAC_MAX_RESERVE.
- * NULL and addresses below the pool wrap around to huge offsets and fail the span check. A
- * region of a chunk the pool could not place next to the first ones is found in the chunk table
- * (out of line, a few entries). Lock-free: span and the chunk table are published with release
- * stores after everything they cover is ready. */
-static inline bool lac_slot_of(const lacuna_pool *p, const void *region, uint32_t *slot)
+/* Slot index of a region start in the first reservation and those placed right after it (one
+ * multiply: lacuna_free's warm path), or false. Exact for every offset below LAC_MAX_RESERVE.
+ * NULL and addresses below the pool wrap around to huge offsets and fail the span check.
+ * Lock-free: span is published with a release store after everything it covers is ready. */
+static inline bool lac_slot_near(const lacuna_pool *p, const void *region, uint32_t *slot)
 {
     uintptr_t off = (uintptr_t)region - (uintptr_t)p->first;
     if (LAC_UNLIKELY(off >= atomic_load_explicit(&p->span, memory_order_relaxed)))
-        return lac_slot_find(p, region, slot);
+        return false;
     uint64_t s = (uint64_t)(((unsigned __int128)p->stride_recip * (off >> LAC_OFF_SHIFT)) >> 64);
     *slot = (uint32_t)s;
     return s * p->stride == off;
+}
+
+/* Slot index of a region start anywhere in the pool, or false: lac_slot_near, else the chunk
+ * table (out of line, newest chunk first: a few entries). Lock-free. */
+static inline bool lac_slot_of(const lacuna_pool *p, const void *region, uint32_t *slot)
+{
+    if (LAC_LIKELY(lac_slot_near(p, region, slot)))
+        return true;
+    uint64_t far = lac_slot_find(p, region);
+    *slot = (uint32_t)far;
+    return far != UINT64_MAX;
 }
 
 /* pool.c */

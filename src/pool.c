@@ -331,15 +331,14 @@ static const lac_chunk *chunk_of_addr(const lacuna_pool *p, uintptr_t addr, uint
     return NULL;
 }
 
-bool lac_slot_find(const lacuna_pool *p, const void *region, uint32_t *slot)
+uint64_t lac_slot_find(const lacuna_pool *p, const void *region)
 {
     uintptr_t off;
     const lac_chunk *c = chunk_of_addr(p, (uintptr_t)region, &off);
     if (c == NULL)
-        return false;
+        return UINT64_MAX;
     uint64_t s = (uint64_t)(((unsigned __int128)p->stride_recip * (off >> LAC_OFF_SHIFT)) >> 64);
-    *slot = (uint32_t)(c->start + s);
-    return s * p->stride == off;
+    return s * p->stride == off ? c->start + s : UINT64_MAX;
 }
 
 /* ---- fork --------------------------------------------------------------------------------- */

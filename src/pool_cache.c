@@ -389,11 +389,8 @@ static __attribute__((noinline)) int free_bad(const lacuna_pool *p, const void *
     return EINVAL;
 }
 
-int lacuna_free(lacuna_pool *p, void *region)
+static inline int free_slot(lacuna_pool *p, void *region, uint32_t s)
 {
-    uint32_t s;
-    if (LAC_UNLIKELY(p == NULL || !lac_slot_of(p, region, &s)))
-        return free_bad(p, region);
     if (LAC_UNLIKELY(!lac_state_unlive(p, s)))
         return free_bad(p, region);
     if (LAC_UNLIKELY(tls.id[0] != p->id))
@@ -405,4 +402,22 @@ int lacuna_free(lacuna_pool *p, void *region)
     tc->slots[n] = s;
     atomic_store_explicit(&tc->n, n + 1, memory_order_relaxed);
     return 0;
+}
+
+/* A region of a later reservation of a grown pool (or bad input): the chunk table. Out of line,
+ * so the warm path keeps its one multiply and no stack frame. */
+static __attribute__((noinline)) int free_far(lacuna_pool *p, void *region)
+{
+    uint32_t s;
+    if (p == NULL || !lac_slot_of(p, region, &s))
+        return free_bad(p, region);
+    return free_slot(p, region, s);
+}
+
+int lacuna_free(lacuna_pool *p, void *region)
+{
+    uint32_t s;
+    if (LAC_UNLIKELY(p == NULL || !lac_slot_near(p, region, &s)))
+        return free_far(p, region);
+    return free_slot(p, region, s);
 }

@@ -87,7 +87,9 @@ int lac_release_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
         lac_state_step(p, slots[i], LAC_S_CLEAN);
         lac_clean_push(p, slots[i]);
     }
-    p->released_since += done;
+    atomic_store_explicit(&p->released_since,
+                          atomic_load_explicit(&p->released_since, memory_order_relaxed) + done,
+                          memory_order_relaxed);
     if (done < n) {
         /* The range the kernel refused (an mlocked stack, say) goes to the top: reused first,
          * and never again first in line, where it would block every later release round. */
@@ -291,6 +293,10 @@ static void give_back(lacuna_pool *p, bool all)
         return;
     run runs[LAC_GIVE_BACK_RUNS];
     struct iovec iov[LAC_GIVE_BACK_RUNS + LAC_CHUNKS_MAX]; /* runs, split where chunks part */
+    /* The decay tick of the warm path comes here every 64 allocations: no lock unless a round
+     * can be due (it never is below give_back_min). */
+    if (!all && atomic_load_explicit(&p->released_since, memory_order_relaxed) < p->give_back_min)
+        return;
     for (;;) {
         pthread_mutex_lock(&p->lock);
         /* Due once the releases since the last round could make a quarter of the clean stack
@@ -298,11 +304,11 @@ static void give_back(lacuna_pool *p, bool all)
          * were what broke the runs after a burst. */
         size_t due =
             p->clean_n / 4 > p->give_back_min && p->warm_n > 0 ? p->clean_n / 4 : p->give_back_min;
-        if (!all && p->released_since < due) {
+        if (!all && atomic_load_explicit(&p->released_since, memory_order_relaxed) < due) {
             pthread_mutex_unlock(&p->lock);
             return;
         }
-        p->released_since = 0;
+        atomic_store_explicit(&p->released_since, 0, memory_order_relaxed);
         size_t n = collect_runs(p, runs, LAC_GIVE_BACK_RUNS), total = 0, held = 0, k = 0;
         for (size_t i = 0; i < n; i++) {
             total += runs[i].b - runs[i].a;
