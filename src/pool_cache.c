@@ -30,6 +30,31 @@ static __thread struct {
     lac_tcache *tc[LAC_TLS_WAYS];
 } tls LAC_TLS_MODEL;
 
+/* A pool with deferred frees pending has its way-0 id marked with this bit (ids are counters,
+ * never this large), so the warm paths, which compare tls.id[0] with the pool's id, miss and take
+ * the slow path that does the frees: the warm paths pay nothing for deferral. */
+#define DEFER_MARK (1ull << 63)
+
+/* The id in a way, whether or not it is marked. */
+static inline uint64_t way_id(int i)
+{
+    return tls.id[i] & ~DEFER_MARK;
+}
+
+/* The calling thread's deferred frees (lacuna_free_deferred), of any pools, in a malloc'd array:
+ * only a pointer and two counts in static TLS (liblacuna.so's TLS is initial-exec, whose room is
+ * small). */
+typedef struct deferral {
+    uint64_t id; /* the pool's: never reused, so an entry of a destroyed pool is never run */
+    lacuna_pool *pool;
+    uint32_t slot; /* LAC_S_DEFERRED */
+} deferral;
+static __thread struct {
+    deferral *e;
+    uint32_t n, cap;
+    bool running; /* defer_run is freeing: the frees it makes must not run it again */
+} defer LAC_TLS_MODEL;
+
 /* ---- thread caches ------------------------------------------------------------------------ */
 
 /* Move a cache's regions to the shared lists (pool lock held). */
@@ -64,11 +89,14 @@ static void tcache_abandon(uint64_t id, lac_tcache *tc)
     (void)lac_pool_with(id, abandon, tc);
 }
 
+static void defer_exit_all(void);
+
 void lac_pool_thread_exit(void)
 {
+    defer_exit_all();
     for (int i = 0; i < LAC_TLS_WAYS; i++) {
         if (tls.tc[i])
-            tcache_abandon(tls.id[i], tls.tc[i]);
+            tcache_abandon(way_id(i), tls.tc[i]);
         tls.id[i] = 0;
         tls.tc[i] = NULL;
     }
@@ -77,7 +105,7 @@ void lac_pool_thread_exit(void)
 lac_tcache *lac_tcache_peek(const lacuna_pool *p)
 {
     for (int i = 0; i < LAC_TLS_WAYS; i++)
-        if (tls.id[i] == p->id)
+        if (way_id(i) == p->id)
             return tls.tc[i];
     return NULL;
 }
@@ -85,11 +113,16 @@ lac_tcache *lac_tcache_peek(const lacuna_pool *p)
 void lac_tcache_forget(const lacuna_pool *p)
 {
     for (int i = 0; i < LAC_TLS_WAYS; i++) {
-        if (tls.id[i] == p->id) {
+        if (way_id(i) == p->id) {
             tls.id[i] = 0;
             tls.tc[i] = NULL;
         }
     }
+    for (uint32_t i = 0; i < defer.n;) /* the pool's memory is going: nothing left to free */
+        if (defer.e[i].id == p->id)
+            defer.e[i] = defer.e[--defer.n];
+        else
+            i++;
 }
 
 /* Find or make this thread's cache for p and move it to way 0. NULL: the pool has no cache, or
@@ -98,16 +131,20 @@ static __attribute__((noinline)) lac_tcache *tcache_slow(lacuna_pool *p)
 {
     if (p->tc_cap == 0)
         return NULL;
+    if (way_id(0) == p->id) { /* marked for deferrals that were run: unmark */
+        tls.id[0] = p->id;
+        return tls.tc[0];
+    }
     int way = LAC_TLS_WAYS - 1;
     for (int i = 1; i < LAC_TLS_WAYS; i++)
-        if (tls.id[i] == p->id)
+        if (way_id(i) == p->id)
             way = i;
     lac_tcache *tc = NULL;
-    if (tls.id[way] == p->id) {
+    if (way_id(way) == p->id) {
         tc = tls.tc[way];
     } else {
         if (tls.tc[way]) /* evict the least recently used way */
-            tcache_abandon(tls.id[way], tls.tc[way]);
+            tcache_abandon(way_id(way), tls.tc[way]);
         /* A cache must go back when the thread exits; without a key for that (the process
          * ran out), the thread does without one: every call then takes the pool lock. */
         if (lac_process_on_thread_exit() != 0) {
@@ -149,6 +186,104 @@ static inline lac_tcache *tcache_of(lacuna_pool *p)
     if (LAC_LIKELY(tls.id[0] == p->id))
         return tls.tc[0];
     return tcache_slow(p);
+}
+
+/* ---- deferred frees ------------------------------------------------------------------------ */
+
+/* Free the calling thread's deferred regions of p (its next alloc or free on p, or lacuna_flush),
+ * as lacuna_free would: DEFERRED -> LIVE -> lacuna_free. The frees may take the slow path, which
+ * would run this again: `running` stops that recursion (the outer loop finishes the list). */
+static __attribute__((noinline)) void defer_run(lacuna_pool *p)
+{
+    for (int i = 0; i < LAC_TLS_WAYS; i++)
+        if (tls.id[i] == (p->id | DEFER_MARK))
+            tls.id[i] = p->id;
+    if (defer.running)
+        return;
+    defer.running = true;
+    for (uint32_t i = 0; i < defer.n;) {
+        if (defer.e[i].id != p->id) {
+            i++;
+            continue;
+        }
+        uint32_t s = defer.e[i].slot;
+        defer.e[i] = defer.e[--defer.n];
+        atomic_store_explicit(lac_state_at(p, s), LAC_S_LIVE, memory_order_relaxed);
+        (void)lacuna_free(p, lac_slot_region(p, s)); /* cannot fail: the slot was ours */
+    }
+    defer.running = false;
+}
+
+static void defer_exit_one(lacuna_pool *p, void *ctx)
+{
+    uint32_t s = *(const uint32_t *)ctx;
+    pthread_mutex_lock(&p->lock);
+    atomic_store_explicit(lac_state_at(p, s), LAC_S_WARM, memory_order_relaxed);
+    lac_shelve(p, s, lac_pool_now_ms(p));
+    atomic_fetch_add(&p->frees, 1);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Thread exit: the thread's deferred regions go straight to their pools' shared lists (not
+ * through lacuna_free, which could make this exiting thread a new cache). */
+static void defer_exit_all(void)
+{
+    for (uint32_t i = 0; i < defer.n; i++)
+        (void)lac_pool_with(defer.e[i].id, defer_exit_one, &defer.e[i].slot);
+    free(defer.e);
+    defer.e = NULL;
+    defer.n = defer.cap = 0;
+}
+
+int lacuna_free_deferred(lacuna_pool *p, void *region)
+{
+    uint32_t s;
+    if (p == NULL || !lac_slot_of(p, region, &s) || lac_state_get(p, s) != LAC_S_LIVE) {
+        LAC_BAD_INPUT("lacuna_free_deferred", p == NULL ? "NULL pool" : "not a live region",
+                      region);
+        return EINVAL;
+    }
+    if (defer.n == defer.cap) { /* room first: ENOMEM must leave nothing changed */
+        uint32_t cap = defer.cap ? defer.cap * 2 : 16;
+        deferral *e = realloc(defer.e, cap * sizeof *e);
+        if (e == NULL)
+            return ENOMEM;
+        defer.e = e;
+        defer.cap = cap;
+    }
+    int err = lac_process_on_thread_exit(); /* a pending deferral is freed at thread exit */
+    if (err)
+        return err;
+    uint32_t live = LAC_S_LIVE;
+    if (!atomic_compare_exchange_strong_explicit(lac_state_at(p, s), &live, LAC_S_DEFERRED,
+                                                 memory_order_relaxed, memory_order_relaxed)) {
+        LAC_BAD_INPUT("lacuna_free_deferred", "freed meanwhile", region);
+        return EINVAL; /* a racing free of the same region won */
+    }
+    defer.e[defer.n++] = (deferral){p->id, p, s};
+    if (tls.id[0] == p->id)
+        tls.id[0] |= DEFER_MARK;
+    return 0;
+}
+
+int lacuna_flush(lacuna_pool *p)
+{
+    if (p == NULL) {
+        LAC_BAD_INPUT("lacuna_flush", "NULL pool", NULL);
+        return EINVAL;
+    }
+    if (defer.n > 0)
+        defer_run(p);
+    return 0;
+}
+
+int lacuna_free_top(lacuna_pool *p, void *top)
+{
+    if (p == NULL) {
+        LAC_BAD_INPUT("lacuna_free_top", "NULL pool", top);
+        return EINVAL;
+    }
+    return lacuna_free(p, (char *)top - p->region); /* below the pool: wraps, and is refused */
 }
 
 /* ---- alloc -------------------------------------------------------------------------------- */
@@ -296,6 +431,8 @@ static void trim_if_asked(lacuna_pool *p, lac_tcache *tc)
  * still gives idle memory back. */
 static __attribute__((noinline)) void *alloc_miss(lacuna_pool *p)
 {
+    if (LAC_UNLIKELY(defer.n > 0))
+        defer_run(p);
     lac_tcache *tc = tcache_of(p);
     trim_if_asked(p, tc);
     if (tc && p->decay_ms != LACUNA_DECAY_NEVER &&
@@ -372,6 +509,8 @@ static __attribute__((noinline)) int free_slow(lacuna_pool *p, lac_tcache *tc, u
 
 static __attribute__((noinline)) int free_miss(lacuna_pool *p, uint32_t s)
 {
+    if (LAC_UNLIKELY(defer.n > 0))
+        defer_run(p);
     lac_tcache *tc = tcache_of(p);
     trim_if_asked(p, tc);
     return free_slow(p, tc, s);
