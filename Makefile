@@ -23,7 +23,7 @@ test: build-test/Makefile
 
 # Not run in the sanitizer builds: the install test (it links an uninstrumented consumer), the
 # Boost.Context test (Boost's own switches are not annotated) and the aarch64 run under qemu.
-NOT_SANITIZED = install_consumers|test_boost_context|aarch64
+NOT_SANITIZED = install_consumers|test_boost_context|test_boost_fiber|aarch64
 
 build-asan/Makefile:
 	CC=clang $(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLACUNA_FAULT_INJECTION=ON \
