@@ -229,9 +229,10 @@ LACUNA_API int lacuna_resident(const lacuna_pool *pool, const void *region, size
  * calls on this pool. Deferrals are per thread: another thread's calls never free this thread's
  * deferred regions; a thread may defer any number, of any pools. A deferred region is no longer
  * live: lacuna_free, lacuna_punch or a second lacuna_free_deferred of it is EINVAL. Until it is
- * freed it counts as live in lacuna_stats. No syscall, no lock.
- * Returns 0, or EINVAL (pool NULL, region not the start of a live region of this pool), or ENOMEM
- * (no memory for this thread's list of deferrals: nothing changed). */
+ * freed it counts as live in lacuna_stats. No syscall and no pool lock (the thread's list grows
+ * with realloc). Returns 0, or EINVAL (pool NULL, region not the start of a live region of this
+ * pool), ENOMEM (no memory for this thread's list of deferrals) or EAGAIN (the process has no
+ * pthread key left, so a deferral could not be freed at thread exit); nothing changed then. */
 LACUNA_API int lacuna_free_deferred(lacuna_pool *pool, void *region);
 
 /* Free now every region the calling thread deferred on this pool (the other threads' stay

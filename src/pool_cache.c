@@ -2,13 +2,17 @@
  *
  * Owns: each thread's caches (up to LAC_TC_MAX regions per pool, found through a LAC_TLS_WAYS-way
  * thread-local table keyed by the pool's never-reused id), their refill and spill (half at a time,
- * under the pool lock), the trim epoch check, and zeroing under LACUNA_ZERO.
+ * under the pool lock), the trim epoch check, zeroing under LACUNA_ZERO (batched per cache, see
+ * zero_and_return), each thread's deferred frees (lacuna_free_deferred, lacuna_flush) and
+ * lacuna_free_top.
  *
  * The warm path is a pop/push in the calling thread's cache plus one atomic bit-clear on the
  * slot's state (which makes a racing double free harmless): no lock, no syscall, a leaf function.
  * Invariants: a cache is touched by its owner only, but for its counters (read by stats) and,
  * under the pool lock, by a fork child rebuilding lists; a thread's caches go back to their pools
- * when it exits (process.c's destructor calls lac_pool_thread_exit).
+ * when it exits (process.c's destructor calls lac_pool_thread_exit), and its deferred regions are
+ * freed then. A cache's zeroed marks are set only for positions below its count. Deferral costs
+ * the warm paths nothing: a pool with deferrals pending fails their id check (DEFER_MARK).
  *
  * Does not: release pages itself (pool_release.c) or guard slots (pool_slots.c).
  */
