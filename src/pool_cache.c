@@ -289,7 +289,8 @@ int lacuna_free_top(lacuna_pool *p, void *top)
         LAC_BAD_INPUT("lacuna_free_top", "NULL pool", top);
         return EINVAL;
     }
-    return lacuna_free(p, (char *)top - p->region); /* below the pool: wraps, and is refused */
+    /* Integer arithmetic: top may be NULL or anything (it wraps, and lacuna_free refuses it). */
+    return lacuna_free(p, (void *)((uintptr_t)top - p->region));
 }
 
 /* ---- alloc -------------------------------------------------------------------------------- */

@@ -158,9 +158,9 @@ static void *defer_worker(void *arg)
     lacuna_pool *p = w->pool;
     char *held[8] = {0};
     for (int i = 0; i < 2000; i++) {
-        int err = 0;
 #ifndef LT_TSAN
         if (i % 3 == 0) {
+            int err = 0;
             (void)run_coro(p, &err); /* defers its own stack */
             CHECK_EQ(err, 0);
             continue;
