@@ -23,7 +23,7 @@ test: build-test/Makefile
 
 # Not run in the sanitizer builds: the install test (it links an uninstrumented consumer), the
 # Boost.Context test (Boost's own switches are not annotated) and the aarch64 run under qemu.
-NOT_SANITIZED = install_consumers|test_boost_context|aarch64
+NOT_SANITIZED = install_consumers|test_boost_context|test_boost_fiber|aarch64
 
 build-asan/Makefile:
 	CC=clang $(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLACUNA_FAULT_INJECTION=ON \
@@ -49,7 +49,7 @@ test-sanitize: test-asan test-tsan
 # are the kernel's, which valgrind does not change).
 VALGRIND_TESTS ?= test_pool_api test_pool_release test_pool_threads test_fault test_fork test_soak \
                   test_process test_fiber_api test_fiber_switch test_fiber_misuse test_fiber_signals \
-                  test_fiber_stack
+                  test_fiber_stack test_pool_punch test_pool_defer test_pool_zero
 VALGRIND ?= valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
 
 test-valgrind: build-test/Makefile

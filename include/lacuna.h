@@ -81,7 +81,9 @@ typedef enum lacuna_guard {
 /* Flags for lacuna_pool_config.flags. */
 #define LACUNA_ZERO                                                                                \
     1u /* every region handed out reads as all zero bytes. Without it the                          \
-          contents of a region are undefined (old data, or zero). */
+          contents of a region are undefined (old data, or zero). A thread                         \
+          reusing its own freed regions pays one mincore per ~16-32 allocs                         \
+          (its cached regions are zeroed together) and sysinfo once a second. */
 #define LACUNA_BACKGROUND                                                                          \
     2u /* start a thread that releases warm regions idle past decay_ms, so                         \
           an idle process gives memory back too. Off unless asked for;                             \
@@ -214,6 +216,65 @@ LACUNA_API void lacuna_pool_stats(const lacuna_pool *pool, lacuna_stats *stats);
 /* Region index of a pointer inside one of the pool's regions (any byte, not only the start), or
  * -1 if it is not inside a region. Handy to name a region in logs; O(1). */
 LACUNA_API long lacuna_region_index(const lacuna_pool *pool, const void *addr);
+
+/* ---- holes in live regions, residency ---- */
+
+/* Release the pages of a LIVE region below keep_from (rounded down to a page), keeping every byte
+ * at and above it, and the guard: for a parked stack, keep_from is its saved stack pointer minus
+ * a red zone (128 bytes on x86-64). Released pages read zero when next touched and leave RSS now
+ * (MADV_DONTNEED whatever the pool's release mode; RELEASE_NEVER pools too: the caller asked).
+ * keep_from may be anything from region (nothing released) to region + region_size (all of it).
+ * Returns 0, or
+ *   EINVAL  pool NULL, region not the start of a live region of this pool, keep_from outside
+ *           [region, region + region_size]; or the kernel refused (locked memory: mlock);
+ *   ENOMEM and other madvise errno values from the kernel.
+ * The caller must own the region (no concurrent lacuna_free of it). Thread-safe otherwise. */
+LACUNA_API int lacuna_punch(lacuna_pool *pool, void *region, const void *keep_from);
+
+/* One punch request of lacuna_punch_many. */
+typedef struct lacuna_punch_req {
+    void *region;          /* start of a live region */
+    const void *keep_from; /* as lacuna_punch's */
+} lacuna_punch_req;
+
+/* lacuna_punch for n regions at once, batched (one process_madvise per 128 regions where the
+ * kernel allows it): a fiber runtime punches thousands of parked stacks per round this way.
+ * Every request is checked first: on EINVAL (pool NULL, reqs NULL with n > 0, any request bad
+ * as for lacuna_punch) nothing is released. A kernel error stops at that batch (earlier batches
+ * were released; punching again is harmless). n = 0 is a no-op. */
+LACUNA_API int lacuna_punch_many(lacuna_pool *pool, const lacuna_punch_req *reqs, size_t n);
+
+/* How many pages of a live region are resident now (PAGEMAP_SCAN, or mincore on kernels before
+ * 6.7 or with LACUNA_FORCE_FALLBACK=scan). Pages released lazily with MADV_FREE count as resident
+ * until the kernel takes them. Returns 0 and *pages, or EINVAL (pool or pages NULL, region not
+ * the start of a live region of this pool), or the errno of the query. */
+LACUNA_API int lacuna_resident(const lacuna_pool *pool, const void *region, size_t *pages);
+
+/* ---- freeing the stack you run on, freeing by top ---- */
+
+/* Free a region the calling thread may be running on right now (a finished coroutine's stack):
+ * the region stays untouched until this thread's next lacuna_alloc or lacuna_free on the SAME
+ * pool, or lacuna_flush(pool), or the thread's exit, and is freed then, as by lacuna_free. So
+ * the caller must have left the region (switched to another stack) before making any of those
+ * calls on this pool. Deferrals are per thread: another thread's calls never free this thread's
+ * deferred regions; a thread may defer any number, of any pools. A deferred region is no longer
+ * live: lacuna_free, lacuna_punch or a second lacuna_free_deferred of it is EINVAL. Until it is
+ * freed it counts as live in lacuna_stats. No syscall and no pool lock (the thread's list grows
+ * with realloc). Returns 0, or EINVAL (pool NULL, region not the start of a live region of this
+ * pool), ENOMEM (no memory for this thread's list of deferrals) or EAGAIN (the process has no
+ * pthread key left, so a deferral could not be freed at thread exit); nothing changed then. */
+LACUNA_API int lacuna_free_deferred(lacuna_pool *pool, void *region);
+
+/* Free now every region the calling thread deferred on this pool (the other threads' stay
+ * deferred). Returns 0, or EINVAL when pool is NULL. */
+LACUNA_API int lacuna_flush(lacuna_pool *pool);
+
+/* lacuna_free by a region's top: the address one past its last byte (region + region_size),
+ * which is what Boost.Context and libdill keep for a stack. Only that exact address: an interior
+ * address (a saved stack pointer, say) is EINVAL, because a stale pointer into a region must
+ * never free it; lacuna_region_index maps an interior address to its region when that is meant.
+ * Returns as lacuna_free does. */
+LACUNA_API int lacuna_free_top(lacuna_pool *pool, void *top);
 
 /* ---------------------------------------------------------------------------------------------
  * Kernel features, probed once per process

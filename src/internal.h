@@ -291,14 +291,18 @@ void lac_process_pidfd_probe(lac_pidfd_test test, void *scratch, bool allow_self
  *   CLEAN     freed and released (or fresh with its guard): in a thread cache or the clean stack
  *   RELEASING in the hands of a thread releasing it, outside the lock
  *   RETIRING  free and released, in the hands of a thread giving back its guard and page tables
- *             (pool_release.c): FRESH again afterwards */
+ *             (pool_release.c): FRESH again afterwards
+ *   DEFERRED  given to lacuna_free_deferred: not live, on no list (so never released, given back
+ *             or re-guarded), freed by its thread later (pool_cache.c). Even, as every state but
+ *             LIVE: lac_state_unlive refuses it */
 enum {
     LAC_S_FRESH = 0,
     LAC_S_WARM = 2,
     LAC_S_LIVE = LAC_S_WARM | 1,
     LAC_S_CLEAN = 4,
     LAC_S_RELEASING = 6,
-    LAC_S_RETIRING = 8
+    LAC_S_RETIRING = 8,
+    LAC_S_DEFERRED = 10
 };
 
 #define LAC_TC_MAX   32 /* regions a thread keeps per pool: 2 MiB of 64 KiB stacks */
@@ -344,6 +348,7 @@ typedef struct lac_tcache {
                                              warm free path counts nothing */
     bool owned;                           /* a thread's TLS points here (under the pool lock) */
     uint32_t trim_seen;                   /* the pool's trim_epoch when the owner last trimmed */
+    uint32_t zeroed; /* LACUNA_ZERO: bit i set = slots[i] was zeroed in this cache (owner only) */
     pthread_t owner;
     struct lac_tcache *next; /* the pool's list of caches (under the pool lock) */
     uint32_t slots[LAC_TC_MAX];
@@ -546,7 +551,8 @@ void lac_tcache_forget(const lacuna_pool *p);
 int lac_tcache_release(lacuna_pool *p, lac_tcache *tc);
 /* The calling thread's cache of p if it has one (never makes one), else NULL. */
 lac_tcache *lac_tcache_peek(const lacuna_pool *p);
-/* Thread exit: every cache of the calling thread goes back to its pool. */
+/* Thread exit: the calling thread's deferred frees are done and every cache of the calling
+ * thread goes back to its pool. */
 void lac_pool_thread_exit(void);
 
 /* pool_release.c (pool lock NOT held) */

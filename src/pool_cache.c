@@ -2,13 +2,17 @@
  *
  * Owns: each thread's caches (up to LAC_TC_MAX regions per pool, found through a LAC_TLS_WAYS-way
  * thread-local table keyed by the pool's never-reused id), their refill and spill (half at a time,
- * under the pool lock), the trim epoch check, and zeroing under LACUNA_ZERO.
+ * under the pool lock), the trim epoch check, zeroing under LACUNA_ZERO (batched per cache, see
+ * zero_and_return), each thread's deferred frees (lacuna_free_deferred, lacuna_flush) and
+ * lacuna_free_top.
  *
  * The warm path is a pop/push in the calling thread's cache plus one atomic bit-clear on the
  * slot's state (which makes a racing double free harmless): no lock, no syscall, a leaf function.
  * Invariants: a cache is touched by its owner only, but for its counters (read by stats) and,
  * under the pool lock, by a fork child rebuilding lists; a thread's caches go back to their pools
- * when it exits (process.c's destructor calls lac_pool_thread_exit).
+ * when it exits (process.c's destructor calls lac_pool_thread_exit), and its deferred regions are
+ * freed then. A cache's zeroed marks are set only for positions below its count. Deferral costs
+ * the warm paths nothing: a pool with deferrals pending fails their id check (DEFER_MARK).
  *
  * Does not: release pages itself (pool_release.c) or guard slots (pool_slots.c).
  */
@@ -30,6 +34,31 @@ static __thread struct {
     lac_tcache *tc[LAC_TLS_WAYS];
 } tls LAC_TLS_MODEL;
 
+/* A pool with deferred frees pending has its way-0 id marked with this bit (ids are counters,
+ * never this large), so the warm paths, which compare tls.id[0] with the pool's id, miss and take
+ * the slow path that does the frees: the warm paths pay nothing for deferral. */
+#define DEFER_MARK (1ull << 63)
+
+/* The id in a way, whether or not it is marked. */
+static inline uint64_t way_id(int i)
+{
+    return tls.id[i] & ~DEFER_MARK;
+}
+
+/* The calling thread's deferred frees (lacuna_free_deferred), of any pools, in a malloc'd array:
+ * only a pointer and two counts in static TLS (liblacuna.so's TLS is initial-exec, whose room is
+ * small). */
+typedef struct deferral {
+    uint64_t id; /* the pool's: never reused, so an entry of a destroyed pool is never run */
+    lacuna_pool *pool;
+    uint32_t slot; /* LAC_S_DEFERRED */
+} deferral;
+static __thread struct {
+    deferral *e;
+    uint32_t n, cap;
+    bool running; /* defer_run is freeing: the frees it makes must not run it again */
+} defer LAC_TLS_MODEL;
+
 /* ---- thread caches ------------------------------------------------------------------------ */
 
 /* Move a cache's regions to the shared lists (pool lock held). */
@@ -43,6 +72,7 @@ static void tcache_drain(lacuna_pool *p, lac_tcache *tc, size_t keep)
     for (size_t i = 0; i < out; i++)
         lac_shelve(p, tc->slots[i], ms);
     memmove(tc->slots, tc->slots + out, keep * sizeof tc->slots[0]);
+    tc->zeroed = out >= 32 ? 0 : tc->zeroed >> out; /* the marks move with their slots */
     atomic_store_explicit(&tc->n, (uint32_t)keep, memory_order_relaxed);
     atomic_store_explicit(&tc->moved_out,
                           atomic_load_explicit(&tc->moved_out, memory_order_relaxed) + out,
@@ -64,11 +94,14 @@ static void tcache_abandon(uint64_t id, lac_tcache *tc)
     (void)lac_pool_with(id, abandon, tc);
 }
 
+static void defer_exit_all(void);
+
 void lac_pool_thread_exit(void)
 {
+    defer_exit_all();
     for (int i = 0; i < LAC_TLS_WAYS; i++) {
         if (tls.tc[i])
-            tcache_abandon(tls.id[i], tls.tc[i]);
+            tcache_abandon(way_id(i), tls.tc[i]);
         tls.id[i] = 0;
         tls.tc[i] = NULL;
     }
@@ -77,7 +110,7 @@ void lac_pool_thread_exit(void)
 lac_tcache *lac_tcache_peek(const lacuna_pool *p)
 {
     for (int i = 0; i < LAC_TLS_WAYS; i++)
-        if (tls.id[i] == p->id)
+        if (way_id(i) == p->id)
             return tls.tc[i];
     return NULL;
 }
@@ -85,11 +118,16 @@ lac_tcache *lac_tcache_peek(const lacuna_pool *p)
 void lac_tcache_forget(const lacuna_pool *p)
 {
     for (int i = 0; i < LAC_TLS_WAYS; i++) {
-        if (tls.id[i] == p->id) {
+        if (way_id(i) == p->id) {
             tls.id[i] = 0;
             tls.tc[i] = NULL;
         }
     }
+    for (uint32_t i = 0; i < defer.n;) /* the pool's memory is going: nothing left to free */
+        if (defer.e[i].id == p->id)
+            defer.e[i] = defer.e[--defer.n];
+        else
+            i++;
 }
 
 /* Find or make this thread's cache for p and move it to way 0. NULL: the pool has no cache, or
@@ -98,16 +136,20 @@ static __attribute__((noinline)) lac_tcache *tcache_slow(lacuna_pool *p)
 {
     if (p->tc_cap == 0)
         return NULL;
+    if (way_id(0) == p->id) { /* marked for deferrals that were run: unmark */
+        tls.id[0] = p->id;
+        return tls.tc[0];
+    }
     int way = LAC_TLS_WAYS - 1;
     for (int i = 1; i < LAC_TLS_WAYS; i++)
-        if (tls.id[i] == p->id)
+        if (way_id(i) == p->id)
             way = i;
     lac_tcache *tc = NULL;
-    if (tls.id[way] == p->id) {
+    if (way_id(way) == p->id) {
         tc = tls.tc[way];
     } else {
         if (tls.tc[way]) /* evict the least recently used way */
-            tcache_abandon(tls.id[way], tls.tc[way]);
+            tcache_abandon(way_id(way), tls.tc[way]);
         /* A cache must go back when the thread exits; without a key for that (the process
          * ran out), the thread does without one: every call then takes the pool lock. */
         if (lac_process_on_thread_exit() != 0) {
@@ -127,6 +169,7 @@ static __attribute__((noinline)) lac_tcache *tcache_slow(lacuna_pool *p)
         }
         if (tc) {
             tc->owned = true;
+            tc->zeroed = 0; /* a fork child emptied it without clearing its marks */
             tc->owner = pthread_self();
             tc->trim_seen = atomic_load_explicit(&p->trim_epoch, memory_order_relaxed);
         }
@@ -151,50 +194,262 @@ static inline lac_tcache *tcache_of(lacuna_pool *p)
     return tcache_slow(p);
 }
 
-/* ---- alloc -------------------------------------------------------------------------------- */
+/* ---- deferred frees ------------------------------------------------------------------------ */
 
-/* Zero what a previously used region may hold: its resident pages, found with mincore, are
- * memset, so a stack that used 2 of its 16 pages costs 2 page memsets, not 16 (and keeps RSS at 2
- * pages). Where the system has swap, a page mincore calls non-resident may be swapped out with
- * old data: each run of them is released then (MADV_DONTNEED drops swap entries too). */
-static void zero_used(const lacuna_pool *p, char *r)
+/* Free the calling thread's deferred regions of p (its next alloc or free on p, or lacuna_flush),
+ * as lacuna_free would: DEFERRED -> LIVE -> lacuna_free. The frees may take the slow path, which
+ * would run this again: `running` stops that recursion (the outer loop finishes the list). */
+static __attribute__((noinline)) void defer_run(lacuna_pool *p)
 {
-    size_t pg = (size_t)1 << p->page_shift;
-    unsigned char vec[256];
-    bool swap = lac_os_has_swap();
-    for (size_t off = 0; off < p->region; off += sizeof vec * pg) {
-        size_t len = p->region - off < sizeof vec * pg ? p->region - off : sizeof vec * pg;
-        if (lac_os_resident(r + off, len, vec) != 0) {
-            memset(r + off, 0, len);
+    for (int i = 0; i < LAC_TLS_WAYS; i++)
+        if (tls.id[i] == (p->id | DEFER_MARK))
+            tls.id[i] = p->id;
+    if (defer.running)
+        return;
+    defer.running = true;
+    for (uint32_t i = 0; i < defer.n;) {
+        if (defer.e[i].id != p->id) {
+            i++;
             continue;
         }
-        size_t pages = len / pg;
-        for (size_t i = 0; i < pages;) {
-            size_t j = i;
-            while (j < pages && (vec[j] & 1) == (vec[i] & 1))
-                j++;
-            char *run = r + off + i * pg;
-            if (vec[i] & 1) {
-                memset(run, 0, (j - i) * pg);
-            } else if (swap) {
-                struct iovec iov = {run, (j - i) * pg};
-                size_t done;
-                if (lac_os_release(&iov, 1, LAC_ADV_DONTNEED, &done, NULL) != 0)
-                    memset(run, 0, (j - i) * pg); /* correct, if it costs the swap-ins */
-            }
-            i = j;
+        uint32_t s = defer.e[i].slot;
+        defer.e[i] = defer.e[--defer.n];
+        atomic_store_explicit(lac_state_at(p, s), LAC_S_LIVE, memory_order_relaxed);
+        (void)lacuna_free(p, lac_slot_region(p, s)); /* cannot fail: the slot was ours */
+    }
+    defer.running = false;
+}
+
+static void defer_exit_one(lacuna_pool *p, void *ctx)
+{
+    uint32_t s = *(const uint32_t *)ctx;
+    pthread_mutex_lock(&p->lock);
+    atomic_store_explicit(lac_state_at(p, s), LAC_S_WARM, memory_order_relaxed);
+    lac_shelve(p, s, lac_pool_now_ms(p));
+    atomic_fetch_add(&p->frees, 1);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Thread exit: the thread's deferred regions go straight to their pools' shared lists (not
+ * through lacuna_free, which could make this exiting thread a new cache). */
+static void defer_exit_all(void)
+{
+    for (uint32_t i = 0; i < defer.n; i++)
+        (void)lac_pool_with(defer.e[i].id, defer_exit_one, &defer.e[i].slot);
+    free(defer.e);
+    defer.e = NULL;
+    defer.n = defer.cap = 0;
+}
+
+int lacuna_free_deferred(lacuna_pool *p, void *region)
+{
+    uint32_t s;
+    if (p == NULL || !lac_slot_of(p, region, &s) || lac_state_get(p, s) != LAC_S_LIVE) {
+        LAC_BAD_INPUT("lacuna_free_deferred", p == NULL ? "NULL pool" : "not a live region",
+                      region);
+        return EINVAL;
+    }
+    if (defer.n == defer.cap) { /* room first: ENOMEM must leave nothing changed */
+        uint32_t cap = defer.cap ? defer.cap * 2 : 16;
+        deferral *e = realloc(defer.e, cap * sizeof *e);
+        if (e == NULL)
+            return ENOMEM;
+        defer.e = e;
+        defer.cap = cap;
+    }
+    int err = lac_process_on_thread_exit(); /* a pending deferral is freed at thread exit */
+    if (err)
+        return err;
+    uint32_t live = LAC_S_LIVE;
+    if (!atomic_compare_exchange_strong_explicit(lac_state_at(p, s), &live, LAC_S_DEFERRED,
+                                                 memory_order_relaxed, memory_order_relaxed)) {
+        LAC_BAD_INPUT("lacuna_free_deferred", "freed meanwhile", region);
+        return EINVAL; /* a racing free of the same region won */
+    }
+    defer.e[defer.n++] = (deferral){p->id, p, s};
+    if (tls.id[0] == p->id)
+        tls.id[0] |= DEFER_MARK;
+    return 0;
+}
+
+int lacuna_flush(lacuna_pool *p)
+{
+    if (p == NULL) {
+        LAC_BAD_INPUT("lacuna_flush", "NULL pool", NULL);
+        return EINVAL;
+    }
+    if (defer.n > 0)
+        defer_run(p);
+    return 0;
+}
+
+int lacuna_free_top(lacuna_pool *p, void *top)
+{
+    if (p == NULL) {
+        LAC_BAD_INPUT("lacuna_free_top", "NULL pool", top);
+        return EINVAL;
+    }
+    /* Integer arithmetic: top may be NULL or anything (it wraps, and lacuna_free refuses it). */
+    return lacuna_free(p, (void *)((uintptr_t)top - p->region));
+}
+
+/* ---- alloc -------------------------------------------------------------------------------- */
+
+/* ---- LACUNA_ZERO -------------------------------------------------------------------------- */
+
+/* Whether the system has swap, asked at most once a second (CLOCK_MONOTONIC_COARSE is read from
+ * the vDSO: no syscall): a swapon takes effect within a second, and zeroing does not pay a
+ * sysinfo per region. Atomics: threads race to refresh it, with the same answer. */
+static bool swap_now(void)
+{
+    static _Atomic int64_t checked_s = -1;
+    static atomic_bool swap;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+    if (atomic_load_explicit(&checked_s, memory_order_relaxed) != (int64_t)t.tv_sec) {
+        atomic_store_explicit(&swap, lac_os_has_swap(), memory_order_relaxed);
+        atomic_store_explicit(&checked_s, (int64_t)t.tv_sec, memory_order_relaxed);
+    }
+    return atomic_load_explicit(&swap, memory_order_relaxed);
+}
+
+_Static_assert(LAC_TC_MAX <= 32, "lac_tcache.zeroed has a bit per cached slot");
+#define ZERO_VEC 512 /* pages per mincore call: 512 bytes of stack (this may run on a fiber's) */
+
+/* Zero [r, r + len) as a window mincore described (vec[0] is r's page):
+ * resident runs are memset; where there is swap, a non-resident run may hold old data in swap,
+ * so it is released (MADV_DONTNEED drops swap entries too). */
+static void zero_by_vec(char *r, size_t len, size_t pg, const unsigned char *vec, bool swap)
+{
+    size_t pages = len / pg;
+    for (size_t i = 0; i < pages;) {
+        size_t j = i;
+        while (j < pages && (vec[j] & 1) == (vec[i] & 1))
+            j++;
+        char *run = r + i * pg;
+        if (vec[i] & 1) {
+            memset(run, 0, (j - i) * pg);
+        } else if (swap) {
+            struct iovec iov = {run, (j - i) * pg};
+            size_t done;
+            if (lac_os_release(&iov, 1, LAC_ADV_DONTNEED, &done, NULL) != 0)
+                memset(run, 0, (j - i) * pg); /* correct, if it costs the swap-ins */
         }
+        i = j;
     }
 }
 
-static inline void *hand_out(lacuna_pool *p, uint32_t s)
+/* Zero what n previously used regions (at most LAC_TC_MAX + 1) may hold, with as few residency
+ * queries as their addresses allow: sorted, each mincore window of ZERO_VEC pages covers every
+ * region lying wholly inside it (neighbouring slots: 30 regions of 64 KiB a call). A stack that
+ * used 2 of its 16 pages costs 2 page memsets, not 16, and keeps RSS at 2 pages. */
+static void zero_regions(const lacuna_pool *p, char **r, size_t n)
+{
+    for (size_t i = 1; i < n; i++) /* insertion sort: n <= 33 */
+        for (size_t j = i; j > 0 && r[j] < r[j - 1]; j--) {
+            char *t = r[j];
+            r[j] = r[j - 1];
+            r[j - 1] = t;
+        }
+    size_t pg = (size_t)1 << p->page_shift;
+    bool swap = swap_now();
+    unsigned char vec[ZERO_VEC];
+    for (size_t i = 0; i < n;) {
+        char *lo = r[i];
+        size_t k = i + 1; /* regions [i, k) share the window */
+        while (k < n && (size_t)(r[k] + p->region - lo) <= sizeof vec * pg)
+            k++;
+        size_t len = (size_t)(r[k - 1] + p->region - lo);
+        if (len > sizeof vec * pg) { /* one region larger than a window: piece by piece */
+            for (size_t off = 0; off < p->region; off += sizeof vec * pg) {
+                size_t l = p->region - off < sizeof vec * pg ? p->region - off : sizeof vec * pg;
+                if (lac_os_resident(lo + off, l, vec) != 0)
+                    memset(vec, 1, l / pg); /* unknown: zero it all */
+                zero_by_vec(lo + off, l, pg, vec, swap);
+            }
+        } else if (lac_os_resident(lo, len, vec) != 0) {
+            for (size_t j = i; j < k; j++)
+                memset(r[j], 0, p->region);
+        } else {
+            for (size_t j = i; j < k; j++)
+                zero_by_vec(r[j], p->region, pg, vec + (size_t)(r[j] - lo) / pg, swap);
+        }
+        i = k;
+    }
+}
+
+static void zero_used(const lacuna_pool *p, char *r)
+{
+    zero_regions(p, &r, 1);
+}
+
+/* The warm path popped a WARM region of a LACUNA_ZERO pool from the calling thread's cache (the
+ * slot was slots[tc->n], and is LIVE now). No syscall unless every warm region the cache holds
+ * is dirty: tc->zeroed marks those already zeroed here, so
+ *   - the popped region was zeroed here: hand it out;
+ *   - another one was: hand that one out instead, and keep the popped one (dirty) in its place;
+ *   - a clean (released, or never used) region is cached: hand that out likewise: its pages
+ *     fault in once, and the dirty ones wait to be zeroed together (a thread cycling one region
+ *     warms up a cacheful this way, then zeroes them a batch at a time);
+ *   - else zero the popped region and every dirty one of the cache in one batch (a mincore per
+ *     window of neighbouring slots, zero_regions).
+ * So a thread reusing regions pays about one mincore per cacheful of allocations, not one each
+ * (the syscall count is checked by tests/test_pool_zero.c). */
+static __attribute__((noinline)) void *zero_and_return(lacuna_pool *p, char *r)
+{
+    lac_tcache *tc = tls.tc[0]; /* the warm path's: tls.id[0] == p->id */
+    uint32_t pos = atomic_load_explicit(&tc->n, memory_order_relaxed);
+    uint32_t bit = 1u << pos, below = tc->zeroed & (bit - 1);
+    if (tc->zeroed & bit) {
+        tc->zeroed &= ~bit;
+        return r;
+    }
+    uint32_t s = tc->slots[pos];
+    int j = below ? 31 - __builtin_clz(below) : -1;
+    for (uint32_t i = 0; i < pos && j < 0; i++)
+        if (lac_state_get(p, tc->slots[i]) == LAC_S_CLEAN)
+            j = (int)i;
+    if (j >= 0) { /* swap: slot j goes out, the dirty popped one takes its place */
+        uint32_t t = tc->slots[j];
+        atomic_store_explicit(lac_state_at(p, s), LAC_S_WARM, memory_order_relaxed);
+        tc->slots[j] = s;
+        tc->zeroed &= ~(1u << j);
+        lac_state_step(p, t, LAC_S_LIVE);
+        return lac_slot_region(p, t);
+    }
+    char *batch[LAC_TC_MAX + 1];
+    size_t n = 0;
+    batch[n++] = r;
+    for (uint32_t i = 0; i < pos; i++)
+        if (lac_state_get(p, tc->slots[i]) == LAC_S_WARM && !(below & (1u << i)))
+            batch[n++] = lac_slot_region(p, tc->slots[i]);
+    zero_regions(p, batch, n);
+    for (uint32_t i = 0; i < pos; i++)
+        if (lac_state_get(p, tc->slots[i]) == LAC_S_WARM)
+            tc->zeroed |= 1u << i;
+    return r;
+}
+
+/* Hand out slot s; `zeroed`: a LACUNA_ZERO region already zeroed in a thread cache. */
+static inline void *hand_out(lacuna_pool *p, uint32_t s, bool zeroed)
 {
     uint32_t was = lac_state_get(p, s);
     lac_state_step(p, s, LAC_S_LIVE);
     char *r = lac_slot_region(p, s);
-    if (LAC_UNLIKELY(p->flags & LACUNA_ZERO) && was == LAC_S_WARM)
+    if (LAC_UNLIKELY(p->flags & LACUNA_ZERO) && was == LAC_S_WARM && !zeroed)
         zero_used(p, r);
     return r;
+}
+
+/* Pop the top of a non-empty thread cache outside the warm path. */
+static void *tcache_pop(lacuna_pool *p, lac_tcache *tc, uint32_t n)
+{
+    uint32_t bit = 1u << (n - 1);
+    bool zeroed = (tc->zeroed & bit) != 0;
+    tc->zeroed &= ~bit; /* bits at and above n stay clear */
+    atomic_store_explicit(&tc->n, n - 1, memory_order_relaxed);
+    lac_count(&tc->allocs);
+    return hand_out(p, tc->slots[n - 1], zeroed);
 }
 
 static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc)
@@ -235,7 +490,7 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
     }
     if (tc == NULL) {
         atomic_fetch_add(&p->allocs, 1);
-        return hand_out(p, got[0]);
+        return hand_out(p, got[0], false);
     }
     /* got[0] is the hottest: push it last, then pop it as the warm path would. */
     uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
@@ -246,7 +501,7 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
                           memory_order_relaxed);
     atomic_store_explicit(&tc->n, n - 1, memory_order_relaxed);
     lac_count(&tc->allocs);
-    return hand_out(p, got[0]);
+    return hand_out(p, got[0], false);
 }
 
 /* Release the regions of a thread cache (its owner's, or lacuna_trim's caller's) and empty it:
@@ -271,6 +526,7 @@ int lac_tcache_release(lacuna_pool *p, lac_tcache *tc)
     }
     p->releasing += k;
     atomic_store_explicit(&tc->n, 0, memory_order_relaxed);
+    tc->zeroed = 0;
     atomic_store_explicit(&tc->moved_out,
                           atomic_load_explicit(&tc->moved_out, memory_order_relaxed) + n,
                           memory_order_relaxed);
@@ -296,6 +552,8 @@ static void trim_if_asked(lacuna_pool *p, lac_tcache *tc)
  * still gives idle memory back. */
 static __attribute__((noinline)) void *alloc_miss(lacuna_pool *p)
 {
+    if (LAC_UNLIKELY(defer.n > 0))
+        defer_run(p);
     lac_tcache *tc = tcache_of(p);
     trim_if_asked(p, tc);
     if (tc && p->decay_ms != LACUNA_DECAY_NEVER &&
@@ -303,11 +561,8 @@ static __attribute__((noinline)) void *alloc_miss(lacuna_pool *p)
         (void)lac_release_due(p, false);
     if (tc) {
         uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
-        if (n > 0) {
-            atomic_store_explicit(&tc->n, n - 1, memory_order_relaxed);
-            lac_count(&tc->allocs);
-            return hand_out(p, tc->slots[n - 1]);
-        }
+        if (n > 0)
+            return tcache_pop(p, tc, n);
     }
     return alloc_slow(p, tc);
 }
@@ -317,12 +572,6 @@ static __attribute__((noinline)) void *alloc_bad(void)
     LAC_BAD_INPUT("lacuna_alloc", "NULL pool", NULL);
     errno = EINVAL;
     return NULL;
-}
-
-static __attribute__((noinline)) void *zero_and_return(const lacuna_pool *p, char *r)
-{
-    zero_used(p, r);
-    return r;
 }
 
 /* The warm path is a leaf: every other case is a tail call, so it saves no registers. */
@@ -372,6 +621,8 @@ static __attribute__((noinline)) int free_slow(lacuna_pool *p, lac_tcache *tc, u
 
 static __attribute__((noinline)) int free_miss(lacuna_pool *p, uint32_t s)
 {
+    if (LAC_UNLIKELY(defer.n > 0))
+        defer_run(p);
     lac_tcache *tc = tcache_of(p);
     trim_if_asked(p, tc);
     return free_slow(p, tc, s);

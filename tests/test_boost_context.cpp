@@ -7,13 +7,7 @@
 #include <cstdlib>
 #include <memory>
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);             \
-            std::exit(1);                                                                          \
-        }                                                                                          \
-    } while (0)
+#include "test_cxx.hpp"
 
 namespace ctx = boost::context;
 

@@ -23,7 +23,7 @@ expect() {
 
 # --help everywhere: exit 0, on stdout.
 expect 0 'cases' "$bench" --help
-for c in demo churn burst seed keep pair skynet switch parked wipe; do
+for c in demo churn burst seed keep pair skynet switch parked census wipe; do
   expect 0 "usage: lacuna-bench $c" "$bench" "$c" --help
   expect 2 "unknown option '--no-such-option'" "$bench" "$c" --no-such-option
 done
@@ -39,6 +39,8 @@ expect 2 "unexpected argument" "$stacks" extra
 expect 2 '--stack 20480: must be a power of two' "$bench" parked --stack 20K
 expect 2 '--stack 4K: must be between 16K and 8M' "$bench" parked --stack 4K
 expect 2 '--n 0: must be a whole number between 1 and 10000000' "$bench" parked --n 0
+expect 2 '--keep 17: more than the 16 pages' "$bench" census --keep 17
+expect 0 'histogram matches the touched depths' "$bench" census --regions 300
 expect 2 '--region 1T: must be between 4K and 1G' "$bench" churn --region 1T
 expect 2 '--region 100G: must be between 4K and 1G' "$bench" churn --region 100G
 expect 2 '--region 12Q: not a size' "$bench" churn --region 12Q

@@ -194,6 +194,16 @@ static int pair_main(int argc, char **argv)
     return 0;
 }
 
+#ifndef LACUNA_BENCH_BOOST_FIBER /* else tools/boost_fiber_bench.cpp */
+int bench_boost_skynet_main(int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    printf("lacuna-bench boost-skynet: skipped: Boost.Fiber was not found at build time "
+           "(apt-get install libboost-fiber-dev, then rebuild)\n");
+    return 0;
+}
+#endif
+
 /* The cases, in the order `lacuna-bench --help` lists them. */
 static const struct bench_case {
     const char *name;
@@ -209,6 +219,9 @@ static const struct bench_case {
     {"skynet", bench_skynet_main, "the skynet benchmark (1,111,111 fibers): time, peak RSS"},
     {"switch", bench_switch_main, "ns per fiber switch (lacuna_yield) and per spawn+join"},
     {"parked", bench_parked_main, "a million parked fibers: time, RSS, page tables"},
+    {"census", bench_census_main, "resident pages over live regions: histogram; punching them"},
+    {"boost-skynet", bench_boost_skynet_main,
+     "skynet on Boost.Fiber: lacuna stacks vs Boost's protected and pooled stacks"},
     {"wipe", bench_wipe_main, "zero a sparsely resident 1 GiB range: every strategy (--help)"},
 };
 
@@ -217,7 +230,7 @@ static void usage(FILE *out)
     fprintf(out, "usage: lacuna-bench CASE [options]   (`make bench` runs them all: "
                  "tools/bench.sh)\ncases (each takes --help):\n");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        fprintf(out, "  %-8s %s\n", cases[i].name, cases[i].what);
+        fprintf(out, "  %-12s %s\n", cases[i].name, cases[i].what);
     fprintf(out, "Tables by default, CSV with --csv. Exit status: 0 success, 1 the run failed or "
                  "was refused, 2 usage error.\n");
 }

@@ -20,10 +20,12 @@
 #include <cerrno>
 #include <new>
 
-namespace lacuna {
+namespace lacuna
+{
 
-class boost_stack_allocator {
-public:
+class boost_stack_allocator
+{
+  public:
     explicit boost_stack_allocator(lacuna_pool *pool) noexcept : pool_(pool)
     {
         lacuna_stats st;
@@ -43,12 +45,14 @@ public:
         return sctx;
     }
 
+    // Boost keeps a stack by its top: lacuna_free_top takes exactly that. Boost calls this from
+    // another context than the finished one (its ontop exit), so no deferral is needed.
     void deallocate(boost::context::stack_context &sctx) noexcept
     {
-        (void)lacuna_free(pool_, static_cast<char *>(sctx.sp) - sctx.size);
+        (void)lacuna_free_top(pool_, sctx.sp);
     }
 
-private:
+  private:
     lacuna_pool *pool_;
     std::size_t size_;
 };

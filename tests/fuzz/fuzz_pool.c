@@ -5,8 +5,9 @@
  * An input is a config (odd and invalid ones included, and maybe an injected reserve fault), then
  * a sequence of operations, each an opcode byte and its argument bytes: alloc, free, double free,
  * free of a wild pointer (inside the pool: in a guard, misaligned, past the end; outside it; NULL),
- * trim, stats, region_index, writes into live regions, and injected release / guard / scan
- * faults. The model knows which slots are live and what was written where, and checks:
+ * frees by top and deferred frees, punches of live regions, trim, stats, region_index, writes
+ * into live regions, and injected release / guard / scan faults. The model knows which slots are
+ * live and what was written where, and checks:
  *   - create fails exactly for invalid configs (EINVAL / ENOTSUP), and with the injected errno;
  *   - no slot is handed out twice; every region is a slot start inside the pool;
  *   - bytes written into a live region stay until it is freed; under LACUNA_ZERO a region is
@@ -75,6 +76,7 @@ typedef struct model {
     size_t nfreed, nlive;
     uint64_t allocs, frees, serial;
     bool guard_fault, release_fault; /* injected in this input: failures become legal */
+    bool scan_fault;                 /* likewise, for lacuna_resident */
 } model;
 
 static const int errnos[] = {ENOMEM, EAGAIN, EINVAL, EPERM};
@@ -131,6 +133,7 @@ static int expected_create(const lacuna_pool_config *c, const lacuna_features *f
 
 static void check_stats(model *m)
 {
+    ASSERT(lacuna_flush(m->pool) == 0); /* deferred frees counted: the model counted them */
     lacuna_stats st;
     lacuna_pool_stats(m->pool, &st);
     ASSERT(st.live == m->nlive);
@@ -194,31 +197,58 @@ static long nth_live(const model *m, size_t k)
     return -1;
 }
 
+/* Free a live region: by its start, by its top (lacuna_free_top), or deferred (freed by the
+ * next pool call or check_stats's lacuna_flush: counted as freed now). */
 static void op_free(model *m, input *in)
 {
-    long s = nth_live(m, u8(in));
+    uint8_t how = u8(in);
+    long s = nth_live(m, how);
     if (s < 0)
         return;
     char *r = m->live[s];
     ASSERT(*word(r, 0) == m->stamp[s] && *word(r, m->region - 8) == m->stamp[s]);
     for (int k = 0; k < 2; k++)
         ASSERT(*word(r, m->dirty[s][k]) == m->stamp[s]);
-    ASSERT(lacuna_free(m->pool, r) == 0);
+    if (how >> 6 == 3)
+        ASSERT(lacuna_free_top(m->pool, r + m->region) == 0);
+    else if (how >> 6 == 2)
+        ASSERT(lacuna_free_deferred(m->pool, r) == 0);
+    else
+        ASSERT(lacuna_free(m->pool, r) == 0);
     m->live[s] = NULL;
     m->nlive--;
     m->frees++;
     m->freed[m->nfreed++ % MAX_FREED] = r;
 }
 
-/* Write the stamp somewhere else in a live region (a stack that grew). */
+/* Write the stamp somewhere else in a live region (a stack that grew); or first punch the region
+ * below that offset (lacuna_punch: the pages below read zero, the rest keep the stamps), then
+ * write the stamps back. */
 static void op_write(model *m, input *in)
 {
     long s = nth_live(m, u8(in));
+    uint32_t off = (u32(in) % (uint32_t)(m->region / 8)) * 8;
+    uint8_t how = u8(in);
     if (s < 0)
         return;
-    uint32_t off = (u32(in) % (uint32_t)(m->region / 8)) * 8;
-    m->dirty[s][u8(in) & 1] = off;
-    *word(m->live[s], off) = m->stamp[s];
+    char *r = m->live[s];
+    if (how & 2) {
+        size_t below = off / 4096 * 4096; /* page-rounded (4 KiB pages: the project's machines) */
+        int err = lacuna_punch(m->pool, r, r + off);
+        ASSERT(err == 0 || m->release_fault);
+        ASSERT(lacuna_punch(m->pool, r, r + m->region + 1) == EINVAL);
+        if (err == 0 && below > 0)
+            ASSERT(*word(r, 0) == 0 && *word(r, below - 8) == 0);
+        ASSERT(*word(r, m->region - 8) == m->stamp[s]);
+        size_t pages = 0;
+        err = lacuna_resident(m->pool, r, &pages);
+        ASSERT(err == 0 ? pages <= m->region / 4096 : m->scan_fault);
+        *word(r, 0) = m->stamp[s];
+        for (int k = 0; k < 2; k++)
+            *word(r, m->dirty[s][k]) = m->stamp[s];
+    }
+    m->dirty[s][how & 1] = off;
+    *word(r, off) = m->stamp[s];
 }
 
 /* A free that must be refused, unless it happens to name a live region start. */
@@ -283,6 +313,8 @@ static void op_fault(model *m, input *in)
         m->release_fault = true;
     if (op == LAC_OP_GUARD)
         m->guard_fault = true;
+    if (op == LAC_OP_SCAN)
+        m->scan_fault = true;
     lac_fault_inject(op, 1 + (unsigned)(a >> 4), err);
 }
 
