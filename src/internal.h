@@ -462,7 +462,10 @@ static inline bool lac_state_step_ok(uint32_t from, uint32_t to)
         return to == LAC_S_FRESH;
     case LAC_S_RELEASING: /* released, or refused and kept warm */
         return to == LAC_S_CLEAN || to == LAC_S_WARM;
-    default: /* LIVE leaves only through lac_state_unlive */
+    case LAC_S_DEFERRED: /* its thread frees it (LIVE again, then lacuna_free), or it is shelved
+                            at that thread's exit or by a fork child that has no such thread */
+        return to == LAC_S_LIVE || to == LAC_S_WARM;
+    default: /* LIVE leaves only through lac_state_unlive (or lacuna_free_deferred's CAS) */
         return false;
     }
 }
@@ -551,6 +554,9 @@ void lac_tcache_forget(const lacuna_pool *p);
 int lac_tcache_release(lacuna_pool *p, lac_tcache *tc);
 /* The calling thread's cache of p if it has one (never makes one), else NULL. */
 lac_tcache *lac_tcache_peek(const lacuna_pool *p);
+/* Fork child (pool lock held): OR `bit` into the state of each region of p the calling thread
+ * deferred (lacuna_free_deferred), so the rebuild keeps them DEFERRED for this thread to free. */
+void lac_defer_mark_mine(lacuna_pool *p, uint32_t bit);
 /* Thread exit: the calling thread's deferred frees are done and every cache of the calling
  * thread goes back to its pool. */
 void lac_pool_thread_exit(void);

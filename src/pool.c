@@ -368,11 +368,14 @@ static void mark(lacuna_pool *p, size_t s, uint32_t v)
 
 /* The child has one thread: every slot that is neither live nor in this thread's cache goes back
  * on the shared lists, rebuilt from the state table (pool lock held). That takes in what other
- * threads held in their caches, what they had in hand between the lists and their caches, and
- * what they were releasing: none of those threads was copied, so none of it would come back, and
- * alloc_slow would wait for the releases forever. O(slots ever used), once per fork. */
+ * threads held in their caches, what they had in hand between the lists and their caches, what
+ * they were releasing, and what they deferred (lacuna_free_deferred: done with, but freed only by
+ * their next call): none of those threads was copied, so none of it would come back, and
+ * alloc_slow would wait for the releases forever. This thread's own deferrals stay DEFERRED: its
+ * list was copied, and its next call frees them. O(slots ever used), once per fork. */
 static void rebuild_lists(lacuna_pool *p, pthread_t self)
 {
+    lac_defer_mark_mine(p, S_MINE);
     for (lac_tcache *tc = p->tcaches; tc; tc = tc->next) {
         uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
         if (tc->owned && pthread_equal(tc->owner, self)) {
@@ -392,8 +395,10 @@ static void rebuild_lists(lacuna_pool *p, pthread_t self)
         uint32_t st = lac_state_get(p, s);
         if (st & S_MINE) {
             mark(p, s, st & ~S_MINE);
-        } else if (st == LAC_S_WARM ||
-                   st == LAC_S_RELEASING) { /* a copied page may hold old data */
+        } else if (st == LAC_S_WARM || st == LAC_S_RELEASING ||
+                   st == LAC_S_DEFERRED) { /* a copied page may hold old data */
+            if (st == LAC_S_DEFERRED)
+                atomic_fetch_add(&p->frees, 1); /* its free, which that thread never made */
             mark(p, s, LAC_S_WARM);
             lac_warm_push(p, (uint32_t)s, 0);
         } else if (st == LAC_S_RETIRING) { /* its guard may be gone: re-guarded on take */

@@ -214,7 +214,7 @@ static __attribute__((noinline)) void defer_run(lacuna_pool *p)
         }
         uint32_t s = defer.e[i].slot;
         defer.e[i] = defer.e[--defer.n];
-        atomic_store_explicit(lac_state_at(p, s), LAC_S_LIVE, memory_order_relaxed);
+        lac_state_step(p, s, LAC_S_LIVE);
         (void)lacuna_free(p, lac_slot_region(p, s)); /* cannot fail: the slot was ours */
     }
     defer.running = false;
@@ -224,7 +224,7 @@ static void defer_exit_one(lacuna_pool *p, void *ctx)
 {
     uint32_t s = *(const uint32_t *)ctx;
     pthread_mutex_lock(&p->lock);
-    atomic_store_explicit(lac_state_at(p, s), LAC_S_WARM, memory_order_relaxed);
+    lac_state_step(p, s, LAC_S_WARM);
     lac_shelve(p, s, lac_pool_now_ms(p));
     atomic_fetch_add(&p->frees, 1);
     pthread_mutex_unlock(&p->lock);
@@ -239,6 +239,13 @@ static void defer_exit_all(void)
     free(defer.e);
     defer.e = NULL;
     defer.n = defer.cap = 0;
+}
+
+void lac_defer_mark_mine(lacuna_pool *p, uint32_t bit)
+{
+    for (uint32_t i = 0; i < defer.n; i++)
+        if (defer.e[i].id == p->id)
+            atomic_fetch_or_explicit(lac_state_at(p, defer.e[i].slot), bit, memory_order_relaxed);
 }
 
 int lacuna_free_deferred(lacuna_pool *p, void *region)

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/wait.h>
 #include <ucontext.h>
 
 #define REGION (64 * 1024)
@@ -142,6 +143,89 @@ TEST(defer_pending_at_thread_exit)
     CHECK_EQ(st.frees, 1);
     CHECK_EQ(st.allocs, 1);
     CHECK_EQ(lacuna_free(p, r), EINVAL); /* freed by the exit, not live */
+    lacuna_pool_destroy(p);
+}
+
+/* fork: a thread that was not copied deferred a region (done with it, freed only by its next
+ * call, which the child never sees): the child takes it back. The forking thread's own deferral
+ * stays deferred in the child, and its next call frees it. */
+typedef struct forker {
+    lacuna_pool *pool;
+    char *region;
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    int stage; /* 1: deferred; 2: the parent forked, exit */
+} forker;
+
+static void *defer_and_wait(void *arg)
+{
+    forker *f = arg;
+    f->region = lacuna_alloc(f->pool);
+    CHECK(f->region != NULL);
+    CHECK_EQ(lacuna_free_deferred(f->pool, f->region), 0);
+    pthread_mutex_lock(&f->m);
+    f->stage = 1;
+    pthread_cond_broadcast(&f->c);
+    while (f->stage != 2)
+        pthread_cond_wait(&f->c, &f->m);
+    pthread_mutex_unlock(&f->m);
+    return NULL;
+}
+
+typedef struct fork_ctx {
+    lacuna_pool *pool;
+    char *other, *mine;
+} fork_ctx;
+
+static void child_after_deferrals(void *arg)
+{
+    fork_ctx *x = arg;
+    lacuna_stats st = lt_stats(x->pool);
+    CHECK_EQ(st.live, 1); /* mine: still deferred; the other thread's: freed by the fork */
+    CHECK_EQ(lacuna_free(x->pool, x->other), EINVAL);
+    CHECK_EQ(lacuna_free(x->pool, x->mine), EINVAL);
+    CHECK_EQ(lacuna_flush(x->pool), 0);
+    CHECK_EQ(lt_stats(x->pool).live, 0);
+    /* both come out again (the pool had 2 used slots + a cache's refill) */
+    int seen_other = 0;
+    char *r[64];
+    for (int i = 0; i < 64; i++) {
+        r[i] = lacuna_alloc(x->pool);
+        CHECK(r[i] != NULL);
+        seen_other |= r[i] == x->other;
+    }
+    CHECK(seen_other);
+    for (int i = 0; i < 64; i++)
+        CHECK_EQ(lacuna_free(x->pool, r[i]), 0);
+}
+
+TEST(fork_child_takes_back_other_threads_deferrals)
+{
+    lacuna_pool *p = pool(0);
+    forker f = {.pool = p, .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER};
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, defer_and_wait, &f), 0);
+    pthread_mutex_lock(&f.m);
+    while (f.stage != 1)
+        pthread_cond_wait(&f.c, &f.m);
+    pthread_mutex_unlock(&f.m);
+    fork_ctx x = {.pool = p, .other = f.region, .mine = lacuna_alloc(p)};
+    CHECK(x.mine != NULL);
+    CHECK_EQ(lacuna_free_deferred(p, x.mine), 0);
+    char err[2048];
+    int st = lt_fork_run(child_after_deferrals, &x, err, sizeof err);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+        fprintf(stderr, "child: %s\n", err);
+        CHECK(0);
+    }
+    pthread_mutex_lock(&f.m);
+    f.stage = 2;
+    pthread_cond_broadcast(&f.c);
+    pthread_mutex_unlock(&f.m);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK_EQ(lacuna_flush(p), 0);
+    lacuna_stats s = lt_stats(p);
+    CHECK_EQ(s.live, 0); /* the thread's exit freed its deferral here */
     lacuna_pool_destroy(p);
 }
 

@@ -223,6 +223,95 @@ TEST(chunks_adjacent_and_elsewhere)
     check_chunks(true);
 }
 
+/* lacuna_punch, lacuna_resident, lacuna_free_top and lacuna_free_deferred on regions of every
+ * reservation (the second one forced elsewhere or not); then a give-back round with a punched live
+ * region and a deferred one inside a long free run: neither is given back nor handed out again. */
+static void api_in_chunks(bool block)
+{
+    grown g = make_grown(block);
+    lacuna_stats st = lt_stats(g.p);
+    size_t first = g.n / 4, rs = st.region_size;
+    size_t pick[] = {0, first - 1, first, 2 * first + 3, g.n - 1};
+    enum { NPICK = sizeof pick / sizeof pick[0] };
+    lacuna_punch_req reqs[NPICK];
+    for (size_t i = 0; i < NPICK; i++) {
+        char *r = g.r[pick[i]];
+        memset(r, 7, PG);
+        r[rs - 1] = 9;
+        CHECK_EQ(lacuna_punch(g.p, r, r + rs - PG), 0);
+        size_t pages = 99;
+        CHECK_EQ(lacuna_resident(g.p, r, &pages), 0);
+        CHECK_EQ(pages, 1);
+        CHECK_EQ(r[0], 0); /* (a read maps the zero page: resident from here on) */
+        CHECK_EQ(r[rs - 1], 9);
+        reqs[i] = (lacuna_punch_req){r, r + rs};
+    }
+    CHECK_EQ(lacuna_punch_many(g.p, reqs, NPICK), 0);
+    for (size_t i = 0; i < NPICK; i++) {
+        size_t pages = 99;
+        CHECK_EQ(lacuna_resident(g.p, g.r[pick[i]], &pages), 0);
+        CHECK_EQ(pages, 0);
+    }
+    /* by top, and deferred, in later reservations */
+    CHECK_EQ(lacuna_free_top(g.p, g.r[first] + rs), 0);
+    CHECK_EQ(lacuna_free_top(g.p, g.r[first] + rs), EINVAL);
+    CHECK_EQ(lacuna_free_deferred(g.p, g.r[g.n - 1]), 0);
+    CHECK_EQ(lacuna_free(g.p, g.r[g.n - 1]), EINVAL);
+    CHECK_EQ(lacuna_punch(g.p, g.r[g.n - 1], g.r[g.n - 1]), EINVAL);
+    CHECK_EQ(lacuna_flush(g.p), 0);
+    CHECK_EQ(lacuna_free(g.p, g.r[g.n - 1]), EINVAL); /* freed by the flush */
+
+    /* In the middle of the third reservation: P punched and live, D deferred (trim does not run
+     * deferrals); every other region is freed, so both sit inside a long free run. */
+    size_t kp = 2 * first + first / 2, kd = kp + 1;
+    char *P = g.r[kp], *D = g.r[kd];
+    P[rs - 1] = 5;
+    CHECK_EQ(lacuna_punch(g.p, P, P + rs - PG), 0);
+    memset(D, 3, rs);
+    for (size_t i = 0; i < g.n; i++)
+        if (i != kp && i != kd && i != first && i != g.n - 1)
+            CHECK_EQ(lacuna_free(g.p, g.r[i]), 0);
+    CHECK_EQ(lacuna_free_deferred(g.p, D), 0); /* after the frees: they would run it */
+    CHECK_EQ(lacuna_trim(g.p), 0);
+    st = lt_stats(g.p);
+    if (st.guard == LACUNA_GUARD_MARKER)
+        CHECK(st.given_back >= g.n - 4 * 64);
+    CHECK_EQ(P[rs - 1], 5); /* its pages, and guard, stay */
+    for (size_t i = 0; i < rs; i += PG)
+        CHECK_EQ(D[i], 3);
+    if (st.guard != LACUNA_GUARD_NONE && st.unguarded == 0) {
+        CHECK(lt_guarded(P, st.guard_size));
+        CHECK(lt_guarded(D, st.guard_size));
+    }
+    CHECK_EQ(lacuna_region_index(g.p, P), (long)kp);
+    CHECK_EQ(st.live, 2); /* P, and D until its thread's next call on the pool */
+    /* Take every other slot: P never comes out (the first alloc runs D's deferral: D may). */
+    char **again = calloc(g.n, sizeof *again);
+    CHECK(again != NULL);
+    size_t n = 0;
+    for (; n < g.n - 1; n++) {
+        again[n] = lacuna_alloc(g.p);
+        CHECK(again[n] != NULL);
+        CHECK(again[n] != P);
+    }
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ(lacuna_free(g.p, again[i]), 0);
+    CHECK_EQ(P[rs - 1], 5);
+    CHECK_EQ(lacuna_free(g.p, P), 0);
+    CHECK_EQ(lt_stats(g.p).live, 0);
+    free(again);
+    lacuna_pool_destroy(g.p);
+    free(g.r);
+    if (g.blocker)
+        munmap(g.blocker, PG);
+}
+
+TEST(punch_resident_defer_free_top_in_every_chunk)
+{
+    api_in_chunks(false);
+    api_in_chunks(true);
+}
+
 /* In a child: a write into the guard of the first region of a grown (non-adjacent) chunk. */
 static void fault_in_grown(void *arg)
 {
