@@ -157,18 +157,26 @@ typedef struct forker {
     int stage; /* 1: deferred; 2: the parent forked, exit */
 } forker;
 
+/* Set the stage to `to` (0: leave it), then wait until it is `until` (0: do not wait). */
+static void stage(forker *f, int to, int until)
+{
+    pthread_mutex_lock(&f->m);
+    if (to) {
+        f->stage = to;
+        pthread_cond_broadcast(&f->c);
+    }
+    while (until && f->stage != until)
+        pthread_cond_wait(&f->c, &f->m);
+    pthread_mutex_unlock(&f->m);
+}
+
 static void *defer_and_wait(void *arg)
 {
     forker *f = arg;
     f->region = lacuna_alloc(f->pool);
     CHECK(f->region != NULL);
     CHECK_EQ(lacuna_free_deferred(f->pool, f->region), 0);
-    pthread_mutex_lock(&f->m);
-    f->stage = 1;
-    pthread_cond_broadcast(&f->c);
-    while (f->stage != 2)
-        pthread_cond_wait(&f->c, &f->m);
-    pthread_mutex_unlock(&f->m);
+    stage(f, 1, 2);
     return NULL;
 }
 
@@ -205,10 +213,7 @@ TEST(fork_child_takes_back_other_threads_deferrals)
     forker f = {.pool = p, .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER};
     pthread_t t;
     CHECK_EQ(pthread_create(&t, NULL, defer_and_wait, &f), 0);
-    pthread_mutex_lock(&f.m);
-    while (f.stage != 1)
-        pthread_cond_wait(&f.c, &f.m);
-    pthread_mutex_unlock(&f.m);
+    stage(&f, 0, 1);
     fork_ctx x = {.pool = p, .other = f.region, .mine = lacuna_alloc(p)};
     CHECK(x.mine != NULL);
     CHECK_EQ(lacuna_free_deferred(p, x.mine), 0);
@@ -218,10 +223,7 @@ TEST(fork_child_takes_back_other_threads_deferrals)
         fprintf(stderr, "child: %s\n", err);
         CHECK(0);
     }
-    pthread_mutex_lock(&f.m);
-    f.stage = 2;
-    pthread_cond_broadcast(&f.c);
-    pthread_mutex_unlock(&f.m);
+    stage(&f, 2, 0);
     CHECK_EQ(pthread_join(t, NULL), 0);
     CHECK_EQ(lacuna_flush(p), 0);
     lacuna_stats s = lt_stats(p);

@@ -189,6 +189,14 @@ static grown make_grown(bool block)
     return g;
 }
 
+static void drop_grown(grown *g)
+{
+    lacuna_pool_destroy(g->p);
+    free(g->r);
+    if (g->blocker)
+        munmap(g->blocker, PG);
+}
+
 static void check_chunks(bool block)
 {
     grown g = make_grown(block);
@@ -211,10 +219,7 @@ static void check_chunks(bool block)
     CHECK(lacuna_region_index(g.p, again[g.n - 1]) >= 0);
     free_all_checked(g.p, again, g.n);
     free(again);
-    lacuna_pool_destroy(g.p);
-    free(g.r);
-    if (g.blocker)
-        munmap(g.blocker, PG);
+    drop_grown(&g);
 }
 
 TEST(chunks_adjacent_and_elsewhere)
@@ -300,10 +305,7 @@ static void api_in_chunks(bool block)
     CHECK_EQ(lacuna_free(g.p, P), 0);
     CHECK_EQ(lt_stats(g.p).live, 0);
     free(again);
-    lacuna_pool_destroy(g.p);
-    free(g.r);
-    if (g.blocker)
-        munmap(g.blocker, PG);
+    drop_grown(&g);
 }
 
 TEST(punch_resident_defer_free_top_in_every_chunk)
@@ -371,10 +373,7 @@ TEST(fork_after_growth)
             CHECK(0);
         }
         free_all_checked(g.p, g.r, g.n);
-        lacuna_pool_destroy(g.p);
-        free(g.r);
-        if (g.blocker)
-            munmap(g.blocker, PG);
+        drop_grown(&g);
     }
 }
 

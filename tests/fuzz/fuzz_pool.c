@@ -15,6 +15,10 @@
  *   - lacuna_free accepts exactly the live region starts; lacuna_region_index is exact;
  *   - alloc fails only when every slot is live or a guard fault was injected; trim fails only
  *     after an injected release fault; stats agree with the model.
+ * A growing pool (capacity 0) is modelled slot by slot: its reservations need not be adjacent,
+ * so a slot's address is the one it was first handed out at (1 MiB regions have a first
+ * reservation of 128 slots: the model's 512 reach into the third). Its regions are punched,
+ * freed by top and deferred like any other, in every reservation.
  * Wipe calls join the op table when src/wipe.c lands (see op_wipe). */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -64,11 +68,13 @@ static uint32_t u32(input *in)
 
 typedef struct model {
     lacuna_pool *pool;
-    size_t capacity; /* the pool's */
+    size_t capacity; /* the pool's: capacity_max (a growing pool's ceiling) */
     size_t slots;    /* slots modelled: min(capacity, MAX_SLOTS) (bigger pools use fewer) */
+    bool grows;      /* capacity 0: reservations added as needed, anywhere */
     size_t region, guard, stride, keep;
     unsigned flags;
-    char *first;                  /* region 0, known after the first alloc */
+    char *first;                  /* region 0, known after the first alloc (fixed capacity) */
+    char *addr[MAX_SLOTS];        /* by slot: its region, once handed out */
     char *live[MAX_SLOTS];        /* by slot: the region while live, else NULL */
     uint64_t stamp[MAX_SLOTS];    /* what was written into the slot's region */
     uint32_t dirty[MAX_SLOTS][2]; /* offsets written (besides 0 and the top word) */
@@ -105,8 +111,8 @@ static lacuna_pool_config read_config(input *in)
     c.cache = caches[e % (sizeof caches / sizeof caches[0])];
     c.decay_ms = decays[(e >> 3) % (sizeof decays / sizeof decays[0])];
     c.keep_resident = (e >> 6) == 3 ? c.region_size : (size_t)(e >> 6) * 4096;
-    c.flags = f & 7; /* 4 is invalid */
-    if ((f & 0x38) != 0x38)
+    c.flags = f & 15; /* 8 is invalid */
+    if ((f & 0x70) != 0x70)
         c.flags &= ~LACUNA_BACKGROUND; /* a thread: rarely */
     return c;
 }
@@ -117,15 +123,16 @@ static int expected_create(const lacuna_pool_config *c, const lacuna_features *f
     size_t pg = f->page_size, max = (size_t)1 << 44;
     if (c->region_size == 0 || c->region_size > max || c->guard_size > max ||
         (unsigned)c->guard > LACUNA_GUARD_NONE || (unsigned)c->release > LACUNA_RELEASE_NEVER ||
-        (c->flags & ~(LACUNA_ZERO | LACUNA_BACKGROUND)))
+        (c->flags & ~(LACUNA_ZERO | LACUNA_BACKGROUND | LACUNA_STRICT_GUARD)))
+        return EINVAL;
+    if ((c->flags & LACUNA_STRICT_GUARD) && c->guard == LACUNA_GUARD_NONE)
         return EINVAL;
     size_t region = round_pg(c->region_size, pg), keep = round_pg(c->keep_resident, pg);
     if (c->keep_resident > c->region_size || keep >= region)
         return EINVAL;
-    size_t cap = c->capacity ? c->capacity : 65536;
     size_t stride = region + round_pg(c->guard_size ? c->guard_size : pg, pg);
-    if (cap > UINT32_MAX || cap > max / stride)
-        return EINVAL;
+    if (stride > max || c->capacity > UINT32_MAX || c->capacity > max / stride)
+        return EINVAL; /* capacity 0 grows: up to what the address space allows */
     if (c->guard == LACUNA_GUARD_MARKER && !f->guard_marker)
         return ENOTSUP;
     return 0;
@@ -139,9 +146,11 @@ static void check_stats(model *m)
     ASSERT(st.live == m->nlive);
     ASSERT(st.allocs == m->allocs);
     ASSERT(st.frees == m->frees);
-    ASSERT(st.capacity == m->capacity);
-    ASSERT(st.used <= m->capacity);
-    ASSERT(st.live + st.warm <= m->capacity);
+    ASSERT(st.capacity_max == m->capacity);
+    ASSERT(m->grows ? st.capacity <= m->capacity : st.capacity == m->capacity);
+    ASSERT(st.reserved_bytes == st.capacity * st.stride);
+    ASSERT(st.used <= st.capacity);
+    ASSERT(st.live + st.warm <= st.capacity);
     ASSERT(st.stride == m->stride && st.region_size == m->region);
     if (!m->guard_fault)
         ASSERT(st.unguarded == 0 || st.guard != LACUNA_GUARD_MARKER);
@@ -167,9 +176,16 @@ static void op_alloc(model *m)
     /* a big pool hands out its lowest slots while few are live: used slots first, then fresh
      * ones in address order, at most a thread cache and a refill beyond the live ones */
     ASSERT(idx >= 0 && (size_t)idx < m->slots);
-    if (m->first == NULL)
-        m->first = r - (size_t)idx * m->stride;
-    ASSERT(r == m->first + (size_t)idx * m->stride);
+    if (m->addr[idx] == NULL)
+        m->addr[idx] = r;
+    ASSERT(r == m->addr[idx]); /* a slot's region never moves */
+    ASSERT(lacuna_region_index(m->pool, r + m->region - 1) == idx);
+    ASSERT(lacuna_region_index(m->pool, r - 1) == -1); /* its guard */
+    if (!m->grows) {                                   /* one reservation */
+        if (m->first == NULL)
+            m->first = r - (size_t)idx * m->stride;
+        ASSERT(r == m->first + (size_t)idx * m->stride);
+    }
     ASSERT(m->live[idx] == NULL); /* never handed out twice */
     if (m->flags & LACUNA_ZERO) {
         ASSERT(*word(r, 0) == 0 && *word(r, m->region - 8) == 0);
@@ -251,6 +267,26 @@ static void op_write(model *m, input *in)
     *word(r, off) = m->stamp[s];
 }
 
+/* The slot whose live region starts at p, or -1. */
+static long live_slot(const model *m, const char *p)
+{
+    for (size_t s = 0; s < m->slots; s++)
+        if (m->live[s] == p && p != NULL)
+            return (long)s;
+    return -1;
+}
+
+/* A slot handed out before (the first at or after v modulo the modelled slots), or -1. */
+static long known_slot(const model *m, uint32_t v)
+{
+    for (size_t i = 0; i < m->slots; i++) {
+        size_t s = (v + i) % m->slots;
+        if (m->addr[s])
+            return (long)s;
+    }
+    return -1;
+}
+
 /* A free that must be refused, unless it happens to name a live region start. */
 static void op_wild_free(model *m, input *in)
 {
@@ -262,6 +298,8 @@ static void op_wild_free(model *m, input *in)
     } else if (kind % 4 == 1 && m->first) {
         size_t span = m->capacity * m->stride;
         p = m->first - m->guard + (size_t)v % (span + 2 * m->stride); /* inside, or just past */
+    } else if (kind % 4 == 1 && known_slot(m, v) >= 0) { /* a growing pool: near a slot */
+        p = m->addr[known_slot(m, v)] - m->guard + (size_t)(v >> 9) % (2 * m->stride);
     } else if (kind % 4 == 2) {
         p = (char *)(uintptr_t)v; /* low addresses, NULL */
     } else {
@@ -272,10 +310,8 @@ static void op_wild_free(model *m, input *in)
         ASSERT(lacuna_free(NULL, p) == EINVAL);
         return;
     }
-    if (m->first && p >= m->first && (size_t)(p - m->first) % m->stride == 0 &&
-        (size_t)(p - m->first) / m->stride < m->slots && m->live[(p - m->first) / m->stride]) {
-        /* a live region after all: free it properly */
-        size_t s = (size_t)(p - m->first) / m->stride;
+    long s = live_slot(m, p);
+    if (s >= 0) { /* a live region after all: free it properly */
         ASSERT(lacuna_free(m->pool, p) == 0);
         m->live[s] = NULL;
         m->nlive--;
@@ -287,6 +323,15 @@ static void op_wild_free(model *m, input *in)
 
 static void op_index(model *m, input *in)
 {
+    if (m->grows) { /* around a slot handed out before: its guard, its region */
+        uint32_t v = u32(in);
+        long k = known_slot(m, v);
+        if (k < 0)
+            return;
+        char *p = m->addr[k] - m->guard + (size_t)(v >> 9) % m->stride;
+        ASSERT(lacuna_region_index(m->pool, p) == (p >= m->addr[k] ? k : -1));
+        return;
+    }
     if (m->first == NULL)
         return;
     size_t span = m->capacity * m->stride;
@@ -374,8 +419,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ASSERT(rc == 0);
     lacuna_stats st;
     lacuna_pool_stats(m.pool, &st);
-    m.capacity = st.capacity;
-    m.slots = st.capacity < MAX_SLOTS ? st.capacity : MAX_SLOTS;
+    m.capacity = st.capacity_max;
+    m.grows = c.capacity == 0;
+    m.slots = m.capacity < MAX_SLOTS ? m.capacity : MAX_SLOTS;
     m.region = st.region_size;
     m.guard = st.guard_size;
     m.stride = st.stride;
