@@ -209,6 +209,8 @@ static void child_after_deferrals(void *arg)
 
 TEST(fork_child_takes_back_other_threads_deferrals)
 {
+    if (lt_under_valgrind()) /* the child cannot free it: that thread's TLS was not copied */
+        SKIP("the other thread's deferral list is a leak in the child (memcheck: definite)");
     lacuna_pool *p = pool(0);
     forker f = {.pool = p, .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER};
     pthread_t t;
