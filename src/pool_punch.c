@@ -21,7 +21,8 @@
 
 #include <errno.h>
 
-/* The slot of a live region start, or false. */
+/* The slot of a live region start, or false: in any reservation of a grown pool (lac_slot_of,
+ * not lac_slot_near). A DEFERRED region is not live: punching it is EINVAL. */
 static bool live_slot(const lacuna_pool *p, const void *region, uint32_t *s)
 {
     return p != NULL && lac_slot_of(p, region, s) && lac_state_get(p, *s) == LAC_S_LIVE;
