@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A cross-thread free goes through the freeing thread's inbox of INBOX regions, published in
@@ -191,6 +192,7 @@ typedef struct worker {
     size_t index;        /* picks its CPU: the index-th allowed CPU, modulo how many */
     uint64_t seed;
     uint64_t start, end; /* ns, this worker's own cycles and inbox */
+    uint64_t cpu_ns;     /* CPU time this worker spent between start and end */
     uint64_t frees, cross_frees;
     size_t out_tail, out_head; /* the next thread's inbox: sent so far, freed as last seen */
 } worker;
@@ -250,6 +252,13 @@ static void send_to_next(worker *w, char *r)
     w->cross_frees++;
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void *run_worker(void *arg)
 {
     worker *w = arg;
@@ -258,11 +267,24 @@ static void *run_worker(void *arg)
     size_t live = c->cfg->live, acc = 0;
     if (w->threads > 1)
         pin_to_cpu(w->index);
+    /* Fill this thread's live set here, so that a "private" run frees only regions its own
+     * thread allocated (an allocator with per-thread heaps treats a region from another thread
+     * as a remote free). Worker 0's set was filled by churn_child, which reports where it failed.
+     */
+    for (size_t i = 0; w->index > 0 && i < live; i++) {
+        if ((w->set[i] = get(c)) == NULL) {
+            atomic_store(&c->failed, errno ? errno : ENOMEM);
+            w->cycles = 0; /* still meet the others at the start line */
+            break;
+        }
+        touch(c, w->set[i]);
+    }
     /* Start together, spinning, and time each worker's own cycles. */
     atomic_fetch_add(&c->ready, 1);
     while (atomic_load(&c->ready) < w->threads)
         sched_yield(); /* more workers than CPUs: let the late ones arrive */
     w->start = bench_now_ns();
+    uint64_t cpu0 = thread_cpu_ns();
     for (size_t i = 0; i < w->cycles; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
         size_t j = (size_t)(x % live);
@@ -298,6 +320,7 @@ static void *run_worker(void *arg)
             break;
     }
     w->end = bench_now_ns();
+    w->cpu_ns = thread_cpu_ns() - cpu0;
     return NULL;
 }
 
@@ -320,7 +343,7 @@ static void churn_child(void *arg, void *out)
     }
     if (boxes)
         memset(boxes, 0, nt * sizeof *boxes);
-    for (size_t i = 0; i < total; i++) {
+    for (size_t i = 0; i < cfg->live; i++) { /* worker 0's set; each other worker fills its own */
         char *r = get(&c);
         if (r == NULL) {
             res->failed_at = (long)i;
@@ -355,8 +378,9 @@ static void churn_child(void *arg, void *out)
     if (nt > 1 && have_allowed) /* unpin: back to the CPUs this process was given */
         sched_setaffinity(0, sizeof allowed, &allowed);
     uint64_t t0 = w[0].start, t1 = w[0].end; /* wall time: first start to last end */
-    uint64_t frees = 0, cross = 0;
+    uint64_t frees = 0, cross = 0, cpu = 0;
     for (size_t i = 0; i < nt; i++) {
+        cpu += w[i].cpu_ns;
         t0 = w[i].start < t0 ? w[i].start : t0;
         t1 = w[i].end > t1 ? w[i].end : t1;
         frees += w[i].frees;
@@ -364,12 +388,14 @@ static void churn_child(void *arg, void *out)
     }
     res->minflt = bench_minflt() - flt0;
     res->ns_per_cycle = (double)(t1 - t0) / (double)(cfg->cycles / nt * nt);
+    res->cpu_ns_per_cycle = (double)cpu / (double)(cfg->cycles / nt * nt);
     res->cross_pct = frees ? 100.0 * (double)cross / (double)frees : 0;
     res->vmas_peak = bench_vmas();
     if (atomic_load(&c.failed))
         res->err = atomic_load(&c.failed);
     for (size_t i = 0; i < total; i++)
-        put(&c, c.live[i]);
+        if (c.live[i]) /* NULL: a worker's fill failed there */
+            put(&c, c.live[i]);
     if (c.pool) {
         lacuna_trim(c.pool);
         lacuna_stats st;
@@ -437,7 +463,7 @@ void churn_csv_header(FILE *out)
         out,
         "backend,region,live,cycles,touch,threads,cross,ns_per_cycle,ns_min,ns_max,peak_rss_kib,"
         "end_rss_kib,vmas_peak,minflt,release_calls,released_regions,failed_at,error,"
-        "cross_measured\n");
+        "cross_measured,cpu_ns_per_cycle\n");
 }
 
 static const char *error_text(const churn_result *r)
@@ -447,12 +473,14 @@ static const char *error_text(const churn_result *r)
 
 void churn_csv_row(FILE *out, const churn_cfg *cfg, const churn_result *r, double mn, double mx)
 {
-    fprintf(out,
-            "%s,%zu,%zu,%zu,%zu,%zu,%zu,%.1f,%.1f,%.1f,%ld,%ld,%ld,%ld,%llu,%llu,%ld,%s,%.1f\n",
-            cfg->backend, cfg->region, cfg->live, cfg->cycles, cfg->touch, cfg->threads,
-            cfg->threads > 1 ? cfg->cross : 0, r->ns_per_cycle, mn, mx, r->peak_rss_kib,
-            r->end_rss_kib, r->vmas_peak, r->minflt, (unsigned long long)r->release_calls,
-            (unsigned long long)r->released_regions, r->failed_at, error_text(r), r->cross_pct);
+    fprintf(
+        out,
+        "%s,%zu,%zu,%zu,%zu,%zu,%zu,%.1f,%.1f,%.1f,%ld,%ld,%ld,%ld,%llu,%llu,%ld,%s,%.1f,%.1f\n",
+        cfg->backend, cfg->region, cfg->live, cfg->cycles, cfg->touch, cfg->threads,
+        cfg->threads > 1 ? cfg->cross : 0, r->ns_per_cycle, mn, mx, r->peak_rss_kib, r->end_rss_kib,
+        r->vmas_peak, r->minflt, (unsigned long long)r->release_calls,
+        (unsigned long long)r->released_regions, r->failed_at, error_text(r), r->cross_pct,
+        r->cpu_ns_per_cycle);
 }
 
 static const char churn_more[] =
@@ -530,8 +558,8 @@ int bench_churn_main(int argc, char **argv)
                "thread(s), %zu%% of frees cross-thread, median of %zu runs\n\n",
                cli_size_str(cfg.region, a), cfg.live, cfg.cycles, cfg.touch, cfg.threads, cfg.cross,
                runs);
-        printf("%-16s %12s %17s %10s %10s %8s %9s %9s%s\n", "backend", "ns/cycle", "(min-max)",
-               "peak RSS", "end RSS", "VMAs", "minflt", "releases",
+        printf("%-16s %12s %17s %8s %10s %10s %8s %9s %9s%s\n", "backend", "ns/cycle", "(min-max)",
+               "CPU ns", "peak RSS", "end RSS", "VMAs", "minflt", "releases",
                cfg.threads > 1 ? "   cross" : "");
     }
     int nb = 0, measured = 0, failed = 0;
@@ -564,9 +592,9 @@ int bench_churn_main(int argc, char **argv)
             snprintf(range, sizeof range, "(%.0f-%.0f)", mn, mx);
             if (cfg.threads > 1)
                 snprintf(cross, sizeof cross, " %6.1f%%", r.cross_pct);
-            printf("%-16s %12.1f %17s %7ld KiB %6ld KiB %8ld %9ld %9llu%s\n", one.backend,
-                   r.ns_per_cycle, range, r.peak_rss_kib, r.end_rss_kib, r.vmas_peak, r.minflt,
-                   (unsigned long long)r.release_calls, cross);
+            printf("%-16s %12.1f %17s %8.1f %7ld KiB %6ld KiB %8ld %9ld %9llu%s\n", one.backend,
+                   r.ns_per_cycle, range, r.cpu_ns_per_cycle, r.peak_rss_kib, r.end_rss_kib,
+                   r.vmas_peak, r.minflt, (unsigned long long)r.release_calls, cross);
         }
         fflush(stdout);
     }
@@ -574,6 +602,10 @@ int bench_churn_main(int argc, char **argv)
         printf("\nnaive rows map and unmap a region per cycle; lacuna's reuse a warm cache. "
                "lacuna-dontneed\ngives the pages back on every free: the row to compare for "
                "releasing each time.\n");
+    if (!csv && cfg.threads > 1)
+        printf("\nCPU ns: CPU time per cycle, all threads together. ns/cycle x threads well above "
+               "it means\nthe threads waited for a CPU (a busy machine): their scaling is then "
+               "the machine's, not the\nallocator's.\n");
     /* A backend that ran out (naive at vm.max_map_count) is a finding of the run, not a failure
      * of it, when all were asked for; asked for alone, a failure or a skip is exit 1. */
     if (!all && measured == 0)
