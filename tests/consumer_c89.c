@@ -35,6 +35,8 @@ int main(void)
     if (lacuna_table_wipe(t) != 0)
         return 5;
     lacuna_table_destroy(t);
-    printf("ok\n");
+    if (lacuna_version_number() != LACUNA_VERSION_NUMBER)
+        return 6;
+    printf("ok: lacuna %s, %s\n", lacuna_version(), lacuna_release_name(LACUNA_RELEASE_NEVER));
     return 0;
 }
