@@ -25,8 +25,12 @@ expect() {
 expect 0 'cases' "$bench" --help
 for c in demo churn burst seed keep pair skynet switch parked wipe; do
   expect 0 "usage: lacuna-bench $c" "$bench" "$c" --help
+  expect 0 "--csv +(every .* as )?CSV instead of" "$bench" "$c" --help # CSV everywhere
   expect 2 "unknown option '--no-such-option'" "$bench" "$c" --no-such-option
 done
+# The two smallest runs there are, as CSV: a machine comment, a header, a row.
+expect 0 '^pairs,ns_per_pair' "$bench" pair --csv 1
+expect 0 '^fibers,stack,spawn_ms,.*peak_rss_kib' "$bench" parked --n 1 --csv
 expect 0 'usage: example_echo' "$echo_" --help
 expect 0 'usage: example_sparse_table' "$sparse" --help
 expect 0 'usage:' "$stacks" --help
