@@ -27,20 +27,6 @@ if [ -s "$in/churn.csv" ]; then
   echo
 fi
 
-if [ -s "$in/threads.csv" ]; then
-  echo "**threads** — churn on 1 and 2 threads, every thread with its own 1000 live 64 KiB regions"
-  echo "(so 2 threads hold twice the regions); with \`--cross 50\` exactly half of each thread's"
-  echo "frees are done by the other thread (\`lacuna-bench churn --backend B --threads T --cross PCT"
-  echo "--runs 5\`; $(machine "$in/threads.csv")):"
-  echo
-  echo "| backend | 1 thread ns/cycle | 2 threads, private frees | throughput 2 vs 1 | 2 threads, 50 % cross-thread frees (measured share) | throughput 2 vs 1 |"
-  echo "|---|---:|---:|---:|---:|---:|"
-  awk -F, '!/^#/ && $1 != "backend" && $18 == "" { if ($6 == 1) one[$1] = $8; else if ($7 == 0) p[$1] = $8; else { x[$1] = $8; m[$1] = $19 } }
-    END { for (b in one) printf "| %s | %.1f | %.1f | %.2f× | %.1f (%s %%) | %.2f× |\n",
-      b, one[b], p[b], one[b] / p[b], x[b], m[b], one[b] / x[b] }' "$in/threads.csv" | sort -t'|' -k5 -gr
-  echo
-fi
-
 if [ -s "$in/seed.csv" ]; then
   echo "**seed** — one 64 KiB region with 4 pages written; each answer to \"give these pages back\""
   echo "(\`lacuna-bench seed\`; cycle = the answer + writing the 4 pages again):"
