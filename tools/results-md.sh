@@ -6,27 +6,6 @@ in=${1:-bench/results}
 
 machine() { grep -m1 '^# machine' "$1" | sed 's/^# machine: //'; }
 
-if [ -s "$in/churn.csv" ]; then
-  echo "**churn** — 64 KiB regions, 1000 live, 1 page touched per cycle; median of 5 runs"
-  echo "(\`lacuna-bench churn --region 64K --touch 1 --runs 5\`; $(machine "$in/churn.csv")):"
-  echo
-  echo "| backend | ns/cycle (min–max) | vs lacuna | peak RSS | RSS after free | VMAs | minor faults | release syscalls |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-  awk -F, '!/^#/ && $1 != "backend" && $2 == 65536 && $5 == 1 {
-      row[NR] = $0; if ($1 == "lacuna") base = $8 }
-    END { for (i in row) { split(row[i], f, ",");
-      if (f[18] != "") { printf "| %s | failed: %s after %s live | | | | %s | | |\n", f[1], f[18], f[17], f[13]; continue }
-      printf "| %s | %.1f (%.1f–%.1f) | %.2f× | %.1f MiB | %.1f MiB | %s | %s | %s |\n",
-        f[1], f[8], f[9], f[10], f[8] / base, f[11] / 1024, f[12] / 1024, f[13], f[14], f[15] } }' \
-    "$in/churn.csv" | sort -t'|' -k3 -g
-  echo
-  echo "\`naive\`, \`naive-noguard\` and \`boost-protected\` map and unmap a region every cycle, while"
-  echo "\`lacuna\` reuses regions from a warm cache: the ratio between them is a warm cache against an"
-  echo "unmap per region. \`lacuna-dontneed\` (no cache: the pages released on every free) is the row"
-  echo "that gives memory back each time, as the naive rows do."
-  echo
-fi
-
 if [ -s "$in/seed.csv" ]; then
   echo "**seed** — one 64 KiB region with 4 pages written; each answer to \"give these pages back\""
   echo "(\`lacuna-bench seed\`; cycle = the answer + writing the 4 pages again):"
