@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Every results table in README.md and docs/*.md sits between
 #     <!-- results NAME -->   and   <!-- /results -->
-# and is printed by tools/results.d/NAME.sh from bench/results/, the one place each figure comes
-# from: README and docs/fibers.md carry the same fibers table, so they cannot disagree. This
-# rewrites those blocks (make bench runs it), or with --check only says which are stale and exits
-# 1 (ctest runs that: docs_match_results). Usage: tools/results-sync.sh [--check] [RESULTS_DIR]
+# and is printed by tools/results.d/NAME.sh (or tools/NAME.sh) from bench/results/, the one place
+# each figure comes from: README and docs/fibers.md carry the same fibers table, so they cannot
+# disagree. This rewrites those blocks (make bench runs it), or with --check only says which are
+# stale and exits 1 (ctest runs that: docs_match_results). Usage: tools/results-sync.sh [--check] [RESULTS_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 check=
@@ -18,10 +18,12 @@ for doc in README.md docs/*.md; do
   while IFS= read -r line; do
     if [[ $line =~ ^'<!-- results '([a-z0-9-]+)' -->'$ ]]; then
       name=${BASH_REMATCH[1]}
-      [ -x "tools/results.d/$name.sh" ] || [ -f "tools/results.d/$name.sh" ] ||
+      script=tools/results.d/$name.sh
+      [ -f "$script" ] || script=tools/$name.sh # docs/wipe.md's full tables: tools/wipe-md.sh
+      [ -f "$script" ] ||
         { echo "$doc: no tools/results.d/$name.sh for <!-- results $name -->" >&2; exit 1; }
       printf '%s\n' "$line"
-      bash "tools/results.d/$name.sh" "$in"
+      bash "$script" "$in"
       skipping=1
       continue
     fi
