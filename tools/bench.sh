@@ -28,9 +28,20 @@ csv_to() {
   else { "$@" || echo "note: exit $? from: $*" >&2; } | grep -v '^#' | tail -n +2 >> "$file"; fi
 }
 start=$(date +%s)
-echo "make bench: results go to $out/ and plots to $plots/, replacing the files there, and" \
-  "the results tables in README.md and docs/*.md are rewritten from them (committed ones" \
-  "included: git diff shows what changed; OUT=dir writes there and leaves those alone)" >&2
+if [ "$out" = bench/results ]; then
+  where="results go to $out/ and plots to $plots/, replacing the committed ones (git diff shows"
+  where="$where what changed), and the results tables in README.md and docs/*.md are rewritten from"
+  where="$where them (OUT=dir: all of it to dir instead, README and docs/ left alone)"
+else
+  where="results and plots go to $out/; the committed ones, README and docs/ are left alone"
+fi
+if [ -n "${INSTALL:-}" ]; then
+  installs="as INSTALL=1 asks, it installs gnuplot-nox and golang-go from Debian if missing"
+else
+  installs="it installs nothing (INSTALL=1: gnuplot-nox and golang-go from Debian, for the plots"
+  installs="$installs and the Go peer)"
+fi
+echo "make bench: $where; $installs." >&2
 
 step "demo"
 "$bench" demo | tee "$out/demo.txt"
