@@ -51,6 +51,7 @@ expect 2 '--live 0: must be a whole number between 1 and' "$bench" churn --live 
 expect 2 '--live 1e6: must be a whole number' "$bench" churn --live 1e6
 expect 2 '--threads 65: must be a whole number between 1 and 64' "$bench" churn --threads 65
 expect 2 '--cross 101: must be a whole number between 0 and 100' "$bench" churn --cross 101
+expect 2 '--cross 50: needs --threads 2 or more' "$bench" churn --cross 50
 expect 2 '--touch 17: a 64K region has only 16 pages' "$bench" churn --touch 17
 expect 2 '--region needs a value' "$bench" churn --region
 expect 2 "'--csv=1' takes no value" "$bench" churn --csv=1

@@ -535,8 +535,8 @@ int bench_churn_main(int argc, char **argv)
     if (cfg.cycles < cfg.threads)
         return cli_usage_error(&spec, "--cycles %zu: fewer than --threads %zu", cfg.cycles,
                                cfg.threads);
-    if (cfg.threads == 1)
-        cfg.cross = 0; /* nobody else to free */
+    if (cfg.threads == 1 && cfg.cross > 0) /* nobody else to free: say so, never ignore it */
+        return cli_usage_error(&spec, "--cross %zu: needs --threads 2 or more", cfg.cross);
     /* Resident at the peak: the touched pages (plus malloc's header page), a page-table page per
      * 2 MiB of mappings, the slot array. */
     double regions = (double)cfg.live * (double)cfg.threads;
