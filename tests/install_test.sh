@@ -13,6 +13,7 @@ if command -v pkg-config >/dev/null; then
   pkg-config --exists lacuna
   # shared library, run with the installed copy
   libdir=$(cd "$(pkg-config --variable=libdir lacuna)" && pwd -P)
+  # shellcheck disable=SC2046 # pkg-config's flags are meant to be split into words
   cc -std=c11 "$src/examples/stacks.c" -o "$tmp/stacks-pc" $(pkg-config --cflags --libs lacuna) \
     -Wl,-rpath,"$libdir"
   "$tmp/stacks-pc"

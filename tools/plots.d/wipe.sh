@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Plot: wipe cycle time (wipe + rewriting the same pages) vs residency per strategy, log scale.
 set -euo pipefail
 in=$1 out=$2
