@@ -38,7 +38,7 @@
 #define INBOX       1024
 #define INBOX_BATCH 32
 
-typedef enum kind { NAIVE, NAIVE_NOGUARD, MALLOC, LACUNA, LIB, BOOST } kind;
+typedef enum kind { NAIVE, NAIVE_NOGUARD, MALLOC, LACUNA, LIB, BOOST, FLOOR } kind;
 
 typedef struct churn {
     const churn_cfg *cfg;
@@ -47,7 +47,10 @@ typedef struct churn {
     lacuna_pool *pool;
     peer_lib lib; /* tcmalloc, mimalloc, jemalloc */
     void *peer;   /* a Boost.Context allocator (boost-* backends) */
-    char **live;  /* threads * live slots; thread i owns [i * live, (i + 1) * live) */
+    char *floor;  /* "floor": the one mapping its regions are carved from */
+    size_t floor_cap;
+    _Atomic size_t floor_used; /* regions carved so far */
+    char **live;               /* threads * live slots; thread i owns [i * live, (i + 1) * live) */
     _Atomic int failed;
     _Atomic size_t ready;    /* workers at the start line */
     _Atomic size_t finished; /* workers done with their cycles (their inboxes still drained) */
@@ -68,11 +71,11 @@ void boost_peer_free(void *state, void *region);
 static const char *const backends[] = {
     "naive", "naive-noguard", "malloc", "lacuna", "lacuna-never", "lacuna-dontneed",
     "lacuna-free", "lacuna-zero", "tcmalloc", "mimalloc", "jemalloc", "jemalloc-tcache",
-    BOOST_BACKENDS NULL};
+    BOOST_BACKENDS "floor", NULL};
 static const char *const choices[] = {
     "all", "naive", "naive-noguard", "malloc", "lacuna", "lacuna-never", "lacuna-dontneed",
     "lacuna-free", "lacuna-zero", "tcmalloc", "mimalloc", "jemalloc", "jemalloc-tcache",
-    BOOST_BACKENDS NULL};
+    BOOST_BACKENDS "floor", NULL};
 /* clang-format on */
 
 static void *naive_get(churn *c, int guard)
@@ -89,6 +92,41 @@ static void *naive_get(churn *c, int guard)
     return p + g;
 }
 
+/* "floor": the cost of the workload itself, with an allocator that costs nothing. Each thread
+ * keeps the regions it freed on a LIFO of its own (no metadata, no guard, no lock, no syscall)
+ * and carves new ones from one mapping only when that is empty. Nothing any allocator does is
+ * cheaper, so its row bounds what the others can reach: on 2 threads with cross-thread frees, the
+ * hand-over and the cache lines a region brings from the other CPU. */
+static __thread struct {
+    char **r;
+    size_t n, cap;
+} floor_lifo;
+
+static void *floor_get(churn *c)
+{
+    if (floor_lifo.n > 0)
+        return floor_lifo.r[--floor_lifo.n];
+    size_t i = atomic_fetch_add(&c->floor_used, 1);
+    if (i >= c->floor_cap) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return c->floor + i * c->cfg->region;
+}
+
+static void floor_put(char *r)
+{
+    if (floor_lifo.n == floor_lifo.cap) {
+        size_t cap = floor_lifo.cap ? 2 * floor_lifo.cap : 4096;
+        char **grown = realloc(floor_lifo.r, cap * sizeof *grown);
+        if (grown == NULL)
+            return; /* the region is lost to this run only: its mapping ends with the child */
+        floor_lifo.r = grown;
+        floor_lifo.cap = cap;
+    }
+    floor_lifo.r[floor_lifo.n++] = r;
+}
+
 static void *get(churn *c)
 {
     switch (c->kind) {
@@ -96,6 +134,8 @@ static void *get(churn *c)
         return lacuna_alloc(c->pool);
     case MALLOC:
         return malloc(c->cfg->region);
+    case FLOOR:
+        return floor_get(c);
     case LIB:
         return peer_lib_alloc(&c->lib);
 #ifdef LACUNA_BENCH_BOOST
@@ -115,6 +155,9 @@ static void put(churn *c, void *r)
         break;
     case MALLOC:
         free(r);
+        break;
+    case FLOOR:
+        floor_put(r);
         break;
     case LIB:
         peer_lib_free(&c->lib, r);
@@ -148,9 +191,19 @@ static int setup(churn *c, char *why, size_t len)
         c->kind = b[0] == 'm' ? MALLOC : b[5] == '\0' ? NAIVE : NAIVE_NOGUARD;
         return 0;
     }
-    c->kind = LACUNA;
     /* the live sets, the regions in flight to another thread, the thread caches, slack */
     size_t t = c->cfg->threads;
+    if (strcmp(b, "floor") == 0) {
+        c->kind = FLOOR;
+        /* A thread carves only when its LIFO is empty, but cross-thread frees can pile up on
+         * one thread while the other carves: room for 4 times what is live or in flight
+         * (address space only, MAP_NORESERVE; a region costs memory once touched). */
+        c->floor_cap = 4 * (c->cfg->live * t + (t > 1 ? 2 * INBOX * t : 0)) + 1024;
+        c->floor = mmap(NULL, c->floor_cap * c->cfg->region, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        return c->floor == MAP_FAILED ? errno : 0;
+    }
+    c->kind = LACUNA;
     lacuna_pool_config pc = {.region_size = c->cfg->region,
                              .capacity =
                                  c->cfg->live * t + (t > 1 ? INBOX * t : 0) + 64 * t + 1024};
@@ -495,6 +548,8 @@ static const char churn_more[] =
 #ifdef LACUNA_BENCH_BOOST
     "  boost-protected, boost-pooled  Boost.Context's stack allocators\n"
 #endif
+    "  floor                 no allocator: a per-thread LIFO of pointers into one mapping (no\n"
+    "                        guard, no metadata, no lock): the workload's own cost, a bound\n"
     "naive rows pay an mmap and a munmap per cycle while lacuna's reuse a warm cache: compare\n"
     "lacuna-dontneed (pages released on every free) for the cost of giving memory back each "
     "time.\n";
