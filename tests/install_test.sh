@@ -18,8 +18,10 @@ if command -v pkg-config >/dev/null; then
     -Wl,-rpath,"$libdir"
   "$tmp/stacks-pc"
   # it ran the installed liblacuna.so, not another one
-  ldd "$tmp/stacks-pc" | grep -q "liblacuna.so.* => $libdir/liblacuna.so" ||
-    { echo "stacks-pc does not load $libdir/liblacuna.so"; ldd "$tmp/stacks-pc"; exit 1; }
+  # (ldd's output is read whole first: grep -q stopping early must not fail the pipe)
+  loads=$(ldd "$tmp/stacks-pc")
+  grep -q "liblacuna.so.* => $libdir/liblacuna.so" <<<"$loads" ||
+    { echo "stacks-pc does not load $libdir/liblacuna.so"; echo "$loads"; exit 1; }
   echo "pkg-config: ok"
 else
   echo "SKIP pkg-config part: pkg-config not installed"
