@@ -1,9 +1,7 @@
 /* The smallest useful lacuna program: a pool of guarded 64 KiB stacks, some taken and given
  * back, and the numbers that show the pages went back to the kernel.
  *
- *   make && cmake --install build --prefix $HOME/.local       # or: sudo make install
- *   export PKG_CONFIG_PATH=$HOME/.local/lib/pkgconfig
- *   cc stacks.c $(pkg-config --cflags --libs lacuna) -Wl,-rpath,$HOME/.local/lib && ./a.out
+ * Built against an installed lacuna by the commands in README ("Use it from your project").
  *
  * (In this repository it is also built as build/examples/example_stacks.)
  */
@@ -11,6 +9,20 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+/* Resident memory of this process, from /proc/self/statm (its second field, in pages). */
+static double rss_mib(void)
+{
+    long size, pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &pages) != 2)
+            pages = 0;
+        fclose(f);
+    }
+    return (double)pages * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
+}
 
 int main(int argc, char **argv)
 {
@@ -33,6 +45,8 @@ int main(int argc, char **argv)
     }
     lacuna_overflow_handler_install(); /* an overflow now prints which region, then SIGSEGV */
 
+    printf("lacuna %s: a pool of %zu guarded 64 KiB stacks, RSS %.1f MiB\n", lacuna_version(),
+           config.capacity, rss_mib());
     static char *stacks[1000];
     for (int i = 0; i < 1000; i++) {
         stacks[i] = lacuna_alloc(pool);
@@ -42,17 +56,17 @@ int main(int argc, char **argv)
         }
         memset(stacks[i] + 64 * 1024 - 8192, 1, 8192); /* a stack uses its top pages */
     }
+    printf("took 1000 stacks and wrote the top 8 KiB of each: RSS %.1f MiB\n", rss_mib());
     for (int i = 0; i < 1000; i++)
         lacuna_free(pool, stacks[i]);
     lacuna_trim(pool); /* or wait decay_ms: warm regions are released on the next pool call */
 
     lacuna_stats st;
     lacuna_pool_stats(pool, &st);
-    printf("live %zu, warm %zu, released %zu regions in %llu syscalls, guards: %s\n", st.live,
-           st.warm, (size_t)st.released_regions, (unsigned long long)st.release_calls,
-           st.guard == LACUNA_GUARD_MARKER     ? "kernel markers"
-           : st.guard == LACUNA_GUARD_MPROTECT ? "mprotect"
-                                               : "none");
+    printf("freed them and called lacuna_trim: RSS %.1f MiB; live %zu, warm %zu; %llu regions "
+           "given back to the kernel in %llu syscalls; guards: %s\n",
+           rss_mib(), st.live, st.warm, (unsigned long long)st.released_regions,
+           (unsigned long long)st.release_calls, lacuna_guard_name(st.guard));
     lacuna_pool_destroy(pool);
     return 0;
 }

@@ -305,6 +305,29 @@ typedef struct lacuna_features {
 LACUNA_API void lacuna_features_get(lacuna_features *features);
 
 /* ---------------------------------------------------------------------------------------------
+ * Version and names, for logs
+ * ------------------------------------------------------------------------------------------- */
+
+/* The header's version as one number (0.1.0 is 100, 1.2.3 is 10203), to compare with
+ * lacuna_version_number(). */
+#define LACUNA_VERSION_NUMBER                                                                      \
+    (LACUNA_VERSION_MAJOR * 10000 + LACUNA_VERSION_MINOR * 100 + LACUNA_VERSION_PATCH)
+
+/* The version of the library the program runs with, "MAJOR.MINOR.PATCH", and the same as
+ * LACUNA_VERSION_NUMBER would spell it. These are the library's own (a shared liblacuna may be
+ * newer than the header the program was compiled with); a program that wants to know can compare
+ * lacuna_version_number() with LACUNA_VERSION_NUMBER. Never fail; the string is static. */
+LACUNA_API const char *lacuna_version(void);
+LACUNA_API int lacuna_version_number(void);
+
+/* The name of an enum value as this header spells it, for logs: lacuna_guard_name(st.guard) is
+ * "LACUNA_GUARD_MARKER". A value that is no enumerator of the type gives "(not a lacuna_guard)"
+ * (resp. lacuna_release). Never NULL; the strings are static. The wipe enums have theirs at the
+ * end of this header. */
+LACUNA_API const char *lacuna_guard_name(lacuna_guard guard);
+LACUNA_API const char *lacuna_release_name(lacuna_release release);
+
+/* ---------------------------------------------------------------------------------------------
  * Stack overflow reporting
  * ------------------------------------------------------------------------------------------- */
 
@@ -336,5 +359,16 @@ LACUNA_API int lacuna_overflow_handler_install(void);
 
 #include "lacuna/fiber.h"
 #include "lacuna/wipe.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Names for logs, as lacuna_guard_name: "LACUNA_WIPE_PAGEMAP", "LACUNA_TRACK_WRITTEN"; a value
+ * that is no enumerator gives "(not a lacuna_wipe_strategy)" (resp. lacuna_tracking). */
+LACUNA_API const char *lacuna_wipe_strategy_name(lacuna_wipe_strategy strategy);
+LACUNA_API const char *lacuna_tracking_name(lacuna_tracking tracking);
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* LACUNA_H */

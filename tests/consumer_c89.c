@@ -1,6 +1,6 @@
 /* A consumer of <lacuna.h> in C89 (and, through consumer_cxx98.cpp, C++98): the headers must
  * compile with -std=c89 -pedantic -Werror, inline table marking included. Runs a pool round trip
- * and a table mark. */
+ * (punch, resident pages, deferred free, free by top), a table mark and the version helpers. */
 #include <lacuna.h>
 
 #include <stdio.h>
@@ -11,6 +11,7 @@ int main(void)
     lacuna_pool *p;
     lacuna_table *t;
     char *r;
+    size_t pages;
     c.region_size = 65536;
     c.capacity = 4;
     c.guard_size = 0;
@@ -26,8 +27,13 @@ int main(void)
     if (r == NULL)
         return 2;
     r[0] = 1;
-    if (lacuna_free(p, r) != 0)
+    if (lacuna_resident(p, r, &pages) != 0 || lacuna_punch(p, r, r + 4096) != 0)
+        return 7;
+    if (lacuna_free_deferred(p, r) != 0 || lacuna_flush(p) != 0)
         return 3;
+    r = (char *)lacuna_alloc(p);
+    if (r == NULL || lacuna_free_top(p, r + c.region_size) != 0)
+        return 8;
     lacuna_pool_destroy(p);
     if (lacuna_table_create(1 << 20, 0, &t) != 0)
         return 4;
@@ -35,6 +41,8 @@ int main(void)
     if (lacuna_table_wipe(t) != 0)
         return 5;
     lacuna_table_destroy(t);
-    printf("ok\n");
+    if (lacuna_version_number() != LACUNA_VERSION_NUMBER)
+        return 6;
+    printf("ok: lacuna %s, %s\n", lacuna_version(), lacuna_release_name(LACUNA_RELEASE_NEVER));
     return 0;
 }

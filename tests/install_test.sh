@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the built library into a temporary prefix, then build examples/stacks.c against that
-# copy twice: through pkg-config and through CMake's find_package(lacuna). Run by ctest.
+# copy twice: through pkg-config (run through the rpath, as README shows) and through CMake's
+# find_package(lacuna) (examples/consumer). Run by ctest.
 set -euo pipefail
 build=$1 src=$2
 tmp=$(mktemp -d)
@@ -11,22 +12,27 @@ if command -v pkg-config >/dev/null; then
   export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig:$tmp/prefix/lib/x86_64-linux-gnu/pkgconfig"
   pkg-config --exists lacuna
   # shared library, run with the installed copy
-  cc -std=c11 "$src/examples/stacks.c" $(pkg-config --cflags --libs lacuna) -o "$tmp/stacks-pc"
-  LD_LIBRARY_PATH=$(pkg-config --variable=libdir lacuna) "$tmp/stacks-pc"
+  libdir=$(cd "$(pkg-config --variable=libdir lacuna)" && pwd -P)
+  # shellcheck disable=SC2046 # pkg-config's flags are meant to be split into words
+  cc -std=c11 "$src/examples/stacks.c" -o "$tmp/stacks-pc" $(pkg-config --cflags --libs lacuna) \
+    -Wl,-rpath,"$libdir"
+  "$tmp/stacks-pc"
+  # it ran the installed liblacuna.so, not another one
+  # (ldd's output is read whole first: grep -q stopping early must not fail the pipe)
+  loads=$(ldd "$tmp/stacks-pc")
+  grep -q "liblacuna.so.* => $libdir/liblacuna.so" <<<"$loads" ||
+    { echo "stacks-pc does not load $libdir/liblacuna.so"; echo "$loads"; exit 1; }
   echo "pkg-config: ok"
 else
   echo "SKIP pkg-config part: pkg-config not installed"
 fi
 
-mkdir "$tmp/consumer"
-cat > "$tmp/consumer/CMakeLists.txt" <<CMAKE
-cmake_minimum_required(VERSION 3.18)
-project(consumer C)
-find_package(lacuna 0.1 REQUIRED)
-add_executable(stacks "$src/examples/stacks.c")
-target_link_libraries(stacks PRIVATE lacuna::lacuna_static)
-CMAKE
-cmake -S "$tmp/consumer" -B "$tmp/consumer/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
-cmake --build "$tmp/consumer/build" >/dev/null
-"$tmp/consumer/build/stacks"
-echo "find_package: ok"
+# The project README's CMake commands build (examples/consumer), shared and static.
+for target in lacuna::lacuna lacuna::lacuna_static; do
+  rm -rf "$tmp/consumer"
+  cmake -S "$src/examples/consumer" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+    -DLACUNA_TARGET=$target >/dev/null
+  cmake --build "$tmp/consumer" >/dev/null
+  "$tmp/consumer/stacks"
+  echo "find_package, $target: ok"
+done

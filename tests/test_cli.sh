@@ -25,8 +25,12 @@ expect() {
 expect 0 'cases' "$bench" --help
 for c in demo churn burst seed keep pair skynet switch parked census wipe; do
   expect 0 "usage: lacuna-bench $c" "$bench" "$c" --help
+  expect 0 "--csv +(every .* as )?CSV instead of" "$bench" "$c" --help # CSV everywhere
   expect 2 "unknown option '--no-such-option'" "$bench" "$c" --no-such-option
 done
+# The two smallest runs there are, as CSV: a machine comment, a header, a row.
+expect 0 '^pairs,ns_per_pair' "$bench" pair --csv 1
+expect 0 '^fibers,stack,spawn_ms,.*peak_rss_kib' "$bench" parked --n 1 --csv
 expect 0 'usage: example_echo' "$echo_" --help
 expect 0 'usage: example_sparse_table' "$sparse" --help
 expect 0 'usage:' "$stacks" --help
@@ -49,6 +53,7 @@ expect 2 '--live 0: must be a whole number between 1 and' "$bench" churn --live 
 expect 2 '--live 1e6: must be a whole number' "$bench" churn --live 1e6
 expect 2 '--threads 65: must be a whole number between 1 and 64' "$bench" churn --threads 65
 expect 2 '--cross 101: must be a whole number between 0 and 100' "$bench" churn --cross 101
+expect 2 '--cross 50: needs --threads 2 or more' "$bench" churn --cross 50
 expect 2 '--touch 17: a 64K region has only 16 pages' "$bench" churn --touch 17
 expect 2 '--region needs a value' "$bench" churn --region
 expect 2 "'--csv=1' takes no value" "$bench" churn --csv=1

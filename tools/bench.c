@@ -164,12 +164,14 @@ int bench_in_child(void (*fn)(void *arg, void *out), void *arg, void *out, size_
 static int pair_main(int argc, char **argv)
 {
     size_t n = 1000000;
+    bool csv = false;
     const cli_opt a[] = {
         {"pairs", CLI_COUNT, &n, 1, 1000000000000ull, "warm alloc+free pairs to time", NULL}, {0}};
+    const cli_opt o[] = {{"csv", CLI_FLAG, &csv, 0, 0, "CSV instead of a line of text", NULL}, {0}};
     cli_spec spec = {"lacuna-bench pair",
                      "Warm lacuna_alloc+lacuna_free pairs alone, for "
                      "instruction counts (tools/callgrind-pair.sh).",
-                     NULL, a, NULL};
+                     o, a, NULL};
     int rc = cli_parse(&spec, argc, argv);
     if (rc != CLI_CONTINUE)
         return rc;
@@ -182,14 +184,28 @@ static int pair_main(int argc, char **argv)
     }
     void *warm = lacuna_alloc(p); /* make the thread cache and a warm region */
     lacuna_free(p, warm);
+    /* In chunks of 2^24 pairs (tens of ms), so a long run can say how far it is. */
+    cli_progress pr;
+    cli_progress_start(&pr);
     uint64_t t0 = bench_now_ns();
-    for (size_t i = 0; i < n; i++) {
-        void *r = lacuna_alloc(p);
-        __asm__ volatile("" : : "r"(r) : "memory");
-        lacuna_free(p, r);
+    for (size_t done = 0; done < n;) {
+        size_t chunk = n - done < ((size_t)1 << 24) ? n - done : (size_t)1 << 24;
+        for (size_t i = 0; i < chunk; i++) {
+            void *r = lacuna_alloc(p);
+            __asm__ volatile("" : : "r"(r) : "memory");
+            lacuna_free(p, r);
+        }
+        done += chunk;
+        cli_progress_update(&pr, (double)done / (double)n, "pair: %zu of %zu", done, n);
     }
     uint64_t t1 = bench_now_ns();
-    printf("%zu warm alloc+free pairs: %.1f ns per pair\n", n, (double)(t1 - t0) / (double)n);
+    cli_progress_end(&pr);
+    if (csv) {
+        bench_machine(stdout, "# ");
+        printf("pairs,ns_per_pair\n%zu,%.2f\n", n, (double)(t1 - t0) / (double)n);
+    } else {
+        printf("%zu warm alloc+free pairs: %.1f ns per pair\n", n, (double)(t1 - t0) / (double)n);
+    }
     lacuna_pool_destroy(p);
     return 0;
 }

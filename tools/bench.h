@@ -39,7 +39,9 @@ typedef struct churn_cfg {
 
 typedef struct churn_result {
     double ns_per_cycle;
-    double cross_pct; /* frees done by another thread, as counted */
+    double cross_pct;        /* frees done by another thread, as counted */
+    double cpu_ns_per_cycle; /* CPU time (all threads) per cycle: ns_per_cycle without the waits
+                                for a CPU, so a loaded machine shows as the gap between the two */
     long peak_rss_kib, end_rss_kib, vmas_peak, minflt;
     uint64_t release_calls, released_regions;
     long failed_at; /* live regions reached when an allocation failed, or -1 */

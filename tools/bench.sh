@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make bench`: the whole side-by-side suite. Writes bench/results/*.csv (each with the machine
-# in a header comment) and, with gnuplot, docs/*.png. Progress goes to stderr. Budget: 10 minutes
-# on 2 cores. Usage: tools/bench.sh [build-dir]   (QUICK=1 for a fast smoke run)
+# in a header comment), with gnuplot docs/*.png, and the results tables of README.md and docs/*.md
+# (tools/results-sync.sh); with OUT=dir the results and plots go to dir and README and docs/ are
+# left alone. Progress goes to stderr. Budget: 10 minutes on 2 cores.
+# Usage: tools/bench.sh [build-dir]   (QUICK=1 for a fast smoke run)
 # It installs nothing unless asked: with gnuplot missing it says so and skips the plots
 # (INSTALL=1 lets it apt-get install gnuplot-nox, saying so first).
 set -euo pipefail
@@ -9,7 +11,9 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 bench="$build/tools/lacuna-bench"
 out=${OUT:-bench/results} # OUT=dir: somewhere else (a smoke run that keeps the committed ones)
-mkdir -p "$out" docs
+plots=docs # committed plots are redrawn only from the committed results' directory
+[ "$out" = bench/results ] || plots=$out
+mkdir -p "$out" "$plots"
 runs=${RUNS:-5}
 fast_cycles=500000 slow_cycles=20000 regions="16K 64K 256K 1M" touches="1 2 8"
 if [ -n "${QUICK:-}" ]; then
@@ -24,8 +28,20 @@ csv_to() {
   else { "$@" || echo "note: exit $? from: $*" >&2; } | grep -v '^#' | tail -n +2 >> "$file"; fi
 }
 start=$(date +%s)
-echo "make bench: results go to $out/ and plots to docs/, replacing the files there" \
-  "(committed ones included: git diff shows what changed)" >&2
+if [ "$out" = bench/results ]; then
+  where="results go to $out/ and plots to $plots/, replacing the committed ones (git diff shows"
+  where="$where what changed), and the results tables in README.md and docs/*.md are rewritten from"
+  where="$where them (OUT=dir: all of it to dir instead, README and docs/ left alone)"
+else
+  where="results and plots go to $out/; the committed ones, README and docs/ are left alone"
+fi
+if [ -n "${INSTALL:-}" ]; then
+  installs="as INSTALL=1 asks, it installs gnuplot-nox and golang-go from Debian if missing"
+else
+  installs="it installs nothing (INSTALL=1: gnuplot-nox and golang-go from Debian, for the plots"
+  installs="$installs and the Go peer)"
+fi
+echo "make bench: $where; $installs." >&2
 
 step "demo"
 "$bench" demo | tee "$out/demo.txt"
@@ -51,18 +67,23 @@ for region in $regions; do
 done
 
 step "threads: churn on 1 and 2 threads, each with its own 1000 live regions; 0 % and 50 % of frees cross-thread"
-for b in malloc lacuna lacuna-never tcmalloc mimalloc; do
+# 4,000,000 cycles (tens of ms a run): 500,000 were a few ms, within a scheduler tick's noise.
+thread_cycles=4000000; [ -n "${QUICK:-}" ] && thread_cycles=$fast_cycles
+# floor: no allocator at all (a per-thread LIFO), the bound every backend is measured against.
+for b in malloc lacuna lacuna-never tcmalloc mimalloc \
+  $(grep -o boost-pooled <<<"$peers" || true) floor; do
   csv_to "$out/threads.csv" "$bench" churn --backend $b --threads 1 --runs $runs \
-    --cycles $fast_cycles --csv
+    --cycles $thread_cycles --csv
   for cross in 0 50; do
     csv_to "$out/threads.csv" "$bench" churn --backend $b --threads 2 --cross $cross \
-      --runs $runs --cycles $fast_cycles --csv
+      --runs $runs --cycles $thread_cycles --csv
   done
 done
 
 step "burst: RSS and page tables over time"
 rounds=3; [ -n "${QUICK:-}" ] && rounds=1
 "$bench" burst --rounds $rounds --csv > "$out/burst.csv"
+"$bench" burst --rounds $rounds > "$out/burst.txt" # the table: peaks, ends, kept per region
 
 step "seed: every answer to 'give these pages back'"
 "$bench" seed --csv > "$out/seed.csv"
@@ -89,13 +110,16 @@ if ! command -v gnuplot >/dev/null && [ -n "${INSTALL:-}" ] && [ "$(id -u)" = 0 
     { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq gnuplot-nox >/dev/null 2>&1; }) || true
 fi
 if command -v gnuplot >/dev/null; then
-  tools/plots.sh "$out" docs
+  tools/plots.sh "$out" "$plots"
 else
   echo "SKIP plots: gnuplot is not installed (apt-get install gnuplot-nox, or INSTALL=1 make bench)" >&2
 fi
 step "summary (tools/results-md.sh)"
 tools/results-md.sh "$out"
+if [ "$out" = bench/results ]; then # the tables README and docs/ carry (a smoke run's stay out)
+  tools/results-sync.sh "$out"
+fi
 # The duration too, so README's "about N minutes" has a source.
 echo "make bench: done in $(( $(date +%s) - start )) s on $(grep -m1 '^# machine' "$out/churn.csv" | sed 's/^# machine: //')" |
   tee "$out/duration.txt" >&2
-echo "results in $out/, plots in docs/" >&2
+echo "results in $out/, plots in $plots/" >&2

@@ -193,8 +193,9 @@ int bench_burst_main(int argc, char **argv)
     if (cfg.csv)
         printf("backend,t_ms,phase,live,rss_kib,pte_kib\n");
     else
-        printf("%-14s %12s %12s %12s %14s %12s %14s %14s\n", "backend", "peak RSS", "RSS after",
-               "peak VmPTE", "PTE per region", "VmPTE after", "trimmed +RSS", "trimmed +VmPTE");
+        printf("%-14s %12s %12s %12s %14s %12s %15s %14s %14s\n", "backend", "peak RSS",
+               "RSS after", "peak VmPTE", "PTE per region", "VmPTE after", "kept per region",
+               "trimmed +RSS", "trimmed +VmPTE");
     fflush(stdout);
     rc = 0;
     cli_progress pr;
@@ -214,13 +215,25 @@ int bench_burst_main(int argc, char **argv)
         } else if (!cfg.csv) {
             cli_progress_end(&pr);
             /* page tables the regions added at the peak, per live region */
-            printf("%-14s %8.1f MiB %8.1f MiB %8ld KiB %8.0f bytes %8ld KiB %10ld KiB %10ld KiB\n",
+            /* and what stays resident after every region is freed, per region of the peak
+             * (once the background thread has released lacuna's warm cache), and what is left
+             * over the start after a trim */
+            printf("%-14s %8.1f MiB %8.1f MiB %8ld KiB %8.0f bytes %8ld KiB %9.0f bytes %10ld KiB "
+                   "%10ld KiB\n",
                    one.backend, o.peak_rss / 1024.0, o.end_rss / 1024.0, o.peak_pte,
                    (double)(o.peak_pte - o.start_pte) * 1024 / (double)cfg.peak, o.end_pte,
+                   (double)(o.end_rss - o.start_rss) * 1024 / (double)cfg.peak,
                    o.trim_rss - o.start_rss, o.trim_pte - o.start_pte);
         }
         fflush(stdout);
     }
     cli_progress_end(&pr);
+    if (!cfg.csv)
+        printf("\nPTE per region: page tables the live regions added at the peak. kept per region: "
+               "RSS after\nthe run less RSS before it, per region of the peak, before any trim: "
+               "for lacuna what\nits background thread has not given back yet; lacuna-never and "
+               "lacuna-free keep every\npage. trimmed: RSS and VmPTE over the start after the "
+               "run and a trim (lacuna_trim,\nmalloc_trim for malloc), which gives back the "
+               "guards, page tables and state lines of\nlacuna's free slots.\n");
     return rc;
 }

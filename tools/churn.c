@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A cross-thread free goes through the freeing thread's inbox of INBOX regions, published in
@@ -37,7 +38,7 @@
 #define INBOX       1024
 #define INBOX_BATCH 32
 
-typedef enum kind { NAIVE, NAIVE_NOGUARD, MALLOC, LACUNA, LIB, BOOST } kind;
+typedef enum kind { NAIVE, NAIVE_NOGUARD, MALLOC, LACUNA, LIB, BOOST, FLOOR } kind;
 
 typedef struct churn {
     const churn_cfg *cfg;
@@ -46,7 +47,10 @@ typedef struct churn {
     lacuna_pool *pool;
     peer_lib lib; /* tcmalloc, mimalloc, jemalloc */
     void *peer;   /* a Boost.Context allocator (boost-* backends) */
-    char **live;  /* threads * live slots; thread i owns [i * live, (i + 1) * live) */
+    char *floor;  /* "floor": the one mapping its regions are carved from */
+    size_t floor_cap;
+    _Atomic size_t floor_used; /* regions carved so far */
+    char **live;               /* threads * live slots; thread i owns [i * live, (i + 1) * live) */
     _Atomic int failed;
     _Atomic size_t ready;    /* workers at the start line */
     _Atomic size_t finished; /* workers done with their cycles (their inboxes still drained) */
@@ -67,11 +71,11 @@ void boost_peer_free(void *state, void *region);
 static const char *const backends[] = {
     "naive", "naive-noguard", "malloc", "lacuna", "lacuna-never", "lacuna-dontneed",
     "lacuna-free", "lacuna-zero", "tcmalloc", "mimalloc", "jemalloc", "jemalloc-tcache",
-    BOOST_BACKENDS NULL};
+    BOOST_BACKENDS "floor", NULL};
 static const char *const choices[] = {
     "all", "naive", "naive-noguard", "malloc", "lacuna", "lacuna-never", "lacuna-dontneed",
     "lacuna-free", "lacuna-zero", "tcmalloc", "mimalloc", "jemalloc", "jemalloc-tcache",
-    BOOST_BACKENDS NULL};
+    BOOST_BACKENDS "floor", NULL};
 /* clang-format on */
 
 static void *naive_get(churn *c, int guard)
@@ -88,6 +92,41 @@ static void *naive_get(churn *c, int guard)
     return p + g;
 }
 
+/* "floor": the cost of the workload itself, with an allocator that costs nothing. Each thread
+ * keeps the regions it freed on a LIFO of its own (no metadata, no guard, no lock, no syscall)
+ * and carves new ones from one mapping only when that is empty. Nothing any allocator does is
+ * cheaper, so its row bounds what the others can reach: on 2 threads with cross-thread frees, the
+ * hand-over and the cache lines a region brings from the other CPU. */
+static __thread struct {
+    char **r;
+    size_t n, cap;
+} floor_lifo;
+
+static void *floor_get(churn *c)
+{
+    if (floor_lifo.n > 0)
+        return floor_lifo.r[--floor_lifo.n];
+    size_t i = atomic_fetch_add(&c->floor_used, 1);
+    if (i >= c->floor_cap) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return c->floor + i * c->cfg->region;
+}
+
+static void floor_put(char *r)
+{
+    if (floor_lifo.n == floor_lifo.cap) {
+        size_t cap = floor_lifo.cap ? 2 * floor_lifo.cap : 4096;
+        char **grown = realloc(floor_lifo.r, cap * sizeof *grown);
+        if (grown == NULL)
+            return; /* the region is lost to this run only: its mapping ends with the child */
+        floor_lifo.r = grown;
+        floor_lifo.cap = cap;
+    }
+    floor_lifo.r[floor_lifo.n++] = r;
+}
+
 static void *get(churn *c)
 {
     switch (c->kind) {
@@ -95,6 +134,8 @@ static void *get(churn *c)
         return lacuna_alloc(c->pool);
     case MALLOC:
         return malloc(c->cfg->region);
+    case FLOOR:
+        return floor_get(c);
     case LIB:
         return peer_lib_alloc(&c->lib);
 #ifdef LACUNA_BENCH_BOOST
@@ -114,6 +155,9 @@ static void put(churn *c, void *r)
         break;
     case MALLOC:
         free(r);
+        break;
+    case FLOOR:
+        floor_put(r);
         break;
     case LIB:
         peer_lib_free(&c->lib, r);
@@ -147,9 +191,19 @@ static int setup(churn *c, char *why, size_t len)
         c->kind = b[0] == 'm' ? MALLOC : b[5] == '\0' ? NAIVE : NAIVE_NOGUARD;
         return 0;
     }
-    c->kind = LACUNA;
     /* the live sets, the regions in flight to another thread, the thread caches, slack */
     size_t t = c->cfg->threads;
+    if (strcmp(b, "floor") == 0) {
+        c->kind = FLOOR;
+        /* A thread carves only when its LIFO is empty, but cross-thread frees can pile up on
+         * one thread while the other carves: room for 4 times what is live or in flight
+         * (address space only, MAP_NORESERVE; a region costs memory once touched). */
+        c->floor_cap = 4 * (c->cfg->live * t + (t > 1 ? 2 * INBOX * t : 0)) + 1024;
+        c->floor = mmap(NULL, c->floor_cap * c->cfg->region, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        return c->floor == MAP_FAILED ? errno : 0;
+    }
+    c->kind = LACUNA;
     lacuna_pool_config pc = {.region_size = c->cfg->region,
                              .capacity =
                                  c->cfg->live * t + (t > 1 ? INBOX * t : 0) + 64 * t + 1024};
@@ -191,6 +245,7 @@ typedef struct worker {
     size_t index;        /* picks its CPU: the index-th allowed CPU, modulo how many */
     uint64_t seed;
     uint64_t start, end; /* ns, this worker's own cycles and inbox */
+    uint64_t cpu_ns;     /* CPU time this worker spent between start and end */
     uint64_t frees, cross_frees;
     size_t out_tail, out_head; /* the next thread's inbox: sent so far, freed as last seen */
 } worker;
@@ -250,6 +305,13 @@ static void send_to_next(worker *w, char *r)
     w->cross_frees++;
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void *run_worker(void *arg)
 {
     worker *w = arg;
@@ -258,11 +320,24 @@ static void *run_worker(void *arg)
     size_t live = c->cfg->live, acc = 0;
     if (w->threads > 1)
         pin_to_cpu(w->index);
+    /* Fill this thread's live set here, so that a "private" run frees only regions its own
+     * thread allocated (an allocator with per-thread heaps treats a region from another thread
+     * as a remote free). Worker 0's set was filled by churn_child, which reports where it failed.
+     */
+    for (size_t i = 0; w->index > 0 && i < live; i++) {
+        if ((w->set[i] = get(c)) == NULL) {
+            atomic_store(&c->failed, errno ? errno : ENOMEM);
+            w->cycles = 0; /* still meet the others at the start line */
+            break;
+        }
+        touch(c, w->set[i]);
+    }
     /* Start together, spinning, and time each worker's own cycles. */
     atomic_fetch_add(&c->ready, 1);
     while (atomic_load(&c->ready) < w->threads)
         sched_yield(); /* more workers than CPUs: let the late ones arrive */
     w->start = bench_now_ns();
+    uint64_t cpu0 = thread_cpu_ns();
     for (size_t i = 0; i < w->cycles; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
         size_t j = (size_t)(x % live);
@@ -298,6 +373,7 @@ static void *run_worker(void *arg)
             break;
     }
     w->end = bench_now_ns();
+    w->cpu_ns = thread_cpu_ns() - cpu0;
     return NULL;
 }
 
@@ -320,7 +396,7 @@ static void churn_child(void *arg, void *out)
     }
     if (boxes)
         memset(boxes, 0, nt * sizeof *boxes);
-    for (size_t i = 0; i < total; i++) {
+    for (size_t i = 0; i < cfg->live; i++) { /* worker 0's set; each other worker fills its own */
         char *r = get(&c);
         if (r == NULL) {
             res->failed_at = (long)i;
@@ -355,8 +431,9 @@ static void churn_child(void *arg, void *out)
     if (nt > 1 && have_allowed) /* unpin: back to the CPUs this process was given */
         sched_setaffinity(0, sizeof allowed, &allowed);
     uint64_t t0 = w[0].start, t1 = w[0].end; /* wall time: first start to last end */
-    uint64_t frees = 0, cross = 0;
+    uint64_t frees = 0, cross = 0, cpu = 0;
     for (size_t i = 0; i < nt; i++) {
+        cpu += w[i].cpu_ns;
         t0 = w[i].start < t0 ? w[i].start : t0;
         t1 = w[i].end > t1 ? w[i].end : t1;
         frees += w[i].frees;
@@ -364,12 +441,14 @@ static void churn_child(void *arg, void *out)
     }
     res->minflt = bench_minflt() - flt0;
     res->ns_per_cycle = (double)(t1 - t0) / (double)(cfg->cycles / nt * nt);
+    res->cpu_ns_per_cycle = (double)cpu / (double)(cfg->cycles / nt * nt);
     res->cross_pct = frees ? 100.0 * (double)cross / (double)frees : 0;
     res->vmas_peak = bench_vmas();
     if (atomic_load(&c.failed))
         res->err = atomic_load(&c.failed);
     for (size_t i = 0; i < total; i++)
-        put(&c, c.live[i]);
+        if (c.live[i]) /* NULL: a worker's fill failed there */
+            put(&c, c.live[i]);
     if (c.pool) {
         lacuna_trim(c.pool);
         lacuna_stats st;
@@ -437,7 +516,7 @@ void churn_csv_header(FILE *out)
         out,
         "backend,region,live,cycles,touch,threads,cross,ns_per_cycle,ns_min,ns_max,peak_rss_kib,"
         "end_rss_kib,vmas_peak,minflt,release_calls,released_regions,failed_at,error,"
-        "cross_measured\n");
+        "cross_measured,cpu_ns_per_cycle\n");
 }
 
 static const char *error_text(const churn_result *r)
@@ -447,12 +526,14 @@ static const char *error_text(const churn_result *r)
 
 void churn_csv_row(FILE *out, const churn_cfg *cfg, const churn_result *r, double mn, double mx)
 {
-    fprintf(out,
-            "%s,%zu,%zu,%zu,%zu,%zu,%zu,%.1f,%.1f,%.1f,%ld,%ld,%ld,%ld,%llu,%llu,%ld,%s,%.1f\n",
-            cfg->backend, cfg->region, cfg->live, cfg->cycles, cfg->touch, cfg->threads,
-            cfg->threads > 1 ? cfg->cross : 0, r->ns_per_cycle, mn, mx, r->peak_rss_kib,
-            r->end_rss_kib, r->vmas_peak, r->minflt, (unsigned long long)r->release_calls,
-            (unsigned long long)r->released_regions, r->failed_at, error_text(r), r->cross_pct);
+    fprintf(
+        out,
+        "%s,%zu,%zu,%zu,%zu,%zu,%zu,%.1f,%.1f,%.1f,%ld,%ld,%ld,%ld,%llu,%llu,%ld,%s,%.1f,%.1f\n",
+        cfg->backend, cfg->region, cfg->live, cfg->cycles, cfg->touch, cfg->threads,
+        cfg->threads > 1 ? cfg->cross : 0, r->ns_per_cycle, mn, mx, r->peak_rss_kib, r->end_rss_kib,
+        r->vmas_peak, r->minflt, (unsigned long long)r->release_calls,
+        (unsigned long long)r->released_regions, r->failed_at, error_text(r), r->cross_pct,
+        r->cpu_ns_per_cycle);
 }
 
 static const char churn_more[] =
@@ -467,6 +548,8 @@ static const char churn_more[] =
 #ifdef LACUNA_BENCH_BOOST
     "  boost-protected, boost-pooled  Boost.Context's stack allocators\n"
 #endif
+    "  floor                 no allocator: a per-thread LIFO of pointers into one mapping (no\n"
+    "                        guard, no metadata, no lock): the workload's own cost, a bound\n"
     "naive rows pay an mmap and a munmap per cycle while lacuna's reuse a warm cache: compare\n"
     "lacuna-dontneed (pages released on every free) for the cost of giving memory back each "
     "time.\n";
@@ -507,8 +590,8 @@ int bench_churn_main(int argc, char **argv)
     if (cfg.cycles < cfg.threads)
         return cli_usage_error(&spec, "--cycles %zu: fewer than --threads %zu", cfg.cycles,
                                cfg.threads);
-    if (cfg.threads == 1)
-        cfg.cross = 0; /* nobody else to free */
+    if (cfg.threads == 1 && cfg.cross > 0) /* nobody else to free: say so, never ignore it */
+        return cli_usage_error(&spec, "--cross %zu: needs --threads 2 or more", cfg.cross);
     /* Resident at the peak: the touched pages (plus malloc's header page), a page-table page per
      * 2 MiB of mappings, the slot array. */
     double regions = (double)cfg.live * (double)cfg.threads;
@@ -530,8 +613,8 @@ int bench_churn_main(int argc, char **argv)
                "thread(s), %zu%% of frees cross-thread, median of %zu runs\n\n",
                cli_size_str(cfg.region, a), cfg.live, cfg.cycles, cfg.touch, cfg.threads, cfg.cross,
                runs);
-        printf("%-16s %12s %17s %10s %10s %8s %9s %9s%s\n", "backend", "ns/cycle", "(min-max)",
-               "peak RSS", "end RSS", "VMAs", "minflt", "releases",
+        printf("%-16s %12s %17s %8s %10s %10s %8s %9s %9s%s\n", "backend", "ns/cycle", "(min-max)",
+               "CPU ns", "peak RSS", "end RSS", "VMAs", "minflt", "releases",
                cfg.threads > 1 ? "   cross" : "");
     }
     int nb = 0, measured = 0, failed = 0;
@@ -564,9 +647,9 @@ int bench_churn_main(int argc, char **argv)
             snprintf(range, sizeof range, "(%.0f-%.0f)", mn, mx);
             if (cfg.threads > 1)
                 snprintf(cross, sizeof cross, " %6.1f%%", r.cross_pct);
-            printf("%-16s %12.1f %17s %7ld KiB %6ld KiB %8ld %9ld %9llu%s\n", one.backend,
-                   r.ns_per_cycle, range, r.peak_rss_kib, r.end_rss_kib, r.vmas_peak, r.minflt,
-                   (unsigned long long)r.release_calls, cross);
+            printf("%-16s %12.1f %17s %8.1f %7ld KiB %6ld KiB %8ld %9ld %9llu%s\n", one.backend,
+                   r.ns_per_cycle, range, r.cpu_ns_per_cycle, r.peak_rss_kib, r.end_rss_kib,
+                   r.vmas_peak, r.minflt, (unsigned long long)r.release_calls, cross);
         }
         fflush(stdout);
     }
@@ -574,6 +657,10 @@ int bench_churn_main(int argc, char **argv)
         printf("\nnaive rows map and unmap a region per cycle; lacuna's reuse a warm cache. "
                "lacuna-dontneed\ngives the pages back on every free: the row to compare for "
                "releasing each time.\n");
+    if (!csv && cfg.threads > 1)
+        printf("\nCPU ns: CPU time per cycle, all threads together. ns/cycle x threads well above "
+               "it means\nthe threads waited for a CPU (a busy machine): their scaling is then "
+               "the machine's, not the\nallocator's.\n");
     /* A backend that ran out (naive at vm.max_map_count) is a finding of the run, not a failure
      * of it, when all were asked for; asked for alone, a failure or a skip is exit 1. */
     if (!all && measured == 0)

@@ -108,9 +108,19 @@ static const char *allowed(const cli_opt *o, char *buf, size_t len)
     return buf;
 }
 
+/* Whether o is one of the positional arguments (found by identity: the options and the arguments
+ * are separate arrays, whose addresses say nothing about each other). */
+static bool is_arg(const cli_spec *s, const cli_opt *o)
+{
+    for (const cli_opt *a = s->args; a && a->name; a++)
+        if (a == o)
+            return true;
+    return false;
+}
+
 static void opt_name(const cli_spec *s, const cli_opt *o, char *buf, size_t len)
 {
-    if (s->args && o >= s->args) { /* positional: its name in capitals */
+    if (is_arg(s, o)) { /* positional: its name in capitals */
         size_t i = 0;
         for (; o->name[i] && i + 1 < len; i++)
             buf[i] = (char)(o->name[i] >= 'a' && o->name[i] <= 'z' ? o->name[i] - 32 : o->name[i]);
@@ -172,7 +182,7 @@ static void help_line(const cli_spec *s, const cli_opt *o, FILE *out)
 {
     char name[64], def[64] = "", a[32], why[512];
     opt_name(s, o, name, sizeof name);
-    if (o->kind != CLI_FLAG && !(s->args && o >= s->args))
+    if (o->kind != CLI_FLAG && !is_arg(s, o))
         snprintf(name + strlen(name), sizeof name - strlen(name), " %s", metavar(o));
     if (o->kind == CLI_SIZE)
         snprintf(def, sizeof def, "default %s", cli_size_str(*(size_t *)o->value, a));

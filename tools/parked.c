@@ -8,6 +8,7 @@
 #include "lacuna.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,7 @@ static void *parked(void *arg)
 
 typedef struct {
     size_t n, stack;
+    cli_progress *progress; /* spawning is about 3/4 of a run, waking and joining the rest */
     double spawn_ms, wake_ms;
     long rss_kib, pte_kib;
     int err;
@@ -43,6 +45,9 @@ static void *driver(void *arg)
             r->n = i;
             break;
         }
+        if ((i & 65535) == 0)
+            cli_progress_update(r->progress, 0.75 * (double)i / (double)r->n,
+                                "parked: %zu of %zu fibers spawned", i, r->n);
     }
     uint64_t t1 = bench_now_ns();
     r->rss_kib = bench_rss_kib();
@@ -50,8 +55,12 @@ static void *driver(void *arg)
     long v = 1;
     for (size_t i = 0; i < r->n; i++)
         (void)lacuna_chan_send(chans[i], &v);
-    for (size_t i = 0; i < r->n; i++)
+    for (size_t i = 0; i < r->n; i++) {
         (void)lacuna_join(f[i]);
+        if ((i & 65535) == 0)
+            cli_progress_update(r->progress, 0.8 + 0.2 * (double)i / (double)r->n,
+                                "parked: %zu of %zu fibers woken and joined", i, r->n);
+    }
     r->spawn_ms = (double)(t1 - t0) / 1e6;
     r->wake_ms = (double)(bench_now_ns() - t1) / 1e6;
     free(f);
@@ -61,10 +70,12 @@ static void *driver(void *arg)
 int bench_parked_main(int argc, char **argv)
 {
     size_t n = 1000000, stack = 16 << 10;
+    bool csv = false;
     const cli_opt opts[] = {
         {"n", CLI_COUNT, &n, 1, 10000000, "fibers parked at once", NULL},
         {"stack", CLI_SIZE, &stack, LACUNA_FIBER_STACK_MIN, LACUNA_FIBER_STACK_MAX,
          "stack size per fiber (lacuna_go_opts; a size class: a power of two)", NULL},
+        {"csv", CLI_FLAG, &csv, 0, 0, "CSV instead of text", NULL},
         {0}};
     cli_spec spec = {"lacuna-bench parked",
                      "N fibers alive at once, each blocked on its own channel, then all woken and "
@@ -90,19 +101,34 @@ int bench_parked_main(int argc, char **argv)
     for (size_t i = 0; chans && i < n; i++)
         if ((chans[i] = lacuna_chan_make(sizeof(long), 0)) == NULL)
             return 1;
-    printf("lacuna-bench parked: %zu fibers, %zu KiB stacks (+ a 4 KiB guard each)\n", n,
-           stack >> 10);
-    bench_machine(stdout, "");
-    park_run r = {.n = n, .stack = stack};
+    if (!csv) {
+        printf("lacuna-bench parked: %zu fibers, %zu KiB stacks (+ a 4 KiB guard each)\n", n,
+               stack >> 10);
+        bench_machine(stdout, "");
+        fflush(stdout);
+    }
+    cli_progress pr;
+    cli_progress_start(&pr);
+    park_run r = {.n = n, .stack = stack, .progress = &pr};
     uint64_t t0 = bench_now_ns();
     lacuna_fiber *d = lacuna_go(driver, &r);
-    if (d == NULL || lacuna_join(d) != NULL || r.err) {
+    bool ok = d != NULL && lacuna_join(d) == NULL && r.err == 0;
+    cli_progress_end(&pr);
+    if (!ok) {
         fprintf(stderr, "lacuna-bench parked: failed after %zu fibers: %s\n", r.n,
                 strerror(r.err ? r.err : errno));
         return 1;
     }
     double total = (double)(bench_now_ns() - t0) / 1e6;
     double floor_kib = (double)n * (double)(stack + 4096) / 512 / 1024;
+    if (csv) {
+        bench_machine(stdout, "# ");
+        printf("fibers,stack,spawn_ms,wake_join_ms,total_ms,rss_kib,vmpte_kib,vmpte_floor_kib,"
+               "peak_rss_kib\n%zu,%zu,%.1f,%.1f,%.1f,%ld,%ld,%.0f,%ld\n",
+               n, stack, r.spawn_ms, r.wake_ms, total, r.rss_kib, r.pte_kib, floor_kib,
+               bench_status_kib("VmHWM:"));
+        return 0;
+    }
     printf("spawn and park: %.0f ms; wake and join: %.0f ms; total %.0f ms\n", r.spawn_ms,
            r.wake_ms, total);
     printf("while parked: RSS %.1f MiB (%.0f bytes per fiber), page tables (VmPTE) %.1f MiB "

@@ -64,10 +64,10 @@ typedef struct lacuna_chan lacuna_chan;
  * ------------------------------------------------------------------------------------------- */
 
 /* Create the shared stack pool from *config (region_size = stack size, guard, release policy,
- * cache, ...) instead of the default (64 KiB stacks, one guard page each, capacity 65536, the
- * pool's default cache and decay). Any thread, before the first lacuna_go of the process.
- * Returns 0, or EINVAL (config NULL or rejected by lacuna_pool_create), EBUSY (the pool exists
- * already: a fiber was spawned or this was called before), ENOTSUP/ENOMEM from the pool. */
+ * cache, ...) instead of the default (64 KiB stacks, one guard page each, capacity 0: growing on
+ * demand, the pool's default cache and decay). Any thread, before the first lacuna_go of the
+ * process. Returns 0, or EINVAL (config NULL or rejected by lacuna_pool_create), EBUSY (the pool
+ * exists already: a fiber was spawned or this was called before), ENOTSUP/ENOMEM from the pool. */
 LACUNA_API int lacuna_fiber_configure(const lacuna_pool_config *config);
 
 /* The shared stack pool (for lacuna_pool_stats, lacuna_trim), or NULL before the first spawn or
