@@ -91,13 +91,13 @@ int bench_census_main(int argc, char **argv)
         {"keep", CLI_COUNT, &keep, 0, 2048, "top pages a punch keeps (a parked stack's frames)",
          NULL},
         {"seed", CLI_COUNT, &seed, 0, SIZE_MAX, "seed of the depth spread", NULL},
-        {"csv", CLI_FLAG, &csv, 0, 0, "CSV (pages,regions) instead of a table", NULL},
+        {"csv", CLI_FLAG, &csv, 0, 0, "CSV instead of a table (rows pages,regions)", NULL},
         {0}};
     cli_spec spec = {"lacuna-bench census",
                      "live regions touched to a spread of depths: the histogram of resident pages "
                      "over live regions (lacuna_resident), and punching them (lacuna_punch_many).",
                      opts, NULL,
-                     "LACUNA_FORCE_FALLBACK=scan counts with mincore instead of PAGEMAP_SCAN."};
+                     "LACUNA_FORCE_FALLBACK=scan counts with mincore instead of PAGEMAP_SCAN.\n"};
     int rc = cli_parse(&spec, argc, argv);
     if (rc != CLI_CONTINUE)
         return rc;
