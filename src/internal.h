@@ -694,7 +694,7 @@ struct lac_sched {
     bool multi;              /* rt has several workers now: lock the queue */
     lac_spin qlock;          /* the run queue, while multi */
     lac_fiber *head, *tail;  /* run queue */
-    size_t nq;               /* its length */
+    _Atomic size_t nq;       /* its length (written under qlock, read without by thieves) */
     lac_fiber *runnext;      /* made ready by a hand-off (channel, join): runs next */
     lac_fiber *handed;       /* earlier hand-offs it displaced, a stack: they run before head */
     lac_fiber *spawner;      /* preempted by its spawn; runs when that fiber first gives way */
@@ -718,6 +718,7 @@ struct lac_sched {
     int epfd;                  /* -1 until the first fd wait or idle sleep */
     int evfd;                  /* eventfd that wakes it from an idle sleep, -1 until needed */
     bool sleeping;             /* asleep in idle() (rt->lock) */
+    bool sleep_waits;          /* asleep with timers or fd waits of its own (rt->lock) */
     unsigned idx;              /* its index in rt->w */
     uint64_t rng;              /* victim choice */
     uint32_t free_head, nfree; /* control blocks free for reuse here (fiber.c) */

@@ -84,6 +84,18 @@ static inline void q_unlock(lac_sched *s)
         lac_spin_unlock(&s->qlock);
 }
 
+/* The queue's length changes under qlock (or with one worker); thieves peek at it without. */
+static inline void nq_add(lac_sched *s, long d)
+{
+    atomic_store_explicit(&s->nq, atomic_load_explicit(&s->nq, memory_order_relaxed) + (size_t)d,
+                          memory_order_relaxed);
+}
+
+static inline size_t nq_of(const lac_sched *s)
+{
+    return atomic_load_explicit(&s->nq, memory_order_relaxed);
+}
+
 static inline void link_back(lac_sched *s, lac_fiber *f)
 {
     f->next = NULL;
@@ -92,7 +104,7 @@ static inline void link_back(lac_sched *s, lac_fiber *f)
     else
         s->head = f;
     s->tail = f;
-    s->nq++;
+    nq_add(s, 1);
 }
 
 /* Wake one sleeping worker of the runtime, other than s, if any sleeps: new work is queued. */
@@ -136,7 +148,7 @@ static inline void push_front(lac_sched *s, lac_fiber *f)
     s->head = f;
     if (s->tail == NULL)
         s->tail = f;
-    s->nq++;
+    nq_add(s, 1);
     q_unlock(s);
     if (s->multi)
         kick_one(s);
@@ -150,7 +162,7 @@ static inline lac_fiber *pop_front(lac_sched *s)
         s->head = f->next;
         if (s->head == NULL)
             s->tail = NULL;
-        s->nq--;
+        nq_add(s, -1);
     }
     q_unlock(s);
     return f;
@@ -179,7 +191,7 @@ static inline void hand_off(lac_sched *s, lac_fiber *f)
 
 static inline bool has_ready(const lac_sched *s)
 {
-    return s->runnext != NULL || s->handed != NULL || s->spawner != NULL || s->nq != 0;
+    return s->runnext != NULL || s->handed != NULL || s->spawner != NULL || nq_of(s) != 0;
 }
 
 /* The next fiber to run here: runnext, then the stack of hand-offs, then the spawner the last
@@ -189,7 +201,7 @@ static inline bool has_ready(const lac_sched *s)
 static inline lac_fiber *next_ready(lac_sched *s)
 {
     if (LAC_LIKELY(s->runnext_streak < LAC_RUNNEXT_MAX) ||
-        (s->nq == 0 && s->handed == NULL && s->spawner == NULL)) {
+        (nq_of(s) == 0 && s->handed == NULL && s->spawner == NULL)) {
         lac_fiber *f = s->runnext;
         if (f) {
             s->runnext = NULL;
@@ -219,7 +231,7 @@ static inline lac_fiber *next_ready(lac_sched *s)
         s->spawner = NULL;
         return f;
     }
-    return s->nq ? pop_front(s) : NULL;
+    return nq_of(s) ? pop_front(s) : NULL;
 }
 
 /* ---- work from elsewhere: injection, stealing ------------------------------------------------ */
@@ -288,12 +300,12 @@ static lac_fiber *steal(lac_sched *s)
     unsigned start = (unsigned)(rng_next(s) % hi);
     for (unsigned k = 0; k < hi; k++) {
         lac_sched *v = atomic_load_explicit(&rt->w[(start + k) % hi], memory_order_acquire);
-        if (v == NULL || v == s || v->nq == 0)
+        if (v == NULL || v == s || nq_of(v) == 0)
             continue;
         lac_fiber *got = NULL, *got_tail = NULL;
         size_t n = 0;
         lac_spin_lock(&v->qlock);
-        size_t want = v->nq - v->nq / 2;
+        size_t n_v = nq_of(v), want = n_v - n_v / 2;
         lac_fiber **pp = &v->head, *prev = NULL;
         while (*pp && n < want) {
             lac_fiber *f = *pp;
@@ -305,7 +317,7 @@ static lac_fiber *steal(lac_sched *s)
             *pp = f->next;
             if (v->tail == f)
                 v->tail = prev;
-            v->nq--;
+            nq_add(v, -1);
             f->next = NULL;
             if (got_tail)
                 got_tail->next = f;
@@ -672,7 +684,9 @@ lac_sched *lac_sched_get(void)
     return s;
 }
 
-void lac_sched_free(lac_sched *s)
+/* Give back what a scheduler holds and leave its runtime; the memory itself stays (see
+ * helper_main). On the scheduler's own thread. */
+static void sched_retire(lac_sched *s)
 {
     spares_free(s);
     lac_fiber_blocks_drop(s);
@@ -683,8 +697,13 @@ void lac_sched_free(lac_sched *s)
     if (rt->w[s->idx] == s)
         rt->w[s->idx] = NULL;
     pthread_mutex_unlock(&rt->lock);
-    free(s);
     lac_tls_sched = NULL;
+}
+
+void lac_sched_free(lac_sched *s)
+{
+    sched_retire(s);
+    free(s);
 }
 
 int64_t lac_rt_live(lac_rt *rt)
@@ -698,12 +717,13 @@ int64_t lac_rt_live(lac_rt *rt)
     return n;
 }
 
-/* rt->lock held: whether a timer or fd wait is pending on any worker (they are all asleep). */
+/* rt->lock held: whether a worker fell asleep with timers or fd waits of its own (they are all
+ * asleep: one of them may be waking to those right now, and counts as busy). */
 static bool waits_pending(lac_rt *rt)
 {
     for (unsigned i = 0, hi = rt->whi; i < hi; i++) {
         lac_sched *c = rt->w[i];
-        if (c && c->nheap + c->nio > 0)
+        if (c && c->sleep_waits)
             return true;
     }
     return false;
@@ -731,7 +751,7 @@ static bool work_visible(lac_sched *s)
         return false;
     for (unsigned i = 0, hi = atomic_load_explicit(&rt->whi, memory_order_acquire); i < hi; i++) {
         lac_sched *v = atomic_load_explicit(&rt->w[i], memory_order_acquire);
-        if (v && v != s && v->nq > 0)
+        if (v && v != s && nq_of(v) > 0)
             return true;
     }
     return false;
@@ -759,6 +779,7 @@ static int idle(lac_sched *s)
         return stop;
     }
     s->sleeping = true;
+    s->sleep_waits = s->nheap + s->nio > 0;
     unsigned idle_now = atomic_fetch_add_explicit(&rt->nidle, 1, memory_order_seq_cst) + 1;
     if (idle_now == atomic_load_explicit(&rt->nw, memory_order_relaxed)) {
         int verdict = 0;
@@ -769,6 +790,7 @@ static int idle(lac_sched *s)
             verdict = EDEADLK;
         if (verdict) {
             s->sleeping = false;
+            s->sleep_waits = false;
             atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_relaxed);
             if (s->multi) {
                 atomic_store(&rt->stop, verdict);
@@ -782,6 +804,7 @@ static int idle(lac_sched *s)
     /* Asleep as far as wakers know; a push made before they could see it is seen here. */
     err = work_visible(s) ? 0 : lac_wait_poll(s, true);
     pthread_mutex_lock(&rt->lock);
+    s->sleep_waits = false;
     if (s->sleeping) {
         s->sleeping = false;
         atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_relaxed);
@@ -846,7 +869,9 @@ typedef struct helper {
     pthread_t thread;
     lac_rt *rt;
     unsigned idx;
-    int err; /* its loop's result, or why it could not start */
+    lac_sched *s; /* its scheduler: freed by lacuna_run once every helper is joined, since other
+                     workers may still peek at it (work_visible, steal) as it leaves */
+    int err;      /* its loop's result, or why it could not start */
 } helper;
 
 static void *helper_main(void *arg)
@@ -873,7 +898,8 @@ static void *helper_main(void *arg)
     pthread_mutex_lock(&rt->lock);
     atomic_fetch_sub_explicit(&rt->nw, 1, memory_order_relaxed);
     pthread_mutex_unlock(&rt->lock);
-    lac_sched_free(s); /* leaves rt->w[idx] and folds its count into rt->gone */
+    sched_retire(s); /* leaves rt->w[idx] and folds its count into rt->gone */
+    h->s = s;
     return NULL;
 }
 
@@ -942,6 +968,8 @@ static int run_workers(lac_sched *s, unsigned n)
         pthread_mutex_unlock(&rt->lock);
         for (unsigned i = 0; i < started; i++)
             pthread_join(hs[i].thread, NULL);
+        for (unsigned i = 0; i < started; i++)
+            free(hs[i].s);
     }
     s->multi = false;
     atomic_store(&rt->stop, LAC_STOP_NONE);
