@@ -27,7 +27,7 @@
 /* ---- skynet ------------------------------------------------------------------------------- */
 
 typedef struct {
-    size_t stack, capacity, runs, threads, depth;
+    size_t stack, capacity, runs, threads, depth, workers;
     bool buffered, csv;
     long leaves, fibers, expect; /* from depth */
 } sky_cfg;
@@ -162,6 +162,8 @@ static void sky_run(void *arg, void *out)
     o->start_kib = bench_rss_kib();
     lacuna_pool_config pc = {.region_size = cfg->stack, .capacity = cfg->capacity};
     o->err = lacuna_fiber_configure(&pc);
+    if (o->err == 0)
+        o->err = lacuna_set_workers((unsigned)cfg->workers);
     if (o->err)
         return;
     if (cfg->threads > 1) {
@@ -209,15 +211,17 @@ static const char sky_more[] =
 
 static int skynet_main(int argc, char **argv)
 {
-    sky_cfg cfg = {.stack = 64 * KIB, .runs = 5, .threads = 1, .depth = 6};
+    sky_cfg cfg = {.stack = 64 * KIB, .runs = 5, .threads = 1, .depth = 6, .workers = 1};
     const cli_opt opts[] = {
         {"depth", CLI_COUNT, &cfg.depth, 1, 8, "levels below the root: 10^depth leaves", NULL},
         {"stack", CLI_SIZE, &cfg.stack, 16 * KIB, 8 * MIB, "stack size per fiber", NULL},
         {"runs", CLI_COUNT, &cfg.runs, 1, 100, "runs; the median is reported", NULL},
         {"capacity", CLI_COUNT, &cfg.capacity, 0, 1ul << 32,
          "stack pool capacity (0: the whole tree, capped by memory)", NULL},
-        {"threads", CLI_COUNT, &cfg.threads, 1, 10, "threads, the root's 10 subtrees dealt to them",
-         NULL},
+        {"workers", CLI_COUNT, &cfg.workers, 1, LACUNA_WORKERS_MAX,
+         "worker threads of the one runtime (M:N, work stealing)", NULL},
+        {"threads", CLI_COUNT, &cfg.threads, 1, 10,
+         "variant: separate runtimes, the root's 10 subtrees dealt to them", NULL},
         {"buffered", CLI_FLAG, &cfg.buffered, 0, 0,
          "variant: 10-slot buffered channels (not the standard rules)", NULL},
         {"csv", CLI_FLAG, &cfg.csv, 0, 0, "CSV instead of a table", NULL},
@@ -248,14 +252,17 @@ static int skynet_main(int argc, char **argv)
     char a[32];
     if (cfg.csv) {
         bench_machine(stdout, "# ");
-        printf("# skynet, %s, %ld fibers, %s stacks, %zu thread(s), pool capacity %zu\n", rules,
-               cfg.fibers, cli_size_str(cfg.stack, a), cfg.threads, cfg.capacity);
+        printf("# skynet, %s, %ld fibers, %s stacks, %zu worker(s), %zu thread(s), pool capacity "
+               "%zu\n",
+               rules, cfg.fibers, cli_size_str(cfg.stack, a), cfg.workers, cfg.threads,
+               cfg.capacity);
         printf("run,ms,result,start_kib,peak_kib,after_kib,trimmed_kib,stacks,slots_used,guard\n");
     } else {
-        printf("lacuna-bench skynet (%s): %ld fibers, %s stacks, %zu thread%s, pool capacity "
-               "%zu, median of %zu\n",
-               rules, cfg.fibers, cli_size_str(cfg.stack, a), cfg.threads,
-               cfg.threads > 1 ? "s" : "", cfg.capacity, cfg.runs);
+        printf("lacuna-bench skynet (%s): %ld fibers, %s stacks, %zu worker%s, %zu thread%s, pool "
+               "capacity %zu, median of %zu\n",
+               rules, cfg.fibers, cli_size_str(cfg.stack, a), cfg.workers,
+               cfg.workers > 1 ? "s" : "", cfg.threads, cfg.threads > 1 ? "s" : "", cfg.capacity,
+               cfg.runs);
         bench_machine(stdout, "");
         if (cap_note)
             printf("(capacity capped by memory: %zu live stacks fit, the tree has %ld fibers)\n",
