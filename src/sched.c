@@ -599,12 +599,49 @@ static void inject(lac_fiber *f)
         lac_wait_kick(w);
 }
 
+/* Wake worker w if it sleeps: new work is in its own queue. */
+static void kick_worker(lac_sched *w)
+{
+    lac_rt *rt = w->rt;
+    atomic_thread_fence(memory_order_seq_cst); /* the push, then the check: see idle() */
+    if (atomic_load_explicit(&rt->nidle, memory_order_relaxed) == 0)
+        return;
+    pthread_mutex_lock(&rt->lock);
+    bool asleep = w->sleeping;
+    if (asleep) {
+        w->sleeping = false;
+        atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    if (asleep)
+        lac_wait_kick(w);
+}
+
+/* A fiber pinned to another worker of s's runtime, made ready by s: straight into that worker's
+ * queue (it spins a while before it sleeps, so a ping-pong between two workers stays off the
+ * kernel). False if that worker is not running (lacuna_run has ended). */
+static bool push_pinned(lac_sched *s, lac_fiber *f)
+{
+    lac_sched *w = atomic_load_explicit(&s->rt->w[f->pin - 1], memory_order_acquire);
+    if (w == NULL || !s->multi)
+        return false;
+    f->state = LAC_F_READY;
+    lac_spin_lock(&w->qlock);
+    link_back(w, f);
+    lac_spin_unlock(&w->qlock);
+    kick_worker(w);
+    return true;
+}
+
 /* Make f ready from worker or thread s (NULL: a thread with no scheduler). */
 static void ready_from(lac_sched *s, lac_fiber *f)
 {
     f->wait = LAC_W_NONE;
-    if (s == NULL || s->rt != f->rt || !runs_on(f, s)) {
+    if (s == NULL || s->rt != f->rt) {
         inject(f);
+    } else if (!runs_on(f, s)) {
+        if (!push_pinned(s, f))
+            inject(f);
     } else if (s->cur) {
         hand_off(s, f);
     } else {

@@ -84,8 +84,9 @@ int bench_keep_main(int argc, char **argv);
 int bench_burst_main(int argc, char **argv);
 int bench_seed_main(int argc, char **argv);
 int bench_skynet_main(int argc, char **argv); /* fiber_bench.c */
-int bench_switch_main(int argc, char **argv); /* fiber_bench.c */
-int bench_parked_main(int argc, char **argv); /* parked.c */
-int bench_wipe_main(int argc, char **argv);   /* wipe_bench.c */
+int bench_switch_main(int argc, char **argv);
+int bench_pingpong_main(int argc, char **argv); /* fiber_bench.c */
+int bench_parked_main(int argc, char **argv);   /* parked.c */
+int bench_wipe_main(int argc, char **argv);     /* wipe_bench.c */
 
 #endif

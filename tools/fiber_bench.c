@@ -336,6 +336,7 @@ static void *empty(void *arg)
 
 static double switch_once(long n)
 {
+    lacuna_set_workers(1); /* the switch itself: both fibers on one thread */
     pingpong_n = n;
     lacuna_fiber *a = lacuna_go(pingpong, NULL);
     lacuna_fiber *b = lacuna_go(pingpong, NULL);
@@ -416,6 +417,111 @@ static int switch_main(int argc, char **argv)
                : "spawn+join of an empty fiber: %.1f ns (min %.1f, max %.1f)\n",
            bench_median(sp, (int)runs), mn, mx, n, runs);
     return 0;
+}
+
+/* ---- pingpong: a channel round trip between two workers ---------------------------------- */
+
+/* Two fibers pinned to workers 0 and 1 bounce a number over two unbuffered channels: every
+ * message wakes a fiber on the other worker (the cross-thread wake-up path: injection, a kick of
+ * a sleeping or spinning worker). */
+typedef struct {
+    lacuna_chan *ping, *pong;
+    long n;
+    int want;    /* the worker its pinned fiber must run on */
+    bool pinned; /* false: both unpinned, where the scheduler puts them (Go's case) */
+    uint64_t t0, t1;
+} pp_cfg;
+
+static void *pp_server(void *arg)
+{
+    pp_cfg *c = arg;
+    long v;
+    while (lacuna_chan_recv(c->ping, &v) == 0)
+        lacuna_chan_send(c->pong, &(long){v + 1});
+    return NULL;
+}
+
+static void *pp_client(void *arg)
+{
+    pp_cfg *c = arg;
+    long v = 0;
+    c->t0 = bench_now_ns();
+    for (long i = 0; i < c->n; i++) {
+        lacuna_chan_send(c->ping, &v);
+        lacuna_chan_recv(c->pong, &v);
+    }
+    c->t1 = bench_now_ns();
+    lacuna_chan_close(c->ping);
+    return (void *)(intptr_t)v;
+}
+
+/* Yield until an idle worker has taken this fiber to `want`, then run fn pinned there. */
+static void *pp_launch(void *arg)
+{
+    pp_cfg *c = arg;
+    if (!c->pinned)
+        return (c->want ? pp_server : pp_client)(c);
+    while (lacuna_worker_id() != c->want)
+        lacuna_yield();
+    lacuna_fiber_opts o = {.flags = LACUNA_FIBER_PINNED};
+    return lacuna_join(lacuna_go_opts(&o, c->want ? pp_server : pp_client, c));
+}
+
+static double pingpong_once(long n, bool pinned)
+{
+    lacuna_chan *ping = lacuna_chan_make(sizeof(long), 0),
+                *pong = lacuna_chan_make(sizeof(long), 0);
+    pp_cfg client = {ping, pong, n, 0, pinned, 0, 0}, server = {ping, pong, n, 1, pinned, 0, 0};
+    lacuna_set_workers(2);
+    lacuna_fiber *a = lacuna_go(pp_launch, &client), *b = lacuna_go(pp_launch, &server);
+    lacuna_run();
+    long got = (long)(intptr_t)lacuna_join(a);
+    lacuna_join(b);
+    lacuna_chan_free(ping);
+    lacuna_chan_free(pong);
+    if (got != n)
+        return -1;
+    return (double)(client.t1 - client.t0) / (double)n;
+}
+
+static int pingpong_main(int argc, char **argv)
+{
+    size_t n = 200000, runs = 5;
+    bool csv = false;
+    const cli_opt opts[] = {
+        {"n", CLI_COUNT, &n, 1, 1000000000, "round trips", NULL},
+        {"runs", CLI_COUNT, &runs, 1, 100, "runs; the median is reported", NULL},
+        {"csv", CLI_FLAG, &csv, 0, 0, "CSV instead of a table", NULL},
+        {0}};
+    cli_spec spec = {
+        "lacuna-bench pingpong", "ns per channel round trip between fibers pinned to two workers.",
+        opts, NULL, "Compare: tools/go/pingpong.go with GOMAXPROCS=2 (tools/bench.d/fibers.sh).\n"};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    bench_machine(stdout, csv ? "# " : "");
+    if (csv)
+        printf("measure,ns,ns_min,ns_max,n,runs\n");
+    for (int pinned = 1; pinned >= 0; pinned--) {
+        double rt[100], mn, mx;
+        for (size_t r = 0; r < runs; r++)
+            if ((rt[r] = pingpong_once((long)n, pinned)) < 0) {
+                fprintf(stderr, "lacuna-bench pingpong: wrong count\n");
+                return 1;
+            }
+        minmax(rt, (int)runs, &mn, &mx);
+        const char *what = pinned ? "pinned to 2 workers" : "unpinned, 2 workers";
+        printf(csv ? "pingpong %s,%.1f,%.1f,%.1f,%zu,%zu\n"
+                   : "pingpong (channel round trip, %s): %.1f ns (min %.1f, max %.1f), median of "
+                     "%zu x %zu\n",
+               what, bench_median(rt, (int)runs), mn, mx, runs, n);
+    }
+    return 0;
+}
+
+int bench_pingpong_main(int argc, char **argv)
+{
+    return pingpong_main(argc, argv);
 }
 
 int bench_skynet_main(int argc, char **argv)
