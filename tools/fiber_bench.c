@@ -319,6 +319,10 @@ static int skynet_main(int argc, char **argv)
 
 /* ---- switch ------------------------------------------------------------------------------- */
 
+#ifdef LACUNA_BENCH_BOOST
+double boost_jump_ns(long n); /* boost_peers.cpp */
+#endif
+
 static long pingpong_n;
 
 static void *pingpong(void *arg)
@@ -412,6 +416,22 @@ static int switch_main(int argc, char **argv)
     printf(csv ? "switch,%.2f,%.2f,%.2f,%zu,%zu\n"
                : "switch (lacuna_yield between two fibers): %.2f ns (min %.2f, max %.2f)\n",
            bench_median(sw, (int)runs), mn, mx, n, runs);
+#ifdef LACUNA_BENCH_BOOST
+    {
+        double bj[100];
+        for (size_t r = 0; r < runs; r++)
+            bj[r] = boost_jump_ns((long)n);
+        minmax(bj, (int)runs, &mn, &mx);
+        printf(
+            csv ? "boost-jump_fcontext-round-trip,%.2f,%.2f,%.2f,%zu,%zu\n"
+                : "Boost.Context jump_fcontext round trip (two raw switches, no scheduler), same "
+                  "run: %.2f ns (min %.2f, max %.2f)\n",
+            bench_median(bj, (int)runs), mn, mx, n, runs);
+    }
+#else
+    if (!csv)
+        printf("Boost.Context jump_fcontext: not built (libboost-context-dev missing)\n");
+#endif
     minmax(sp, (int)runs, &mn, &mx);
     printf(csv ? "spawn+join,%.1f,%.1f,%.1f,%zu,%zu\n"
                : "spawn+join of an empty fiber: %.1f ns (min %.1f, max %.1f)\n",
