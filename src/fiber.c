@@ -166,7 +166,7 @@ static inline lacuna_fiber *handle_of(const lac_fiber *f)
 }
 
 /* The block a handle names, if it is still in use; NULL for NULL, forged or stale handles. */
-static lac_fiber *lookup(const lacuna_fiber *h)
+static inline __attribute__((always_inline)) lac_fiber *lookup(const lacuna_fiber *h)
 {
     uint64_t v = (uint64_t)(uintptr_t)h;
     uint32_t idx = (uint32_t)v, gen = (uint32_t)(v >> 32);
