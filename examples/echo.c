@@ -1,6 +1,6 @@
-/* A TCP echo server on one thread: one fiber per connection, each blocking only itself in
- * lacuna_fd_wait while the others run. Every fiber has its own guarded 64 KiB stack from the
- * pool, and gives it back when its connection ends.
+/* A TCP echo server: one fiber per connection, each blocking only itself in lacuna_fd_wait while
+ * the others run, on as many worker threads as the process has CPUs (--workers to change it). Every
+ * fiber has its own guarded 64 KiB stack from the pool, and gives it back when its connection ends.
  *
  *   cc echo.c tools/cli.c -Itools $(pkg-config --cflags --libs lacuna) \
  *      -Wl,-rpath,$HOME/.local/lib -o echo          (tools/cli.c: the options parser)
@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static long open_now, open_peak, served;
+/* Connections run on every worker: the counters are atomic. */
+static _Atomic long open_now, open_peak, served;
 
 /* Write all of buf, waiting for room when the socket is full. 0 or errno. */
 static int write_all(int fd, const char *buf, size_t len)
@@ -62,8 +64,8 @@ static void *connection(void *arg)
             break; /* end of stream, reset, or error: this connection is done */
     }
     close(fd);
-    open_now--;
-    served++;
+    atomic_fetch_sub(&open_now, 1);
+    atomic_fetch_add(&served, 1);
     return NULL;
 }
 
@@ -96,8 +98,9 @@ static void *acceptor(void *arg)
         }
         lacuna_detach(f);
         accepted++;
-        if (++open_now > open_peak)
-            open_peak = open_now;
+        long now = atomic_fetch_add(&open_now, 1) + 1, peak = atomic_load(&open_peak);
+        while (now > peak && !atomic_compare_exchange_weak(&open_peak, &peak, now))
+            ;
     }
     close(s->listen_fd);
     return NULL;
@@ -105,8 +108,10 @@ static void *acceptor(void *arg)
 
 int main(int argc, char **argv)
 {
-    size_t port = 7000, max = 0;
+    size_t port = 7000, max = 0, workers = 0;
     const cli_opt opts[] = {
+        {"workers", CLI_COUNT, &workers, 0, LACUNA_WORKERS_MAX,
+         "worker threads (0: one per CPU the process may use)", NULL},
         {"port", CLI_COUNT, &port, 0, 65535, "TCP port on 127.0.0.1 (0: any free port)", NULL},
         {"max", CLI_COUNT, &max, 0, 1000000000, "connections to serve, then exit (0: forever)",
          NULL},
@@ -117,6 +122,7 @@ int main(int argc, char **argv)
     if (rc != CLI_CONTINUE)
         return rc;
     server s = {.max = (long)max};
+    lacuna_set_workers((unsigned)workers);
     /* One descriptor per connection: use all the process may have. */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -153,6 +159,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "lacuna_run: %s\n", strerror(err));
         return 1;
     }
-    printf("served %ld connections, at most %ld at once\n", served, open_peak);
+    printf("served %ld connections, at most %ld at once\n", atomic_load(&served),
+           atomic_load(&open_peak));
     return 0;
 }

@@ -166,7 +166,7 @@ static inline lacuna_fiber *handle_of(const lac_fiber *f)
 }
 
 /* The block a handle names, if it is still in use; NULL for NULL, forged or stale handles. */
-static lac_fiber *lookup(const lacuna_fiber *h)
+static inline __attribute__((always_inline)) lac_fiber *lookup(const lacuna_fiber *h)
 {
     uint64_t v = (uint64_t)(uintptr_t)h;
     uint32_t idx = (uint32_t)v, gen = (uint32_t)(v >> 32);
@@ -177,7 +177,9 @@ static lac_fiber *lookup(const lacuna_fiber *h)
     if (chunk == NULL)
         return NULL;
     lac_fiber *f = &chunk[idx & (LAC_BLOCK_CHUNK_N - 1)];
-    return atomic_load_explicit(&f->gen, memory_order_acquire) == gen ? f : NULL;
+    if (atomic_load_explicit(&f->gen, memory_order_acquire) != gen || lac_fiber_orphan(f))
+        return NULL; /* stale, or its runtime's thread has exited */
+    return f;
 }
 
 /* Refill a scheduler's free list: a batch of reclaimed blocks, else a new chunk. 0 or ENOMEM. */
@@ -313,9 +315,12 @@ static lacuna_fiber *spawn(const lacuna_fiber_opts *o, void *(*fn)(void *), void
     f->stacks = (uint8_t)which;
     f->joiner = NULL;
     f->heap_pos = LAC_NO_HEAP;
+    f->io = NULL;
     f->wait = LAC_W_NONE;
     f->detached = 0;
-    atomic_store_explicit(&f->owner, lac_tls_id, memory_order_relaxed);
+    f->tjoin = 0;
+    f->pin = (o->flags & LACUNA_FIBER_PINNED) ? (uint16_t)(s->idx + 1) : 0;
+    atomic_store_explicit(&f->done, 0, memory_order_relaxed);
     name_copy(f, o->name);
     f->region = lacuna_region_index(pool, stack);
     atomic_store_explicit(&st->owner[f->region], f->idx, memory_order_relaxed);
@@ -342,12 +347,30 @@ lacuna_fiber *lacuna_go_opts(const lacuna_fiber_opts *opts, void *(*fn)(void *),
     return spawn(opts ? opts : &o, fn, arg);
 }
 
-void lac_fiber_retire(lac_sched *s, lac_fiber *f)
+lac_fiber *lac_fiber_finish(lac_sched *s, lac_fiber *f, lac_spare *sp)
 {
+    *sp =
+        (lac_spare){.stack = f->stack, .stacks = f->stacks, .vg_id = f->vg_id, .region = f->region};
+#ifdef LAC_TSAN
+    sp->tsan = f->tsan;
+#endif
     atomic_store_explicit(&stacks[f->stacks].owner[f->region], 0, memory_order_relaxed);
     f->stack = NULL;
-    if (f->detached)
+    f->state = LAC_F_DONE;
+    lac_spin_lock(&f->lk);
+    lac_fiber *joiner = f->joiner;
+    f->joiner = NULL;
+    bool detached = f->detached, thread_joins = f->tjoin;
+    if (!thread_joins) /* else set by the wake below: the joiner may reuse f once it reads it */
+        atomic_store_explicit(&f->done, 1, memory_order_release);
+    lac_spin_unlock(&f->lk);
+    if (detached) {
         block_put(s, f);
+    } else if (thread_joins) {
+        atomic_fetch_sub_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
+        lac_thread_wake(&f->done);
+    }
+    return joiner;
 }
 
 bool lac_fiber_spares_ok(const lac_fiber *f)
@@ -360,34 +383,16 @@ void lac_fiber_stack_free(char *stack, unsigned which)
     (void)lacuna_free(atomic_load_explicit(&stacks[which].pool, memory_order_relaxed), stack);
 }
 
-void lac_fiber_reap(lac_sched *s, lac_fiber *f)
-{
-    atomic_store_explicit(&stacks[f->stacks].owner[f->region], 0, memory_order_relaxed);
-    lac_fiber_stack_free(f->stack, f->stacks);
-    f->stack = NULL;
-    if (f->detached)
-        block_put(s, f);
-}
-
 void lac_fiber_blocks_drop(lac_sched *s)
 {
     if (s->nfree)
         blocks_spill(s, s->nfree);
 }
 
-/* The block of a live handle of this thread's fiber, or NULL. */
-static lac_fiber *local_lookup(const lacuna_fiber *h)
-{
-    lac_fiber *f = lookup(h);
-    if (f == NULL || atomic_load_explicit(&f->owner, memory_order_relaxed) != lac_tls_id)
-        return NULL;
-    return f;
-}
-
 int lacuna_fiber_set_name(lacuna_fiber *h, const char *name)
 {
     lac_sched *s = lac_tls_sched;
-    lac_fiber *f = h ? local_lookup(h) : s ? s->cur : NULL;
+    lac_fiber *f = h ? lookup(h) : s ? s->cur : NULL;
     if (f == NULL)
         return EINVAL;
     name_copy(f, name);
@@ -400,60 +405,89 @@ lacuna_fiber *lacuna_self(void)
     return s && s->cur ? handle_of(s->cur) : NULL;
 }
 
+/* Wait for f to end (f->lk held; released here). 0 or errno. */
+static int join_wait(lac_sched *s, lac_fiber *f)
+{
+    lac_fiber *self = s ? s->cur : NULL;
+    if (self) { /* a fiber parks; the ending fiber makes it ready */
+        if (lac_sched_escaped(s)) {
+            lac_spin_unlock(&f->lk);
+            return ENOTRECOVERABLE;
+        }
+        f->joiner = self;
+        lac_sched_park(s, &f->lk);
+        return 0;
+    }
+    if (s && s->rt == f->rt) { /* the thread f's runtime lives in: run it until f ends */
+        s->main_join = f;
+        lac_spin_unlock(&f->lk);
+        int err = lac_sched_loop(s, f);
+        s->main_join = NULL;
+        if (err)
+            return err;
+        if (lac_rt_live(s->rt) == 0)
+            lac_sched_free(s);
+        return 0;
+    }
+    /* A thread outside f's runtime: block it until f ends. */
+    f->tjoin = 1;
+    atomic_fetch_add_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
+    lac_spin_unlock(&f->lk);
+    lac_thread_wait(&f->done);
+    return 0;
+}
+
 void *lacuna_join(lacuna_fiber *h)
 {
-    lac_fiber *f = local_lookup(h);
-    if (f == NULL || f->detached || f->joiner) {
-        LAC_BAD_INPUT("lacuna_join", "stale, detached, foreign or already joined fiber", h);
+    lac_fiber *f = lookup(h);
+    lac_sched *s = lac_tls_sched;
+    if (f != NULL && s != NULL && s->cur == f) {
+        errno = lac_sched_escaped(s) ? ENOTRECOVERABLE : EDEADLK;
+        return NULL;
+    }
+    if (f != NULL)
+        lac_spin_lock(&f->lk);
+    if (f == NULL || f->detached || f->joiner || f->tjoin || (s && s->main_join == f)) {
+        if (f)
+            lac_spin_unlock(&f->lk);
+        LAC_BAD_INPUT("lacuna_join", "stale, detached or already joined fiber", h);
         errno = EINVAL;
         return NULL;
     }
-    lac_sched *s = lac_tls_sched;
-    if (f->state != LAC_F_DONE) {
-        if (s->cur && lac_sched_escaped(s)) {
-            errno = ENOTRECOVERABLE;
+    if (atomic_load_explicit(&f->done, memory_order_acquire)) {
+        lac_spin_unlock(&f->lk);
+    } else {
+        lac_fiber *self = s ? s->cur : NULL;
+        int err = join_wait(s, f);
+        if (err) {
+            lac_set_errno(err);
             return NULL;
         }
-        if (s->cur == f) {
-            errno = EDEADLK;
-            return NULL;
-        }
-        if (s->main_join == f) { /* the thread itself is joining it */
-            errno = EINVAL;
-            return NULL;
-        }
-        if (s->cur) {
-            f->joiner = s->cur;
-            lac_sched_park(s);
-        } else {
-            s->main_join = f;
-            int err = lac_sched_loop(s, f);
-            s->main_join = NULL;
-            if (err) {
-                errno = err;
-                return NULL;
-            }
-            if (s->live == 0)
-                lac_sched_free(s);
-        }
+        s = self ? self->worker : lac_tls_sched; /* a fiber may resume on another worker */
     }
     void *result = f->arg;
-    block_put(lac_tls_sched, f);
+    block_put(s, f);
     return result;
 }
 
 int lacuna_detach(lacuna_fiber *h)
 {
-    lac_fiber *f = local_lookup(h);
+    lac_fiber *f = lookup(h);
     lac_sched *s = lac_tls_sched;
-    if (f == NULL || f->detached || f->joiner || (s && s->main_join == f)) {
-        LAC_BAD_INPUT("lacuna_detach", "stale, detached, foreign or joined fiber", h);
+    if (f != NULL)
+        lac_spin_lock(&f->lk);
+    if (f == NULL || f->detached || f->joiner || f->tjoin || (s && s->main_join == f)) {
+        if (f)
+            lac_spin_unlock(&f->lk);
+        LAC_BAD_INPUT("lacuna_detach", "stale, detached or joined fiber", h);
         return EINVAL;
     }
-    if (f->state == LAC_F_DONE)
-        block_put(s, f);
-    else
+    bool done = atomic_load_explicit(&f->done, memory_order_acquire);
+    if (!done)
         f->detached = 1;
+    lac_spin_unlock(&f->lk);
+    if (done)
+        block_put(s, f);
     return 0;
 }
 
@@ -474,5 +508,23 @@ void lac_fiber_fork_parent(void)
 void lac_fiber_fork_child(void)
 {
     pthread_mutex_unlock(&global_lock);
-    lac_wait_fork_child(lac_tls_sched);
+    lac_sched *s = lac_tls_sched;
+    if (s == NULL)
+        return;
+    /* The child has one thread. Its runtime, if it is this thread's own, goes on with one worker;
+     * a helper worker's child keeps nothing it can run (documented: exec or _exit). */
+    if (lac_sched_is_home(s)) {
+        lac_rt *rt = s->rt;
+        pthread_mutex_init(&rt->lock, NULL);
+        for (unsigned i = 1; i < LAC_WORKERS_MAX; i++)
+            rt->w[i] = NULL;
+        rt->nw = 1;
+        rt->whi = 1;
+        rt->nidle = 0;
+        rt->stop = LAC_STOP_NONE;
+        s->multi = false;
+        s->sleeping = false;
+        s->qlock.v = 0;
+    }
+    lac_wait_fork_child(s);
 }

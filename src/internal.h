@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <assert.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <sys/uio.h>
@@ -675,34 +676,76 @@ void *lac_ctx_init(void *stack_top, void (*entry)(void *), void *arg);
 
 typedef struct lac_fiber lac_fiber;
 typedef struct lac_sched lac_sched;
+typedef struct lac_rt lac_rt;
 typedef struct lac_io_wait lac_io_wait;
+
+/* A spin lock for the short critical sections of the runtime (a channel, a fiber's end, a run
+ * queue): a few dozen instructions are held at most, but a lock may be held across a context
+ * switch (a fiber parks holding the lock that guards its waiter; the next context releases it). */
+#if defined(__x86_64__) || defined(__i386__)
+#define LAC_CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define LAC_CPU_RELAX() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define LAC_CPU_RELAX() ((void)0)
+#endif
+
+typedef struct lac_spin {
+    _Atomic uint32_t v;
+} lac_spin;
+
+static inline void lac_spin_lock(lac_spin *l)
+{
+    unsigned spins = 0;
+    while (atomic_exchange_explicit(&l->v, 1, memory_order_acquire)) {
+        while (atomic_load_explicit(&l->v, memory_order_relaxed)) {
+            if (++spins % 128 == 0)
+                sched_yield(); /* the holder may have been preempted (a busy machine) */
+            else
+                LAC_CPU_RELAX();
+        }
+    }
+}
+
+static inline void lac_spin_unlock(lac_spin *l)
+{
+    atomic_store_explicit(&l->v, 0, memory_order_release);
+}
 
 enum { LAC_F_FREE = 0, LAC_F_READY, LAC_F_RUNNING, LAC_F_PARKED, LAC_F_DONE };
 enum { LAC_W_NONE = 0, LAC_W_TIMER, LAC_W_IO };
 #define LAC_NO_HEAP SIZE_MAX /* lac_fiber.heap_pos of a fiber not in the timer heap */
 
-/* A fiber's control block. Never inside a stack region (those pages are released); see fiber.c. */
+/* A fiber's control block. Never inside a stack region (those pages are released); see fiber.c.
+ * Scheduler fields (state, next, wait, heap_pos, deadline) belong to the worker the fiber is on
+ * or parked at; join/detach/end fields to whoever holds `lk`. */
 struct lac_fiber {
     void *sp;        /* saved stack pointer while not running */
     lac_fiber *next; /* run queue link */
     void *(*fn)(void *);
-    void *arg;            /* fn's argument, then its result */
-    char *stack;          /* lowest byte of the stack region; NULL once freed */
-    size_t stack_size;    /* bytes of the region */
-    lac_fiber *joiner;    /* fiber blocked in lacuna_join on this one */
-    uint64_t deadline;    /* CLOCK_MONOTONIC ns, while in the timer heap */
-    size_t heap_pos;      /* index in the timer heap, or LAC_NO_HEAP */
-    _Atomic uint32_t gen; /* odd while in use; bumped on spawn and on reclaim */
-    uint32_t idx;         /* index in the block table (0 is never used) */
-    uint32_t next_free;   /* free-list link (an index) */
-    uint8_t state;        /* LAC_F_* */
-    uint8_t wait;         /* LAC_W_*: what a parked fiber waits for besides a wake-up */
-    uint8_t timed_out;    /* a timed wait ended by its deadline */
+    void *arg;             /* fn's argument, then its result */
+    char *stack;           /* lowest byte of the stack region; NULL once freed */
+    size_t stack_size;     /* bytes of the region */
+    lac_rt *rt;            /* its runtime (the workers it may run on); fixed for life */
+    lac_sched *worker;     /* the worker that runs it or ran it last (the pinned one, if pinned) */
+    uint64_t deadline;     /* CLOCK_MONOTONIC ns, while in the timer heap */
+    size_t heap_pos;       /* index in the timer heap, or LAC_NO_HEAP */
+    lac_io_wait *io;       /* its fd wait (wait.c), while in one */
+    lac_spin lk;           /* guards joiner, tjoin, detached and done */
+    lac_fiber *joiner;     /* fiber blocked in lacuna_join on this one */
+    _Atomic uint32_t done; /* 1 once ended: a futex word for a joining thread */
+    _Atomic uint32_t gen;  /* odd while in use; bumped on spawn and on reclaim */
+    uint32_t idx;          /* index in the block table (0 is never used) */
+    uint32_t next_free;    /* free-list link (an index) */
+    uint8_t state;         /* LAC_F_* (scheduler's view) */
+    uint8_t wait;          /* LAC_W_*: what a parked fiber waits for besides a wake-up */
+    uint8_t timed_out;     /* a timed wait ended by its deadline */
     uint8_t detached;
-    uint8_t stacks;         /* its stack's pool: 0 = the default, else 1 + size class (fiber.c) */
-    _Atomic uint64_t owner; /* lac_tls_id of the thread that spawned it */
-    long region;            /* stack region index in the pool */
-    unsigned vg_id;         /* valgrind stack id */
+    uint8_t tjoin;  /* a thread (not a fiber) waits for `done` */
+    uint8_t stacks; /* its stack's pool: 0 = the default, else 1 + size class (fiber.c) */
+    uint16_t pin;   /* 0, or 1 + the index of the only worker it runs on */
+    long region;    /* stack region index in the pool */
+    unsigned vg_id; /* valgrind stack id */
 #ifdef LAC_ASAN
     void *asan_fake; /* ASan fake stack saved across a switch */
 #endif
@@ -714,38 +757,75 @@ struct lac_fiber {
 
 #define LAC_STACK_CLASSES   10 /* stack size classes: 16 KiB << 0..9, up to 8 MiB */
 #define LAC_STACK_CLASS_MIN LACUNA_FIBER_STACK_MIN
-#define LAC_SPARE_MAX       16 /* ended fibers' stacks a scheduler keeps for its next spawns */
-#define LAC_RUNNEXT_MAX     64 /* hand-offs in a row before the run queue's head gets its turn */
+#define LAC_SPARE_MAX       16  /* ended fibers' stacks a scheduler keeps for its next spawns */
+#define LAC_RUNNEXT_MAX     64  /* hand-offs in a row before the run queue's head gets its turn */
+#define LAC_WORKERS_MAX     256 /* workers of one runtime */
 
-/* The stack of an ended fiber, kept for the next spawn (sched.c). */
+/* The stack of an ended fiber, kept for the next spawn or freed by the worker's own context. */
 typedef struct lac_spare {
     char *stack;
     unsigned stacks; /* the pool it came from (fiber.c: 0 = the default, else 1 + size class) */
     unsigned vg_id;  /* its valgrind registration, dropped when the stack is reused or freed */
+    long region;     /* its region index (the overflow namer's table) */
     void *tsan;      /* its TSan fiber, destroyed likewise (NULL without TSan) */
 } lac_spare;
 
-/* A thread's scheduler: touched by that thread only, so it takes no lock. */
+/* A runtime: the workers (OS threads) whose fibers may move between them. The thread that first
+ * spawns is its home worker and owns it; lacuna_run adds helper workers for its duration. A
+ * runtime outlives its schedulers (handles of ended fibers name it): kept by its home thread for
+ * its life, then reused by another thread, or kept for ever, dead, when the home thread exits
+ * with fibers left (they can never run again). Guarded by `lock` unless stated. */
+struct lac_rt {
+    pthread_mutex_t lock;
+    _Atomic(lac_sched *) w[LAC_WORKERS_MAX]; /* workers now, by index (w[0]: the home) */
+    _Atomic unsigned nw;                     /* how many */
+    _Atomic unsigned whi;                    /* indices in use are below this */
+    lac_fiber *inj_head, *inj_tail;          /* woken from outside the runtime (other threads) */
+    _Atomic size_t ninj;                     /* their count, read without the lock */
+    _Atomic unsigned nidle;                  /* workers asleep in idle() */
+    _Atomic int stop;                        /* set: workers leave their loops (LAC_STOP_*) */
+    int64_t gone;                            /* spawned - ended of workers that have left */
+    _Atomic bool dead;        /* its home thread has exited: its fibers never run again */
+    struct lac_rt *next_free; /* list of runtimes to reuse (sched.c) */
+};
+enum { LAC_STOP_NONE = 0, LAC_STOP_DONE = 1 }; /* else an errno (EDEADLK) */
+
+/* A worker's scheduler. Its fields are its own thread's, except: the run queue (head, tail, nq)
+ * is under qlock while the runtime has several workers (thieves take from it); `delta` is read
+ * by the worker deciding that the runtime is done; `sleeping` and `evfd` by wakers. */
 struct lac_sched {
     lac_fiber *cur;          /* running fiber; NULL while on the thread's own stack */
+    lac_rt *rt;              /* the runtime it works for */
+    bool multi;              /* rt has several workers now: lock the queue */
+    lac_spin qlock;          /* the run queue, while multi */
     lac_fiber *head, *tail;  /* run queue */
+    _Atomic size_t nq;       /* its length (written under qlock, read without by thieves) */
     lac_fiber *runnext;      /* made ready by a hand-off (channel, join): runs next */
     lac_fiber *handed;       /* earlier hand-offs it displaced, a stack: they run before head */
+    lac_fiber *spawner;      /* preempted by its spawn; runs when that fiber first gives way */
     unsigned runnext_streak; /* hand-off picks while the queue waited: at most LAC_RUNNEXT_MAX */
+    uint8_t after;           /* LAC_AFTER_*: what the next context does once this switch is done */
+    void *after_arg;
     lac_spare spare[LAC_SPARE_MAX];
     unsigned nspare;
-    lac_fiber *zombie;     /* ended fiber whose stack the thread's own context frees */
+    lac_spare zombie; /* an ended fiber's stack the worker's own context frees */
+    bool has_zombie;
     lac_fiber *main_join;  /* the fiber a thread-context lacuna_join waits for */
     void *main_sp;         /* the thread's own context while a fiber runs */
     void *dead_sp;         /* where a dying fiber's last switch saves a context never resumed */
-    size_t live;           /* fibers spawned here that have not ended */
-    size_t nio;            /* fibers in lacuna_fd_wait */
+    _Atomic int64_t delta; /* fibers spawned here minus fibers ended here (single writer) */
+    size_t nio;            /* fibers in lacuna_fd_wait parked here */
     lac_io_wait *io_waits; /* those waits (wait.c), for a forked child's new epoll */
     lac_fiber **heap;      /* timer min-heap on deadline (wait.c) */
     size_t nheap, heap_cap;
-    unsigned tick;             /* scheduling decisions while waits pend: LAC_POLL_EVERY */
+    unsigned tick;             /* scheduling decisions: every LAC_POLL_EVERY-th polls */
     bool poll_due;             /* main polls (non-blocking) before it runs the next fiber */
-    int epfd;                  /* -1 until the first fd wait */
+    int epfd;                  /* -1 until the first fd wait or idle sleep */
+    int evfd;                  /* eventfd that wakes it from an idle sleep, -1 until needed */
+    bool sleeping;             /* asleep in idle() (rt->lock) */
+    bool sleep_waits;          /* asleep with timers or fd waits of its own (rt->lock) */
+    unsigned idx;              /* its index in rt->w */
+    uint64_t rng;              /* victim choice */
     uint32_t free_head, nfree; /* control blocks free for reuse here (fiber.c) */
 #ifdef LAC_ASAN
     void *main_fake;
@@ -760,13 +840,10 @@ struct lac_sched {
 
 /* ---- fiber.c ---- */
 
-/* Give back an ended fiber's stack (and its block, if detached). Called on the thread's own
- * stack by sched.c, never on a fiber's. */
-void lac_fiber_reap(lac_sched *s, lac_fiber *f);
-
-/* An ended fiber, on its own stack, whose stack sched.c keeps as a spare: forget the stack (its
- * region names no fiber now) and give back the block if detached. No pool call. */
-void lac_fiber_retire(lac_sched *s, lac_fiber *f);
+/* An ended fiber, on its own stack: forget its stack (into *sp: its region names no fiber now),
+ * mark it done, wake a thread joining it, give the block back if detached. Returns the fiber
+ * joining it, to be made ready, or NULL. No pool call. */
+lac_fiber *lac_fiber_finish(lac_sched *s, lac_fiber *f, lac_spare *sp);
 
 /* Whether an ended fiber's stack may be kept for the next spawn: not when its pool promises
  * zeroed regions (LACUNA_ZERO) or releases on every free (LACUNA_CACHE_NONE), which only the pool
@@ -792,10 +869,13 @@ void lac_fiber_fork_child(void);
 /* ---- sched.c ---- */
 
 extern __thread lac_sched *lac_tls_sched; /* the calling thread's scheduler, or NULL */
-/* The calling thread's id, given by its first lac_sched_get and never given again: not an
- * address, which the next thread would get (glibc reuses a dead thread's stack and TLS), so a
- * handle or channel of an exited thread is never taken for one of the caller's. 0 before. */
+/* The calling thread's id, given by its first lac_sched_get and never given again. 0 before. */
 extern __thread uint64_t lac_tls_id;
+
+/* Thread-locals after a switch: a fiber may resume on another worker, and compilers keep the
+ * address of a thread-local across calls within a function. Code that may have parked reads its
+ * worker from the fiber (f->worker, set by whoever resumed it), never from a TLS read made before.
+ */
 
 /* The calling thread's scheduler, created on first use (with the thread's alternate signal
  * stack and the overflow handler). NULL + errno on failure. */
@@ -808,34 +888,61 @@ void lac_sched_free(lac_sched *s);
  * spawner right after it; from thread context it is queued. */
 void lac_sched_start(lac_sched *s, lac_fiber *f);
 
-/* Block the running fiber until lac_sched_push(it); other fibers run meanwhile. */
-void lac_sched_park(lac_sched *s);
+/* Block the running fiber until it is made ready; other fibers run meanwhile. `unlock`, if not
+ * NULL, is released once the fiber's context is saved (so a waker on another worker, which takes
+ * that lock, never resumes a fiber still running). Returns the worker it resumed on. */
+lac_sched *lac_sched_park(lac_sched *s, lac_spin *unlock);
 
-/* Make a fiber of this scheduler runnable: back of the run queue (timers, fd waits). */
+/* Make a fiber parked at this worker runnable: back of the run queue (timers, fd waits). */
 void lac_sched_push(lac_sched *s, lac_fiber *f);
 
 /* Whether the caller runs outside the stack of the fiber the scheduler thinks is running: it left
  * that fiber without switching (longjmp, an exception), which nothing can undo. */
 bool lac_sched_escaped(const lac_sched *s);
 
-/* The thread's own context: run fibers until `until` ends (NULL: until none is left). 0, EDEADLK
- * (every fiber is blocked with no timer and no fd wait) or an epoll_wait errno. */
+/* The thread's own context: run fibers until `until` ends (NULL: until the runtime has none left).
+ * 0, EDEADLK (every fiber is blocked with no timer, no fd wait and no thread that may wake one) or
+ * an epoll_wait errno. */
 int lac_sched_loop(lac_sched *s, lac_fiber *until);
 
-/* For chan.c: */
+/* Fibers of a runtime not yet ended (its workers' counts; exact once they are idle). */
+int64_t lac_rt_live(lac_rt *rt);
+
+/* Thread exit (process.c): a runtime whose home thread exits with fibers left is dead; calls on
+ * its fibers and on channels they wait on fail with EINVAL (they would never be answered). */
+void lac_sched_thread_exit(void);
+
+/* Whether s is the scheduler of its runtime's home thread (the calling thread). */
+bool lac_sched_is_home(const lac_sched *s);
+
+/* Whether f belongs to a dead runtime. */
+static inline bool lac_fiber_orphan(const lac_fiber *f)
+{
+    return atomic_load_explicit(&f->rt->dead, memory_order_relaxed);
+}
+
+/* For chan.c and fiber.c: */
 
 /* The running fiber of the calling thread, or NULL in thread context. */
 lac_fiber *lac_fiber_self(void);
 
-/* Block the running fiber (precondition: lac_fiber_self() != NULL) until lac_fiber_ready(it). The
- * caller must have recorded where it waits first; other fibers run meanwhile. */
-void lac_fiber_park(void);
-
-/* Make a parked fiber of the calling thread runnable: a hand-off, it runs next (sched.c). */
+/* Make a parked fiber runnable, from anywhere: a hand-off (it runs next) on a worker of its
+ * runtime, else queued to its runtime (its pinned worker) and a sleeping worker woken. */
 void lac_fiber_ready(lac_fiber *fiber);
 
-/* Whether a fiber belongs to the calling thread's scheduler. */
-bool lac_fiber_local(const lac_fiber *fiber);
+/* Threads outside any runtime blocked in a lacuna call that a fiber may end (a channel operation,
+ * a join): while any is, an idle runtime waits instead of reporting EDEADLK. */
+extern _Atomic long lac_foreign_blocked;
+
+/* Block the calling thread (not a fiber) until *word != 0: a futex wait. */
+void lac_thread_wait(_Atomic uint32_t *word);
+/* Set *word = 1 and wake a thread in lac_thread_wait on it. The word's memory must stay valid
+ * (a waiter may return as soon as it reads 1: the wake-up may then hit a word reused for
+ * something else, which futex users tolerate as a spurious wake-up). */
+void lac_thread_wake(_Atomic uint32_t *word);
+
+/* Set errno from code that may have parked (see "Thread-locals after a switch"). */
+void lac_set_errno(int err);
 
 /* Fork hooks, called by process.c: prepare takes every fiber-layer mutex, parent and child
  * release them; the child also gets an epoll of its own. */
@@ -843,21 +950,30 @@ void lac_fiber_fork_prepare(void);
 void lac_fiber_fork_parent(void);
 void lac_fiber_fork_child(void);
 
-/* A fiber parked on a channel: lives on the parked fiber's own stack (valid while it waits). */
+/* A fiber, or a thread outside the runtime, parked on a channel: lives on its own stack (valid
+ * while it waits). */
 typedef struct lac_waiter {
     struct lac_waiter *next; /* FIFO link in the channel's send or receive queue */
-    lac_fiber *fiber;
-    void *elem; /* the element to send, or where to receive */
-    int result; /* 0, or EPIPE when woken by a close */
+    lac_fiber *fiber;        /* NULL: a thread, woken through `done` */
+    void *elem;              /* the element to send, or where to receive */
+    int result;              /* 0, or EPIPE when woken by a close */
+    _Atomic uint32_t done;   /* a thread waiter's futex word */
 } lac_waiter;
 
 /* ---- wait.c ---- */
 
-/* Poll fds and fire due timers, making their fibers runnable. block: wait for the first of them.
- * 0 or an epoll_wait errno. */
+/* Poll fds and fire due timers, making their fibers runnable. block: sleep until the first of
+ * them or a wake-up (lac_wait_kick). 0 or an epoll_wait errno. */
 int lac_wait_poll(lac_sched *s, bool block);
 
-/* Release what a scheduler's waits hold (the heap, the epoll instance). */
+/* Make sure s can sleep in lac_wait_poll(s, true) and be woken: its epoll and eventfd. 0 or
+ * errno. */
+int lac_wait_prepare(lac_sched *s);
+
+/* Wake a worker asleep in lac_wait_poll(s, true) (lac_wait_prepare(s) has succeeded). */
+void lac_wait_kick(lac_sched *s);
+
+/* Release what a scheduler's waits hold (the heap, the epoll instance, the eventfd). */
 void lac_wait_free(lac_sched *s);
 
 /* In a forked child: a new epoll instance for s, with its parked fd waits registered again. */

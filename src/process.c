@@ -72,6 +72,7 @@ static __thread void *altstack; /* this thread's signal stack, if lacuna gave it
 static void thread_exit(void *unused)
 {
     (void)unused;
+    lac_sched_thread_exit();
     lac_pool_thread_exit();
     if (altstack) {
         stack_t off = {.ss_flags = SS_DISABLE};
@@ -291,4 +292,12 @@ static void pidfd_fork_child(void)
     if (pidfd_ours(fd)) /* else the number is the program's now: never close it */
         close(fd);
     atomic_store_explicit(&pidfd, pidfd_open_self(), memory_order_relaxed);
+}
+
+/* In a file of its own so that no caller can keep errno's address across a fiber switch: the
+ * compiler treats a thread-local's address as fixed within a function, and after a switch the
+ * caller may run on another thread. */
+void lac_set_errno(int err)
+{
+    errno = err;
 }

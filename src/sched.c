@@ -1,34 +1,45 @@
-/* sched.c — one cooperative scheduler per OS thread: run queue, context switches, a fiber's start
- * and end, and the thread's own loop (lacuna_run, a thread-context lacuna_join).
+/* sched.c — the schedulers: one per worker (an OS thread), grouped into runtimes whose fibers
+ * move between workers (M:N); run queues, work stealing, idle sleep, context switches, a fiber's
+ * start and end, and the worker's own loop (lacuna_run, a thread-context lacuna_join).
  *
- * Owns: the thread-local scheduler (created lazily, freed when it runs out of fibers), the run
- * queue, every lac_ctx_switch and the sanitizer/valgrind bookkeeping around it, and the moment a
- * fiber ends.
+ * Owns: the thread-local scheduler (created lazily, freed when its runtime runs out of fibers),
+ * the runtime it is home of (lac_rt, inside it), lacuna_run's helper workers, the run queues,
+ * every lac_ctx_switch and the sanitizer/valgrind bookkeeping around it, and the moment a fiber
+ * ends.
  *
  * Invariants:
  *   - Fibers switch directly to one another. An ending fiber keeps its stack as a spare for this
- *     thread's next spawn (up to LAC_SPARE_MAX) and switches straight to the next fiber; only
- *     past that bound does it switch to the thread's own stack (the "main" context, inside
- *     lac_sched_loop), which frees it (reap). Spares left when main runs out of ready fibers go
- *     back to the pool there. Library work never runs on a user fiber's stack, which its owner
- *     sized for their own frames: the ending fiber does only bookkeeping, on its own stack.
- *   - Main runs when nothing is ready, when an ending fiber finds the spares full, and every
- *     LAC_POLL_EVERY-th scheduling decision while timers or fd waits are pending (so a fiber
- *     that keeps yielding cannot starve them). Main polls epoll and fires timers (wait.c).
- *   - Order: runnext (the fiber the last hand-off woke: a channel operation, a join), then the
- *     stack of hand-offs it displaced, then the run queue, a deque (a fiber preempted by its own
- *     spawn goes to its front; spawned, yielding, timed-out and fd-ready fibers to its back).
- *     Hand-offs take at most LAC_RUNNEXT_MAX turns in a row while the queue waits.
- *   - At most one zombie at a time: main reaps it right after the switch that brought it back.
+ *     worker's next spawn (up to LAC_SPARE_MAX) and switches straight to the next fiber; only
+ *     past that bound does it switch to the worker's own stack (the "main" context, inside
+ *     lac_sched_loop), which frees it. Spares left when main runs out of ready fibers go back
+ *     to the pool there. Library work never runs on a user fiber's stack.
+ *   - A fiber is visible to other workers (a run queue, a waiter list) only once its context is
+ *     saved: what a switch must do after the switching fiber has left (queue it, release the
+ *     lock that guards its waiter) is recorded in s->after and done by the context that runs
+ *     next (after_switch), on the same worker. So no worker resumes a fiber still running.
+ *   - After any switch, a fiber reads its worker from f->worker (set by whoever resumed it), never
+ *     from thread-local storage read before: it may resume on another thread.
+ *   - Order on a worker: runnext (the fiber the last hand-off woke: a channel operation, a join),
+ *     then the stack of hand-offs it displaced, then the run queue, a deque (a fiber preempted by
+ *     its own spawn goes to its front; spawned, yielding, timed-out and fd-ready fibers to its
+ *     back). Hand-offs take at most LAC_RUNNEXT_MAX turns in a row while the queue waits. Only
+ *     the run queue is stolen from (half of it, by an idle worker from a random victim), never
+ *     runnext or the hand-offs, nor pinned fibers. Fibers woken from outside the runtime wait in
+ *     rt's injection queue; main takes them when idle and every LAC_POLL_EVERY-th decision.
+ *   - A worker with nothing to run, steal or take sleeps in epoll (its fds, its next timer, its
+ *     eventfd). The last worker to fall asleep decides: no fiber left (done), or none can ever
+ *     wake (EDEADLK: no timer, no fd wait, no thread outside blocked on one); then all leave.
  *
- * Does not: allocate stacks or control blocks (fiber.c), keep timers or fds (wait.c), move fibers
- * between threads, or preempt.
+ * Does not: allocate stacks or control blocks (fiber.c), keep timers or fds (wait.c), preempt.
  */
 #define _GNU_SOURCE
 #include "internal.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #ifdef LACUNA_HAVE_VALGRIND_H
 #include <valgrind/valgrind.h>
@@ -45,40 +56,115 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-#define LAC_POLL_EVERY 64 /* switches between polls while timers or fd waits pend */
+#define LAC_POLL_EVERY 64   /* scheduling decisions between polls (timers, fds, injections) */
+#define LAC_SPIN_IDLE  2000 /* looks for work before an idle worker sleeps (~20-50 us) */
+
+enum { LAC_AFTER_NONE = 0, LAC_AFTER_PUSH_BACK, LAC_AFTER_UNLOCK };
 
 __thread lac_sched *lac_tls_sched;
 __thread uint64_t lac_tls_id;
-static _Atomic uint64_t next_id = 1; /* 2^64 thread starts never wrap */
+static __thread lac_rt *tls_rt; /* the runtime this thread is home of, across its schedulers */
+static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER; /* rt_free */
+static lac_rt *rt_free;                                     /* runtimes to reuse */
+static _Atomic uint64_t next_id = 1;                        /* 2^64 thread starts never wrap */
+_Atomic long lac_foreign_blocked;
+static _Atomic unsigned workers_conf; /* lacuna_set_workers; 0 = the default */
 
 /* ---- run queue ----------------------------------------------------------------------------- */
 
-static inline void push_back(lac_sched *s, lac_fiber *f)
+static inline void q_lock(lac_sched *s)
 {
-    f->state = LAC_F_READY;
+    if (s->multi)
+        lac_spin_lock(&s->qlock);
+}
+
+static inline void q_unlock(lac_sched *s)
+{
+    if (s->multi)
+        lac_spin_unlock(&s->qlock);
+}
+
+/* The queue's length changes under qlock (or with one worker); thieves peek at it without. */
+static inline void nq_add(lac_sched *s, long d)
+{
+    atomic_store_explicit(&s->nq, atomic_load_explicit(&s->nq, memory_order_relaxed) + (size_t)d,
+                          memory_order_relaxed);
+}
+
+static inline size_t nq_of(const lac_sched *s)
+{
+    return atomic_load_explicit(&s->nq, memory_order_relaxed);
+}
+
+static inline void link_back(lac_sched *s, lac_fiber *f)
+{
     f->next = NULL;
     if (s->tail)
         s->tail->next = f;
     else
         s->head = f;
     s->tail = f;
+    nq_add(s, 1);
+}
+
+/* Wake one sleeping worker of the runtime, other than s, if any sleeps: new work is queued. */
+static void kick_one(lac_sched *s)
+{
+    lac_rt *rt = s->rt;
+    atomic_thread_fence(memory_order_seq_cst); /* the push, then the check: see idle() */
+    if (atomic_load_explicit(&rt->nidle, memory_order_relaxed) == 0)
+        return;
+    lac_sched *w = NULL;
+    pthread_mutex_lock(&rt->lock);
+    for (unsigned i = 0, hi = rt->whi; i < hi; i++) {
+        lac_sched *c = rt->w[i];
+        if (c && c != s && c->sleeping) {
+            w = c;
+            w->sleeping = false;
+            atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_relaxed);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&rt->lock);
+    if (w)
+        lac_wait_kick(w);
+}
+
+static inline void push_back(lac_sched *s, lac_fiber *f)
+{
+    f->state = LAC_F_READY;
+    q_lock(s);
+    link_back(s, f);
+    q_unlock(s);
+    if (s->multi)
+        kick_one(s);
 }
 
 static inline void push_front(lac_sched *s, lac_fiber *f)
 {
     f->state = LAC_F_READY;
+    q_lock(s);
     f->next = s->head;
     s->head = f;
     if (s->tail == NULL)
         s->tail = f;
+    nq_add(s, 1);
+    q_unlock(s);
+    if (s->multi)
+        kick_one(s);
 }
 
 static inline lac_fiber *pop_front(lac_sched *s)
 {
+    q_lock(s);
     lac_fiber *f = s->head;
-    s->head = f->next;
-    if (s->head == NULL)
-        s->tail = NULL;
+    if (f) {
+        s->head = f->next;
+        if (s->head == NULL)
+            s->tail = NULL;
+        nq_add(s, -1);
+    }
+    q_unlock(s);
     return f;
 }
 
@@ -105,15 +191,17 @@ static inline void hand_off(lac_sched *s, lac_fiber *f)
 
 static inline bool has_ready(const lac_sched *s)
 {
-    return s->runnext != NULL || s->handed != NULL || s->head != NULL;
+    return s->runnext != NULL || s->handed != NULL || s->spawner != NULL || nq_of(s) != 0;
 }
 
-/* The next fiber to run: runnext, then the stack of hand-offs, then the queue. Hand-offs get at
- * most LAC_RUNNEXT_MAX turns in a row while the queue waits (two fibers handing off to each other
- * forever must not starve it): then the queue's head runs. NULL: nothing is ready. */
+/* The next fiber to run here: runnext, then the stack of hand-offs, then the spawner the last
+ * spawn preempted, then the queue. Hand-offs get at most LAC_RUNNEXT_MAX turns in a row while
+ * others wait (two fibers handing off to each other forever must not starve them): then the
+ * spawner or the queue's head runs. NULL: nothing is ready. */
 static inline lac_fiber *next_ready(lac_sched *s)
 {
-    if (LAC_LIKELY(s->runnext_streak < LAC_RUNNEXT_MAX) || (s->head == NULL && s->handed == NULL)) {
+    if (LAC_LIKELY(s->runnext_streak < LAC_RUNNEXT_MAX) ||
+        (nq_of(s) == 0 && s->handed == NULL && s->spawner == NULL)) {
         lac_fiber *f = s->runnext;
         if (f) {
             s->runnext = NULL;
@@ -128,13 +216,130 @@ static inline lac_fiber *next_ready(lac_sched *s)
     }
     /* The turn goes to the queue, and the displaced hand-offs join its back: runnext alone (two
      * fibers handing off to each other) can no longer keep them waiting. */
-    while (s->handed) {
-        lac_fiber *h = s->handed;
-        s->handed = h->next;
-        push_back(s, h);
+    if (s->handed) {
+        q_lock(s);
+        while (s->handed) {
+            lac_fiber *h = s->handed;
+            s->handed = h->next;
+            link_back(s, h);
+        }
+        q_unlock(s);
     }
     s->runnext_streak = 0;
-    return s->head ? pop_front(s) : NULL;
+    lac_fiber *f = s->spawner;
+    if (f) {
+        s->spawner = NULL;
+        return f;
+    }
+    return nq_of(s) ? pop_front(s) : NULL;
+}
+
+/* ---- work from elsewhere: injection, stealing ------------------------------------------------ */
+
+/* Whether f may run on worker s (a pinned fiber only on its own). */
+static inline bool runs_on(const lac_fiber *f, const lac_sched *s)
+{
+    return f->pin == 0 || f->pin == s->idx + 1;
+}
+
+/* rt->lock held: runs_on, and a fiber pinned to a worker that has left (lacuna_run ended) moves
+ * to s for good rather than wait for a worker that may never come back. */
+static inline bool takes(lac_rt *rt, lac_fiber *f, lac_sched *s)
+{
+    if (runs_on(f, s))
+        return true;
+    if (f->pin - 1u < LAC_WORKERS_MAX && rt->w[f->pin - 1] != NULL)
+        return false;
+    f->pin = (uint16_t)(s->idx + 1);
+    return true;
+}
+
+/* Fibers woken from outside the runtime (or pinned here and woken by another worker): into this
+ * worker's queue. */
+static void take_injected(lac_sched *s)
+{
+    lac_rt *rt = s->rt;
+    if (atomic_load_explicit(&rt->ninj, memory_order_relaxed) == 0)
+        return;
+    pthread_mutex_lock(&rt->lock);
+    lac_fiber **pp = &rt->inj_head, *prev = NULL;
+    while (*pp) {
+        lac_fiber *f = *pp;
+        if (!takes(rt, f, s)) {
+            prev = f;
+            pp = &f->next;
+            continue;
+        }
+        *pp = f->next;
+        if (rt->inj_tail == f)
+            rt->inj_tail = prev;
+        atomic_fetch_sub_explicit(&rt->ninj, 1, memory_order_relaxed);
+        f->state = LAC_F_READY;
+        q_lock(s);
+        link_back(s, f);
+        q_unlock(s);
+    }
+    pthread_mutex_unlock(&rt->lock);
+}
+
+static uint64_t rng_next(lac_sched *s)
+{
+    uint64_t x = s->rng; /* xorshift64 */
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return s->rng = x;
+}
+
+/* Take half of a random victim's run queue (not its pinned fibers). The first stolen fiber is
+ * returned, the others join this worker's queue. NULL: nothing to steal anywhere. */
+static lac_fiber *steal(lac_sched *s)
+{
+    lac_rt *rt = s->rt;
+    unsigned hi = atomic_load_explicit(&rt->whi, memory_order_acquire);
+    unsigned start = (unsigned)(rng_next(s) % hi);
+    for (unsigned k = 0; k < hi; k++) {
+        lac_sched *v = atomic_load_explicit(&rt->w[(start + k) % hi], memory_order_acquire);
+        if (v == NULL || v == s || nq_of(v) == 0)
+            continue;
+        lac_fiber *got = NULL, *got_tail = NULL;
+        size_t n = 0;
+        lac_spin_lock(&v->qlock);
+        size_t n_v = nq_of(v), want = n_v - n_v / 2;
+        lac_fiber **pp = &v->head, *prev = NULL;
+        while (*pp && n < want) {
+            lac_fiber *f = *pp;
+            if (f->pin) {
+                prev = f;
+                pp = &f->next;
+                continue;
+            }
+            *pp = f->next;
+            if (v->tail == f)
+                v->tail = prev;
+            nq_add(v, -1);
+            f->next = NULL;
+            if (got_tail)
+                got_tail->next = f;
+            else
+                got = f;
+            got_tail = f;
+            n++;
+        }
+        lac_spin_unlock(&v->qlock);
+        if (got == NULL)
+            continue;
+        if (got->next) {
+            q_lock(s);
+            for (lac_fiber *f = got->next, *nx; f; f = nx) {
+                nx = f->next;
+                link_back(s, f);
+            }
+            q_unlock(s);
+        }
+        return got;
+    }
+    return NULL;
 }
 
 /* ---- switching ----------------------------------------------------------------------------- */
@@ -157,7 +362,7 @@ static inline void san_before(lac_sched *s, lac_fiber *from, lac_fiber *to, bool
 #endif
 }
 
-/* Now running `self` (NULL = the thread's own stack) after a switch. */
+/* Now running `self` (NULL = the thread's own stack) on worker s after a switch. */
 static inline void san_after(lac_sched *s, lac_fiber *self)
 {
     (void)s, (void)self;
@@ -172,81 +377,19 @@ static inline void san_after(lac_sched *s, lac_fiber *self)
 #endif
 }
 
-/* Free an ended fiber's stack. Main context only: the ended fiber has switched away for good. */
-static void reap(lac_sched *s)
+/* What the context that left must have done once it is saved (see the invariants). */
+static inline void after_switch(lac_sched *s)
 {
-    lac_fiber *f = s->zombie;
-    s->zombie = NULL;
-    LAC_VG_DEREGISTER(f->vg_id);
-#ifdef LAC_TSAN
-    __tsan_destroy_fiber(f->tsan);
-#endif
-    lac_fiber_reap(s, f);
-}
-
-/* Switch from the running fiber `from` to `to` (NULL: the thread's own stack). Returns when
- * something switches back to `from`; never, when it is dying. */
-static inline void switch_to(lac_sched *s, lac_fiber *from, lac_fiber *to, bool dying)
-{
-    s->cur = to;
-    if (to == from) {
-        to->state = LAC_F_RUNNING;
+    uint8_t what = s->after;
+    if (LAC_LIKELY(what == LAC_AFTER_NONE))
         return;
-    }
-    if (to)
-        to->state = LAC_F_RUNNING;
-    san_before(s, from, to, dying);
-    /* A dying fiber's block may already be another fiber's (a detached one is given back before
-     * this switch, and may be spilled to another thread): its context goes to a scratch slot. */
-    lac_ctx_switch(dying ? &s->dead_sp : &from->sp, to ? to->sp : s->main_sp);
-    san_after(s, from);
+    s->after = LAC_AFTER_NONE;
+    if (what == LAC_AFTER_UNLOCK)
+        lac_spin_unlock(s->after_arg);
+    else
+        push_back(s, s->after_arg);
 }
 
-/* From the thread's own stack, run `to` until something switches back here; then free the stack
- * of a fiber that ended meanwhile, on this stack (the zombie's own is gone, and any other fiber's
- * was sized by its owner for their frames, not for the pool's slow path). */
-static inline void run(lac_sched *s, lac_fiber *to)
-{
-    s->cur = to;
-    to->state = LAC_F_RUNNING;
-    san_before(s, NULL, to, false);
-    lac_ctx_switch(&s->main_sp, to->sp);
-    san_after(s, NULL);
-    if (s->zombie)
-        reap(s);
-}
-
-/* Whether this scheduling decision is one where the thread's own stack polls timers and fds
- * (every LAC_POLL_EVERY-th while any pend), so a fiber that keeps yielding cannot starve them. */
-static inline bool poll_due(lac_sched *s)
-{
-    if (LAC_LIKELY(s->nheap + s->nio == 0) || ++s->tick % LAC_POLL_EVERY != 0)
-        return false;
-    s->poll_due = true;
-    return true;
-}
-
-/* Where a fiber giving up the CPU goes: the next runnable fiber, or NULL for the thread's own
- * stack (queue empty, or time to poll timers and fds). */
-static inline lac_fiber *pick_next(lac_sched *s)
-{
-    if (poll_due(s))
-        return NULL;
-    return next_ready(s);
-}
-
-void lac_sched_park(lac_sched *s)
-{
-    lac_fiber *self = s->cur;
-    self->state = LAC_F_PARKED;
-    switch_to(s, self, pick_next(s), false);
-}
-
-/* ---- spare stacks -------------------------------------------------------------------------- */
-
-/* An ended fiber's stack is kept for this thread's next spawn (up to LAC_SPARE_MAX): no pool call
- * at either end, and the ending fiber switches straight to the next one. What is left when the
- * thread's own loop runs out of ready fibers goes back to the pool there, on the thread's stack. */
 static void spare_forget(lac_spare *sp)
 {
     LAC_VG_DEREGISTER(sp->vg_id);
@@ -256,6 +399,87 @@ static void spare_forget(lac_spare *sp)
     (void)sp;
 }
 
+/* Free an ended fiber's stack. Main context only: the ended fiber has switched away for good. */
+static void reap(lac_sched *s)
+{
+    s->has_zombie = false;
+    spare_forget(&s->zombie);
+    lac_fiber_stack_free(s->zombie.stack, s->zombie.stacks);
+}
+
+/* Switch from the running fiber `from` to `to` (NULL: the thread's own stack). Returns, on the
+ * worker it resumed on, when something switches back to `from`; never, when it is dying. */
+static inline lac_sched *switch_to(lac_sched *s, lac_fiber *from, lac_fiber *to, bool dying)
+{
+    s->cur = to;
+    if (to) {
+        to->state = LAC_F_RUNNING;
+        to->worker = s;
+    }
+    san_before(s, from, to, dying);
+    /* A dying fiber's block may already be another fiber's (a detached one is given back before
+     * this switch): its context goes to a scratch slot. */
+    lac_ctx_switch(dying ? &s->dead_sp : &from->sp, to ? to->sp : s->main_sp);
+    s = from->worker; /* set by whoever resumed us: maybe another thread */
+    san_after(s, from);
+    after_switch(s);
+    return s;
+}
+
+/* From the thread's own stack, run `to` until something switches back here; then free the stack
+ * of a fiber that ended meanwhile, on this stack (the zombie's own is gone, and any other fiber's
+ * was sized by its owner for their frames, not for the pool's slow path). */
+static inline void run(lac_sched *s, lac_fiber *to)
+{
+    s->cur = to;
+    to->state = LAC_F_RUNNING;
+    to->worker = s;
+    san_before(s, NULL, to, false);
+    lac_ctx_switch(&s->main_sp, to->sp);
+    san_after(s, NULL);
+    after_switch(s);
+    if (s->has_zombie)
+        reap(s);
+}
+
+/* Whether this scheduling decision is one where the thread's own stack polls timers, fds and the
+ * injection queue (every LAC_POLL_EVERY-th while any pend), so a fiber that keeps yielding or
+ * handing off cannot starve them. */
+static inline bool poll_due(lac_sched *s)
+{
+    if (LAC_LIKELY(++s->tick % LAC_POLL_EVERY != 0))
+        return false;
+    if (s->nheap + s->nio == 0 && atomic_load_explicit(&s->rt->ninj, memory_order_relaxed) == 0)
+        return false;
+    s->poll_due = true;
+    return true;
+}
+
+/* Where a fiber giving up the CPU goes: the next runnable fiber, or NULL for the thread's own
+ * stack (nothing here, or time to poll). */
+static inline lac_fiber *pick_next(lac_sched *s)
+{
+    if (poll_due(s))
+        return NULL;
+    return next_ready(s);
+}
+
+lac_sched *lac_sched_park(lac_sched *s, lac_spin *unlock)
+{
+    lac_fiber *self = s->cur;
+    self->state = LAC_F_PARKED;
+    if (unlock) {
+        s->after = LAC_AFTER_UNLOCK;
+        s->after_arg = unlock;
+    }
+    return switch_to(s, self, pick_next(s), false);
+}
+
+/* ---- spare stacks -------------------------------------------------------------------------- */
+
+/* An ended fiber's stack is kept for this worker's next spawn (up to LAC_SPARE_MAX): no pool call
+ * at either end, and the ending fiber switches straight to the next one. What is left when the
+ * worker's own loop runs out of ready fibers goes back to the pool there, on the thread's stack. */
 char *lac_sched_spare_take(lac_sched *s, unsigned stacks)
 {
     /* Only the most recent: its pages are the hottest, and a mismatch just means a pool call. */
@@ -277,33 +501,38 @@ static void spares_free(lac_sched *s)
 
 /* ---- a fiber's life ------------------------------------------------------------------------ */
 
+static inline void delta_add(lac_sched *s, int64_t d)
+{
+    atomic_store_explicit(&s->delta, atomic_load_explicit(&s->delta, memory_order_relaxed) + d,
+                          memory_order_release);
+}
+
+static void ready_from(lac_sched *s, lac_fiber *f);
+
 static __attribute__((noreturn)) void fiber_entry(void *arg)
 {
     lac_fiber *f = arg;
-    lac_sched *s = lac_tls_sched;
+    lac_sched *s = f->worker;
     san_after(s, f);
-    f->arg = f->fn(f->arg); /* the same thread's scheduler still: fibers never migrate */
+    after_switch(s);
+    f->arg = f->fn(f->arg);
 
-    f->state = LAC_F_DONE;
-    s->live--;
-    if (f->joiner) {
-        hand_off(s, f->joiner);
-        f->joiner = NULL;
-    }
-    if (s->nspare < LAC_SPARE_MAX && lac_fiber_spares_ok(f)) {
+    s = f->worker; /* where it ends: maybe not where it started */
+    bool keep = s->nspare < LAC_SPARE_MAX && lac_fiber_spares_ok(f);
+    bool main_waits = s->main_join == f;
+    lac_spare sp;
+    lac_fiber *joiner = lac_fiber_finish(s, f, &sp); /* f may be another fiber's block now */
+    delta_add(s, -1);
+    if (joiner)
+        ready_from(s, joiner);
+    if (keep) {
         /* Keep the stack for the next spawn; this fiber is the only one that may still run on
          * it, so the bookkeeping runs here and nothing frees it here. */
-        lac_spare *sp = &s->spare[s->nspare++];
-        sp->stack = f->stack;
-        sp->stacks = f->stacks;
-        sp->vg_id = f->vg_id;
-#ifdef LAC_TSAN
-        sp->tsan = f->tsan;
-#endif
-        lac_fiber_retire(s, f);
-        switch_to(s, f, s->main_join == f ? NULL : pick_next(s), true);
+        s->spare[s->nspare++] = sp;
+        switch_to(s, f, main_waits ? NULL : pick_next(s), true);
     } else { /* the thread's own stack frees it */
-        s->zombie = f;
+        s->zombie = sp;
+        s->has_zombie = true;
         (void)poll_due(s); /* this decision counts too: main polls if it falls due */
         switch_to(s, f, NULL, true);
     }
@@ -320,17 +549,139 @@ void lac_sched_start(lac_sched *s, lac_fiber *f)
 #ifdef LAC_TSAN
     f->tsan = __tsan_create_fiber(0);
 #endif
-    s->live++;
+    f->rt = s->rt;
+    f->worker = s;
+    delta_add(s, 1);
     lac_fiber *self = s->cur;
-    if (self) { /* runs now; the spawner right after it */
-        push_front(s, self);
+    if (self) {
+        /* f runs now; the spawner waits beside this worker's queue, where no other worker can
+         * take it, until f blocks, yields or ends (then it runs next) or spawns in turn (then it
+         * goes to the queue's front, where it may be stolen: a spawn tree spreads over the
+         * workers from its top). */
+        if (s->spawner)
+            push_front(s, s->spawner);
+        self->state = LAC_F_READY;
+        s->spawner = self;
         switch_to(s, self, f, false);
     } else {
         push_back(s, f);
     }
 }
 
+/* ---- waking -------------------------------------------------------------------------------- */
+
+/* Queue f to its runtime from outside it (another runtime's fiber, a plain thread) or to a
+ * pinned fiber's own worker, and wake a sleeping worker that may run it. */
+static void inject(lac_fiber *f)
+{
+    lac_rt *rt = f->rt;
+    f->state = LAC_F_READY;
+    f->next = NULL;
+    lac_sched *w = NULL;
+    pthread_mutex_lock(&rt->lock);
+    if (rt->inj_tail)
+        rt->inj_tail->next = f;
+    else
+        rt->inj_head = f;
+    rt->inj_tail = f;
+    atomic_fetch_add_explicit(&rt->ninj, 1, memory_order_relaxed);
+    for (unsigned i = 0, hi = rt->whi; i < hi; i++) {
+        lac_sched *c = rt->w[i];
+        if (c && c->sleeping && runs_on(f, c)) {
+            w = c;
+            w->sleeping = false;
+            atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_relaxed);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&rt->lock);
+    if (w)
+        lac_wait_kick(w);
+}
+
+/* Wake worker w if it sleeps: new work is in its own queue. */
+static void kick_worker(lac_sched *w)
+{
+    lac_rt *rt = w->rt;
+    atomic_thread_fence(memory_order_seq_cst); /* the push, then the check: see idle() */
+    if (atomic_load_explicit(&rt->nidle, memory_order_relaxed) == 0)
+        return;
+    pthread_mutex_lock(&rt->lock);
+    bool asleep = w->sleeping;
+    if (asleep) {
+        w->sleeping = false;
+        atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    if (asleep)
+        lac_wait_kick(w);
+}
+
+/* A fiber pinned to another worker of s's runtime, made ready by s: straight into that worker's
+ * queue (it spins a while before it sleeps, so a ping-pong between two workers stays off the
+ * kernel). False if that worker is not running (lacuna_run has ended). */
+static bool push_pinned(lac_sched *s, lac_fiber *f)
+{
+    lac_sched *w = atomic_load_explicit(&s->rt->w[f->pin - 1], memory_order_acquire);
+    if (w == NULL || !s->multi)
+        return false;
+    f->state = LAC_F_READY;
+    lac_spin_lock(&w->qlock);
+    link_back(w, f);
+    lac_spin_unlock(&w->qlock);
+    kick_worker(w);
+    return true;
+}
+
+/* Make f ready from worker or thread s (NULL: a thread with no scheduler). */
+static void ready_from(lac_sched *s, lac_fiber *f)
+{
+    f->wait = LAC_W_NONE;
+    if (s == NULL || s->rt != f->rt) {
+        inject(f);
+    } else if (!runs_on(f, s)) {
+        if (!push_pinned(s, f))
+            inject(f);
+    } else if (s->cur) {
+        hand_off(s, f);
+    } else {
+        push_back(s, f);
+    }
+}
+
+void lac_fiber_ready(lac_fiber *f)
+{
+    ready_from(lac_tls_sched, f);
+}
+
+/* ---- futexes: threads outside the runtime waiting on it ------------------------------------ */
+
+void lac_thread_wait(_Atomic uint32_t *word)
+{
+    while (atomic_load_explicit(word, memory_order_acquire) == 0)
+        (void)syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+}
+
+void lac_thread_wake(_Atomic uint32_t *word)
+{
+    atomic_store_explicit(word, 1, memory_order_release);
+    (void)syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 /* ---- the scheduler ------------------------------------------------------------------------- */
+
+/* A runtime for a thread's first scheduler: one an exited thread left unused, or a new one. */
+static lac_rt *rt_get(void)
+{
+    pthread_mutex_lock(&rt_lock);
+    lac_rt *rt = rt_free;
+    if (rt)
+        rt_free = rt->next_free;
+    pthread_mutex_unlock(&rt_lock);
+    if (rt == NULL && (rt = calloc(1, sizeof *rt)) != NULL)
+        pthread_mutex_init(&rt->lock, NULL);
+    return rt;
+}
 
 lac_sched *lac_sched_get(void)
 {
@@ -349,7 +700,20 @@ lac_sched *lac_sched_get(void)
     }
     if (lac_tls_id == 0)
         lac_tls_id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
+    lac_rt *rt = tls_rt ? tls_rt : rt_get();
+    if (rt == NULL) {
+        free(s);
+        errno = ENOMEM;
+        return NULL;
+    }
+    tls_rt = rt;
     s->epfd = -1;
+    s->evfd = -1;
+    s->rng = lac_tls_id * 0x9e3779b97f4a7c15ull | 1;
+    s->rt = rt;
+    rt->w[0] = s;
+    rt->nw = 1;
+    rt->whi = 1;
 #ifdef LAC_TSAN
     s->tsan_main = __tsan_get_current_fiber();
 #endif
@@ -357,39 +721,175 @@ lac_sched *lac_sched_get(void)
     return s;
 }
 
-void lac_sched_free(lac_sched *s)
+/* Give back what a scheduler holds and leave its runtime; the memory itself stays (see
+ * helper_main). On the scheduler's own thread. */
+static void sched_retire(lac_sched *s)
 {
     spares_free(s);
     lac_fiber_blocks_drop(s);
     lac_wait_free(s);
-    free(s);
+    lac_rt *rt = s->rt;
+    pthread_mutex_lock(&rt->lock);
+    rt->gone += atomic_load_explicit(&s->delta, memory_order_relaxed);
+    if (rt->w[s->idx] == s)
+        rt->w[s->idx] = NULL;
+    pthread_mutex_unlock(&rt->lock);
     lac_tls_sched = NULL;
+}
+
+void lac_sched_free(lac_sched *s)
+{
+    sched_retire(s);
+    free(s);
+}
+
+int64_t lac_rt_live(lac_rt *rt)
+{
+    int64_t n = rt->gone;
+    for (unsigned i = 0, hi = rt->whi; i < hi; i++) {
+        lac_sched *c = rt->w[i];
+        if (c)
+            n += atomic_load_explicit(&c->delta, memory_order_acquire);
+    }
+    return n;
+}
+
+/* rt->lock held: whether a worker fell asleep with timers or fd waits of its own (they are all
+ * asleep: one of them may be waking to those right now, and counts as busy). */
+static bool waits_pending(lac_rt *rt)
+{
+    for (unsigned i = 0, hi = rt->whi; i < hi; i++) {
+        lac_sched *c = rt->w[i];
+        if (c && c->sleep_waits)
+            return true;
+    }
+    return false;
+}
+
+static void wake_all(lac_rt *rt, lac_sched *self)
+{
+    for (unsigned i = 0, hi = rt->whi; i < hi; i++) {
+        lac_sched *c = rt->w[i];
+        if (c && c != self && c->sleeping) {
+            c->sleeping = false;
+            atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_relaxed);
+            lac_wait_kick(c);
+        }
+    }
+}
+
+/* Whether anything this worker could run is visible now. */
+static bool work_visible(lac_sched *s)
+{
+    lac_rt *rt = s->rt;
+    if (has_ready(s) || atomic_load_explicit(&rt->ninj, memory_order_relaxed) != 0)
+        return true;
+    if (!s->multi)
+        return false;
+    for (unsigned i = 0, hi = atomic_load_explicit(&rt->whi, memory_order_acquire); i < hi; i++) {
+        lac_sched *v = atomic_load_explicit(&rt->w[i], memory_order_acquire);
+        if (v && v != s && nq_of(v) > 0)
+            return true;
+    }
+    return false;
+}
+
+/* Nothing to run: look a while longer (several workers), then sleep until woken, a timer or an
+ * fd. The last worker to fall asleep decides whether the runtime is done (LAC_STOP_DONE) or
+ * deadlocked (EDEADLK), and returns that; 0: look for work again. Or an epoll errno. */
+static int idle(lac_sched *s)
+{
+    lac_rt *rt = s->rt;
+    if (s->multi)
+        for (unsigned i = 0; i < LAC_SPIN_IDLE; i++) {
+            if (work_visible(s) || atomic_load_explicit(&rt->stop, memory_order_relaxed))
+                return 0;
+            LAC_CPU_RELAX();
+        }
+    int err = lac_wait_prepare(s); /* before anyone may see it asleep and kick it */
+    if (err)
+        return err;
+    pthread_mutex_lock(&rt->lock);
+    int stop = atomic_load_explicit(&rt->stop, memory_order_relaxed);
+    if (stop) {
+        pthread_mutex_unlock(&rt->lock);
+        return stop;
+    }
+    s->sleeping = true;
+    s->sleep_waits = s->nheap + s->nio > 0;
+    unsigned idle_now = atomic_fetch_add_explicit(&rt->nidle, 1, memory_order_seq_cst) + 1;
+    if (idle_now == atomic_load_explicit(&rt->nw, memory_order_relaxed)) {
+        int verdict = 0;
+        if (lac_rt_live(rt) == 0)
+            verdict = LAC_STOP_DONE;
+        else if (!waits_pending(rt) && atomic_load(&rt->ninj) == 0 &&
+                 atomic_load(&lac_foreign_blocked) == 0)
+            verdict = EDEADLK;
+        if (verdict) {
+            s->sleeping = false;
+            s->sleep_waits = false;
+            atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_relaxed);
+            if (s->multi) {
+                atomic_store(&rt->stop, verdict);
+                wake_all(rt, s);
+            }
+            pthread_mutex_unlock(&rt->lock);
+            return verdict;
+        }
+    }
+    pthread_mutex_unlock(&rt->lock);
+    /* Asleep as far as wakers know; a push made before they could see it is seen here. */
+    err = work_visible(s) ? 0 : lac_wait_poll(s, true);
+    pthread_mutex_lock(&rt->lock);
+    s->sleep_waits = false;
+    if (s->sleeping) {
+        s->sleeping = false;
+        atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return err;
+}
+
+/* The next fiber this worker runs: its own, then injected ones, then stolen ones. */
+static lac_fiber *find_work(lac_sched *s)
+{
+    lac_fiber *f = next_ready(s);
+    if (f)
+        return f;
+    take_injected(s);
+    if ((f = next_ready(s)) != NULL)
+        return f;
+    return s->multi ? steal(s) : NULL;
 }
 
 int lac_sched_loop(lac_sched *s, lac_fiber *until)
 {
     s->poll_due = true;
     for (;;) {
-        if (until && until->state == LAC_F_DONE)
+        if (until && atomic_load_explicit(&until->done, memory_order_acquire))
             return 0;
-        if (has_ready(s)) {
-            if (LAC_UNLIKELY(s->poll_due)) {
-                s->poll_due = false;
-                int err = s->nheap + s->nio > 0 ? lac_wait_poll(s, false) : 0;
-                if (err)
-                    return err;
-            }
-            run(s, next_ready(s));
+        int stop = atomic_load_explicit(&s->rt->stop, memory_order_relaxed);
+        if (LAC_UNLIKELY(stop))
+            return stop == LAC_STOP_DONE ? 0 : stop;
+        if (LAC_UNLIKELY(s->poll_due)) {
+            s->poll_due = false;
+            int err = s->nheap + s->nio > 0 ? lac_wait_poll(s, false) : 0;
+            if (err)
+                return err;
+            take_injected(s);
+        }
+        lac_fiber *f = find_work(s);
+        if (f) {
+            run(s, f);
             continue;
         }
         spares_free(s); /* idle now: what no spawn took goes back to the pool */
-        if (s->live == 0)
+        int verdict = idle(s);
+        if (verdict == LAC_STOP_DONE)
             return 0;
-        if (s->nheap + s->nio == 0)
-            return EDEADLK;
-        int err = lac_wait_poll(s, true);
-        if (err)
-            return err;
+        if (verdict)
+            return verdict;
+        s->poll_due = true;
     }
 }
 
@@ -400,6 +900,120 @@ bool __attribute__((noinline)) lac_sched_escaped(const lac_sched *s)
     return s->cur && sp - (uintptr_t)s->cur->stack >= s->cur->stack_size;
 }
 
+/* ---- workers ------------------------------------------------------------------------------- */
+
+typedef struct helper {
+    pthread_t thread;
+    lac_rt *rt;
+    unsigned idx;
+    lac_sched *s; /* its scheduler: freed by lacuna_run once every helper is joined, since other
+                     workers may still peek at it (work_visible, steal) as it leaves */
+    int err;      /* its loop's result, or why it could not start */
+} helper;
+
+static void *helper_main(void *arg)
+{
+    helper *h = arg;
+    lac_sched *s = lac_sched_get();
+    if (s == NULL) {
+        h->err = errno;
+        return NULL;
+    }
+    lac_rt *rt = h->rt;
+    s->rt = rt;
+    s->idx = h->idx;
+    s->multi = true;
+    pthread_mutex_lock(&rt->lock);
+    atomic_store_explicit(&rt->w[h->idx], s, memory_order_release);
+    atomic_fetch_add_explicit(&rt->nw, 1, memory_order_relaxed);
+    if (rt->whi <= h->idx)
+        atomic_store_explicit(&rt->whi, h->idx + 1, memory_order_release);
+    pthread_mutex_unlock(&rt->lock);
+
+    h->err = lac_sched_loop(s, NULL);
+
+    pthread_mutex_lock(&rt->lock);
+    atomic_fetch_sub_explicit(&rt->nw, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&rt->lock);
+    sched_retire(s); /* leaves rt->w[idx] and folds its count into rt->gone */
+    h->s = s;
+    return NULL;
+}
+
+/* Workers lacuna_run uses: lacuna_set_workers', else LACUNA_WORKERS, else the CPUs we may use. */
+static unsigned workers_wanted(void)
+{
+    unsigned n = atomic_load_explicit(&workers_conf, memory_order_relaxed);
+    if (n)
+        return n;
+    const char *env = getenv("LACUNA_WORKERS");
+    if (env && *env) {
+        char *end;
+        unsigned long v = strtoul(env, &end, 10);
+        if (*end == '\0' && v >= 1 && v <= LAC_WORKERS_MAX)
+            return (unsigned)v;
+    }
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int c = CPU_COUNT(&set);
+        return c < 1 ? 1 : c > LAC_WORKERS_MAX ? LAC_WORKERS_MAX : (unsigned)c;
+    }
+    return 1;
+}
+
+int lacuna_set_workers(unsigned workers)
+{
+    if (workers > LAC_WORKERS_MAX)
+        return EINVAL;
+    atomic_store_explicit(&workers_conf, workers, memory_order_relaxed);
+    return 0;
+}
+
+unsigned lacuna_get_workers(void)
+{
+    return workers_wanted();
+}
+
+int lacuna_worker_id(void)
+{
+    lac_sched *s = lac_tls_sched;
+    return s ? (int)s->idx : -1;
+}
+
+/* Run the home worker's loop with n - 1 helper workers beside it. */
+static int run_workers(lac_sched *s, unsigned n)
+{
+    lac_rt *rt = s->rt;
+    helper *hs = n > 1 ? calloc(n - 1, sizeof *hs) : NULL;
+    unsigned started = 0;
+    if (hs) {
+        atomic_store(&rt->stop, LAC_STOP_NONE);
+        s->multi = true;
+        for (unsigned i = 0; i < n - 1; i++) {
+            hs[i] = (helper){.rt = rt, .idx = i + 1};
+            if (pthread_create(&hs[i].thread, NULL, helper_main, &hs[i]) != 0)
+                break; /* fewer workers: still correct */
+            started++;
+        }
+    }
+    int err = lac_sched_loop(s, NULL);
+    if (started) {
+        pthread_mutex_lock(&rt->lock);
+        if (atomic_load(&rt->stop) == LAC_STOP_NONE)
+            atomic_store(&rt->stop, err ? err : LAC_STOP_DONE);
+        wake_all(rt, s);
+        pthread_mutex_unlock(&rt->lock);
+        for (unsigned i = 0; i < started; i++)
+            pthread_join(hs[i].thread, NULL);
+        for (unsigned i = 0; i < started; i++)
+            free(hs[i].s);
+    }
+    s->multi = false;
+    atomic_store(&rt->stop, LAC_STOP_NONE);
+    free(hs);
+    return err;
+}
+
 int lacuna_run(void)
 {
     lac_sched *s = lac_tls_sched;
@@ -407,8 +1021,10 @@ int lacuna_run(void)
         return 0;
     if (s->cur)
         return lac_sched_escaped(s) ? ENOTRECOVERABLE : EPERM;
+    if (s->rt != tls_rt) /* a helper worker's thread: only a fiber runs here */
+        return EPERM;
     int saved = errno; /* the result is the error: keep the caller's errno */
-    int err = lac_sched_loop(s, NULL);
+    int err = run_workers(s, lac_rt_live(s->rt) > 0 ? workers_wanted() : 1);
     if (err == 0)
         lac_sched_free(s);
     errno = saved;
@@ -418,11 +1034,37 @@ int lacuna_run(void)
 void lacuna_yield(void)
 {
     lac_sched *s = lac_tls_sched;
-    if (s == NULL || s->cur == NULL || (!has_ready(s) && s->nheap + s->nio == 0))
+    if (s == NULL || s->cur == NULL)
+        return;
+    if (!has_ready(s) && s->nheap + s->nio == 0 && !s->multi &&
+        atomic_load_explicit(&s->rt->ninj, memory_order_relaxed) == 0)
         return;
     lac_fiber *self = s->cur;
-    push_back(s, self);
+    self->state = LAC_F_READY;
+    s->after = LAC_AFTER_PUSH_BACK;
+    s->after_arg = self;
     switch_to(s, self, pick_next(s), false);
+}
+
+void lac_sched_thread_exit(void)
+{
+    lac_rt *rt = tls_rt;
+    if (rt == NULL)
+        return;
+    tls_rt = NULL;
+    if (lac_tls_sched) { /* fibers left: they, the scheduler and the runtime stay, dead */
+        atomic_store_explicit(&rt->dead, true, memory_order_relaxed);
+        return;
+    }
+    pthread_mutex_lock(&rt_lock);
+    rt->next_free = rt_free;
+    rt_free = rt;
+    pthread_mutex_unlock(&rt_lock);
+}
+
+bool lac_sched_is_home(const lac_sched *s)
+{
+    return s->rt == tls_rt;
 }
 
 /* ---- for chan.c ---------------------------------------------------------------------------- */
@@ -431,21 +1073,4 @@ lac_fiber *lac_fiber_self(void)
 {
     lac_sched *s = lac_tls_sched;
     return s ? s->cur : NULL;
-}
-
-void lac_fiber_park(void)
-{
-    lac_sched_park(lac_tls_sched);
-}
-
-void lac_fiber_ready(lac_fiber *f)
-{
-    lac_sched *s = lac_tls_sched;
-    f->wait = LAC_W_NONE;
-    hand_off(s, f);
-}
-
-bool lac_fiber_local(const lac_fiber *f)
-{
-    return atomic_load_explicit(&f->owner, memory_order_relaxed) == lac_tls_id;
 }

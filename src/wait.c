@@ -24,6 +24,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,7 @@ struct lac_io_wait {
     lac_io_wait *next, *prev; /* s->io_waits */
     lac_fiber *fiber;
     int fd;          /* what epoll watches: the caller's fd, or a dup of it */
+    int user_fd;     /* the caller's fd */
     uint32_t events; /* its epoll events, for a forked child's new epoll */
 };
 
@@ -116,13 +118,62 @@ static void heap_remove(lac_sched *s, lac_fiber *f)
 
 /* ---- polling ------------------------------------------------------------------------------- */
 
+/* End a wait's registration: delete it before closing a dup, since epoll drops a registration
+ * only when the last descriptor of its file is closed, and would report the closed number. */
+static void io_unregister(lac_sched *s, int fd, int wfd)
+{
+    (void)epoll_ctl(s->epfd, EPOLL_CTL_DEL, wfd, NULL);
+    if (wfd != fd)
+        close(wfd);
+}
+
+/* End f's wait here, on the worker it waits at, and queue it. Everything the wait registered on
+ * this worker is undone now: once queued, f may be stolen and resume on another worker. */
 static void ready(lac_sched *s, lac_fiber *f, bool timed_out)
 {
     f->timed_out = timed_out;
-    f->wait = LAC_W_NONE;
     if (f->heap_pos != LAC_NO_HEAP)
         heap_remove(s, f);
+    lac_io_wait *w = f->io;
+    if (w) {
+        f->io = NULL;
+        s->nio--;
+        if (w->next)
+            w->next->prev = w->prev;
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            s->io_waits = w->next;
+        io_unregister(s, w->user_fd, w->fd);
+    }
+    f->wait = LAC_W_NONE;
     lac_sched_push(s, f);
+}
+
+int lac_wait_prepare(lac_sched *s)
+{
+    if (s->epfd < 0 && (s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        return errno;
+    if (s->evfd >= 0)
+        return 0;
+    int e = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (e < 0)
+        return errno;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &s->evfd};
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, e, &ev) != 0) {
+        int err = errno;
+        close(e);
+        return err;
+    }
+    s->evfd = e;
+    return 0;
+}
+
+void lac_wait_kick(lac_sched *s)
+{
+    uint64_t one = 1;
+    ssize_t n = write(s->evfd, &one, sizeof one); /* EAGAIN: the counter is full, it wakes anyway */
+    (void)n;
 }
 
 int lac_wait_poll(lac_sched *s, bool block)
@@ -135,18 +186,22 @@ int lac_wait_poll(lac_sched *s, bool block)
     } else if (block) {
         timeout = -1;
     }
-    if (s->nio > 0) {
+    if (block || s->nio > 0) {
         struct epoll_event ev[128];
         int n = epoll_wait(s->epfd, ev, 128, timeout);
         if (n < 0 && errno != EINTR)
             return errno;
         for (int i = 0; i < n; i++) {
+            if (ev[i].data.ptr == &s->evfd) {
+                uint64_t v;
+                ssize_t r = read(s->evfd, &v, sizeof v);
+                (void)r;
+                continue;
+            }
             lac_fiber *f = ((lac_io_wait *)ev[i].data.ptr)->fiber;
-            if (f->state == LAC_F_PARKED && f->wait == LAC_W_IO)
+            if (f->io == ev[i].data.ptr)
                 ready(s, f, false);
         }
-    } else if (timeout > 0) {
-        sleep_until(s->heap[0]->deadline);
     }
     if (s->nheap > 0) {
         uint64_t now = now_ns();
@@ -158,6 +213,8 @@ int lac_wait_poll(lac_sched *s, bool block)
 
 void lac_wait_free(lac_sched *s)
 {
+    if (s->evfd >= 0)
+        close(s->evfd);
     if (s->epfd >= 0)
         close(s->epfd);
     free(s->heap);
@@ -168,7 +225,13 @@ void lac_wait_free(lac_sched *s)
  * gets one of its own, with the fd waits of its (inherited) parked fibers registered again. */
 void lac_wait_fork_child(lac_sched *s)
 {
-    if (s == NULL || s->epfd < 0)
+    if (s == NULL)
+        return;
+    if (s->evfd >= 0) { /* the parent's wake-ups must not reach the child */
+        close(s->evfd);
+        s->evfd = -1;
+    }
+    if (s->epfd < 0)
         return;
     close(s->epfd);
     s->epfd = s->nio > 0 ? epoll_create1(EPOLL_CLOEXEC) : -1;
@@ -201,7 +264,7 @@ static int sleep_ms(unsigned ms)
         return 0;
     }
     self->wait = LAC_W_TIMER;
-    lac_sched_park(s);
+    lac_sched_park(s, NULL);
     return 0;
 }
 
@@ -230,15 +293,6 @@ static int poll_until(int fd, short events, int timeout_ms)
     return p.revents & POLLNVAL ? EBADF : 0;
 }
 
-/* End a wait's registration: delete it before closing a dup, since epoll drops a registration
- * only when the last descriptor of its file is closed, and would report the closed number. */
-static void io_unregister(lac_sched *s, int fd, int wfd)
-{
-    (void)epoll_ctl(s->epfd, EPOLL_CTL_DEL, wfd, NULL);
-    if (wfd != fd)
-        close(wfd);
-}
-
 static int fd_wait(int fd, short events, int timeout_ms)
 {
     if (events == 0 || (events & ~(POLLIN | POLLOUT)))
@@ -254,7 +308,7 @@ static int fd_wait(int fd, short events, int timeout_ms)
             return errno;
     }
     lac_fiber *self = s->cur;
-    lac_io_wait w = {.fiber = self, .fd = fd};
+    lac_io_wait w = {.fiber = self, .fd = fd, .user_fd = fd};
     struct epoll_event ev = {.events = EPOLLONESHOT, .data.ptr = &w};
     if (events & POLLIN)
         ev.events |= EPOLLIN | EPOLLRDHUP;
@@ -288,16 +342,9 @@ static int fd_wait(int fd, short events, int timeout_ms)
         w.next->prev = &w;
     s->io_waits = &w;
     self->wait = LAC_W_IO;
+    self->io = &w;
     s->nio++;
-    lac_sched_park(s);
-    s->nio--;
-    if (w.next)
-        w.next->prev = w.prev;
-    if (w.prev)
-        w.prev->next = w.next;
-    else
-        s->io_waits = w.next;
-    io_unregister(s, fd, w.fd);
+    lac_sched_park(s, NULL); /* the poller that wakes it undoes the registration (ready()) */
     return self->timed_out ? ETIMEDOUT : 0;
 }
 
@@ -306,7 +353,7 @@ int lacuna_sleep_ms(unsigned ms)
 {
     int saved = errno;
     int err = sleep_ms(ms);
-    errno = saved;
+    lac_set_errno(saved); /* errno's address may have changed: it may have resumed elsewhere */
     return err;
 }
 
@@ -314,6 +361,6 @@ int lacuna_fd_wait(int fd, short events, int timeout_ms)
 {
     int saved = errno;
     int err = fd_wait(fd, events, timeout_ms);
-    errno = saved;
+    lac_set_errno(saved); /* errno's address may have changed: it may have resumed elsewhere */
     return err;
 }

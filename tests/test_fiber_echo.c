@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -24,8 +25,8 @@
 enum { CLIENTS = 10000 };
 
 static int port;
-static long connected, verified;
-static lacuna_chan *all_connected; /* closed by the last client to connect: a barrier */
+static _Atomic long connected, verified; /* clients run on every worker */
+static lacuna_chan *all_connected;       /* closed by the last client to connect: a barrier */
 
 static void exchange(int fd, int i, const char *what)
 {
@@ -62,7 +63,7 @@ static void *client(void *arg)
         CHECK_EQ(err, 0);
     }
     exchange(fd, i, "hello");
-    if (++connected == CLIENTS) {
+    if (atomic_fetch_add(&connected, 1) + 1 == CLIENTS) {
         CHECK_EQ(lacuna_chan_close(all_connected), 0);
     } else {
         char unused;

@@ -99,6 +99,10 @@ TEST(fork_inside_a_fiber)
 #if LT_SANITIZED
     SKIP("fork of a process with fibers under a sanitizer runtime: covered by the plain build");
 #endif
+    /* One worker: the child of a fork from a fiber has only the forking thread; with several
+     * workers the fibers parked on the others stay with them (fiber.h: exec or _exit there).
+     * fork_inside_a_fiber_on_two_workers covers that case. */
+    CHECK_EQ(lacuna_set_workers(1), 0);
     CHECK_EQ(pipe(inherited_pipe), 0);
     lacuna_detach(lacuna_go_named("parked", parked, NULL));
     lacuna_detach(lacuna_go_named("forker", forker, NULL));
@@ -115,6 +119,40 @@ TEST(fork_inside_a_fiber)
     CHECK_EQ(waitpid(child_pid, &status, 0), child_pid);
     CHECK(WIFEXITED(status));
     CHECK_EQ(WEXITSTATUS(status), 0);
+}
+
+/* With two workers the child of a fork from a fiber may _exit (or exec) at once, wherever the
+ * fiber ran: the fork neither hangs nor crashes, and the parent's runtime goes on. */
+static void *fork_and_exit(void *arg)
+{
+    (void)arg;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(lacuna_worker_id() >= 0 ? 0 : 3);
+    int status = -1;
+    CHECK_EQ(waitpid(pid, &status, 0), pid); /* blocks this worker: fine for a test */
+    return (void *)(intptr_t)(WIFEXITED(status) ? WEXITSTATUS(status) : 99);
+}
+
+static void *busy_yielder(void *arg)
+{
+    for (int i = 0; i < 2000; i++)
+        lacuna_yield();
+    return arg;
+}
+
+TEST(fork_inside_a_fiber_on_two_workers)
+{
+#if LT_SANITIZED
+    SKIP("fork of a process with fibers under a sanitizer runtime: covered by the plain build");
+#endif
+    CHECK_EQ(lacuna_set_workers(2), 0);
+    lacuna_fiber *f[8];
+    for (int i = 0; i < 8; i++)
+        f[i] = lacuna_go(i % 2 ? busy_yielder : fork_and_exit, NULL);
+    CHECK_EQ(lacuna_run(), 0);
+    for (int i = 0; i < 8; i++)
+        CHECK((intptr_t)lacuna_join(f[i]) == 0);
 }
 
 /* ---- fork while another thread holds the fiber runtime's lock ---- */

@@ -8,7 +8,8 @@
 
 namespace ctx = boost::context;
 
-namespace {
+namespace
+{
 struct peer {
     bool pooled;
     std::size_t region, size; // size: what allocate() reports, needed again by deallocate()
@@ -49,4 +50,40 @@ extern "C" void boost_peer_free(void *state, void *region)
         p->pool.deallocate(s);
     else
         p->prot.deallocate(s);
+}
+
+// Boost.Context's raw context switch, for lacuna-bench switch: two contexts bounce control with
+// jump_fcontext, the primitive under boost::context::fiber and Boost.Fiber. Returns ns per round
+// trip (two switches, there and back), or a negative value when the stack cannot be had.
+#include <boost/context/detail/fcontext.hpp>
+
+#include <chrono>
+
+namespace
+{
+long jump_left;
+
+void jump_peer(ctx::detail::transfer_t t)
+{
+    for (;;)
+        t = ctx::detail::jump_fcontext(t.fctx, nullptr);
+}
+} // namespace
+
+extern "C" double boost_jump_ns(long n)
+{
+    ctx::protected_fixedsize_stack alloc(64 * 1024);
+    ctx::stack_context sc;
+    try {
+        sc = alloc.allocate();
+    } catch (...) {
+        return -1;
+    }
+    ctx::detail::fcontext_t peer = ctx::detail::make_fcontext(sc.sp, sc.size, jump_peer);
+    auto t0 = std::chrono::steady_clock::now();
+    for (jump_left = n; jump_left > 0; jump_left--)
+        peer = ctx::detail::jump_fcontext(peer, nullptr).fctx;
+    auto t1 = std::chrono::steady_clock::now();
+    alloc.deallocate(sc); // the peer is parked inside jump_peer for good: nothing to unwind
+    return std::chrono::duration<double, std::nano>(t1 - t0).count() / (double)n;
 }

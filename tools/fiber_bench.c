@@ -27,7 +27,7 @@
 /* ---- skynet ------------------------------------------------------------------------------- */
 
 typedef struct {
-    size_t stack, capacity, runs, threads, depth;
+    size_t stack, capacity, runs, threads, depth, workers;
     bool buffered, csv;
     long leaves, fibers, expect; /* from depth */
 } sky_cfg;
@@ -162,6 +162,8 @@ static void sky_run(void *arg, void *out)
     o->start_kib = bench_rss_kib();
     lacuna_pool_config pc = {.region_size = cfg->stack, .capacity = cfg->capacity};
     o->err = lacuna_fiber_configure(&pc);
+    if (o->err == 0)
+        o->err = lacuna_set_workers((unsigned)cfg->workers);
     if (o->err)
         return;
     if (cfg->threads > 1) {
@@ -209,15 +211,17 @@ static const char sky_more[] =
 
 static int skynet_main(int argc, char **argv)
 {
-    sky_cfg cfg = {.stack = 64 * KIB, .runs = 5, .threads = 1, .depth = 6};
+    sky_cfg cfg = {.stack = 64 * KIB, .runs = 5, .threads = 1, .depth = 6, .workers = 1};
     const cli_opt opts[] = {
         {"depth", CLI_COUNT, &cfg.depth, 1, 8, "levels below the root: 10^depth leaves", NULL},
         {"stack", CLI_SIZE, &cfg.stack, 16 * KIB, 8 * MIB, "stack size per fiber", NULL},
         {"runs", CLI_COUNT, &cfg.runs, 1, 100, "runs; the median is reported", NULL},
         {"capacity", CLI_COUNT, &cfg.capacity, 0, 1ul << 32,
          "stack pool capacity (0: the whole tree, capped by memory)", NULL},
-        {"threads", CLI_COUNT, &cfg.threads, 1, 10, "threads, the root's 10 subtrees dealt to them",
-         NULL},
+        {"workers", CLI_COUNT, &cfg.workers, 1, LACUNA_WORKERS_MAX,
+         "worker threads of the one runtime (M:N, work stealing)", NULL},
+        {"threads", CLI_COUNT, &cfg.threads, 1, 10,
+         "variant: separate runtimes, the root's 10 subtrees dealt to them", NULL},
         {"buffered", CLI_FLAG, &cfg.buffered, 0, 0,
          "variant: 10-slot buffered channels (not the standard rules)", NULL},
         {"csv", CLI_FLAG, &cfg.csv, 0, 0, "CSV instead of a table", NULL},
@@ -248,14 +252,17 @@ static int skynet_main(int argc, char **argv)
     char a[32];
     if (cfg.csv) {
         bench_machine(stdout, "# ");
-        printf("# skynet, %s, %ld fibers, %s stacks, %zu thread(s), pool capacity %zu\n", rules,
-               cfg.fibers, cli_size_str(cfg.stack, a), cfg.threads, cfg.capacity);
+        printf("# skynet, %s, %ld fibers, %s stacks, %zu worker(s), %zu thread(s), pool capacity "
+               "%zu\n",
+               rules, cfg.fibers, cli_size_str(cfg.stack, a), cfg.workers, cfg.threads,
+               cfg.capacity);
         printf("run,ms,result,start_kib,peak_kib,after_kib,trimmed_kib,stacks,slots_used,guard\n");
     } else {
-        printf("lacuna-bench skynet (%s): %ld fibers, %s stacks, %zu thread%s, pool capacity "
-               "%zu, median of %zu\n",
-               rules, cfg.fibers, cli_size_str(cfg.stack, a), cfg.threads,
-               cfg.threads > 1 ? "s" : "", cfg.capacity, cfg.runs);
+        printf("lacuna-bench skynet (%s): %ld fibers, %s stacks, %zu worker%s, %zu thread%s, pool "
+               "capacity %zu, median of %zu\n",
+               rules, cfg.fibers, cli_size_str(cfg.stack, a), cfg.workers,
+               cfg.workers > 1 ? "s" : "", cfg.threads, cfg.threads > 1 ? "s" : "", cfg.capacity,
+               cfg.runs);
         bench_machine(stdout, "");
         if (cap_note)
             printf("(capacity capped by memory: %zu live stacks fit, the tree has %ld fibers)\n",
@@ -312,6 +319,10 @@ static int skynet_main(int argc, char **argv)
 
 /* ---- switch ------------------------------------------------------------------------------- */
 
+#ifdef LACUNA_BENCH_BOOST
+double boost_jump_ns(long n); /* boost_peers.cpp */
+#endif
+
 static long pingpong_n;
 
 static void *pingpong(void *arg)
@@ -329,6 +340,7 @@ static void *empty(void *arg)
 
 static double switch_once(long n)
 {
+    lacuna_set_workers(1); /* the switch itself: both fibers on one thread */
     pingpong_n = n;
     lacuna_fiber *a = lacuna_go(pingpong, NULL);
     lacuna_fiber *b = lacuna_go(pingpong, NULL);
@@ -404,11 +416,132 @@ static int switch_main(int argc, char **argv)
     printf(csv ? "switch,%.2f,%.2f,%.2f,%zu,%zu\n"
                : "switch (lacuna_yield between two fibers): %.2f ns (min %.2f, max %.2f)\n",
            bench_median(sw, (int)runs), mn, mx, n, runs);
+#ifdef LACUNA_BENCH_BOOST
+    {
+        double bj[100];
+        for (size_t r = 0; r < runs; r++)
+            bj[r] = boost_jump_ns((long)n);
+        minmax(bj, (int)runs, &mn, &mx);
+        printf(
+            csv ? "boost-jump_fcontext-round-trip,%.2f,%.2f,%.2f,%zu,%zu\n"
+                : "Boost.Context jump_fcontext round trip (two raw switches, no scheduler), same "
+                  "run: %.2f ns (min %.2f, max %.2f)\n",
+            bench_median(bj, (int)runs), mn, mx, n, runs);
+    }
+#else
+    if (!csv)
+        printf("Boost.Context jump_fcontext: not built (libboost-context-dev missing)\n");
+#endif
     minmax(sp, (int)runs, &mn, &mx);
     printf(csv ? "spawn+join,%.1f,%.1f,%.1f,%zu,%zu\n"
                : "spawn+join of an empty fiber: %.1f ns (min %.1f, max %.1f)\n",
            bench_median(sp, (int)runs), mn, mx, n, runs);
     return 0;
+}
+
+/* ---- pingpong: a channel round trip between two workers ---------------------------------- */
+
+/* Two fibers pinned to workers 0 and 1 bounce a number over two unbuffered channels: every
+ * message wakes a fiber on the other worker (the cross-thread wake-up path: injection, a kick of
+ * a sleeping or spinning worker). */
+typedef struct {
+    lacuna_chan *ping, *pong;
+    long n;
+    int want;    /* the worker its pinned fiber must run on */
+    bool pinned; /* false: both unpinned, where the scheduler puts them (Go's case) */
+    uint64_t t0, t1;
+} pp_cfg;
+
+static void *pp_server(void *arg)
+{
+    pp_cfg *c = arg;
+    long v;
+    while (lacuna_chan_recv(c->ping, &v) == 0)
+        lacuna_chan_send(c->pong, &(long){v + 1});
+    return NULL;
+}
+
+static void *pp_client(void *arg)
+{
+    pp_cfg *c = arg;
+    long v = 0;
+    c->t0 = bench_now_ns();
+    for (long i = 0; i < c->n; i++) {
+        lacuna_chan_send(c->ping, &v);
+        lacuna_chan_recv(c->pong, &v);
+    }
+    c->t1 = bench_now_ns();
+    lacuna_chan_close(c->ping);
+    return (void *)(intptr_t)v;
+}
+
+/* Yield until an idle worker has taken this fiber to `want`, then run fn pinned there. */
+static void *pp_launch(void *arg)
+{
+    pp_cfg *c = arg;
+    if (!c->pinned)
+        return (c->want ? pp_server : pp_client)(c);
+    while (lacuna_worker_id() != c->want)
+        lacuna_yield();
+    lacuna_fiber_opts o = {.flags = LACUNA_FIBER_PINNED};
+    return lacuna_join(lacuna_go_opts(&o, c->want ? pp_server : pp_client, c));
+}
+
+static double pingpong_once(long n, bool pinned)
+{
+    lacuna_chan *ping = lacuna_chan_make(sizeof(long), 0),
+                *pong = lacuna_chan_make(sizeof(long), 0);
+    pp_cfg client = {ping, pong, n, 0, pinned, 0, 0}, server = {ping, pong, n, 1, pinned, 0, 0};
+    lacuna_set_workers(2);
+    lacuna_fiber *a = lacuna_go(pp_launch, &client), *b = lacuna_go(pp_launch, &server);
+    lacuna_run();
+    long got = (long)(intptr_t)lacuna_join(a);
+    lacuna_join(b);
+    lacuna_chan_free(ping);
+    lacuna_chan_free(pong);
+    if (got != n)
+        return -1;
+    return (double)(client.t1 - client.t0) / (double)n;
+}
+
+static int pingpong_main(int argc, char **argv)
+{
+    size_t n = 200000, runs = 5;
+    bool csv = false;
+    const cli_opt opts[] = {
+        {"n", CLI_COUNT, &n, 1, 1000000000, "round trips", NULL},
+        {"runs", CLI_COUNT, &runs, 1, 100, "runs; the median is reported", NULL},
+        {"csv", CLI_FLAG, &csv, 0, 0, "CSV instead of a table", NULL},
+        {0}};
+    cli_spec spec = {
+        "lacuna-bench pingpong", "ns per channel round trip between fibers pinned to two workers.",
+        opts, NULL, "Compare: tools/go/pingpong.go with GOMAXPROCS=2 (tools/bench.d/fibers.sh).\n"};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    bench_machine(stdout, csv ? "# " : "");
+    if (csv)
+        printf("measure,ns,ns_min,ns_max,n,runs\n");
+    for (int pinned = 1; pinned >= 0; pinned--) {
+        double rt[100], mn, mx;
+        for (size_t r = 0; r < runs; r++)
+            if ((rt[r] = pingpong_once((long)n, pinned)) < 0) {
+                fprintf(stderr, "lacuna-bench pingpong: wrong count\n");
+                return 1;
+            }
+        minmax(rt, (int)runs, &mn, &mx);
+        const char *what = pinned ? "pinned to 2 workers" : "unpinned, 2 workers";
+        printf(csv ? "pingpong %s,%.1f,%.1f,%.1f,%zu,%zu\n"
+                   : "pingpong (channel round trip, %s): %.1f ns (min %.1f, max %.1f), median of "
+                     "%zu x %zu\n",
+               what, bench_median(rt, (int)runs), mn, mx, runs, n);
+    }
+    return 0;
+}
+
+int bench_pingpong_main(int argc, char **argv)
+{
+    return pingpong_main(argc, argv);
 }
 
 int bench_skynet_main(int argc, char **argv)

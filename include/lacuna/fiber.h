@@ -1,20 +1,31 @@
-/* lacuna/fiber.h — green threads (fibers) whose stacks are regions of one shared lacuna pool.
+/* lacuna/fiber.h — green threads (fibers) whose stacks are regions of one shared lacuna pool, run
+ * by M:N schedulers.
  *
- * Included by <lacuna.h>; include that one. Every OS thread that calls lacuna_go gets its own
- * scheduler, created on the first spawn and torn down when lacuna_run (or a lacuna_join from the
- * thread itself) returns with no fiber of that thread left. Fibers never migrate between threads;
- * all threads share one stack pool (64 KiB guarded stacks unless lacuna_fiber_configure says
- * otherwise; lacuna_go_opts picks other sizes, each size class a pool of its own). An ended
- * fiber's stack goes to the thread's next spawn of the same size (up to 16 are kept per thread,
- * none for a LACUNA_ZERO or LACUNA_CACHE_NONE pool), else back to the pool.
+ * Included by <lacuna.h>; include that one. The first thread that calls lacuna_go becomes the home
+ * of a runtime: its fibers, and the fibers they spawn, belong to that runtime. lacuna_run (or a
+ * thread-context lacuna_join) runs them. lacuna_run uses lacuna_get_workers() worker threads: the
+ * calling thread and n - 1 helper threads it starts for the run and joins before it returns; fibers
+ * move between workers (an idle worker steals half of a busy one's queue) unless pinned
+ * (LACUNA_FIBER_PINNED). All threads share one stack pool (64 KiB guarded stacks unless
+ * lacuna_fiber_configure says otherwise; lacuna_go_opts picks other sizes, each size class a pool
+ * of its own). An ended fiber's stack goes to its worker's next spawn of the same size (up to 16
+ * are kept per worker, none for a LACUNA_ZERO or LACUNA_CACHE_NONE pool), else back to the pool.
  *
- * Scheduling, per thread, cooperative: a fiber runs until it yields, blocks (channel, sleep, fd
- * wait, join) or ends. A fiber spawned BY A FIBER runs at once, and its spawner runs right after
- * it gives up the CPU (Go's `runnext`, taken one step further): a spawn-heavy tree is walked depth
- * first and few stacks are live at once. A fiber made ready by a channel operation or by the end
- * of the fiber it joins runs next (a hand-off), and the hand-offs it displaces run before the run
- * queue; hand-offs take at most 64 turns in a row while anything else waits. Everything else
- * (yield, timers, fd waits, spawns from the thread itself) is first in, first out.
+ * Scheduling, per worker, cooperative: a fiber runs until it yields, blocks (channel, sleep, fd
+ * wait, join) or ends. A fiber spawned BY A FIBER runs at once on the same worker, and its spawner
+ * runs right after it first blocks, yields or ends (Go's `runnext`, taken one step further): a
+ * spawn-heavy tree is walked depth first and few stacks are live. Until then no other worker can
+ * take the spawner; once the new fiber spawns in turn, the spawner joins the run queue's front,
+ * where an idle worker may steal it. A fiber made ready by a channel operation or by the end of the
+ * fiber it joins runs next on the waker's worker (a hand-off), and the hand-offs it displaces run
+ * before the run queue; hand-offs take at most 64 turns in a row while anything else waits.
+ * Everything else (yield, timers, fd waits, spawns from thread context, wake-ups from outside the
+ * runtime) is first in, first out per worker. An idle worker sleeps in epoll (0 % CPU).
+ *
+ * Migration: after any blocking call (and lacuna_yield) an unpinned fiber may run on another OS
+ * thread. Thread-local variables read before the call may then be another thread's: compilers keep
+ * a thread-local's address (errno's too) across calls within a function. Pin a fiber that relies
+ * on thread-locals across blocking calls, or read them in a separate non-inlined function.
  *
  * Conventions as in <lacuna.h>: 0 or a positive errno value; pointer results are NULL + errno;
  * bad input is EINVAL, never a crash. "Thread context" below means code running on a thread's
@@ -22,25 +33,29 @@
  *
  * Stack: a fiber's stack holds its own frames plus those of the lacuna call it is in, nothing
  * else. The runtime's own work (freeing an ended fiber's stack through the pool, polling, timers)
- * runs on the thread's stack. What each call needs below the caller's frame, at most (x86-64,
- * glibc; measured by tests/test_fiber_stack.c with the pool's slow paths taken, rounded up with
- * margin; the measurement includes lazy symbol binding, ~1.7 KiB on the test machine, when the
- * call is the first user of a libc function; it can be larger on CPUs with wider vector state,
+ * runs on the worker thread's stack. What each call needs below the caller's frame, at most
+ * (x86-64, glibc; measured by tests/test_fiber_stack.c with the pool's slow paths taken, rounded
+ * up with margin; the measurement includes lazy symbol binding, ~1.7 KiB on the test machine, when
+ * the call is the first user of a libc function; it can be larger on CPUs with wider vector state,
  * and disappears when the program is linked with -z now):
  *     lacuna_yield, lacuna_self, lacuna_join, lacuna_detach             512 bytes
  *     lacuna_fiber_set_name, lacuna_chan_*                             2 KiB
  *     lacuna_go, lacuna_go_named, lacuna_sleep_ms, lacuna_fd_wait      3 KiB
  * A fiber that ends needs no stack of its own frames: the bookkeeping of its end runs on what its
- * function no longer uses, and its stack is freed on the thread's stack, or reused by a spawn.
+ * function no longer uses, and its stack is freed on the worker's stack, or reused by a spawn.
  *
  * Leaving a fiber other than by returning from its function or blocking in a lacuna call (longjmp
  * out of it, a C++ exception unwinding past its start) is undefined: the scheduler still thinks
  * that fiber runs. lacuna_run and a lacuna_join that would block detect it (the caller is not on
  * that fiber's stack) and fail with ENOTRECOVERABLE; other calls are not checked.
  *
- * Threads: a fiber, and a channel's waiting fibers, belong to the thread that spawned them, named
- * by an id never given to another thread. Calls on them from any other thread fail with EINVAL,
- * also after that thread has exited (a new thread may get its stack and TLS, never its id).
+ * Threads: handles and channels work from any thread and any runtime: a fiber may join a fiber of
+ * another runtime, and a plain thread (one with no fibers of its own left to run) may send,
+ * receive, close and join, blocking that thread like Go's cgo callers. A thread that exits while
+ * its runtime still has fibers leaves them blocked for ever: calls on them, and on channels they
+ * wait on, fail with EINVAL. fork() from a thread whose runtime runs with several workers: the
+ * child has only the calling thread (fibers queued on other workers never run there); exec or
+ * _exit in it. From thread context (no lacuna_run in progress) fork works as with one worker.
  */
 #ifndef LACUNA_FIBER_H
 #define LACUNA_FIBER_H
@@ -83,12 +98,12 @@ LACUNA_API lacuna_pool *lacuna_fiber_pool_for(size_t stack_size);
  * Fibers
  * ------------------------------------------------------------------------------------------- */
 
-/* Spawn fn(arg) on the calling thread's scheduler (creating it, with the thread's alternate
- * signal stack and the overflow handler, on first use). From a fiber, the new fiber runs before
- * this returns (at least until it first blocks or yields); from thread context it is queued and
- * runs under lacuna_run or lacuna_join. Returns a handle to join or detach exactly once, or NULL
- * with errno EINVAL (fn NULL), ENOMEM (every stack slot is live, or no memory), or an errno from
- * creating the scheduler (epoll, sigaltstack). */
+/* Spawn fn(arg) in the caller's runtime (from thread context: the thread's own, created with the
+ * thread's alternate signal stack and the overflow handler on first use). From a fiber, the new
+ * fiber runs on the same worker before this returns (at least until it first blocks, yields or
+ * spawns); from thread context it is queued and runs under lacuna_run or lacuna_join. Returns a
+ * handle to join or detach exactly once, or NULL with errno EINVAL (fn NULL), ENOMEM (every stack
+ * slot is live, or no memory), or an errno from creating the scheduler (epoll, sigaltstack). */
 LACUNA_API lacuna_fiber *lacuna_go(void *(*fn)(void *arg), void *arg);
 
 /* lacuna_go with a name (truncated to LACUNA_FIBER_NAME_MAX - 1 bytes; NULL = unnamed), set
@@ -100,10 +115,7 @@ LACUNA_API lacuna_fiber *lacuna_go_named(const char *name, void *(*fn)(void *arg
 /* Per-fiber options for lacuna_go_opts; a zero-initialised struct means lacuna_go's defaults. */
 #define LACUNA_FIBER_STACK_MIN (16u << 10) /* the smallest stack size class: 16 KiB */
 #define LACUNA_FIBER_STACK_MAX (8u << 20)  /* the largest: 8 MiB */
-#define LACUNA_FIBER_PINNED                                                                        \
-    1u /* stays on the spawning thread: today every fiber does                                     \
-          (one scheduler per thread); accepted now so code                                         \
-          written for it keeps meaning it */
+#define LACUNA_FIBER_PINNED    1u /* runs only on the worker that spawns it (lacuna_worker_id) */
 typedef struct lacuna_fiber_opts {
     size_t stack_size; /* usable stack bytes. 0 or the default pool's size: the default pool
                           (lacuna_fiber_configure's, else 64 KiB). Otherwise rounded up to a
@@ -119,42 +131,64 @@ typedef struct lacuna_fiber_opts {
 LACUNA_API lacuna_fiber *lacuna_go_opts(const lacuna_fiber_opts *opts, void *(*fn)(void *arg),
                                         void *arg);
 
-/* Rename a fiber of the calling thread (NULL fiber = the calling fiber). 0, or EINVAL (no such
- * fiber: stale handle, another thread's fiber (also one that has exited), NULL fiber from thread
- * context). */
+/* Rename a fiber (NULL fiber = the calling fiber). 0, or EINVAL (no such fiber: stale handle, a
+ * fiber of an exited thread's runtime, NULL fiber from thread context). */
 LACUNA_API int lacuna_fiber_set_name(lacuna_fiber *fiber, const char *name);
 
 /* The calling fiber, or NULL in thread context. */
 LACUNA_API lacuna_fiber *lacuna_self(void);
 
-/* Let the other runnable fibers of this thread run; the caller goes to the back of the queue.
- * Returns at once when nothing else is runnable. A no-op in thread context. */
+/* Let the other runnable fibers of this worker run; the caller goes to the back of its queue
+ * (where an idle worker may take it). Returns at once when nothing else is runnable and the
+ * runtime has one worker. A no-op in thread context. */
 LACUNA_API void lacuna_yield(void);
 
 /* Wait until the fiber ends, reclaim it and return fn's result. From a fiber, the caller blocks;
- * from thread context, the thread runs its scheduler until that fiber ends. On error returns NULL
- * with errno (set errno = 0 first if fn may return NULL):
+ * from thread context of the fiber's own runtime, the thread runs it (one worker) until that fiber
+ * ends; from any other thread, the thread blocks. On error returns NULL with errno (set errno = 0
+ * first if fn may return NULL):
  *   EINVAL  NULL or stale handle (already joined, or detached and ended), a detached fiber, a
- *           fiber another fiber is already joining, a fiber of another thread (also of one that
- *           has exited);
- *   EDEADLK joining yourself; or, from thread context, every fiber of the thread is blocked with
+ *           fiber someone is already joining, a fiber of an exited thread's runtime;
+ *   EDEADLK joining yourself; or, from thread context, every fiber of the runtime is blocked with
  *           no timer and no fd wait (the fiber stays joinable);
  *   ENOTRECOVERABLE  the fiber would have to wait, and the caller left the fiber the scheduler
  *           thinks is running without switching (longjmp: see the top of this file). */
 LACUNA_API void *lacuna_join(lacuna_fiber *fiber);
 
-/* Let the fiber reclaim itself when it ends (at once if it has ended). 0, or EINVAL (NULL or
- * stale handle, already detached, being joined, a fiber of another thread, also of one that has
- * exited). */
+/* Let the fiber reclaim itself when it ends (at once if it has ended). Any thread. 0, or EINVAL
+ * (NULL or stale handle, already detached, being joined, a fiber of an exited thread's runtime). */
 LACUNA_API int lacuna_detach(lacuna_fiber *fiber);
 
-/* Run this thread's fibers until none is left, then tear the scheduler down. Thread context only.
- * Returns 0 (also when nothing was ever spawned), EPERM (called from a fiber), EDEADLK (every
- * remaining fiber is blocked on a channel or a join, with no timer and no fd wait to wake it: they
- * stay blocked; close or feed their channels from thread context and call lacuna_run again),
+/* Run this thread's runtime on lacuna_get_workers() workers until no fiber is left, then tear its
+ * schedulers down (the helper threads are joined before it returns). Thread context only.
+ * Returns 0 (also when nothing was ever spawned), EPERM (called from a fiber or a helper worker),
+ * EDEADLK (every remaining fiber is blocked on a channel or a join, with no timer, no fd wait and
+ * no thread outside the runtime blocked on a channel or join to wake it: they stay blocked; close
+ * or feed their channels and call lacuna_run again),
  * ENOTRECOVERABLE (called on the thread's stack while the scheduler thinks a fiber runs: that
  * fiber was left by longjmp; every later call returns it too), or an errno from epoll_wait. */
 LACUNA_API int lacuna_run(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Workers
+ * ------------------------------------------------------------------------------------------- */
+
+#define LACUNA_WORKERS_MAX 256 /* workers of one runtime */
+
+/* How many worker threads lacuna_run uses from its next call on (any thread): 1 runs every fiber
+ * on the calling thread; n > 1 adds n - 1 helper threads for the duration of the run, and fibers
+ * move between them (work stealing) unless pinned. 0 restores the default: the environment
+ * variable LACUNA_WORKERS if set (1..256), else the CPUs the process may run on
+ * (sched_getaffinity). Returns 0, or EINVAL (workers > LACUNA_WORKERS_MAX). */
+LACUNA_API int lacuna_set_workers(unsigned workers);
+
+/* The number of workers the next lacuna_run will use. */
+LACUNA_API unsigned lacuna_get_workers(void);
+
+/* The index of the worker the caller runs on: 0 for the thread that spawned the runtime's first
+ * fiber (its home, also in thread context), 1..n-1 for lacuna_run's helpers, -1 on a thread that
+ * never spawned. A fiber may see it change after any blocking call unless it is pinned. */
+LACUNA_API int lacuna_worker_id(void);
 
 /* Block the calling fiber for at least ms milliseconds (0: a yield); in thread context, sleep the
  * thread (no fibers run meanwhile). The end is a deadline taken at the call: signal handlers
@@ -173,7 +207,7 @@ LACUNA_API int lacuna_sleep_ms(unsigned ms);
 LACUNA_API int lacuna_fd_wait(int fd, short events, int timeout_ms);
 
 /* ---------------------------------------------------------------------------------------------
- * Channels: typed by element size, FIFO, for the fibers of ONE thread at a time
+ * Channels: typed by element size, FIFO, between fibers of any workers and plain threads
  * ------------------------------------------------------------------------------------------- */
 
 /* A channel of elements of elem_size bytes holding up to capacity of them (0 = unbuffered: a send
@@ -181,12 +215,11 @@ LACUNA_API int lacuna_fd_wait(int fd, short events, int timeout_ms);
  * max(capacity, 1) larger than any object can be, PTRDIFF_MAX), ENOMEM. Any thread. */
 LACUNA_API lacuna_chan *lacuna_chan_make(size_t elem_size, size_t capacity);
 
-/* Copy *elem into the channel, blocking the calling fiber (never the thread) while the channel is
- * full (unbuffered: until a receiver takes it). Returns 0, or
+/* Copy *elem into the channel, blocking while the channel is full (unbuffered: until a receiver
+ * takes it): a fiber blocks (its worker runs others), a plain thread blocks itself. Returns 0, or
  *   EPIPE   the channel is closed (also when it is closed while the sender waits: not delivered);
- *   EPERM   it would block and the caller is not a fiber (thread context never blocks here);
- *   EINVAL  chan or elem NULL, or fibers of another thread (also of one that has exited) are
- *           waiting on the channel. */
+ *   EPERM   it would block a thread whose own runtime still has fibers (they could not run);
+ *   EINVAL  chan or elem NULL, or the waiter it would wake is a fiber of an exited thread. */
 LACUNA_API int lacuna_chan_send(lacuna_chan *chan, const void *elem);
 
 /* Take the oldest element into *elem, blocking the calling fiber while there is none. Returns 0,
@@ -194,12 +227,12 @@ LACUNA_API int lacuna_chan_send(lacuna_chan *chan, const void *elem);
 LACUNA_API int lacuna_chan_recv(lacuna_chan *chan, void *elem);
 
 /* Close: later sends fail with EPIPE; receivers drain what is buffered, then get EPIPE. Waiting
- * senders and receivers are woken with EPIPE. Any context on the channel's thread. Returns 0, or
- * EINVAL (NULL, or waiters of another thread), EALREADY (closed before). */
+ * senders and receivers are woken with EPIPE. Any thread. Returns 0, or EINVAL (NULL, or a waiter
+ * is a fiber of an exited thread), EALREADY (closed before). */
 LACUNA_API int lacuna_chan_close(lacuna_chan *chan);
 
 /* Free a channel (buffered elements are dropped). NULL is a no-op. Returns 0, or EBUSY when a
- * fiber still waits on it (nothing is freed). */
+ * fiber or thread still waits on it (nothing is freed). */
 LACUNA_API int lacuna_chan_free(lacuna_chan *chan);
 
 #ifdef __cplusplus
