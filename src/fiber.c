@@ -78,14 +78,11 @@ static int stacks_create_locked(lac_stacks *st, const lacuna_pool_config *config
     return 0;
 }
 
-/* A class's pool holds up to 64 GiB of address space (reserved, not committed: NORESERVE), at
- * least 4,096 and at most 1,048,576 stacks: a million parked fibers on 16 KiB stacks fit. */
+/* A class's pool grows on demand like the default one (capacity 0: reservation by reservation,
+ * up to the pool's ceiling), so no size class has a wall of its own. */
 static lacuna_pool_config class_config(unsigned k)
 {
-    size_t size = (size_t)LAC_STACK_CLASS_MIN << k, stride = size + 4096;
-    size_t cap = ((size_t)64 << 30) / stride;
-    cap = cap < 4096 ? 4096 : cap > ((size_t)1 << 20) ? (size_t)1 << 20 : cap;
-    return (lacuna_pool_config){.region_size = size, .capacity = cap};
+    return (lacuna_pool_config){.region_size = (size_t)LAC_STACK_CLASS_MIN << k};
 }
 
 /* The stack pool at `which` (0: the default), created on first use. NULL + errno. */

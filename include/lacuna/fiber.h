@@ -120,8 +120,8 @@ typedef struct lacuna_fiber_opts {
     size_t stack_size; /* usable stack bytes. 0 or the default pool's size: the default pool
                           (lacuna_fiber_configure's, else 64 KiB). Otherwise rounded up to a
                           size class, a power of two from 16 KiB to 8 MiB, each class a pool of
-                          its own (one guard page per stack, up to 64 GiB of address space
-                          reserved, 4,096 to 1,048,576 stacks), created on first use. */
+                          its own (one guard page per stack, growing on demand like the
+                          default pool), created on first use. */
     const char *name;  /* as lacuna_go_named; NULL = unnamed */
     unsigned flags;    /* LACUNA_FIBER_PINNED, or 0 */
 } lacuna_fiber_opts;
