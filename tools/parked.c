@@ -97,6 +97,7 @@ int bench_parked_main(int argc, char **argv)
             return 1;
         }
     }
+    lacuna_set_workers(1); /* beside Go's GOMAXPROCS=1 run (tools/bench.d/fibers.sh) */
     chans = malloc(n * sizeof *chans);
     for (size_t i = 0; chans && i < n; i++)
         if ((chans[i] = lacuna_chan_make(sizeof(long), 0)) == NULL)

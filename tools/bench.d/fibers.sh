@@ -1,10 +1,13 @@
 # make bench, fiber layer: skynet by its standard rules (unbuffered channels, 1,111,111 fibers),
-# the 10-slot buffered variant beside it (labelled so in its file), and switch costs.
+# the 10-slot buffered variant beside it (labelled so in its file), 1 and 2 M:N workers, switch
+# costs (with Boost.Context's raw switch in the same run) and a channel round trip across workers.
 set -euo pipefail
 "$BENCH" skynet --runs "$RUNS" | tee "$OUT/skynet.txt"
 "$BENCH" skynet --buffered --runs "$RUNS" | tee "$OUT/skynet-buffered.txt"
+"$BENCH" skynet --workers 2 --runs "$RUNS" | tee "$OUT/skynet-workers2.txt"
 "$BENCH" skynet --threads 2 --runs "$RUNS" | tee "$OUT/skynet-threads2.txt"
 "$BENCH" switch --runs "$RUNS" | tee "$OUT/switch.txt"
+"$BENCH" pingpong --runs "$RUNS" | tee "$OUT/pingpong.txt"
 "$BENCH" parked --n 1000000 --stack 16K | tee "$OUT/parked.txt"
 
 # Go's skynet and parked by the same rules (tools/go/), GOMAXPROCS=1 and 2, in the same run: time
@@ -18,6 +21,8 @@ if command -v go >/dev/null && [ -x /usr/bin/time ]; then
   gobin=$(mktemp -d)
   GOCACHE="$gobin/cache" go build -o "$gobin/skynet-go" tools/go/skynet.go
   GOCACHE="$gobin/cache" go build -o "$gobin/parked-go" tools/go/parked.go
+  GOCACHE="$gobin/cache" go build -o "$gobin/pingpong-go" tools/go/pingpong.go
+  GOMAXPROCS=2 "$gobin/pingpong-go" --runs "$RUNS" | tee "$OUT/pingpong-go.txt"
   GOMAXPROCS=1 "$gobin/parked-go" --n 1000000 | tee "$OUT/parked-go.txt"
   {
     echo "go skynet (standard rules), $(go version | cut -d' ' -f3), median of $RUNS runs each"

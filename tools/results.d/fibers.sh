@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The fibers table, from the text `make bench` saved (tools/bench.d/fibers.sh): skynet by its
-# standard rules (1 and 2 threads), the buffered variant, a million parked fibers, switch and
+# standard rules (1 and 2 M:N workers, and 2 separate runtimes), the buffered variant, a million parked fibers, switch and
 # spawn+join, with Go's skynet and parked from the same run beside them. README and
 # docs/fibers.md both carry this table between <!-- results fibers --> markers, filled in by
 # tools/results-sync.sh, so the two cannot disagree. Usage: fibers.sh RESULTS_DIR
@@ -34,8 +34,10 @@ ns() { # switch.txt line prefix -> "9.07 ns (9.05–9.23)"
 echo "| measure | target | lacuna | Go |"
 echo "|---|---|---:|---:|"
 echo "| skynet, **standard rules** (unbuffered channels), 1 thread / GOMAXPROCS=1, 1,111,111 fibers, 64 KiB guarded stacks (\`lacuna-bench skynet --runs 5\`) | ≤ 200 ms, ≤ 64 MiB peak RSS; ≤ 0.2x Go's time, ≤ 0.05x its RSS | $(skynet "$in/skynet.txt"), $(slots "$in/skynet.txt") stack slots ever used | $(go_skynet 1) |"
+[ -s "$in/skynet-workers2.txt" ] &&
+  echo "| the same on **2 M:N workers** (\`--workers 2\`: one runtime, work stealing) / GOMAXPROCS=2 | ≤ 0.2x Go's time; ≥ 1.5x the 1-worker throughput | $(skynet "$in/skynet-workers2.txt") | $(go_skynet 2) |"
 [ -s "$in/skynet-threads2.txt" ] &&
-  echo "| the same on 2 threads (\`--threads 2\`: the root's ten subtrees dealt to two schedulers; no work stealing) / GOMAXPROCS=2 | | $(skynet "$in/skynet-threads2.txt") | $(go_skynet 2) |"
+  echo "| **variant** \`--threads 2\`: the root's ten subtrees dealt to two separate runtimes (no stealing) | | $(skynet "$in/skynet-threads2.txt") | |"
 [ -s "$in/skynet-buffered.txt" ] &&
   echo "| skynet **variant** \`--buffered\` (10-slot channels) | | $(skynet "$in/skynet-buffered.txt") | |"
 if [ -s "$in/parked.txt" ]; then
@@ -58,5 +60,12 @@ if [ -s "$in/parked.txt" ]; then
   fi
   echo "| a million parked fibers, each blocked on its own channel, 16 KiB stacks, then all woken and joined (\`lacuna-bench parked\`; Go: \`tools/go/parked.go\`) | $target | $lacuna | $go |"
 fi
-echo "| context switch (\`lacuna_yield\` between two fibers; \`lacuna-bench switch --runs 5\`) | ≤ 10 ns | $(ns switch) | |"
+boost=$(grep -m1 '^Boost.Context jump_fcontext round trip' "$in/switch.txt" |
+  sed -E 's/.*: ([0-9.]+) ns \(min ([0-9.]+), max ([0-9.]+)\)/\1 ns (\2–\3)/' || true)
+echo "| context switch (\`lacuna_yield\` between two fibers, one worker; \`lacuna-bench switch --runs 5\`) | ≤ 10 ns; ≤ Boost.Context's raw \`jump_fcontext\` round trip | $(ns switch)${boost:+; Boost.Context \`jump_fcontext\` round trip (two raw switches, no scheduler), same run: $boost} | |"
 echo "| spawn + join of an empty fiber, from a fiber | ≤ 100 ns | $(ns spawn+join) | |"
+if [ -s "$in/pingpong.txt" ]; then
+  pp() { grep -m1 "^pingpong (channel round trip, $1" "$in/pingpong.txt" | sed -E 's/.*: ([0-9.]+) ns \(min ([0-9.]+), max ([0-9.]+)\).*/\1 ns (\2–\3)/'; }
+  gopp=$(grep -m1 '^pingpong (Go' "$in/pingpong-go.txt" 2>/dev/null | sed -E 's/.*: ([0-9.]+) ns \(min ([0-9.]+), max ([0-9.]+)\).*/\1 ns (\2–\3)/' || true)
+  echo "| channel round trip between fibers on 2 workers (\`lacuna-bench pingpong\`; Go: \`tools/go/pingpong.go\`, GOMAXPROCS=2, which may keep both goroutines on one thread) | pinned to two workers: ≤ Go's | pinned to 2 workers: $(pp pinned); unpinned: $(pp unpinned) | $gopp |"
+fi
