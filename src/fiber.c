@@ -434,6 +434,20 @@ static int join_wait(lac_sched *s, lac_fiber *f)
     return 0;
 }
 
+/* Lock f for a join or detach (s: the caller's scheduler, or NULL): false, unlocked, when there
+ * is no f or someone has claimed it already (detached, joined by a fiber or a thread). */
+static bool claim(lac_fiber *f, const lac_sched *s)
+{
+    if (f == NULL)
+        return false;
+    lac_spin_lock(&f->lk);
+    if (f->detached || f->joiner || f->tjoin || (s && s->main_join == f)) {
+        lac_spin_unlock(&f->lk);
+        return false;
+    }
+    return true;
+}
+
 void *lacuna_join(lacuna_fiber *h)
 {
     lac_fiber *f = lookup(h);
@@ -442,11 +456,7 @@ void *lacuna_join(lacuna_fiber *h)
         errno = lac_sched_escaped(s) ? ENOTRECOVERABLE : EDEADLK;
         return NULL;
     }
-    if (f != NULL)
-        lac_spin_lock(&f->lk);
-    if (f == NULL || f->detached || f->joiner || f->tjoin || (s && s->main_join == f)) {
-        if (f)
-            lac_spin_unlock(&f->lk);
+    if (!claim(f, s)) {
         LAC_BAD_INPUT("lacuna_join", "stale, detached or already joined fiber", h);
         errno = EINVAL;
         return NULL;
@@ -471,11 +481,7 @@ int lacuna_detach(lacuna_fiber *h)
 {
     lac_fiber *f = lookup(h);
     lac_sched *s = lac_tls_sched;
-    if (f != NULL)
-        lac_spin_lock(&f->lk);
-    if (f == NULL || f->detached || f->joiner || f->tjoin || (s && s->main_join == f)) {
-        if (f)
-            lac_spin_unlock(&f->lk);
+    if (!claim(f, s)) {
         LAC_BAD_INPUT("lacuna_detach", "stale, detached or joined fiber", h);
         return EINVAL;
     }

@@ -107,6 +107,21 @@ static inline void link_back(lac_sched *s, lac_fiber *f)
     nq_add(s, 1);
 }
 
+/* rt->lock held: a sleeping worker other than `not` that may run f (NULL: any fiber), marked
+ * awake (the caller kicks it once the lock is released), or NULL. */
+static lac_sched *take_sleeper(lac_rt *rt, const lac_sched * not, const lac_fiber *f)
+{
+    for (unsigned i = 0, hi = rt->whi; i < hi; i++) {
+        lac_sched *c = rt->w[i];
+        if (c && c != not &&c->sleeping && (f == NULL || f->pin == 0 || f->pin == c->idx + 1)) {
+            c->sleeping = false;
+            atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_relaxed);
+            return c;
+        }
+    }
+    return NULL;
+}
+
 /* Wake one sleeping worker of the runtime, other than s, if any sleeps: new work is queued. */
 static void kick_one(lac_sched *s)
 {
@@ -114,17 +129,8 @@ static void kick_one(lac_sched *s)
     atomic_thread_fence(memory_order_seq_cst); /* the push, then the check: see idle() */
     if (atomic_load_explicit(&rt->nidle, memory_order_relaxed) == 0)
         return;
-    lac_sched *w = NULL;
     pthread_mutex_lock(&rt->lock);
-    for (unsigned i = 0, hi = rt->whi; i < hi; i++) {
-        lac_sched *c = rt->w[i];
-        if (c && c != s && c->sleeping) {
-            w = c;
-            w->sleeping = false;
-            atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_relaxed);
-            break;
-        }
-    }
+    lac_sched *w = take_sleeper(rt, s, NULL);
     pthread_mutex_unlock(&rt->lock);
     if (w)
         lac_wait_kick(w);
@@ -577,7 +583,6 @@ static void inject(lac_fiber *f)
     lac_rt *rt = f->rt;
     f->state = LAC_F_READY;
     f->next = NULL;
-    lac_sched *w = NULL;
     pthread_mutex_lock(&rt->lock);
     if (rt->inj_tail)
         rt->inj_tail->next = f;
@@ -585,15 +590,7 @@ static void inject(lac_fiber *f)
         rt->inj_head = f;
     rt->inj_tail = f;
     atomic_fetch_add_explicit(&rt->ninj, 1, memory_order_relaxed);
-    for (unsigned i = 0, hi = rt->whi; i < hi; i++) {
-        lac_sched *c = rt->w[i];
-        if (c && c->sleeping && runs_on(f, c)) {
-            w = c;
-            w->sleeping = false;
-            atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_relaxed);
-            break;
-        }
-    }
+    lac_sched *w = take_sleeper(rt, NULL, f);
     pthread_mutex_unlock(&rt->lock);
     if (w)
         lac_wait_kick(w);
