@@ -17,6 +17,16 @@
 static const unsigned worker_counts[] = {2, 1};
 #define FOR_WORKERS(w) for (size_t w##_i = 0; w##_i < 2 && (w = worker_counts[w##_i], 1); w##_i++)
 
+/* lacuna_run, again while it reports EDEADLK: fibers that wait only for a plain thread which is
+ * running (not blocked in a lacuna call) look deadlocked to the runtime, as with channels. */
+static int run_all(void)
+{
+    int r;
+    while ((r = lacuna_run()) == EDEADLK)
+        usleep(100);
+    return r;
+}
+
 /* ---- try-send / try-recv, len, cap ------------------------------------------------------------
  */
 
@@ -128,4 +138,413 @@ TEST(chan_try_ops_across_workers)
     CHECK_EQ(lacuna_chan_try_send(u, &v), 0);
     CHECK_EQ(lacuna_run(), 0);
     CHECK_EQ(lacuna_chan_free(u), 0);
+}
+
+/* ---- mutex ------------------------------------------------------------------------------------
+ */
+
+static lacuna_mutex tmu;
+
+static void *unlock_from_other_thread(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(lacuna_mutex_unlock(&tmu), EPERM);
+    CHECK_EQ(lacuna_mutex_trylock(&tmu), EBUSY);
+    return NULL;
+}
+
+static void *unlock_from_other_fiber(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(lacuna_mutex_unlock(&tmu), EPERM);
+    return NULL;
+}
+
+TEST(mutex_errors)
+{
+    lacuna_mutex m = {{0}}; /* zero-filled: ready */
+    CHECK_EQ(lacuna_mutex_lock(&m), 0);
+    CHECK_EQ(lacuna_mutex_lock(&m), EDEADLK);
+    CHECK_EQ(lacuna_mutex_trylock(&m), EBUSY);
+    CHECK_EQ(lacuna_mutex_destroy(&m), EBUSY);
+    CHECK_EQ(lacuna_mutex_unlock(&m), 0);
+    CHECK_EQ(lacuna_mutex_unlock(&m), EPERM); /* not locked */
+    CHECK_EQ(lacuna_mutex_trylock(&m), 0);
+    CHECK_EQ(lacuna_mutex_unlock(&m), 0);
+    CHECK_EQ(lacuna_mutex_destroy(&m), 0);
+    CHECK_EQ(lacuna_mutex_destroy(&m), EINVAL);
+    CHECK_EQ(lacuna_mutex_lock(&m), EINVAL);
+    CHECK_EQ(lacuna_mutex_trylock(&m), EINVAL);
+    CHECK_EQ(lacuna_mutex_unlock(&m), EINVAL);
+    CHECK_EQ(lacuna_mutex_init(&m), 0);
+    CHECK_EQ(lacuna_mutex_lock(&m), 0);
+    CHECK_EQ(lacuna_mutex_unlock(&m), 0);
+    CHECK_EQ(lacuna_mutex_lock(NULL), EINVAL);
+    CHECK_EQ(lacuna_mutex_unlock(NULL), EINVAL);
+    CHECK_EQ(lacuna_mutex_trylock(NULL), EINVAL);
+    CHECK_EQ(lacuna_mutex_destroy(NULL), EINVAL);
+    CHECK_EQ(lacuna_mutex_init(NULL), EINVAL);
+
+    /* Owned by this thread: another thread, and a fiber, are not the owner. */
+    CHECK_EQ(lacuna_mutex_lock(&tmu), 0);
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, unlock_from_other_thread, NULL), 0);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK_EQ(lacuna_set_workers(1), 0);
+    CHECK_EQ(lacuna_detach(lacuna_go(unlock_from_other_fiber, NULL)), 0);
+    CHECK_EQ(lacuna_run(), 0);
+    CHECK_EQ(lacuna_mutex_unlock(&tmu), 0);
+}
+
+/* Fibers on the workers and plain threads add to one counter under the mutex, some holding it
+ * across a yield or a sleep (the owner migrates while it holds it). */
+#define MU_FIBERS  6
+#define MU_THREADS 2
+#define MU_ITERS   3000
+static lacuna_mutex cmu;
+static long counter;       /* under cmu */
+static _Atomic int inside; /* owners inside the critical section now: at most 1 */
+
+static void critical(int i)
+{
+    CHECK_EQ(lacuna_mutex_lock(&cmu), 0);
+    CHECK_EQ(atomic_fetch_add(&inside, 1), 0);
+    long c = counter;
+    if (i % 97 == 0)
+        lacuna_yield();
+    if (i % 1001 == 0)
+        lacuna_sleep_ms(1);
+    counter = c + 1;
+    atomic_fetch_sub(&inside, 1);
+    CHECK_EQ(lacuna_mutex_unlock(&cmu), 0);
+}
+
+static void *mu_fiber(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < MU_ITERS; i++)
+        critical(i);
+    return NULL;
+}
+
+static void *mu_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < MU_ITERS; i++) {
+        CHECK_EQ(lacuna_mutex_lock(&cmu), 0);
+        CHECK_EQ(atomic_fetch_add(&inside, 1), 0);
+        counter++;
+        atomic_fetch_sub(&inside, 1);
+        CHECK_EQ(lacuna_mutex_unlock(&cmu), 0);
+    }
+    return NULL;
+}
+
+TEST(mutex_counter_fibers_and_threads)
+{
+    unsigned w;
+    FOR_WORKERS(w)
+    {
+        CHECK_EQ(lacuna_set_workers(w), 0);
+        counter = 0;
+        for (int i = 0; i < MU_FIBERS; i++)
+            CHECK_EQ(lacuna_detach(lacuna_go(mu_fiber, NULL)), 0);
+        pthread_t t[MU_THREADS];
+        for (int i = 0; i < MU_THREADS; i++)
+            CHECK_EQ(pthread_create(&t[i], NULL, mu_thread, NULL), 0);
+        CHECK_EQ(lacuna_run(), 0); /* a thread owning the mutex counts as one that will wake */
+        for (int i = 0; i < MU_THREADS; i++)
+            CHECK_EQ(pthread_join(t[i], NULL), 0);
+        CHECK_EQ(counter, (long)(MU_FIBERS + MU_THREADS) * MU_ITERS);
+    }
+    CHECK_EQ(lacuna_mutex_destroy(&cmu), 0);
+}
+
+/* FIFO hand-off: K fibers queue on a held mutex in spawn order; the owner unlocks and at once
+ * locks again: it must come last (a barging lock would let it straight back in). */
+#define FIFO_K 8
+static lacuna_mutex fmu;
+static int fifo_log[FIFO_K + 1], fifo_n; /* under fmu */
+
+static void *fifo_waiter(void *arg)
+{
+    CHECK_EQ(lacuna_mutex_lock(&fmu), 0);
+    fifo_log[fifo_n++] = (int)(intptr_t)arg;
+    CHECK_EQ(lacuna_mutex_unlock(&fmu), 0);
+    return NULL;
+}
+
+static void *fifo_owner(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(lacuna_mutex_lock(&fmu), 0);
+    lacuna_fiber *f[FIFO_K];
+    for (int i = 0; i < FIFO_K; i++) /* each runs at once and queues before this one resumes */
+        f[i] = lacuna_go(fifo_waiter, (void *)(intptr_t)i);
+    CHECK_EQ(lacuna_mutex_unlock(&fmu), 0);
+    CHECK_EQ(lacuna_mutex_lock(&fmu), 0);
+    fifo_log[fifo_n++] = FIFO_K;
+    CHECK_EQ(lacuna_mutex_unlock(&fmu), 0);
+    for (int i = 0; i < FIFO_K; i++)
+        lacuna_join(f[i]);
+    return NULL;
+}
+
+TEST(mutex_fifo_handoff_no_barging)
+{
+    unsigned w;
+    FOR_WORKERS(w)
+    {
+        CHECK_EQ(lacuna_set_workers(w), 0);
+        fifo_n = 0;
+        CHECK_EQ(lacuna_detach(lacuna_go(fifo_owner, NULL)), 0);
+        CHECK_EQ(lacuna_run(), 0);
+        CHECK_EQ(fifo_n, FIFO_K + 1);
+        for (int i = 0; i <= FIFO_K; i++)
+            CHECK_EQ(fifo_log[i], i);
+    }
+}
+
+/* No starvation: two fibers take the mutex in a tight loop while a third needs it 300 times; the
+ * third finishes (the hogs stop only when it has). */
+static lacuna_mutex smu;
+static _Atomic int victim_done;
+static long hog_rounds;
+
+static void *hog(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&victim_done)) {
+        CHECK_EQ(lacuna_mutex_lock(&smu), 0);
+        hog_rounds++;
+        if (hog_rounds % 16 == 0)
+            lacuna_yield(); /* let one worker's other fibers run at all */
+        CHECK_EQ(lacuna_mutex_unlock(&smu), 0);
+    }
+    return NULL;
+}
+
+static void *victim(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 300; i++) {
+        CHECK_EQ(lacuna_mutex_lock(&smu), 0);
+        CHECK_EQ(lacuna_mutex_unlock(&smu), 0);
+        lacuna_yield();
+    }
+    atomic_store(&victim_done, 1);
+    return NULL;
+}
+
+TEST(mutex_no_starvation)
+{
+    unsigned w;
+    FOR_WORKERS(w)
+    {
+        CHECK_EQ(lacuna_set_workers(w), 0);
+        atomic_store(&victim_done, 0);
+        CHECK_EQ(lacuna_detach(lacuna_go(hog, NULL)), 0);
+        CHECK_EQ(lacuna_detach(lacuna_go(hog, NULL)), 0);
+        CHECK_EQ(lacuna_detach(lacuna_go(victim, NULL)), 0);
+        CHECK_EQ(lacuna_run(), 0);
+        CHECK(atomic_load(&victim_done));
+    }
+}
+
+/* ---- cond -------------------------------------------------------------------------------------
+ */
+
+#define Q_CAP   4
+#define Q_ITEMS 4000
+static lacuna_mutex qmu;
+static lacuna_cond not_empty, not_full;
+static int qbuf[Q_CAP], qhead, qlen; /* under qmu */
+static long qsum;                    /* under qmu */
+static int qtaken;                   /* under qmu */
+
+static void q_put(int v)
+{
+    CHECK_EQ(lacuna_mutex_lock(&qmu), 0);
+    while (qlen == Q_CAP)
+        CHECK_EQ(lacuna_cond_wait(&not_full, &qmu), 0);
+    qbuf[(qhead + qlen++) % Q_CAP] = v;
+    CHECK_EQ(lacuna_cond_signal(&not_empty), 0);
+    CHECK_EQ(lacuna_mutex_unlock(&qmu), 0);
+}
+
+static void *q_producer(void *arg)
+{
+    int base = (int)(intptr_t)arg;
+    for (int i = 1; i <= Q_ITEMS; i++)
+        q_put(base + i);
+    return NULL;
+}
+
+static void *q_consumer(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(lacuna_mutex_lock(&qmu), 0);
+    for (;;) {
+        while (qlen == 0 && qtaken < 3 * Q_ITEMS)
+            CHECK_EQ(lacuna_cond_wait(&not_empty, &qmu), 0);
+        if (qtaken == 3 * Q_ITEMS)
+            break;
+        qsum += qbuf[qhead];
+        qhead = (qhead + 1) % Q_CAP;
+        qlen--;
+        if (++qtaken == 3 * Q_ITEMS)
+            CHECK_EQ(lacuna_cond_broadcast(&not_empty), 0); /* the other consumers stop too */
+        CHECK_EQ(lacuna_cond_signal(&not_full), 0);
+    }
+    CHECK_EQ(lacuna_mutex_unlock(&qmu), 0);
+    return NULL;
+}
+
+TEST(cond_bounded_queue_fibers_and_thread)
+{
+    unsigned w;
+    FOR_WORKERS(w)
+    {
+        CHECK_EQ(lacuna_set_workers(w), 0);
+        qhead = qlen = qtaken = 0;
+        qsum = 0;
+        for (int i = 0; i < 3; i++)
+            CHECK_EQ(lacuna_detach(lacuna_go(q_consumer, NULL)), 0);
+        for (int i = 0; i < 2; i++)
+            CHECK_EQ(lacuna_detach(lacuna_go(q_producer, (void *)(intptr_t)(i * 100000))), 0);
+        pthread_t t; /* a plain thread produces too, blocking itself on not_full */
+        CHECK_EQ(pthread_create(&t, NULL, q_producer, (void *)(intptr_t)200000), 0);
+        CHECK_EQ(run_all(), 0);
+        CHECK_EQ(pthread_join(t, NULL), 0);
+        long per = (long)Q_ITEMS * (Q_ITEMS + 1) / 2;
+        CHECK_EQ(qsum, 3 * per + (long)Q_ITEMS * (100000 + 200000));
+    }
+    lacuna_mutex m = {{0}};
+    lacuna_cond c = {{0}};
+    CHECK_EQ(lacuna_cond_wait(&c, &m), EPERM); /* not the owner */
+    CHECK_EQ(lacuna_cond_wait(NULL, &m), EINVAL);
+    CHECK_EQ(lacuna_cond_signal(&c), 0); /* nobody waits: nothing */
+    CHECK_EQ(lacuna_cond_destroy(&c), 0);
+    CHECK_EQ(lacuna_cond_signal(&c), EINVAL);
+    CHECK_EQ(lacuna_mutex_lock(&m), 0);
+    CHECK_EQ(lacuna_cond_wait(&c, &m), EINVAL); /* destroyed */
+    CHECK_EQ(lacuna_mutex_unlock(&m), 0);
+    CHECK_EQ(lacuna_cond_destroy(&c), EINVAL);
+}
+
+/* ---- waitgroup and semaphore ------------------------------------------------------------------
+ */
+
+static lacuna_waitgroup wg;
+static _Atomic int wg_finished;
+
+static void *wg_task(void *arg)
+{
+    lacuna_sleep_ms((unsigned)(intptr_t)arg % 3);
+    atomic_fetch_add(&wg_finished, 1);
+    CHECK_EQ(lacuna_waitgroup_done(&wg), 0);
+    return NULL;
+}
+
+static void *wg_waiter(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(lacuna_waitgroup_wait(&wg), 0);
+    CHECK_EQ(atomic_load(&wg_finished), 20);
+    return NULL;
+}
+
+TEST(waitgroup_fibers_and_thread)
+{
+    unsigned w;
+    FOR_WORKERS(w)
+    {
+        CHECK_EQ(lacuna_set_workers(w), 0);
+        atomic_store(&wg_finished, 0);
+        CHECK_EQ(lacuna_waitgroup_add(&wg, 20), 0);
+        pthread_t t; /* a plain thread waits too */
+        CHECK_EQ(pthread_create(&t, NULL, wg_waiter, NULL), 0);
+        CHECK_EQ(lacuna_detach(lacuna_go(wg_waiter, NULL)), 0);
+        for (int i = 0; i < 20; i++)
+            CHECK_EQ(lacuna_detach(lacuna_go(wg_task, (void *)(intptr_t)i)), 0);
+        CHECK_EQ(lacuna_run(), 0);
+        CHECK_EQ(pthread_join(t, NULL), 0);
+    }
+    CHECK_EQ(lacuna_waitgroup_wait(&wg), 0);      /* 0: at once */
+    CHECK_EQ(lacuna_waitgroup_done(&wg), EINVAL); /* would go negative */
+    CHECK_EQ(lacuna_waitgroup_add(&wg, -5), EINVAL);
+    CHECK_EQ(lacuna_waitgroup_add(&wg, 2), 0);
+    CHECK_EQ(lacuna_waitgroup_add(&wg, -3), EINVAL); /* unchanged: 2 */
+    CHECK_EQ(lacuna_waitgroup_add(&wg, -2), 0);
+    CHECK_EQ(lacuna_waitgroup_add(NULL, 1), EINVAL);
+    CHECK_EQ(lacuna_waitgroup_destroy(&wg), 0);
+    CHECK_EQ(lacuna_waitgroup_wait(&wg), EINVAL);
+}
+
+#define SEM_UNITS 2
+static lacuna_sem sem;
+static _Atomic int sem_in, sem_max;
+
+static void *sem_user(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20; i++) {
+        CHECK_EQ(lacuna_sem_wait(&sem), 0);
+        int n = atomic_fetch_add(&sem_in, 1) + 1, m = atomic_load(&sem_max);
+        while (n > m && !atomic_compare_exchange_weak(&sem_max, &m, n))
+            ;
+        CHECK(n <= SEM_UNITS);
+        if (i % 5 == 0)
+            lacuna_sleep_ms(1);
+        else
+            lacuna_yield();
+        atomic_fetch_sub(&sem_in, 1);
+        CHECK_EQ(lacuna_sem_post(&sem), 0);
+    }
+    return NULL;
+}
+
+static lacuna_sem ping;
+static void *sem_poster_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ(lacuna_sem_post(&ping), 0);
+    return NULL;
+}
+
+static void *sem_taker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ(lacuna_sem_wait(&ping), 0);
+    return NULL;
+}
+
+TEST(sem_limits_and_wakes_from_thread)
+{
+    unsigned w;
+    FOR_WORKERS(w)
+    {
+        CHECK_EQ(lacuna_set_workers(w), 0);
+        CHECK_EQ(lacuna_sem_init(&sem, SEM_UNITS), 0);
+        for (int i = 0; i < 8; i++)
+            CHECK_EQ(lacuna_detach(lacuna_go(sem_user, NULL)), 0);
+        CHECK_EQ(lacuna_sem_init(&ping, 0), 0);
+        CHECK_EQ(lacuna_detach(lacuna_go(sem_taker, NULL)), 0);
+        pthread_t t;
+        CHECK_EQ(pthread_create(&t, NULL, sem_poster_thread, NULL), 0);
+        CHECK_EQ(run_all(), 0);
+        CHECK_EQ(pthread_join(t, NULL), 0);
+        CHECK(atomic_load(&sem_max) <= SEM_UNITS);
+        unsigned long v = 99;
+        CHECK_EQ(lacuna_sem_value(&sem, &v), 0);
+        CHECK_EQ(v, SEM_UNITS);
+    }
+    CHECK_EQ(lacuna_sem_trywait(&ping), EAGAIN);
+    CHECK_EQ(lacuna_sem_post(&ping), 0);
+    CHECK_EQ(lacuna_sem_trywait(&ping), 0);
+    CHECK_EQ(lacuna_sem_destroy(&ping), 0);
+    CHECK_EQ(lacuna_sem_post(&ping), EINVAL);
+    CHECK_EQ(lacuna_sem_wait(NULL), EINVAL);
 }

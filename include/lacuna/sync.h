@@ -16,7 +16,10 @@
  * but a cond waiter must still re-check its predicate (another fiber may take the mutex and change
  * the state between the signal and the waiter's return). A fiber or thread that ends (or a
  * runtime whose home thread exits) while it waits or holds a mutex leaves it waited or held for
- * ever: end only with nothing held.
+ * ever: end only with nothing held. lacuna_run's deadlock verdict: a plain thread owning a mutex
+ * that fibers wait for counts as one that will wake them; a plain thread that is merely running
+ * (say, about to post a semaphore) does not, as with channels: when every remaining fiber waits
+ * for such a thread, lacuna_run returns EDEADLK, and calling it again resumes them.
  *
  * Objects are plain structs the caller places anywhere (a global, a struct member, a fiber's
  * stack while nobody else uses it); a zero-filled object is an initialised, unlocked / empty one,
@@ -99,6 +102,121 @@ LACUNA_API int lacuna_chan_try_recv(lacuna_chan *chan, void *elem);
  * snapshot: other fibers may change it before the caller looks. */
 LACUNA_API size_t lacuna_chan_len(const lacuna_chan *chan);
 LACUNA_API size_t lacuna_chan_cap(const lacuna_chan *chan);
+
+/* ---------------------------------------------------------------------------------------------
+ * Mutex: one owner at a time; the owner (fiber or thread) alone unlocks; not recursive
+ * ------------------------------------------------------------------------------------------- */
+
+/* Uncontended, lock and unlock are one atomic compare-and-swap each. Contended, a locker on a
+ * runtime with several workers (or a plain thread) spins briefly, then queues; an unlock with
+ * waiters hands the mutex to the oldest (FIFO: a newcomer never takes it first). A fiber may
+ * hold a mutex across blocking calls and migrations: the owner is the fiber, not its thread. */
+typedef struct lacuna_mutex {
+    uint64_t opaque[4];
+} lacuna_mutex;
+
+/* Make *mutex an unlocked mutex (the same as zero-filling it; also after lacuna_mutex_destroy).
+ * 0, or EINVAL (NULL). Never call it on a mutex in use. */
+LACUNA_API int lacuna_mutex_init(lacuna_mutex *mutex);
+
+/* Take the mutex, blocking the calling fiber (or plain thread) while another owns it. Returns 0,
+ * or EINVAL (NULL, destroyed), EDEADLK (the caller owns it already), EPERM (it would block a
+ * thread whose own runtime still has fibers). */
+LACUNA_API int lacuna_mutex_lock(lacuna_mutex *mutex);
+
+/* Take the mutex if nobody owns it. 0, or EBUSY (owned, by anyone, the caller too), EINVAL (NULL,
+ * destroyed). Never blocks. */
+LACUNA_API int lacuna_mutex_trylock(lacuna_mutex *mutex);
+
+/* Release the mutex: the oldest waiter, if any, owns it now. 0, or EPERM (the caller does not own
+ * it: not locked, or locked by another fiber or thread), EINVAL (NULL, destroyed). */
+LACUNA_API int lacuna_mutex_unlock(lacuna_mutex *mutex);
+
+/* Make the mutex unusable (later calls: EINVAL) until lacuna_mutex_init. 0, or EBUSY (owned or
+ * waited for: nothing changes), EINVAL (NULL, destroyed already). */
+LACUNA_API int lacuna_mutex_destroy(lacuna_mutex *mutex);
+
+/* ---------------------------------------------------------------------------------------------
+ * Condition variable: waiters queue with a mutex, as pthread_cond_t
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct lacuna_cond {
+    uint64_t opaque[3];
+} lacuna_cond;
+
+/* Make *cond an empty condition variable (the same as zero-filling it). 0, or EINVAL (NULL). */
+LACUNA_API int lacuna_cond_init(lacuna_cond *cond);
+
+/* Atomically release mutex (which the caller owns) and block until a signal or broadcast picks
+ * this waiter, then take the mutex again before returning (waiting for it like lacuna_mutex_lock).
+ * Re-check the predicate in a loop: others may run between the signal and the return. Returns 0,
+ * or EPERM (the caller does not own mutex; or it would block a thread whose own runtime still has
+ * fibers: the mutex stays held), EINVAL (NULL, cond destroyed). */
+LACUNA_API int lacuna_cond_wait(lacuna_cond *cond, lacuna_mutex *mutex);
+
+/* Wake the oldest waiter / every waiter (none: nothing happens; a later wait is not affected).
+ * Callable with or without the mutex held, from any fiber or thread (not a signal handler).
+ * 0, or EINVAL (NULL, destroyed). */
+LACUNA_API int lacuna_cond_signal(lacuna_cond *cond);
+LACUNA_API int lacuna_cond_broadcast(lacuna_cond *cond);
+
+/* 0, or EBUSY (someone waits: nothing changes), EINVAL (NULL, destroyed already). */
+LACUNA_API int lacuna_cond_destroy(lacuna_cond *cond);
+
+/* ---------------------------------------------------------------------------------------------
+ * Waitgroup: wait until a counter of outstanding tasks drops to zero (Go's sync.WaitGroup)
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct lacuna_waitgroup {
+    uint64_t opaque[4];
+} lacuna_waitgroup;
+
+/* Counter 0, no waiters (the same as zero-filling it). 0, or EINVAL (NULL). */
+LACUNA_API int lacuna_waitgroup_init(lacuna_waitgroup *wg);
+
+/* Add delta (may be negative) to the counter; when it reaches 0, every waiter is woken. 0, or
+ * EINVAL (NULL, destroyed, or the counter would go negative: it is left unchanged), EOVERFLOW
+ * (above INT64_MAX). Any fiber or thread (not a signal handler). */
+LACUNA_API int lacuna_waitgroup_add(lacuna_waitgroup *wg, long delta);
+
+/* lacuna_waitgroup_add(wg, -1). */
+LACUNA_API int lacuna_waitgroup_done(lacuna_waitgroup *wg);
+
+/* Block until the counter is 0 (at once if it is). 0, or EINVAL (NULL, destroyed), EPERM (it
+ * would block a thread whose own runtime still has fibers). */
+LACUNA_API int lacuna_waitgroup_wait(lacuna_waitgroup *wg);
+
+/* 0, or EBUSY (someone waits), EINVAL (NULL, destroyed already). */
+LACUNA_API int lacuna_waitgroup_destroy(lacuna_waitgroup *wg);
+
+/* ---------------------------------------------------------------------------------------------
+ * Counting semaphore
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct lacuna_sem {
+    uint64_t opaque[4];
+} lacuna_sem;
+
+/* A semaphore with `value` units (zero-filling gives one with 0). 0, or EINVAL (NULL). */
+LACUNA_API int lacuna_sem_init(lacuna_sem *sem, unsigned long value);
+
+/* Give a unit back: to the oldest waiter if any (FIFO), else to the count. 0, or EINVAL (NULL,
+ * destroyed), EOVERFLOW (the count is at its maximum). Any fiber or thread (not a signal
+ * handler: use lacuna_async_send there). */
+LACUNA_API int lacuna_sem_post(lacuna_sem *sem);
+
+/* Take a unit, blocking while there is none. 0, or EINVAL (NULL, destroyed), EPERM (it would block
+ * a thread whose own runtime still has fibers). */
+LACUNA_API int lacuna_sem_wait(lacuna_sem *sem);
+
+/* Take a unit if one is there. 0, or EAGAIN (none), EINVAL (NULL, destroyed). Never blocks. */
+LACUNA_API int lacuna_sem_trywait(lacuna_sem *sem);
+
+/* The units available now, into *value (a snapshot). 0, or EINVAL (NULL, destroyed). */
+LACUNA_API int lacuna_sem_value(lacuna_sem *sem, unsigned long *value);
+
+/* 0, or EBUSY (someone waits), EINVAL (NULL, destroyed already). */
+LACUNA_API int lacuna_sem_destroy(lacuna_sem *sem);
 
 #ifdef __cplusplus
 }
