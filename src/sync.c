@@ -560,3 +560,197 @@ int lacuna_sem_destroy(lacuna_sem *sem)
     lac_spin_unlock(&m->lk);
     return err;
 }
+
+/* ---- fiber-local storage ------------------------------------------------------------------ */
+
+#define FLS_SHIFT 7 /* a key: seq << FLS_SHIFT | slot */
+_Static_assert(LACUNA_FLS_KEYS_MAX == 1u << FLS_SHIFT, "a key's slot bits");
+
+static struct {
+    _Atomic uint32_t seq;           /* odd while the slot is a key */
+    _Atomic(void (*)(void *)) dtor; /* its destructor, or NULL */
+} fls_keys[LACUNA_FLS_KEYS_MAX];
+
+typedef struct fls_tab {
+    uint32_t n; /* slots below n are in e */
+    struct {
+        lacuna_fls_key key; /* the key the value was set under (0: none) */
+        void *v;
+    } e[];
+} fls_tab;
+
+static bool fls_valid(lacuna_fls_key key)
+{
+    uint32_t slot = key & (LACUNA_FLS_KEYS_MAX - 1), seq = key >> FLS_SHIFT;
+    return (seq & 1) && atomic_load_explicit(&fls_keys[slot].seq, memory_order_acquire) == seq;
+}
+
+int lacuna_fls_key_create(lacuna_fls_key *key, void (*destructor)(void *))
+{
+    if (key == NULL)
+        return EINVAL;
+    for (uint32_t i = 0; i < LACUNA_FLS_KEYS_MAX; i++) {
+        uint32_t seq = atomic_load_explicit(&fls_keys[i].seq, memory_order_relaxed);
+        if ((seq & 1) || (seq + 1) >> (32 - FLS_SHIFT) ||
+            !atomic_compare_exchange_strong(&fls_keys[i].seq, &seq, seq + 1))
+            continue; /* in use, worn out (never reused), or just taken */
+        atomic_store_explicit(&fls_keys[i].dtor, destructor, memory_order_release);
+        *key = (seq + 1) << FLS_SHIFT | i;
+        return 0;
+    }
+    return EAGAIN;
+}
+
+int lacuna_fls_key_delete(lacuna_fls_key key)
+{
+    uint32_t slot = key & (LACUNA_FLS_KEYS_MAX - 1), seq = key >> FLS_SHIFT;
+    if (!(seq & 1) || !atomic_compare_exchange_strong(&fls_keys[slot].seq, &seq, seq + 1))
+        return EINVAL;
+    return 0;
+}
+
+void *lacuna_fls_get(lacuna_fls_key key)
+{
+    lac_sched *s = here();
+    lac_fiber *f = s ? s->cur : NULL;
+    fls_tab *t = f ? f->fls : NULL;
+    uint32_t slot = key & (LACUNA_FLS_KEYS_MAX - 1);
+    if (t == NULL || slot >= t->n || t->e[slot].key != key || !fls_valid(key))
+        return NULL;
+    return t->e[slot].v;
+}
+
+int lacuna_fls_set(lacuna_fls_key key, const void *value)
+{
+    lac_sched *s = here();
+    lac_fiber *f = s ? s->cur : NULL;
+    if (f == NULL)
+        return EPERM;
+    if (!fls_valid(key))
+        return EINVAL;
+    uint32_t slot = key & (LACUNA_FLS_KEYS_MAX - 1);
+    fls_tab *t = f->fls;
+    if (t == NULL || slot >= t->n) {
+        uint32_t n = slot < 8 ? 8 : LACUNA_FLS_KEYS_MAX, old = t ? t->n : 0;
+        t = realloc(t, sizeof *t + n * sizeof t->e[0]);
+        if (t == NULL)
+            return ENOMEM;
+        memset(&t->e[old], 0, (n - old) * sizeof t->e[0]);
+        t->n = n;
+        f->fls = t;
+    }
+    t->e[slot].key = key;
+    t->e[slot].v = (void *)value;
+    return 0;
+}
+
+/* pthread's rule: destructors may set values again; a few rounds, then the rest is dropped. */
+#define FLS_ROUNDS 4
+
+void lac_fls_exit(lac_fiber *f)
+{
+    for (int round = 0; round < FLS_ROUNDS; round++) {
+        bool ran = false;
+        for (uint32_t i = 0; f->fls && i < ((fls_tab *)f->fls)->n; i++) {
+            fls_tab *t = f->fls; /* a destructor's set may move it */
+            lacuna_fls_key key = t->e[i].key;
+            void *v = t->e[i].v;
+            t->e[i].key = 0;
+            t->e[i].v = NULL;
+            void (*dtor)(void *) = atomic_load_explicit(&fls_keys[i].dtor, memory_order_acquire);
+            if (v && dtor && fls_valid(key)) {
+                dtor(v);
+                ran = true;
+            }
+        }
+        if (!ran)
+            break;
+    }
+    free(f->fls);
+    f->fls = NULL;
+}
+
+uint64_t lacuna_fiber_id(void)
+{
+    lac_sched *s = here();
+    lac_fiber *f = s ? s->cur : NULL;
+    if (f == NULL)
+        return 0;
+    return (uint64_t)atomic_load_explicit(&f->gen, memory_order_relaxed) << 32 | f->idx;
+}
+
+/* ---- async: a wake-up from outside the runtime ---------------------------------------------- */
+
+struct lacuna_async {
+    _Atomic uint64_t pending; /* sends since the last wait took them */
+    _Atomic int waiting;      /* fibers/threads in lacuna_async_wait */
+    int fd;                   /* eventfd: the doorbell, rung by the send that makes pending 1 */
+};
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "lacuna_async_send is lock-free (signal-safe)");
+
+lacuna_async *lacuna_async_make(void)
+{
+    lacuna_async *a = malloc(sizeof *a);
+    if (a == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    a->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (a->fd < 0) {
+        int err = errno;
+        free(a);
+        errno = err;
+        return NULL;
+    }
+    atomic_init(&a->pending, 0);
+    atomic_init(&a->waiting, 0);
+    return a;
+}
+
+int lacuna_async_send(lacuna_async *a)
+{
+    if (a == NULL)
+        return EINVAL;
+    if (atomic_fetch_add_explicit(&a->pending, 1, memory_order_release) != 0)
+        return 0;      /* the doorbell rang already and nobody has taken the sends yet */
+    int saved = errno; /* a signal handler must leave errno as it found it */
+    uint64_t one = 1;
+    while (write(a->fd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+    errno = saved;
+    return 0;
+}
+
+int lacuna_async_wait(lacuna_async *a, uint64_t *count)
+{
+    if (a == NULL)
+        return EINVAL;
+    atomic_fetch_add_explicit(&a->waiting, 1, memory_order_relaxed);
+    int err = 0;
+    for (;;) {
+        uint64_t n = atomic_exchange_explicit(&a->pending, 0, memory_order_acquire);
+        if (n) {
+            uint64_t drain;
+            (void)!read(a->fd, &drain, sizeof drain); /* EAGAIN: the send has not rung yet */
+            if (count)
+                *count = n;
+            break;
+        }
+        err = lacuna_fd_wait(a->fd, POLLIN, -1); /* the pending check above comes first */
+        if (err)
+            break;
+    }
+    atomic_fetch_sub_explicit(&a->waiting, 1, memory_order_relaxed);
+    return err;
+}
+
+int lacuna_async_free(lacuna_async *a)
+{
+    if (a == NULL)
+        return 0;
+    if (atomic_load_explicit(&a->waiting, memory_order_relaxed))
+        return EBUSY;
+    close(a->fd);
+    free(a);
+    return 0;
+}

@@ -548,3 +548,172 @@ TEST(sem_limits_and_wakes_from_thread)
     CHECK_EQ(lacuna_sem_post(&ping), EINVAL);
     CHECK_EQ(lacuna_sem_wait(NULL), EINVAL);
 }
+
+/* ---- fiber-local storage and the fiber id ------------------------------------------------------
+ */
+
+static lacuna_fls_key fkey, fkey2;
+static _Atomic int dtor_runs;
+
+static void fls_dtor(void *v)
+{
+    CHECK(lacuna_fiber_id() != 0); /* on the fiber itself */
+    CHECK_EQ(*(uint64_t *)v, lacuna_fiber_id());
+    free(v);
+    atomic_fetch_add(&dtor_runs, 1);
+}
+
+static void fls_dtor_resets(void *v) /* sets a value again once: a second round runs */
+{
+    if (v == (void *)1)
+        CHECK_EQ(lacuna_fls_set(fkey2, (void *)2), 0);
+    atomic_fetch_add(&dtor_runs, 1);
+}
+
+static void *fls_body(void *arg)
+{
+    uint64_t id = lacuna_fiber_id();
+    CHECK(id != 0);
+    CHECK_EQ(id, (uint64_t)(uintptr_t)lacuna_self());
+    CHECK(lacuna_fls_get(fkey) == NULL);
+    uint64_t *mine = malloc(sizeof *mine);
+    *mine = id;
+    CHECK_EQ(lacuna_fls_set(fkey, mine), 0);
+    for (int i = 0; i < 50; i++) { /* migrates between workers: still its own value and id */
+        lacuna_yield();
+        CHECK(lacuna_fls_get(fkey) == mine);
+        CHECK_EQ(lacuna_fiber_id(), id);
+    }
+    if (arg)
+        CHECK_EQ(lacuna_fls_set(fkey2, (void *)1), 0);
+    return NULL;
+}
+
+TEST(fls_values_destructors_and_ids)
+{
+    CHECK_EQ(lacuna_fiber_id(), 0);
+    CHECK_EQ(lacuna_fls_key_create(&fkey, fls_dtor), 0);
+    CHECK_EQ(lacuna_fls_key_create(&fkey2, fls_dtor_resets), 0);
+    CHECK(fkey != 0 && fkey != fkey2);
+    CHECK_EQ(lacuna_fls_set(fkey, "x"), EPERM); /* thread context */
+    CHECK(lacuna_fls_get(fkey) == NULL);
+    unsigned w;
+    FOR_WORKERS(w)
+    {
+        CHECK_EQ(lacuna_set_workers(w), 0);
+        atomic_store(&dtor_runs, 0);
+        lacuna_fiber *f[16];
+        for (int i = 0; i < 16; i++)
+            f[i] = lacuna_go(fls_body, i == 0 ? (void *)1 : NULL);
+        CHECK_EQ(lacuna_run(), 0);
+        for (int i = 0; i < 16; i++)
+            lacuna_join(f[i]);
+        CHECK_EQ(atomic_load(&dtor_runs), 16 + 2); /* fkey x 16, fkey2 twice (reset once) */
+    }
+    /* A deleted key is refused, and a new key in its slot is a different number. */
+    lacuna_fls_key old = fkey;
+    CHECK_EQ(lacuna_fls_key_delete(fkey), 0);
+    CHECK_EQ(lacuna_fls_key_delete(fkey), EINVAL);
+    CHECK_EQ(lacuna_fls_key_delete(0), EINVAL);
+    CHECK_EQ(lacuna_fls_key_create(&fkey, NULL), 0);
+    CHECK(fkey != old);
+    CHECK_EQ(lacuna_fls_key_create(NULL, NULL), EINVAL);
+}
+
+/* ---- async: a plain thread and a signal handler wake a fiber ------------------------------------
+ */
+
+static lacuna_async *as;
+static _Atomic int as_sent, as_stop;
+
+static void *as_sender_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 1000; i++) {
+        atomic_fetch_add(&as_sent, 1);
+        CHECK_EQ(lacuna_async_send(as), 0);
+        if (i % 100 == 0)
+            usleep(100);
+    }
+    atomic_store(&as_stop, 1);
+    CHECK_EQ(lacuna_async_send(as), 0); /* the last word */
+    return NULL;
+}
+
+static void *as_waiter(void *arg)
+{
+    (void)arg;
+    uint64_t total = 0, n = 0;
+    for (;;) {
+        CHECK_EQ(lacuna_async_wait(as, &n), 0);
+        CHECK(n >= 1);
+        total += n;
+        if (atomic_load(&as_stop)) {
+            /* Every send before the stop flag was set is counted once it is seen, at most one
+             * more (the last word) may still be pending. */
+            if (total >= 1001)
+                break;
+        }
+    }
+    CHECK_EQ(total, 1001);
+    return NULL;
+}
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    lacuna_async_send(as);
+}
+
+static void *signal_waiter(void *arg)
+{
+    (void)arg;
+    uint64_t n = 0;
+    CHECK_EQ(lacuna_async_wait(as, &n), 0);
+    CHECK(n >= 1);
+    return NULL;
+}
+
+static void *raiser(void *arg)
+{
+    (void)arg;
+    lacuna_sleep_ms(2); /* the waiter is parked by now (or not: either way it is woken) */
+    CHECK_EQ(raise(SIGUSR1), 0);
+    return NULL;
+}
+
+TEST(async_from_thread_and_signal_handler)
+{
+    unsigned w;
+    FOR_WORKERS(w)
+    {
+        CHECK_EQ(lacuna_set_workers(w), 0);
+        as = lacuna_async_make();
+        CHECK(as != NULL);
+        atomic_store(&as_sent, 0);
+        atomic_store(&as_stop, 0);
+        CHECK_EQ(lacuna_detach(lacuna_go(as_waiter, NULL)), 0);
+        pthread_t t;
+        CHECK_EQ(pthread_create(&t, NULL, as_sender_thread, NULL), 0);
+        CHECK_EQ(lacuna_run(), 0); /* the waiter is in an fd wait: never a deadlock verdict */
+        CHECK_EQ(pthread_join(t, NULL), 0);
+
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_usr1;
+        CHECK_EQ(sigaction(SIGUSR1, &sa, NULL), 0);
+        CHECK_EQ(lacuna_detach(lacuna_go(signal_waiter, NULL)), 0);
+        CHECK_EQ(lacuna_detach(lacuna_go(raiser, NULL)), 0);
+        CHECK_EQ(lacuna_run(), 0);
+        /* Coalescing: three sends, one wait takes all three. */
+        for (int i = 0; i < 3; i++)
+            CHECK_EQ(lacuna_async_send(as), 0);
+        uint64_t n = 0;
+        CHECK_EQ(lacuna_async_wait(as, &n), 0); /* thread context: poll */
+        CHECK_EQ(n, 3);
+        CHECK_EQ(lacuna_async_free(as), 0);
+    }
+    CHECK_EQ(lacuna_async_send(NULL), EINVAL);
+    CHECK_EQ(lacuna_async_wait(NULL, NULL), EINVAL);
+    CHECK_EQ(lacuna_async_free(NULL), 0);
+}

@@ -218,6 +218,67 @@ LACUNA_API int lacuna_sem_value(lacuna_sem *sem, unsigned long *value);
 /* 0, or EBUSY (someone waits), EINVAL (NULL, destroyed already). */
 LACUNA_API int lacuna_sem_destroy(lacuna_sem *sem);
 
+/* ---------------------------------------------------------------------------------------------
+ * Fiber-local storage and the fiber id
+ * ------------------------------------------------------------------------------------------- */
+
+#define LACUNA_FLS_KEYS_MAX 128 /* keys that may exist at once */
+
+/* A key names one value per fiber (0 is never a key). A deleted key's number is not reused for
+ * the next 2^24 keys of its slot, so a stale key is refused rather than aliasing a new one. */
+typedef uint32_t lacuna_fls_key;
+
+/* Create a key; every fiber's value for it starts NULL. destructor (may be NULL) runs with the
+ * fiber's non-NULL value when the fiber ends: on the fiber's own stack, after its function
+ * returned and before it counts as ended (a joiner sees its effects; it may block, but must not
+ * need the joiner). Values that destructors set again get up to 4 rounds, then are dropped, as
+ * with pthread keys. Any thread. 0, or EINVAL (key NULL), EAGAIN (LACUNA_FLS_KEYS_MAX keys
+ * exist). */
+LACUNA_API int lacuna_fls_key_create(lacuna_fls_key *key, void (*destructor)(void *value));
+
+/* Delete a key: its values are forgotten (no destructor runs; free them first if they own
+ * memory), later gets return NULL and sets EINVAL. 0, or EINVAL (not a key, deleted already). */
+LACUNA_API int lacuna_fls_key_delete(lacuna_fls_key key);
+
+/* The calling fiber's value for key; NULL if none, the key is not valid, or the caller is not a
+ * fiber (thread context). Never fails otherwise; no errno. */
+LACUNA_API void *lacuna_fls_get(lacuna_fls_key key);
+
+/* Set the calling fiber's value for key. 0, or EINVAL (not a key), EPERM (thread context: use
+ * pthread keys there), ENOMEM (its first value: a small table is allocated). */
+LACUNA_API int lacuna_fls_set(lacuna_fls_key key, const void *value);
+
+/* The calling fiber's id: stable for its life (also across workers), never 0, and equal to
+ * (uint64_t)(uintptr_t)lacuna_self(); an id may come back after its fiber is reclaimed only after
+ * about 2^31 further fibers used the same control block. 0 in thread context. */
+LACUNA_API uint64_t lacuna_fiber_id(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Async: a plain thread or a signal handler wakes a fiber (libuv's uv_async_send)
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct lacuna_async lacuna_async;
+
+/* A handle with no sends pending (an eventfd underneath). NULL + errno: ENOMEM, or eventfd's
+ * EMFILE/ENFILE. Any thread. */
+LACUNA_API lacuna_async *lacuna_async_make(void);
+
+/* Record one send and wake a waiter. Async-signal-safe: no lock, no allocation (one atomic add,
+ * and one write(2) to the eventfd when no earlier send is pending); errno is preserved. Sends
+ * coalesce: several before a wait wake it once. Any thread, fiber or signal handler. 0, or EINVAL
+ * (NULL). */
+LACUNA_API int lacuna_async_send(lacuna_async *async);
+
+/* Block until at least one send happened since the previous wait returned (at once if one did),
+ * and take them all: *count (if not NULL) gets how many. A fiber blocks (lacuna_fd_wait); a
+ * thread blocks in poll(2). Several waiters may wait: one takes the sends, the others keep
+ * waiting. 0, or EINVAL (NULL), an errno from lacuna_fd_wait (EMFILE). */
+LACUNA_API int lacuna_async_wait(lacuna_async *async, uint64_t *count);
+
+/* Close and free (NULL: a no-op). Sends after (or during) it are undefined: stop the senders
+ * first. 0, or EBUSY (someone is in lacuna_async_wait: nothing freed). */
+LACUNA_API int lacuna_async_free(lacuna_async *async);
+
 #ifdef __cplusplus
 }
 #endif
