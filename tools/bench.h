@@ -87,6 +87,7 @@ int bench_skynet_main(int argc, char **argv); /* fiber_bench.c */
 int bench_switch_main(int argc, char **argv);
 int bench_pingpong_main(int argc, char **argv); /* fiber_bench.c */
 int bench_parked_main(int argc, char **argv);   /* parked.c */
+int bench_sync_main(int argc, char **argv);     /* sync_bench.c */
 int bench_wipe_main(int argc, char **argv);     /* wipe_bench.c */
 
 #endif
