@@ -358,6 +358,7 @@ LACUNA_API int lacuna_overflow_handler_install(void);
 #endif
 
 #include "lacuna/fiber.h"
+#include "lacuna/sync.h"
 #include "lacuna/wipe.h"
 
 #ifdef __cplusplus

@@ -11,7 +11,9 @@
  * (a hand-off) when they share a runtime.
  *
  * A plain thread (not running a fiber) blocks on a futex in the waiter; a thread whose own
- * runtime has fibers left is refused (EPERM) instead, since blocking it would stop them.
+ * runtime has fibers left is refused (EPERM) instead, since blocking it would stop them. The try
+ * forms (declared in <lacuna/sync.h>) run the same no-wait paths and answer EAGAIN where the
+ * blocking forms would wait.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -124,13 +126,10 @@ static int wait_in(lacuna_chan *c, lac_waiter **head, lac_waiter **tail, void *e
     return w.result;
 }
 
-int lacuna_chan_send(lacuna_chan *c, const void *elem)
+/* A send that needs no wait (channel lock held): 0, EPIPE or EINVAL with the lock released, or
+ * -1 with it still held when the sender would have to wait. */
+static int send_now(lacuna_chan *c, const void *elem)
 {
-    if (c == NULL || elem == NULL) {
-        LAC_BAD_INPUT("lacuna_chan_send", "NULL chan or elem", c);
-        return EINVAL;
-    }
-    lac_spin_lock(&c->lk);
     if (c->closed) {
         lac_spin_unlock(&c->lk);
         return EPIPE;
@@ -152,16 +151,12 @@ int lacuna_chan_send(lacuna_chan *c, const void *elem)
         lac_spin_unlock(&c->lk);
         return 0;
     }
-    return wait_in(c, &c->sendq, &c->sendq_tail, (void *)elem);
+    return -1;
 }
 
-int lacuna_chan_recv(lacuna_chan *c, void *elem)
+/* A receive that needs no wait (channel lock held): as send_now. */
+static int recv_now(lacuna_chan *c, void *elem)
 {
-    if (c == NULL || elem == NULL) {
-        LAC_BAD_INPUT("lacuna_chan_recv", "NULL chan or elem", c);
-        return EINVAL;
-    }
-    lac_spin_lock(&c->lk);
     if (orphan_first(c->sendq)) {
         lac_spin_unlock(&c->lk);
         return EINVAL;
@@ -192,7 +187,77 @@ int lacuna_chan_recv(lacuna_chan *c, void *elem)
         lac_spin_unlock(&c->lk);
         return EPIPE;
     }
+    return -1;
+}
+
+int lacuna_chan_send(lacuna_chan *c, const void *elem)
+{
+    if (c == NULL || elem == NULL) {
+        LAC_BAD_INPUT("lacuna_chan_send", "NULL chan or elem", c);
+        return EINVAL;
+    }
+    lac_spin_lock(&c->lk);
+    int r = send_now(c, elem);
+    if (r >= 0)
+        return r;
+    return wait_in(c, &c->sendq, &c->sendq_tail, (void *)elem);
+}
+
+int lacuna_chan_recv(lacuna_chan *c, void *elem)
+{
+    if (c == NULL || elem == NULL) {
+        LAC_BAD_INPUT("lacuna_chan_recv", "NULL chan or elem", c);
+        return EINVAL;
+    }
+    lac_spin_lock(&c->lk);
+    int r = recv_now(c, elem);
+    if (r >= 0)
+        return r;
     return wait_in(c, &c->recvq, &c->recvq_tail, elem);
+}
+
+int lacuna_chan_try_send(lacuna_chan *c, const void *elem)
+{
+    if (c == NULL || elem == NULL) {
+        LAC_BAD_INPUT("lacuna_chan_try_send", "NULL chan or elem", c);
+        return EINVAL;
+    }
+    lac_spin_lock(&c->lk);
+    int r = send_now(c, elem);
+    if (r >= 0)
+        return r;
+    lac_spin_unlock(&c->lk);
+    return EAGAIN;
+}
+
+int lacuna_chan_try_recv(lacuna_chan *c, void *elem)
+{
+    if (c == NULL || elem == NULL) {
+        LAC_BAD_INPUT("lacuna_chan_try_recv", "NULL chan or elem", c);
+        return EINVAL;
+    }
+    lac_spin_lock(&c->lk);
+    int r = recv_now(c, elem);
+    if (r >= 0)
+        return r;
+    lac_spin_unlock(&c->lk);
+    return EAGAIN;
+}
+
+size_t lacuna_chan_len(const lacuna_chan *c)
+{
+    if (c == NULL)
+        return 0;
+    lacuna_chan *m = (lacuna_chan *)c; /* the lock is not part of the value */
+    lac_spin_lock(&m->lk);
+    size_t n = m->n;
+    lac_spin_unlock(&m->lk);
+    return n;
+}
+
+size_t lacuna_chan_cap(const lacuna_chan *c)
+{
+    return c ? c->cap : 0; /* fixed at make */
 }
 
 int lacuna_chan_close(lacuna_chan *c)

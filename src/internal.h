@@ -753,6 +753,7 @@ struct lac_fiber {
     void *tsan; /* TSan fiber */
 #endif
     char name[LACUNA_FIBER_NAME_MAX]; /* read by the SIGSEGV handler: always NUL-terminated */
+    void *fls; /* its fiber-local values (sync.c), NULL until the first lacuna_fls_set */
 };
 
 #define LAC_STACK_CLASSES   10 /* stack size classes: 16 KiB << 0..9, up to 8 MiB */
@@ -959,6 +960,12 @@ typedef struct lac_waiter {
     int result;              /* 0, or EPIPE when woken by a close */
     _Atomic uint32_t done;   /* a thread waiter's futex word */
 } lac_waiter;
+
+/* ---- sync.c ---- */
+
+/* An ending fiber, on its own stack before it is marked done: run the destructors of its
+ * fiber-local values and free them (f->fls NULL after). It may park (a destructor may block). */
+void lac_fls_exit(lac_fiber *f);
 
 /* ---- wait.c ---- */
 

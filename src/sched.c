@@ -522,6 +522,8 @@ static __attribute__((noreturn)) void fiber_entry(void *arg)
     san_after(s, f);
     after_switch(s);
     f->arg = f->fn(f->arg);
+    if (f->fls)
+        lac_fls_exit(f); /* fiber-local destructors, on its own stack, before it is done */
 
     s = f->worker; /* where it ends: maybe not where it started */
     bool keep = s->nspare < LAC_SPARE_MAX && lac_fiber_spares_ok(f);

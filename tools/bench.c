@@ -235,6 +235,7 @@ static const struct bench_case {
     {"skynet", bench_skynet_main, "the skynet benchmark (1,111,111 fibers): time, peak RSS"},
     {"switch", bench_switch_main, "ns per fiber switch (lacuna_yield) and per spawn+join"},
     {"pingpong", bench_pingpong_main, "ns per channel round trip between two workers"},
+    {"sync", bench_sync_main, "ns per lacuna_mutex lock+unlock, uncontended and contended, vs Go"},
     {"parked", bench_parked_main, "a million parked fibers: time, RSS, page tables"},
     {"census", bench_census_main, "resident pages over live regions: histogram; punching them"},
     {"boost-skynet", bench_boost_skynet_main,

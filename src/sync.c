@@ -1,0 +1,756 @@
+/* sync.c — the synchronisation objects of <lacuna/sync.h>: mutex, condition variable, waitgroup,
+ * counting semaphore, fiber-local storage and the async wake-up handle.
+ *
+ * Owns: the layout behind each public object (a caller-placed struct of opaque words; all-zero
+ * is a ready, empty object), the FIFO waiter queues in them, the process-wide FLS key table, and
+ * each fiber's FLS values (f->fls, freed by lac_fls_exit when the fiber ends).
+ *
+ * Invariants:
+ *   - A waiter is a `waiter` record on the blocked fiber's (or thread's) own stack, queued under
+ *     the object's spin lock; a fiber parks holding that lock (released once its context is
+ *     saved, sched.c), so whoever dequeues a waiter may wake it at once, and nobody touches the
+ *     record after waking it.
+ *   - Mutex word: 0 = unlocked, else the owner's token | M_WAITERS while anyone is queued. A
+ *     locker takes it with one CAS from 0; an unlock with no waiters is one CAS back to 0. With
+ *     waiters the word never returns to 0: the unlock writes the first waiter's token (hand-off),
+ *     so no newcomer can barge past the queue (FIFO, no starvation).
+ *   - Tokens: a fiber's is its handle (generation << 32 | index) << 2, stable across migrations;
+ *     a plain thread's is the address of a thread-local << 2 | 2. Bit 0 is M_WAITERS.
+ *   - A destroyed object has `dead` set (and a destroyed mutex a non-zero word, so the fast path
+ *     fails into the slow path, which reports EINVAL).
+ *   - FLS keys are slots of a fixed table with a sequence number (odd while the key exists): a
+ *     key is seq << 7 | slot, so a deleted key's values are never returned or destructed.
+ *
+ * Thread-locals: a fiber may resume on another worker after a park, so every read of the
+ * scheduler goes through here() (not inlined: its thread-local address is computed afresh).
+ *
+ * Does not: time out, cancel, or select (a later issue); recursive mutexes; priority inheritance.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* ---- waiters ------------------------------------------------------------------------------ */
+
+typedef struct waiter {
+    struct waiter *next;
+    lac_fiber *fiber;      /* NULL: a plain thread, woken through `done` */
+    uint64_t token;        /* a mutex waiter's token: the owner it becomes */
+    _Atomic uint32_t done; /* a thread waiter's futex word */
+} waiter;
+
+typedef struct wq {
+    waiter *head, *tail; /* oldest first */
+} wq;
+
+static void wq_push(wq *q, waiter *w)
+{
+    w->next = NULL;
+    if (q->tail)
+        q->tail->next = w;
+    else
+        q->head = w;
+    q->tail = w;
+}
+
+static waiter *wq_pop(wq *q)
+{
+    waiter *w = q->head;
+    if (w) {
+        q->head = w->next;
+        if (q->head == NULL)
+            q->tail = NULL;
+    }
+    return w;
+}
+
+/* The calling thread's scheduler, read afresh (see "Thread-locals" above). */
+static __attribute__((noinline)) lac_sched *here(void)
+{
+    return lac_tls_sched;
+}
+
+static __thread char thread_anchor; /* its address names a plain thread as a mutex owner */
+
+#define M_WAITERS 1u
+
+static __attribute__((noinline)) uint64_t self_token(void)
+{
+    lac_sched *s = lac_tls_sched;
+    lac_fiber *f = s ? s->cur : NULL;
+    if (f)
+        return ((uint64_t)atomic_load_explicit(&f->gen, memory_order_relaxed) << 32 | f->idx) << 2;
+    return (uint64_t)(uintptr_t)&thread_anchor << 2 | 2;
+}
+
+/* Whether the caller may block here: a fiber, or a thread with no fibers of its own to run. */
+static bool may_block(void)
+{
+    lac_sched *s = here();
+    return s == NULL || s->cur != NULL || lac_rt_live(s->rt) <= 0;
+}
+
+/* Wait in q until woken (q's lock held; released here). The caller checked may_block(). */
+static void block(lac_spin *lk, wq *q, uint64_t token)
+{
+    lac_sched *s = here();
+    waiter w = {.fiber = s ? s->cur : NULL, .token = token};
+    wq_push(q, &w);
+    if (w.fiber) {
+        lac_sched_park(s, lk);
+        return;
+    }
+    atomic_fetch_add_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
+    lac_spin_unlock(lk);
+    lac_thread_wait(&w.done);
+}
+
+/* Wake a dequeued waiter (its object's lock released or not: the record is ours alone). */
+static void wake(waiter *w)
+{
+    if (w->fiber) {
+        lac_fiber_ready(w->fiber);
+    } else {
+        atomic_fetch_sub_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
+        lac_thread_wake(&w->done);
+    }
+}
+
+static void wake_all(waiter *w)
+{
+    for (waiter *next; w; w = next) {
+        next = w->next; /* before the wake: the record is gone after it */
+        wake(w);
+    }
+}
+
+/* ---- mutex -------------------------------------------------------------------------------- */
+
+typedef struct mtx {
+    _Atomic uint64_t word; /* 0, or owner token | M_WAITERS */
+    lac_spin lk;           /* the queue, dead, counted */
+    uint16_t dead;
+    uint16_t counted; /* a plain thread owns it while fibers wait: counted in lac_foreign_blocked */
+    wq q;
+} mtx;
+_Static_assert(sizeof(mtx) <= sizeof(lacuna_mutex), "lacuna_mutex holds the mutex");
+_Static_assert(alignof(mtx) <= alignof(lacuna_mutex), "lacuna_mutex aligns the mutex");
+
+/* Spins for the word to clear before queueing, with several workers (the owner runs elsewhere and
+ * a short critical section ends sooner than a park and a wake-up take). */
+#define M_SPIN 64
+
+int lacuna_mutex_init(lacuna_mutex *mutex)
+{
+    if (mutex == NULL)
+        return EINVAL;
+    memset(mutex, 0, sizeof *mutex);
+    return 0;
+}
+
+/* A plain thread that owns a mutex fibers wait for will wake them: the runtime must not call
+ * that a deadlock, so it counts as a blocked foreign thread until its unlock (m->lk held). */
+static void owner_count(mtx *m, uint64_t owner)
+{
+    if ((owner & 2) && !m->counted) {
+        m->counted = 1;
+        atomic_fetch_add_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
+    }
+}
+
+static int lock_slow(mtx *m, uint64_t me)
+{
+    lac_sched *s = here();
+    if (s == NULL || s->cur == NULL || s->multi) {
+        for (unsigned i = 0; i < M_SPIN; i++) {
+            uint64_t w = atomic_load_explicit(&m->word, memory_order_relaxed);
+            if (w == 0 && atomic_compare_exchange_weak_explicit(
+                              &m->word, &w, me, memory_order_acquire, memory_order_relaxed))
+                return 0;
+            if (w & M_WAITERS)
+                break; /* a queue: join it (FIFO) */
+            LAC_CPU_RELAX();
+        }
+    }
+    lac_spin_lock(&m->lk);
+    for (;;) {
+        uint64_t w = atomic_load_explicit(&m->word, memory_order_relaxed);
+        if (m->dead) {
+            lac_spin_unlock(&m->lk);
+            return EINVAL;
+        }
+        if (w == 0) {
+            if (atomic_compare_exchange_weak_explicit(&m->word, &w, me, memory_order_acquire,
+                                                      memory_order_relaxed))
+                break;
+            continue;
+        }
+        if ((w & ~(uint64_t)M_WAITERS) == me) {
+            lac_spin_unlock(&m->lk);
+            return EDEADLK;
+        }
+        if (!may_block()) {
+            lac_spin_unlock(&m->lk);
+            return EPERM;
+        }
+        if ((w & M_WAITERS) ||
+            atomic_compare_exchange_weak_explicit(&m->word, &w, w | M_WAITERS, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            owner_count(m, w);
+            block(&m->lk, &m->q, me); /* woken as the owner: the unlock wrote our token */
+            return 0;
+        }
+    }
+    lac_spin_unlock(&m->lk);
+    return 0;
+}
+
+static inline int lock_as(mtx *m, uint64_t me)
+{
+    uint64_t z = 0;
+    if (__builtin_expect(atomic_compare_exchange_strong_explicit(
+                             &m->word, &z, me, memory_order_acquire, memory_order_relaxed),
+                         1))
+        return 0;
+    return lock_slow(m, me);
+}
+
+int lacuna_mutex_lock(lacuna_mutex *mutex)
+{
+    if (mutex == NULL)
+        return EINVAL;
+    return lock_as((mtx *)mutex, self_token());
+}
+
+int lacuna_mutex_trylock(lacuna_mutex *mutex)
+{
+    if (mutex == NULL)
+        return EINVAL;
+    mtx *m = (mtx *)mutex;
+    uint64_t z = 0;
+    if (atomic_compare_exchange_strong_explicit(&m->word, &z, self_token(), memory_order_acquire,
+                                                memory_order_relaxed))
+        return 0;
+    lac_spin_lock(&m->lk);
+    int err = m->dead ? EINVAL : EBUSY;
+    lac_spin_unlock(&m->lk);
+    return err;
+}
+
+static int unlock_slow(mtx *m, uint64_t me)
+{
+    lac_spin_lock(&m->lk);
+    uint64_t w = atomic_load_explicit(&m->word, memory_order_relaxed);
+    if (m->dead || (w & ~(uint64_t)M_WAITERS) != me) {
+        int err = m->dead ? EINVAL : EPERM;
+        lac_spin_unlock(&m->lk);
+        LAC_BAD_INPUT("lacuna_mutex_unlock", "destroyed, or not the owner", m);
+        return err;
+    }
+    bool uncount = m->counted; /* dropped after the wake: the new owner is visible by then */
+    m->counted = 0;
+    waiter *x = wq_pop(&m->q);
+    if (x && m->q.head)
+        owner_count(m, x->token);
+    atomic_store_explicit(&m->word, x ? x->token | (m->q.head ? M_WAITERS : 0) : 0,
+                          memory_order_release);
+    lac_spin_unlock(&m->lk);
+    if (x)
+        wake(x);
+    if (uncount)
+        atomic_fetch_sub_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
+    return 0;
+}
+
+int lacuna_mutex_unlock(lacuna_mutex *mutex)
+{
+    if (mutex == NULL)
+        return EINVAL;
+    mtx *m = (mtx *)mutex;
+    uint64_t me = self_token(), w = me;
+    if (__builtin_expect(atomic_compare_exchange_strong_explicit(
+                             &m->word, &w, 0, memory_order_release, memory_order_relaxed),
+                         1))
+        return 0;
+    return unlock_slow(m, me);
+}
+
+int lacuna_mutex_destroy(lacuna_mutex *mutex)
+{
+    if (mutex == NULL)
+        return EINVAL;
+    mtx *m = (mtx *)mutex;
+    lac_spin_lock(&m->lk);
+    int err = m->dead ? EINVAL : atomic_load_explicit(&m->word, memory_order_relaxed) ? EBUSY : 0;
+    if (err == 0) {
+        m->dead = 1;
+        atomic_store_explicit(&m->word, M_WAITERS, memory_order_relaxed); /* fast paths fail */
+    }
+    lac_spin_unlock(&m->lk);
+    return err;
+}
+
+/* ---- condition variable ------------------------------------------------------------------- */
+
+typedef struct cnd {
+    lac_spin lk;
+    uint32_t dead;
+    wq q;
+} cnd;
+_Static_assert(sizeof(cnd) <= sizeof(lacuna_cond), "lacuna_cond holds the cond");
+_Static_assert(alignof(cnd) <= alignof(lacuna_cond), "lacuna_cond aligns the cond");
+
+int lacuna_cond_init(lacuna_cond *cond)
+{
+    if (cond == NULL)
+        return EINVAL;
+    memset(cond, 0, sizeof *cond);
+    return 0;
+}
+
+int lacuna_cond_wait(lacuna_cond *cond, lacuna_mutex *mutex)
+{
+    if (cond == NULL || mutex == NULL)
+        return EINVAL;
+    cnd *c = (cnd *)cond;
+    mtx *m = (mtx *)mutex;
+    uint64_t me = self_token();
+    if ((atomic_load_explicit(&m->word, memory_order_relaxed) & ~(uint64_t)M_WAITERS) != me)
+        return EPERM; /* not the owner (also: a destroyed mutex) */
+    if (!may_block())
+        return EPERM;
+    lac_spin_lock(&c->lk);
+    if (c->dead) {
+        lac_spin_unlock(&c->lk);
+        return EINVAL;
+    }
+    /* Queued before the mutex is released (lock order: cond, then mutex): a signal sent by
+     * whoever takes the mutex next finds this waiter. */
+    lac_sched *s = here();
+    waiter w = {.fiber = s ? s->cur : NULL};
+    wq_push(&c->q, &w);
+    (void)lacuna_mutex_unlock(mutex); /* ours: cannot fail */
+    if (w.fiber) {
+        lac_sched_park(s, &c->lk);
+    } else {
+        atomic_fetch_add_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
+        lac_spin_unlock(&c->lk);
+        lac_thread_wait(&w.done);
+    }
+    return lock_as(m, me); /* `me` is a value: still ours after a migration */
+}
+
+int lacuna_cond_signal(lacuna_cond *cond)
+{
+    if (cond == NULL)
+        return EINVAL;
+    cnd *c = (cnd *)cond;
+    lac_spin_lock(&c->lk);
+    waiter *w = c->dead ? NULL : wq_pop(&c->q);
+    int err = c->dead ? EINVAL : 0;
+    lac_spin_unlock(&c->lk);
+    if (w)
+        wake(w);
+    return err;
+}
+
+int lacuna_cond_broadcast(lacuna_cond *cond)
+{
+    if (cond == NULL)
+        return EINVAL;
+    cnd *c = (cnd *)cond;
+    lac_spin_lock(&c->lk);
+    waiter *all = NULL;
+    int err = c->dead ? EINVAL : 0;
+    if (err == 0) {
+        all = c->q.head;
+        c->q.head = c->q.tail = NULL;
+    }
+    lac_spin_unlock(&c->lk);
+    wake_all(all);
+    return err;
+}
+
+int lacuna_cond_destroy(lacuna_cond *cond)
+{
+    if (cond == NULL)
+        return EINVAL;
+    cnd *c = (cnd *)cond;
+    lac_spin_lock(&c->lk);
+    int err = c->dead ? EINVAL : c->q.head ? EBUSY : 0;
+    if (err == 0)
+        c->dead = 1;
+    lac_spin_unlock(&c->lk);
+    return err;
+}
+
+/* ---- waitgroup ---------------------------------------------------------------------------- */
+
+typedef struct wgrp {
+    lac_spin lk;
+    uint32_t dead;
+    int64_t n; /* the counter */
+    wq q;      /* waiting for n == 0 */
+} wgrp;
+_Static_assert(sizeof(wgrp) <= sizeof(lacuna_waitgroup), "lacuna_waitgroup holds the group");
+_Static_assert(alignof(wgrp) <= alignof(lacuna_waitgroup), "lacuna_waitgroup aligns the group");
+
+int lacuna_waitgroup_init(lacuna_waitgroup *wg)
+{
+    if (wg == NULL)
+        return EINVAL;
+    memset(wg, 0, sizeof *wg);
+    return 0;
+}
+
+int lacuna_waitgroup_add(lacuna_waitgroup *wg, long delta)
+{
+    if (wg == NULL)
+        return EINVAL;
+    wgrp *g = (wgrp *)wg;
+    lac_spin_lock(&g->lk);
+    int err = 0;
+    if (g->dead || (delta < 0 && g->n < -(int64_t)delta))
+        err = EINVAL;
+    else if (delta > 0 && g->n > INT64_MAX - delta)
+        err = EOVERFLOW;
+    waiter *all = NULL;
+    if (err == 0) {
+        g->n += delta;
+        if (g->n == 0) {
+            all = g->q.head;
+            g->q.head = g->q.tail = NULL;
+        }
+    }
+    lac_spin_unlock(&g->lk);
+    if (err == EINVAL)
+        LAC_BAD_INPUT("lacuna_waitgroup_add", "counter would go negative, or destroyed", g);
+    wake_all(all);
+    return err;
+}
+
+int lacuna_waitgroup_done(lacuna_waitgroup *wg)
+{
+    return lacuna_waitgroup_add(wg, -1);
+}
+
+int lacuna_waitgroup_wait(lacuna_waitgroup *wg)
+{
+    if (wg == NULL)
+        return EINVAL;
+    wgrp *g = (wgrp *)wg;
+    lac_spin_lock(&g->lk);
+    int err = g->dead ? EINVAL : g->n == 0 ? 0 : may_block() ? -1 : EPERM;
+    if (err >= 0) {
+        lac_spin_unlock(&g->lk);
+        return err;
+    }
+    block(&g->lk, &g->q, 0);
+    return 0;
+}
+
+int lacuna_waitgroup_destroy(lacuna_waitgroup *wg)
+{
+    if (wg == NULL)
+        return EINVAL;
+    wgrp *g = (wgrp *)wg;
+    lac_spin_lock(&g->lk);
+    int err = g->dead ? EINVAL : g->q.head ? EBUSY : 0;
+    if (err == 0)
+        g->dead = 1;
+    lac_spin_unlock(&g->lk);
+    return err;
+}
+
+/* ---- semaphore ---------------------------------------------------------------------------- */
+
+typedef struct sema {
+    lac_spin lk;
+    uint32_t dead;
+    uint64_t n; /* units available; never > 0 while anyone waits (a post hands its unit over) */
+    wq q;
+} sema;
+_Static_assert(sizeof(sema) <= sizeof(lacuna_sem), "lacuna_sem holds the semaphore");
+_Static_assert(alignof(sema) <= alignof(lacuna_sem), "lacuna_sem aligns the semaphore");
+
+int lacuna_sem_init(lacuna_sem *sem, unsigned long value)
+{
+    if (sem == NULL)
+        return EINVAL;
+    memset(sem, 0, sizeof *sem);
+    ((sema *)sem)->n = value;
+    return 0;
+}
+
+int lacuna_sem_post(lacuna_sem *sem)
+{
+    if (sem == NULL)
+        return EINVAL;
+    sema *m = (sema *)sem;
+    lac_spin_lock(&m->lk);
+    waiter *w = NULL;
+    int err = m->dead ? EINVAL : 0;
+    if (err == 0 && (w = wq_pop(&m->q)) == NULL) {
+        if (m->n == UINT64_MAX)
+            err = EOVERFLOW;
+        else
+            m->n++;
+    }
+    lac_spin_unlock(&m->lk);
+    if (w)
+        wake(w);
+    return err;
+}
+
+static int sem_take(lacuna_sem *sem, bool wait)
+{
+    if (sem == NULL)
+        return EINVAL;
+    sema *m = (sema *)sem;
+    lac_spin_lock(&m->lk);
+    int err = m->dead ? EINVAL : m->n > 0 ? 0 : !wait ? EAGAIN : may_block() ? -1 : EPERM;
+    if (err == 0)
+        m->n--;
+    if (err >= 0) {
+        lac_spin_unlock(&m->lk);
+        return err;
+    }
+    block(&m->lk, &m->q, 0); /* woken with the poster's unit */
+    return 0;
+}
+
+int lacuna_sem_wait(lacuna_sem *sem)
+{
+    return sem_take(sem, true);
+}
+
+int lacuna_sem_trywait(lacuna_sem *sem)
+{
+    return sem_take(sem, false);
+}
+
+int lacuna_sem_value(lacuna_sem *sem, unsigned long *value)
+{
+    if (sem == NULL || value == NULL)
+        return EINVAL;
+    sema *m = (sema *)sem;
+    lac_spin_lock(&m->lk);
+    int err = m->dead ? EINVAL : 0;
+    *value = (unsigned long)m->n;
+    lac_spin_unlock(&m->lk);
+    return err;
+}
+
+int lacuna_sem_destroy(lacuna_sem *sem)
+{
+    if (sem == NULL)
+        return EINVAL;
+    sema *m = (sema *)sem;
+    lac_spin_lock(&m->lk);
+    int err = m->dead ? EINVAL : m->q.head ? EBUSY : 0;
+    if (err == 0)
+        m->dead = 1;
+    lac_spin_unlock(&m->lk);
+    return err;
+}
+
+/* ---- fiber-local storage ------------------------------------------------------------------ */
+
+#define FLS_SHIFT 7 /* a key: seq << FLS_SHIFT | slot */
+_Static_assert(LACUNA_FLS_KEYS_MAX == 1u << FLS_SHIFT, "a key's slot bits");
+
+static struct {
+    _Atomic uint32_t seq;           /* odd while the slot is a key */
+    _Atomic(void (*)(void *)) dtor; /* its destructor, or NULL */
+} fls_keys[LACUNA_FLS_KEYS_MAX];
+
+typedef struct fls_tab {
+    uint32_t n; /* slots below n are in e */
+    struct {
+        lacuna_fls_key key; /* the key the value was set under (0: none) */
+        void *v;
+    } e[];
+} fls_tab;
+
+static bool fls_valid(lacuna_fls_key key)
+{
+    uint32_t slot = key & (LACUNA_FLS_KEYS_MAX - 1), seq = key >> FLS_SHIFT;
+    return (seq & 1) && atomic_load_explicit(&fls_keys[slot].seq, memory_order_acquire) == seq;
+}
+
+int lacuna_fls_key_create(lacuna_fls_key *key, void (*destructor)(void *))
+{
+    if (key == NULL)
+        return EINVAL;
+    for (uint32_t i = 0; i < LACUNA_FLS_KEYS_MAX; i++) {
+        uint32_t seq = atomic_load_explicit(&fls_keys[i].seq, memory_order_relaxed);
+        if ((seq & 1) || (seq + 1) >> (32 - FLS_SHIFT) ||
+            !atomic_compare_exchange_strong(&fls_keys[i].seq, &seq, seq + 1))
+            continue; /* in use, worn out (never reused), or just taken */
+        atomic_store_explicit(&fls_keys[i].dtor, destructor, memory_order_release);
+        *key = (seq + 1) << FLS_SHIFT | i;
+        return 0;
+    }
+    return EAGAIN;
+}
+
+int lacuna_fls_key_delete(lacuna_fls_key key)
+{
+    uint32_t slot = key & (LACUNA_FLS_KEYS_MAX - 1), seq = key >> FLS_SHIFT;
+    if (!(seq & 1) || !atomic_compare_exchange_strong(&fls_keys[slot].seq, &seq, seq + 1))
+        return EINVAL;
+    return 0;
+}
+
+void *lacuna_fls_get(lacuna_fls_key key)
+{
+    lac_sched *s = here();
+    lac_fiber *f = s ? s->cur : NULL;
+    fls_tab *t = f ? f->fls : NULL;
+    uint32_t slot = key & (LACUNA_FLS_KEYS_MAX - 1);
+    if (t == NULL || slot >= t->n || t->e[slot].key != key || !fls_valid(key))
+        return NULL;
+    return t->e[slot].v;
+}
+
+int lacuna_fls_set(lacuna_fls_key key, const void *value)
+{
+    lac_sched *s = here();
+    lac_fiber *f = s ? s->cur : NULL;
+    if (f == NULL)
+        return EPERM;
+    if (!fls_valid(key))
+        return EINVAL;
+    uint32_t slot = key & (LACUNA_FLS_KEYS_MAX - 1);
+    fls_tab *t = f->fls;
+    if (t == NULL || slot >= t->n) {
+        uint32_t n = slot < 8 ? 8 : LACUNA_FLS_KEYS_MAX, old = t ? t->n : 0;
+        t = realloc(t, sizeof *t + n * sizeof t->e[0]);
+        if (t == NULL)
+            return ENOMEM;
+        memset(&t->e[old], 0, (n - old) * sizeof t->e[0]);
+        t->n = n;
+        f->fls = t;
+    }
+    t->e[slot].key = key;
+    t->e[slot].v = (void *)value;
+    return 0;
+}
+
+/* pthread's rule: destructors may set values again; a few rounds, then the rest is dropped. */
+#define FLS_ROUNDS 4
+
+void lac_fls_exit(lac_fiber *f)
+{
+    for (int round = 0; round < FLS_ROUNDS; round++) {
+        bool ran = false;
+        for (uint32_t i = 0; f->fls && i < ((fls_tab *)f->fls)->n; i++) {
+            fls_tab *t = f->fls; /* a destructor's set may move it */
+            lacuna_fls_key key = t->e[i].key;
+            void *v = t->e[i].v;
+            t->e[i].key = 0;
+            t->e[i].v = NULL;
+            void (*dtor)(void *) = atomic_load_explicit(&fls_keys[i].dtor, memory_order_acquire);
+            if (v && dtor && fls_valid(key)) {
+                dtor(v);
+                ran = true;
+            }
+        }
+        if (!ran)
+            break;
+    }
+    free(f->fls);
+    f->fls = NULL;
+}
+
+uint64_t lacuna_fiber_id(void)
+{
+    lac_sched *s = here();
+    lac_fiber *f = s ? s->cur : NULL;
+    if (f == NULL)
+        return 0;
+    return (uint64_t)atomic_load_explicit(&f->gen, memory_order_relaxed) << 32 | f->idx;
+}
+
+/* ---- async: a wake-up from outside the runtime ---------------------------------------------- */
+
+struct lacuna_async {
+    _Atomic uint64_t pending; /* sends since the last wait took them */
+    _Atomic int waiting;      /* fibers/threads in lacuna_async_wait */
+    int fd;                   /* eventfd: the doorbell, rung by the send that makes pending 1 */
+};
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "lacuna_async_send is lock-free (signal-safe)");
+
+lacuna_async *lacuna_async_make(void)
+{
+    lacuna_async *a = malloc(sizeof *a);
+    if (a == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    a->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (a->fd < 0) {
+        int err = errno;
+        free(a);
+        errno = err;
+        return NULL;
+    }
+    atomic_init(&a->pending, 0);
+    atomic_init(&a->waiting, 0);
+    return a;
+}
+
+int lacuna_async_send(lacuna_async *a)
+{
+    if (a == NULL)
+        return EINVAL;
+    if (atomic_fetch_add_explicit(&a->pending, 1, memory_order_release) != 0)
+        return 0;      /* the doorbell rang already and nobody has taken the sends yet */
+    int saved = errno; /* a signal handler must leave errno as it found it */
+    uint64_t one = 1;
+    while (write(a->fd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+    errno = saved;
+    return 0;
+}
+
+int lacuna_async_wait(lacuna_async *a, uint64_t *count)
+{
+    if (a == NULL)
+        return EINVAL;
+    atomic_fetch_add_explicit(&a->waiting, 1, memory_order_relaxed);
+    int err = 0;
+    for (;;) {
+        uint64_t n = atomic_exchange_explicit(&a->pending, 0, memory_order_acquire);
+        if (n) {
+            uint64_t drain;
+            (void)!read(a->fd, &drain, sizeof drain); /* EAGAIN: the send has not rung yet */
+            if (count)
+                *count = n;
+            break;
+        }
+        err = lacuna_fd_wait(a->fd, POLLIN, -1); /* the pending check above comes first */
+        if (err)
+            break;
+    }
+    atomic_fetch_sub_explicit(&a->waiting, 1, memory_order_relaxed);
+    return err;
+}
+
+int lacuna_async_free(lacuna_async *a)
+{
+    if (a == NULL)
+        return 0;
+    if (atomic_load_explicit(&a->waiting, memory_order_relaxed))
+        return EBUSY;
+    close(a->fd);
+    free(a);
+    return 0;
+}
