@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "test.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #define RUNNEXT_MAX                                                                                \
@@ -105,8 +106,8 @@ TEST(joiner_runs_when_the_joined_fiber_ends)
 /* ---- fairness ------------------------------------------------------------------------------- */
 
 static lacuna_chan *ping, *pong;
-static volatile int third_ran;
-static long exchanges, exchanges_before_third = -1;
+static _Atomic int third_ran; /* read by fibers that may run on another worker */
+static _Atomic long exchanges, exchanges_before_third = -1;
 
 static void *ping_side(void *arg)
 {
@@ -168,7 +169,7 @@ TEST(a_handoff_pair_cannot_starve_the_queue)
 }
 
 /* A fiber that yields forever does not starve a sleeper: its timer fires and it runs. */
-static volatile int slept;
+static _Atomic int slept;
 
 static void *sleeper(void *arg)
 {
@@ -200,8 +201,8 @@ TEST(a_yield_loop_cannot_starve_timers)
  * off to B, which displaces C under it; then A and B hand off to each other, and nothing else is
  * queued. */
 static lacuna_chan *wake_c, *ab, *ba;
-static volatile int c_ran;
-static long handoffs, handoffs_before_c = -1;
+static _Atomic int c_ran;
+static _Atomic long handoffs, handoffs_before_c = -1;
 
 static void *side_a(void *arg)
 {
