@@ -3,7 +3,8 @@
  * start and end, and the worker's own loop (lacuna_run, a thread-context lacuna_join).
  *
  * Owns: the thread-local scheduler (created lazily, freed when its runtime runs out of fibers),
- * the runtime it is home of (lac_rt, inside it), lacuna_run's helper workers, the run queues,
+ * the runtime a thread is home of (lac_rt: kept for the thread's life, then reused, or kept dead
+ * when the thread leaves fibers behind), lacuna_run's helper workers, the run queues,
  * every lac_ctx_switch and the sanitizer/valgrind bookkeeping around it, and the moment a fiber
  * ends.
  *
@@ -20,12 +21,14 @@
  *   - After any switch, a fiber reads its worker from f->worker (set by whoever resumed it), never
  *     from thread-local storage read before: it may resume on another thread.
  *   - Order on a worker: runnext (the fiber the last hand-off woke: a channel operation, a join),
- *     then the stack of hand-offs it displaced, then the run queue, a deque (a fiber preempted by
- *     its own spawn goes to its front; spawned, yielding, timed-out and fd-ready fibers to its
- *     back). Hand-offs take at most LAC_RUNNEXT_MAX turns in a row while the queue waits. Only
+ *     then the stack of hand-offs it displaced, then the spawner the last spawn preempted (kept
+ *     beside the queue until its child first blocks, yields or spawns: then it goes to the
+ *     queue's front), then the run queue (spawned, yielding, timed-out and fd-ready fibers join
+ *     its back). Hand-offs take at most LAC_RUNNEXT_MAX turns in a row while others wait. Only
  *     the run queue is stolen from (half of it, by an idle worker from a random victim), never
- *     runnext or the hand-offs, nor pinned fibers. Fibers woken from outside the runtime wait in
- *     rt's injection queue; main takes them when idle and every LAC_POLL_EVERY-th decision.
+ *     runnext, the hand-offs or the spawner, nor pinned fibers. Fibers woken from outside
+ *     the runtime wait in rt's injection queue; main takes them when idle and every
+ *     LAC_POLL_EVERY-th decision.
  *   - A worker with nothing to run, steal or take sleeps in epoll (its fds, its next timer, its
  *     eventfd). The last worker to fall asleep decides: no fiber left (done), or none can ever
  *     wake (EDEADLK: no timer, no fd wait, no thread outside blocked on one); then all leave.
