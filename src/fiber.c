@@ -74,6 +74,7 @@ static int stacks_create_locked(lac_stacks *st, const lacuna_pool_config *config
     st->size = ps.region_size;
     st->spares = !(ps.flags & LACUNA_ZERO) && ps.cache != 0;
     lac_pool_set_namer(pool, stack_namer, st);
+    lac_pool_set_trim_hook(pool, lac_parked_trim);
     atomic_store_explicit(&st->pool, pool, memory_order_release);
     return 0;
 }
@@ -242,7 +243,7 @@ static lac_fiber *block_get(lac_sched *s)
 /* Reclaim a block: its handles go stale. s = the calling thread's scheduler, or NULL. */
 static void block_put(lac_sched *s, lac_fiber *f)
 {
-    f->state = LAC_F_FREE;
+    lac_state_set(f, LAC_F_FREE);
     atomic_store_explicit(&f->gen, atomic_load_explicit(&f->gen, memory_order_relaxed) + 1,
                           memory_order_release);
     if (s == NULL) {
@@ -256,6 +257,31 @@ static void block_put(lac_sched *s, lac_fiber *f)
     s->free_head = f->idx;
     if (++s->nfree > LAC_LOCAL_FREE)
         blocks_spill(s, LAC_LOCAL_FREE / 2);
+}
+
+uint32_t lac_fiber_blocks(void)
+{
+    return atomic_load_explicit(&table_n, memory_order_acquire);
+}
+
+lac_fiber *lac_fiber_block(uint32_t idx)
+{
+    return block_at(idx);
+}
+
+lac_fiber *lac_fiber_lookup(const lacuna_fiber *h)
+{
+    return lookup(h);
+}
+
+lacuna_fiber *lac_fiber_handle(const lac_fiber *f)
+{
+    return handle_of(f);
+}
+
+lacuna_pool *lac_fiber_stacks_pool(unsigned which)
+{
+    return atomic_load_explicit(&stacks[which].pool, memory_order_acquire);
 }
 
 /* ---- the overflow namer (async-signal-safe: atomic loads only) ---------------------------- */
@@ -307,7 +333,7 @@ static lacuna_fiber *spawn(const lacuna_fiber_opts *o, void *(*fn)(void *), void
     }
     f->fn = fn;
     f->arg = arg;
-    f->stack = stack;
+    __atomic_store_n(&f->stack, stack, __ATOMIC_RELAXED); /* parked.c reads blocks' stacks */
     f->stack_size = st->size;
     f->stacks = (uint8_t)which;
     f->joiner = NULL;
@@ -352,8 +378,8 @@ lac_fiber *lac_fiber_finish(lac_sched *s, lac_fiber *f, lac_spare *sp)
     sp->tsan = f->tsan;
 #endif
     atomic_store_explicit(&stacks[f->stacks].owner[f->region], 0, memory_order_relaxed);
-    f->stack = NULL;
-    f->state = LAC_F_DONE;
+    __atomic_store_n(&f->stack, NULL, __ATOMIC_RELAXED);
+    lac_state_set(f, LAC_F_DONE);
     lac_spin_lock(&f->lk);
     lac_fiber *joiner = f->joiner;
     f->joiner = NULL;

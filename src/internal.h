@@ -95,6 +95,10 @@ int lac_os_resident(const void *addr, size_t len, unsigned char *vec);
 /* Whether LACUNA_FORCE_FALLBACK names `what` (or `all`). */
 bool lac_os_forced(const char *what);
 
+/* A memory barrier on every running thread of the process (membarrier private expedited). 0, or
+ * ENOSYS where there is none (old kernel, valgrind, LACUNA_FORCE_FALLBACK=membarrier). */
+int lac_os_membarrier(void);
+
 /* Whether PAGEMAP_SCAN can report LAC_PAGE_GUARD (Linux >= 6.15), as probed. A safety check, so
  * it is not turned off by LACUNA_FORCE_FALLBACK. */
 bool lac_os_can_see_guards(void);
@@ -407,6 +411,8 @@ struct lacuna_pool {
     alignas(64) _Atomic uint64_t allocs, frees; /* those not counted in a thread cache */
     /* Bumped by lacuna_trim: other threads' caches release themselves on seeing it. */
     _Atomic uint32_t trim_epoch;
+    void (*trim_hook)(lacuna_pool *); /* run first by lacuna_trim: the fiber runtime punches the
+                                         parked stacks of its pools (parked.c) */
     _Atomic uint64_t released_regions, release_calls, guard_calls, unguarded, release_errors;
     _Atomic uint64_t guard_failures, given_back; /* STRICT refusals; slots whose tables went back */
     _Atomic int guard_error;                     /* why the last guard install failed, or 0 */
@@ -577,6 +583,7 @@ void lac_background_stop(lacuna_pool *p);
  * its stacks). Called from a signal handler: must be async-signal-safe and not allocate. */
 typedef const char *(*lac_region_namer)(void *ctx, size_t index);
 void lac_pool_set_namer(lacuna_pool *pool, lac_region_namer namer, void *ctx);
+void lac_pool_set_trim_hook(lacuna_pool *pool, void (*hook)(lacuna_pool *));
 
 /* ---- wipe.c: zeroing runs, for wipe_table.c ------------------------------------------------ */
 
@@ -737,7 +744,7 @@ struct lac_fiber {
     _Atomic uint32_t gen;  /* odd while in use; bumped on spawn and on reclaim */
     uint32_t idx;          /* index in the block table (0 is never used) */
     uint32_t next_free;    /* free-list link (an index) */
-    uint8_t state;         /* LAC_F_* (scheduler's view) */
+    _Atomic uint8_t state; /* LAC_F_* (scheduler's view); lac_state_set, read by parked.c */
     uint8_t wait;          /* LAC_W_*: what a parked fiber waits for besides a wake-up */
     uint8_t timed_out;     /* a timed wait ended by its deadline */
     uint8_t detached;
@@ -754,7 +761,21 @@ struct lac_fiber {
 #endif
     char name[LACUNA_FIBER_NAME_MAX]; /* read by the SIGSEGV handler: always NUL-terminated */
     void *fls; /* its fiber-local values (sync.c), NULL until the first lacuna_fls_set */
+    /* Releasing a parked fiber's stack pages (parked.c). `sp` above reads NULL from a switch into
+     * the fiber until it is saved again; `runs` counts switches into it. */
+    _Atomic uint32_t runs;     /* switches into it so far (a release proves the fiber did not run) */
+    _Atomic uint8_t punching;  /* a release of its pages is under way: a switch into it waits */
+    _Atomic uint32_t runs_aged; /* runs at the previous aging scan: unchanged = parked since */
+    _Atomic uint32_t runs_done; /* runs at its last release: unchanged = nothing new to release */
+    _Atomic size_t high_water;  /* deepest stack use seen, bytes from the top */
+    _Atomic size_t released;    /* bytes of its pages released while parked, over its life */
 };
+
+/* A fiber's scheduler state: relaxed, as parked.c reads it from other threads (a hint there). */
+static inline void lac_state_set(lac_fiber *f, uint8_t state)
+{
+    atomic_store_explicit(&f->state, state, memory_order_relaxed);
+}
 
 #define LAC_STACK_CLASSES   10 /* stack size classes: 16 KiB << 0..9, up to 8 MiB */
 #define LAC_STACK_CLASS_MIN LACUNA_FIBER_STACK_MIN
@@ -820,6 +841,7 @@ struct lac_sched {
     lac_fiber **heap;      /* timer min-heap on deadline (wait.c) */
     size_t nheap, heap_cap;
     unsigned tick;             /* scheduling decisions: every LAC_POLL_EVERY-th polls */
+    unsigned aged_tick;        /* tick when it last scheduled an aging scan (parked.c) */
     bool poll_due;             /* main polls (non-blocking) before it runs the next fiber */
     int epfd;                  /* -1 until the first fd wait or idle sleep */
     int evfd;                  /* eventfd that wakes it from an idle sleep, -1 until needed */
@@ -840,6 +862,14 @@ struct lac_sched {
 };
 
 /* ---- fiber.c ---- */
+
+/* The control-block table, for parked.c's scans: blocks with index in [1, lac_fiber_blocks())
+ * exist (lac_fiber_block never returns NULL for them; a block may be free or in use). */
+uint32_t lac_fiber_blocks(void);
+lac_fiber *lac_fiber_block(uint32_t idx);
+lac_fiber *lac_fiber_lookup(const lacuna_fiber *h); /* NULL for NULL, stale or forged handles */
+lacuna_fiber *lac_fiber_handle(const lac_fiber *f);
+lacuna_pool *lac_fiber_stacks_pool(unsigned stacks); /* a fiber's stack pool (f->stacks) */
 
 /* An ended fiber, on its own stack: forget its stack (into *sp: its region names no fiber now),
  * mark it done, wake a thread joining it, give the block back if detached. Returns the fiber
@@ -985,5 +1015,17 @@ void lac_wait_free(lac_sched *s);
 
 /* In a forked child: a new epoll instance for s, with its parked fd waits registered again. */
 void lac_wait_fork_child(lac_sched *s);
+
+/* ---- parked.c: parked fibers give their stack pages back ---------------------------------- */
+
+/* A switch into f found a release of its pages under way: wait for it (cold). */
+void lac_parked_wait(lac_fiber *f);
+/* A worker about to sleep: age parked fibers and release the ones parked long enough, when a scan
+ * is due (process-wide, one worker at a time). */
+void lac_parked_idle(lac_sched *s);
+/* CLOCK_MONOTONIC ns of the next aging scan, or UINT64_MAX: a sleeping worker wakes for it. */
+uint64_t lac_parked_due(void);
+/* lacuna_trim's hook on fiber stack pools: release the parked stacks of that pool now. */
+void lac_parked_trim(lacuna_pool *pool);
 
 #endif /* LACUNA_INTERNAL_H */

@@ -426,3 +426,28 @@ bool lac_os_forced(const char *what)
 {
     return forced(lac_os_features()->forced, what);
 }
+
+/* ---- membarrier ------------------------------------------------------------------------------ */
+
+/* A full memory barrier on every thread of this process now running (an IPI each), so a release
+ * of a parked fiber's pages (parked.c) orders itself against switches that use no fence at all.
+ * Registered on first use. 0, or ENOSYS where the kernel lacks the private expedited command
+ * (before Linux 4.14), under valgrind, or with LACUNA_FORCE_FALLBACK=membarrier (or all). */
+int lac_os_membarrier(void)
+{
+    enum { UNKNOWN, WORKS, ABSENT };
+    static _Atomic int state = UNKNOWN;
+    int st = atomic_load_explicit(&state, memory_order_acquire);
+    if (st == UNKNOWN) {
+        const int query = 0, expedited = 1 << 3, register_expedited = 1 << 4;
+        long cmds = lac_os_forced("membarrier") ? -1 : syscall(SYS_membarrier, query, 0, 0);
+        st = cmds >= 0 && (cmds & expedited) &&
+                     syscall(SYS_membarrier, register_expedited, 0, 0) == 0
+                 ? WORKS
+                 : ABSENT;
+        atomic_store_explicit(&state, st, memory_order_release);
+    }
+    if (st == ABSENT)
+        return ENOSYS;
+    return syscall(SYS_membarrier, 1 << 3, 0, 0) == 0 ? 0 : errno;
+}

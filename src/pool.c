@@ -501,3 +501,8 @@ void lac_pool_set_namer(lacuna_pool *p, lac_region_namer namer, void *ctx)
 {
     lac_overflow_set_namer(p, namer, ctx);
 }
+
+void lac_pool_set_trim_hook(lacuna_pool *p, void (*hook)(lacuna_pool *))
+{
+    p->trim_hook = hook; /* set once, before the pool is published to other threads */
+}

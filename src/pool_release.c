@@ -373,6 +373,8 @@ int lacuna_trim(lacuna_pool *p)
         LAC_BAD_INPUT("lacuna_trim", "NULL pool", NULL);
         return EINVAL;
     }
+    if (p->trim_hook) /* a fiber stack pool: parked fibers' pages below their stack pointers */
+        p->trim_hook(p);
     /* Other threads' caches: each gives itself back on its owner's next slow path. */
     uint32_t epoch = atomic_fetch_add_explicit(&p->trim_epoch, 1, memory_order_relaxed) + 1;
     lac_tcache *tc = lac_tcache_peek(p); /* the calling thread's, if any: never make one here */

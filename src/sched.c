@@ -141,7 +141,7 @@ static void kick_one(lac_sched *s)
 
 static inline void push_back(lac_sched *s, lac_fiber *f)
 {
-    f->state = LAC_F_READY;
+    lac_state_set(f, LAC_F_READY);
     q_lock(s);
     link_back(s, f);
     q_unlock(s);
@@ -151,7 +151,7 @@ static inline void push_back(lac_sched *s, lac_fiber *f)
 
 static inline void push_front(lac_sched *s, lac_fiber *f)
 {
-    f->state = LAC_F_READY;
+    lac_state_set(f, LAC_F_READY);
     q_lock(s);
     f->next = s->head;
     s->head = f;
@@ -190,7 +190,7 @@ void lac_sched_push(lac_sched *s, lac_fiber *f)
  * stay depth-first and few stacks are live. */
 static inline void hand_off(lac_sched *s, lac_fiber *f)
 {
-    f->state = LAC_F_READY;
+    lac_state_set(f, LAC_F_READY);
     if (s->runnext) {
         s->runnext->next = s->handed;
         s->handed = s->runnext;
@@ -283,7 +283,7 @@ static void take_injected(lac_sched *s)
         if (rt->inj_tail == f)
             rt->inj_tail = prev;
         atomic_fetch_sub_explicit(&rt->ninj, 1, memory_order_relaxed);
-        f->state = LAC_F_READY;
+        lac_state_set(f, LAC_F_READY);
         q_lock(s);
         link_back(s, f);
         q_unlock(s);
@@ -416,19 +416,37 @@ static void reap(lac_sched *s)
     lac_fiber_stack_free(s->zombie.stack, s->zombie.stacks);
 }
 
+/* The saved context of a fiber being switched into. Its saved sp reads NULL from now until it is
+ * saved again, and its switch count moves, so a release of its stack pages (parked.c) that
+ * sampled it parked sees that it ran; a release under way is waited for. No fence here: the
+ * releaser's membarrier orders these stores before this load, or the releaser's flag before it. */
+static inline void *resume_sp(lac_fiber *f)
+{
+    void *sp = f->sp;
+    __atomic_store_n(&f->sp, NULL, __ATOMIC_RELAXED);
+    atomic_store_explicit(&f->runs, atomic_load_explicit(&f->runs, memory_order_relaxed) + 1,
+                          memory_order_release);
+    atomic_signal_fence(memory_order_seq_cst);
+    if (LAC_UNLIKELY(atomic_load_explicit(&f->punching, memory_order_relaxed)))
+        lac_parked_wait(f);
+    return sp;
+}
+
 /* Switch from the running fiber `from` to `to` (NULL: the thread's own stack). Returns, on the
  * worker it resumed on, when something switches back to `from`; never, when it is dying. */
 static inline lac_sched *switch_to(lac_sched *s, lac_fiber *from, lac_fiber *to, bool dying)
 {
     s->cur = to;
+    void *sp = s->main_sp;
     if (to) {
-        to->state = LAC_F_RUNNING;
+        lac_state_set(to, LAC_F_RUNNING);
         to->worker = s;
+        sp = resume_sp(to);
     }
     san_before(s, from, to, dying);
     /* A dying fiber's block may already be another fiber's (a detached one is given back before
      * this switch): its context goes to a scratch slot. */
-    lac_ctx_switch(dying ? &s->dead_sp : &from->sp, to ? to->sp : s->main_sp);
+    lac_ctx_switch(dying ? &s->dead_sp : &from->sp, sp);
     s = from->worker; /* set by whoever resumed us: maybe another thread */
     san_after(s, from);
     after_switch(s);
@@ -441,10 +459,11 @@ static inline lac_sched *switch_to(lac_sched *s, lac_fiber *from, lac_fiber *to,
 static inline void run(lac_sched *s, lac_fiber *to)
 {
     s->cur = to;
-    to->state = LAC_F_RUNNING;
+    lac_state_set(to, LAC_F_RUNNING);
     to->worker = s;
+    void *sp = resume_sp(to);
     san_before(s, NULL, to, false);
-    lac_ctx_switch(&s->main_sp, to->sp);
+    lac_ctx_switch(&s->main_sp, sp);
     san_after(s, NULL);
     after_switch(s);
     if (s->has_zombie)
@@ -476,7 +495,7 @@ static inline lac_fiber *pick_next(lac_sched *s)
 lac_sched *lac_sched_park(lac_sched *s, lac_spin *unlock)
 {
     lac_fiber *self = s->cur;
-    self->state = LAC_F_PARKED;
+    lac_state_set(self, LAC_F_PARKED);
     if (unlock) {
         s->after = LAC_AFTER_UNLOCK;
         s->after_arg = unlock;
@@ -552,7 +571,8 @@ static __attribute__((noreturn)) void fiber_entry(void *arg)
 
 void lac_sched_start(lac_sched *s, lac_fiber *f)
 {
-    f->sp = lac_ctx_init(f->stack + f->stack_size, fiber_entry, f);
+    __atomic_store_n(&f->sp, lac_ctx_init(f->stack + f->stack_size, fiber_entry, f),
+                     __ATOMIC_RELAXED); /* parked.c may be reading a block's sp */
     f->vg_id = LAC_VG_REGISTER(f->stack, f->stack + f->stack_size);
 #ifdef LAC_ASAN
     f->asan_fake = NULL;
@@ -571,7 +591,7 @@ void lac_sched_start(lac_sched *s, lac_fiber *f)
          * workers from its top). */
         if (s->spawner)
             push_front(s, s->spawner);
-        self->state = LAC_F_READY;
+        lac_state_set(self, LAC_F_READY);
         s->spawner = self;
         switch_to(s, self, f, false);
     } else {
@@ -586,7 +606,7 @@ void lac_sched_start(lac_sched *s, lac_fiber *f)
 static void inject(lac_fiber *f)
 {
     lac_rt *rt = f->rt;
-    f->state = LAC_F_READY;
+    lac_state_set(f, LAC_F_READY);
     f->next = NULL;
     pthread_mutex_lock(&rt->lock);
     if (rt->inj_tail)
@@ -627,7 +647,7 @@ static bool push_pinned(lac_sched *s, lac_fiber *f)
     lac_sched *w = atomic_load_explicit(&s->rt->w[f->pin - 1], memory_order_acquire);
     if (w == NULL || !s->multi)
         return false;
-    f->state = LAC_F_READY;
+    lac_state_set(f, LAC_F_READY);
     lac_spin_lock(&w->qlock);
     link_back(w, f);
     lac_spin_unlock(&w->qlock);
@@ -808,6 +828,7 @@ static int idle(lac_sched *s)
                 return 0;
             LAC_CPU_RELAX();
         }
+    lac_parked_idle(s); /* parked fibers' pages, when an aging scan is due */
     int err = lac_wait_prepare(s); /* before anyone may see it asleep and kick it */
     if (err)
         return err;
@@ -1042,7 +1063,7 @@ void lacuna_yield(void)
         atomic_load_explicit(&s->rt->ninj, memory_order_relaxed) == 0)
         return;
     lac_fiber *self = s->cur;
-    self->state = LAC_F_READY;
+    lac_state_set(self, LAC_F_READY);
     s->after = LAC_AFTER_PUSH_BACK;
     s->after_arg = self;
     switch_to(s, self, pick_next(s), false);

@@ -179,8 +179,12 @@ void lac_wait_kick(lac_sched *s)
 int lac_wait_poll(lac_sched *s, bool block)
 {
     int timeout = 0;
-    if (block && s->nheap > 0) {
-        uint64_t now = now_ns(), due = s->heap[0]->deadline;
+    /* Asleep, it wakes for its next timer or the next aging scan of parked fibers (parked.c). */
+    uint64_t due = block ? lac_parked_due() : 0;
+    if (block && s->nheap > 0 && s->heap[0]->deadline < due)
+        due = s->heap[0]->deadline;
+    if (block && due != UINT64_MAX) {
+        uint64_t now = now_ns();
         uint64_t ms = due > now ? (due - now + 999999) / 1000000 : 0;
         timeout = ms > INT_MAX ? INT_MAX : (int)ms;
     } else if (block) {

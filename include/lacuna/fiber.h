@@ -207,6 +207,67 @@ LACUNA_API int lacuna_sleep_ms(unsigned ms);
 LACUNA_API int lacuna_fd_wait(int fd, short events, int timeout_ms);
 
 /* ---------------------------------------------------------------------------------------------
+ * Parked stacks give memory back
+ *
+ * A fiber that once went deep and then parks (waiting on a channel, a socket, a timer) keeps
+ * every stack page it touched. The pages below its saved stack pointer are dead while it is
+ * parked, so lacuna releases them in place, without moving the stack: they read zero and fault
+ * back in (one minor fault a page) only if the fiber goes that deep again; its guard stays. Kept:
+ * everything at and above the saved stack pointer minus LACUNA_FIBER_PARK_KEEP bytes (the
+ * x86-64 red zone plus slack), rounded down to a page. Locals a parked fiber lent to others (a
+ * pointer sent on a channel) are above its stack pointer, so they survive. Releases are batched
+ * (one process_madvise per 128 fibers where the kernel has it) and never run in a context switch;
+ * a fiber resumed while its pages are being released waits for that batch to finish.
+ *
+ * When: a fiber parked longer than lacuna_fiber_release_after's threshold (by default the stack
+ * pool's decay, 1 s unless configured), checked by workers about to sleep (a runtime that never
+ * idles does not age its fibers: call lacuna_fiber_release_idle); on lacuna_trim of a fiber stack
+ * pool; and on lacuna_fiber_release_idle. With several workers this needs the membarrier system
+ * call (Linux >= 4.14); without it (or LACUNA_FORCE_FALLBACK=membarrier) only fibers of a
+ * runtime whose one worker is the calling thread are released.
+ * ------------------------------------------------------------------------------------------- */
+
+#define LACUNA_FIBER_PARK_KEEP 384 /* bytes below a parked fiber's saved stack pointer kept */
+#define LACUNA_PARKED_KEEP_ALL ((unsigned)-1) /* lacuna_fiber_release_after: no aging */
+
+/* Release now the stack pages below the saved stack pointer of every parked fiber of the
+ * process (every runtime), counting only pages that were resident: fibers with none below their
+ * stack pointer cost no release call. A fiber released before and not resumed since is skipped.
+ * *released (may be NULL) gets the bytes released. Any thread or fiber (the caller's own stack is
+ * never touched). Returns 0, or the errno of a failed release (earlier batches stay released). */
+LACUNA_API int lacuna_fiber_release_idle(size_t *released);
+
+/* Release a parked fiber's pages automatically once it has been parked for ms milliseconds (it
+ * is released between ms and 2 * ms after it parked; 0 = the default: the stack pool's decay_ms;
+ * LACUNA_PARKED_KEEP_ALL = only on lacuna_fiber_release_idle and lacuna_trim). Any thread. Returns
+ * 0. */
+LACUNA_API int lacuna_fiber_release_after(unsigned ms);
+
+/* What a fiber's stack holds. Sizes in bytes. */
+typedef struct lacuna_stack_info {
+    size_t size;       /* of the stack (without its guard) */
+    size_t used;       /* from the top down to its stack pointer: saved (parked or ready), or the
+                          caller's own now; 0 while it runs on another worker */
+    size_t resident;   /* of its pages in memory now */
+    size_t high_water; /* deepest use seen, from the top: the lowest page ever found resident by
+                          this call or by a release (a cheap, conservative census: a page below
+                          that was touched and released between looks is missed) */
+    size_t released;   /* released while it was parked, over its life */
+    int running;       /* 1 while it runs (used is then the caller's own, or 0 elsewhere) */
+} lacuna_stack_info;
+
+/* Fill *info for fiber f (NULL: the calling fiber). One residency query (PAGEMAP_SCAN, or
+ * mincore) of its stack. Any thread. Returns 0, or EINVAL (stale handle, info NULL, or f NULL
+ * outside a fiber), or the errno of the query. */
+LACUNA_API int lacuna_fiber_stack_info(lacuna_fiber *f, lacuna_stack_info *info);
+
+/* Call fn(fiber, arg) for every live fiber of the process (any runtime), in no fixed order, until
+ * fn returns non-zero (then that value is returned). Fibers spawned or ended meanwhile may or may
+ * not be seen; a handle may go stale before fn uses it (calls on it then say EINVAL). For a
+ * census: lacuna_fiber_stack_info on each. Returns 0, or fn's value, or EINVAL (fn NULL). */
+LACUNA_API int lacuna_fiber_each(int (*fn)(lacuna_fiber *fiber, void *arg), void *arg);
+
+/* ---------------------------------------------------------------------------------------------
  * Channels: typed by element size, FIFO, between fibers of any workers and plain threads
  * ------------------------------------------------------------------------------------------- */
 

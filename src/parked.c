@@ -1,0 +1,399 @@
+/* parked.c — parked fibers give their stack pages back: the pages below a parked fiber's saved
+ * stack pointer are released in place (lacuna_punch_many), on demand, on lacuna_trim of a stack
+ * pool, and for fibers parked long enough; and a census of how deep stacks really go.
+ *
+ * Owns: the release protocol against concurrent resumes, the aging scan and its schedule,
+ * lacuna_fiber_release_idle / _release_after / _stack_info / _each.
+ *
+ * The protocol. Any thread may release any parked fiber's pages, while other workers may switch
+ * into that fiber at any moment. A switch into a fiber (sched.c, resume_sp) stores NULL into its
+ * saved sp, bumps its `runs`, then loads its `punching` flag, with no fence. A release:
+ *   1. samples a parked fiber: state PARKED, sp not NULL (so its context is saved: a switch out
+ *      stores the sp as its very last use of the stack), runs = r;
+ *   2. claims it: punching 0 -> 1 (another releaser has it: skip);
+ *   3. membarrier: a full barrier on every running thread. Now a switch into the fiber either
+ *      made its stores visible before (step 4 sees them) or loads punching = 1 after (it waits);
+ *   4. checks that sp and runs are still those of step 1: the fiber has not run since it was
+ *      saved and cannot run until step 6;
+ *   5. counts the resident pages below sp - LACUNA_FIBER_PARK_KEEP and releases them, batched;
+ *   6. punching = 0 (release): a waiting switch goes on, onto a stack whose live part is intact.
+ * Without membarrier (old kernels, valgrind, LACUNA_FORCE_FALLBACK=membarrier) step 3 is only
+ * sound when no other thread can switch into the fiber: its runtime has one worker, the caller.
+ *
+ * Aging: a worker about to sleep schedules a scan one threshold after it last ran fibers; a scan
+ * releases the fibers it finds parked with the `runs` it saw at the scan before (parked all that
+ * time) and schedules another while any parked fiber is still young. A fully idle process scans
+ * at most twice after its last switch, then sleeps without timeout.
+ *
+ * Does not: release in a context switch (resume_sp only loads a flag), touch the running fiber,
+ * free stacks (fiber.c, sched.c), or make syscalls itself (os.c, pool_punch.c).
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define LAC_PARK_BATCH LAC_RELEASE_BATCH /* fibers claimed and released together */
+
+_Static_assert(LACUNA_FIBER_PARK_KEEP >= 128, "the x86-64 red zone is kept");
+
+static _Atomic unsigned release_ms;   /* lacuna_fiber_release_after; 0 = the pool's decay */
+static _Atomic uint64_t next_scan;    /* CLOCK_MONOTONIC ns of the next aging scan; 0 = none */
+static pthread_mutex_t scan_lock = PTHREAD_MUTEX_INITIALIZER; /* one release pass at a time */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void lac_parked_wait(lac_fiber *f)
+{
+    for (unsigned spins = 0; atomic_load_explicit(&f->punching, memory_order_acquire); spins++) {
+        if (spins % 128 == 127)
+            sched_yield(); /* the releaser is in a syscall, or preempted */
+        else
+            LAC_CPU_RELAX();
+    }
+}
+
+/* ---- residency --------------------------------------------------------------------------- */
+
+/* Resident pages of [lo, hi) (page-aligned): their count, and the lowest one's address (hi when
+ * none). 0 or errno. */
+static int resident(uintptr_t lo, uintptr_t hi, size_t *pages, uintptr_t *lowest)
+{
+    const size_t pg = lac_os_features()->page_size;
+    *pages = 0;
+    *lowest = hi;
+    if (lac_os_features()->pagemap_scan) {
+        static const lac_scan_query q = {.required = LAC_PAGE_PRESENT};
+        lac_run runs[16];
+        for (uintptr_t at = lo; at < hi;) {
+            size_t n = 0;
+            uintptr_t next = hi;
+            int err = lac_os_pagemap_scan(at, hi, &q, runs, 16, &n, &next);
+            if (err)
+                return err;
+            for (size_t i = 0; i < n; i++) {
+                if (runs[i].start < *lowest)
+                    *lowest = runs[i].start;
+                *pages += (runs[i].end - runs[i].start) / pg;
+            }
+            if (next <= at)
+                break;
+            at = next;
+        }
+        return 0;
+    }
+    unsigned char vec[256];
+    for (uintptr_t at = lo; at < hi; at += sizeof vec * pg) {
+        size_t len = hi - at < sizeof vec * pg ? hi - at : sizeof vec * pg;
+        int err = lac_os_resident((const void *)at, len, vec);
+        if (err)
+            return err;
+        for (size_t i = 0; i < len / pg; i++) {
+            if (!(vec[i] & 1))
+                continue;
+            if (at + i * pg < *lowest)
+                *lowest = at + i * pg;
+            (*pages)++;
+        }
+    }
+    return 0;
+}
+
+static void high_water_note(lac_fiber *f, size_t depth)
+{
+    size_t hw = atomic_load_explicit(&f->high_water, memory_order_relaxed);
+    while (depth > hw &&
+           !atomic_compare_exchange_weak_explicit(&f->high_water, &hw, depth,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+/* ---- releasing ----------------------------------------------------------------------------- */
+
+typedef struct claim {
+    lac_fiber *f;
+    void *sp;
+    uint32_t runs;
+} claim;
+
+typedef struct pass {
+    lac_sched *self;      /* the caller's scheduler, or NULL */
+    bool fenced;          /* membarrier works: any fiber may be released */
+    lacuna_pool *only;    /* release only fibers whose stacks are in this pool (NULL: all) */
+    size_t released;      /* bytes */
+    int err;
+    claim c[LAC_PARK_BATCH];
+    size_t n;
+    lacuna_punch_req req[LAC_PARK_BATCH]; /* release_batch's scratch: off the caller's stack */
+    size_t bytes[LAC_PARK_BATCH];
+    lac_fiber *who[LAC_PARK_BATCH];
+} pass;
+
+/* Whether the caller may release f without membarrier: nobody else can switch into it. */
+static bool alone_with(const pass *ps, const lac_fiber *f)
+{
+    const lac_sched *s = ps->self;
+    return s != NULL && !s->multi && f->rt == s->rt;
+}
+
+/* Step 1 and 2 of the protocol, for aging (aged: only fibers parked since the last scan) or not.
+ * *young is set when a parked fiber is left for a later scan. */
+static void sample(pass *ps, lac_fiber *f, bool aged, bool *young)
+{
+    if (!(atomic_load_explicit(&f->gen, memory_order_acquire) & 1) ||
+        atomic_load_explicit(&f->state, memory_order_relaxed) != LAC_F_PARKED)
+        return;
+    void *sp = __atomic_load_n(&f->sp, __ATOMIC_RELAXED);
+    uint32_t r = atomic_load_explicit(&f->runs, memory_order_acquire);
+    if (sp == NULL || atomic_load_explicit(&f->runs_done, memory_order_relaxed) == r)
+        return; /* running, or released since it last ran */
+    if (aged && atomic_exchange_explicit(&f->runs_aged, r, memory_order_relaxed) != r) {
+        *young = true; /* first seen parked like this: next scan */
+        return;
+    }
+    if (!ps->fenced && !alone_with(ps, f))
+        return;
+    if (atomic_exchange_explicit(&f->punching, 1, memory_order_acquire) != 0)
+        return; /* another releaser has it */
+    ps->c[ps->n++] = (claim){f, sp, r};
+}
+
+/* Steps 3 to 6 for the claimed batch. */
+static void release_batch(pass *ps)
+{
+    if (ps->n == 0)
+        return;
+    bool fence_ok = ps->fenced && lac_os_membarrier() == 0;
+    lacuna_punch_req *req = ps->req;
+    size_t *bytes = ps->bytes, nreq = 0;
+    lac_fiber **who = ps->who;
+    const size_t pg = lac_os_features()->page_size;
+    for (size_t i = 0; i < ps->n; i++) {
+        lac_fiber *f = ps->c[i].f;
+        bool frozen = (fence_ok || alone_with(ps, f)) &&
+                      __atomic_load_n(&f->sp, __ATOMIC_RELAXED) == ps->c[i].sp &&
+                      atomic_load_explicit(&f->runs, memory_order_acquire) == ps->c[i].runs &&
+                      atomic_load_explicit(&f->state, memory_order_relaxed) == LAC_F_PARKED;
+        lacuna_pool *pool = frozen ? lac_fiber_stacks_pool(f->stacks) : NULL;
+        if (pool == NULL || (ps->only && pool != ps->only)) {
+            atomic_store_explicit(&f->punching, 0, memory_order_release);
+            ps->c[i].f = NULL;
+            continue;
+        }
+        uintptr_t lo = (uintptr_t)f->stack, top = lo + f->stack_size;
+        uintptr_t keep = ((uintptr_t)ps->c[i].sp - LACUNA_FIBER_PARK_KEEP) & ~(uintptr_t)(pg - 1);
+        size_t pages = 0;
+        uintptr_t lowest = top;
+        if (keep > lo && resident(lo, keep, &pages, &lowest) == 0 && pages > 0) {
+            high_water_note(f, top - lowest);
+            req[nreq] = (lacuna_punch_req){f->stack, (const void *)keep};
+            bytes[nreq] = pages * pg;
+            who[nreq++] = f;
+        }
+        atomic_store_explicit(&f->runs_done, ps->c[i].runs, memory_order_relaxed);
+    }
+    /* One lacuna_punch_many per run of requests on the same pool (one process_madvise each). */
+    for (size_t i = 0; i < nreq;) {
+        lacuna_pool *pool = lac_fiber_stacks_pool(who[i]->stacks);
+        size_t j = i + 1;
+        while (j < nreq && lac_fiber_stacks_pool(who[j]->stacks) == pool)
+            j++;
+        int err = lacuna_punch_many(pool, req + i, j - i);
+        if (err && ps->err == 0)
+            ps->err = err;
+        for (size_t k = i; k < j && err == 0; k++) {
+            atomic_fetch_add_explicit(&who[k]->released, bytes[k], memory_order_relaxed);
+            ps->released += bytes[k];
+        }
+        i = j;
+    }
+    for (size_t i = 0; i < ps->n; i++)
+        if (ps->c[i].f)
+            atomic_store_explicit(&ps->c[i].f->punching, 0, memory_order_release);
+    ps->n = 0;
+}
+
+/* One pass over every control block. Returns whether a parked fiber was left young (aging). */
+static bool release_pass(pass *ps, bool aged)
+{
+    bool young = false;
+    uint32_t n = lac_fiber_blocks();
+    for (uint32_t idx = 1; idx < n && ps->err == 0; idx++) {
+        sample(ps, lac_fiber_block(idx), aged, &young);
+        if (ps->n == LAC_PARK_BATCH)
+            release_batch(ps);
+    }
+    release_batch(ps);
+    return young;
+}
+
+static void pass_init(pass *ps, lacuna_pool *only)
+{
+    ps->self = lac_tls_sched;
+    ps->fenced = lac_os_membarrier() == 0;
+    ps->only = only;
+    ps->released = 0;
+    ps->err = 0;
+    ps->n = 0;
+}
+
+int lacuna_fiber_release_idle(size_t *released)
+{
+    pass *ps = malloc(sizeof *ps); /* ~8 KiB: not on a fiber's stack */
+    if (ps == NULL)
+        return ENOMEM;
+    pthread_mutex_lock(&scan_lock);
+    pass_init(ps, NULL);
+    (void)release_pass(ps, false);
+    pthread_mutex_unlock(&scan_lock);
+    int err = ps->err;
+    if (released)
+        *released = ps->released;
+    free(ps);
+    return err;
+}
+
+void lac_parked_trim(lacuna_pool *pool)
+{
+    pass *ps = malloc(sizeof *ps);
+    if (ps == NULL)
+        return; /* the trim goes on without it */
+    pthread_mutex_lock(&scan_lock);
+    pass_init(ps, pool);
+    (void)release_pass(ps, false);
+    pthread_mutex_unlock(&scan_lock);
+    free(ps);
+}
+
+/* ---- aging --------------------------------------------------------------------------------- */
+
+int lacuna_fiber_release_after(unsigned ms)
+{
+    atomic_store_explicit(&release_ms, ms, memory_order_relaxed);
+    return 0;
+}
+
+/* The aging threshold in ns, or 0 for none. */
+static uint64_t threshold_ns(void)
+{
+    unsigned ms = atomic_load_explicit(&release_ms, memory_order_relaxed);
+    if (ms == 0) {
+        lacuna_pool *def = lac_fiber_stacks_pool(0);
+        lacuna_stats st = {0};
+        if (def)
+            lacuna_pool_stats(def, &st);
+        ms = def ? st.decay_ms : 1000;
+    }
+    return ms == LACUNA_PARKED_KEEP_ALL ? 0 : (uint64_t)ms * 1000000u;
+}
+
+/* A scan at `at` at the latest. */
+static void schedule(uint64_t at)
+{
+    uint64_t cur = atomic_load_explicit(&next_scan, memory_order_relaxed);
+    while ((cur == 0 || at < cur) &&
+           !atomic_compare_exchange_weak_explicit(&next_scan, &cur, at, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+}
+
+uint64_t lac_parked_due(void)
+{
+    uint64_t at = atomic_load_explicit(&next_scan, memory_order_relaxed);
+    return at ? at : UINT64_MAX;
+}
+
+void lac_parked_idle(lac_sched *s)
+{
+    uint64_t wait = threshold_ns();
+    if (wait == 0)
+        return;
+    uint64_t now = now_ns();
+    if (s->tick != s->aged_tick) { /* it ran fibers since it last came here: some may park */
+        s->aged_tick = s->tick;
+        schedule(now + wait);
+    }
+    uint64_t due = atomic_load_explicit(&next_scan, memory_order_relaxed);
+    if (due == 0 || now < due || pthread_mutex_trylock(&scan_lock) != 0)
+        return;
+    if (!atomic_compare_exchange_strong(&next_scan, &due, 0)) { /* another worker scanned */
+        pthread_mutex_unlock(&scan_lock);
+        return;
+    }
+    pass *ps = malloc(sizeof *ps);
+    bool young = true; /* on ENOMEM, try again later */
+    if (ps) {
+        pass_init(ps, NULL);
+        young = release_pass(ps, true);
+        free(ps);
+    }
+    pthread_mutex_unlock(&scan_lock);
+    if (young)
+        schedule(now + wait);
+}
+
+/* ---- census -------------------------------------------------------------------------------- */
+
+int lacuna_fiber_stack_info(lacuna_fiber *h, lacuna_stack_info *info)
+{
+    lac_sched *s = lac_tls_sched;
+    lac_fiber *f = h ? lac_fiber_lookup(h) : s ? s->cur : NULL;
+    if (f == NULL || info == NULL) {
+        LAC_BAD_INPUT("lacuna_fiber_stack_info", info ? "stale handle or not in a fiber" :
+                                                        "NULL info", h);
+        return EINVAL;
+    }
+    char *stack = __atomic_load_n(&f->stack, __ATOMIC_RELAXED);
+    if (stack == NULL)
+        return EINVAL; /* ended meanwhile */
+    uintptr_t lo = (uintptr_t)stack, top = lo + f->stack_size;
+    bool self = s != NULL && s->cur == f;
+    uintptr_t sp = self ? (uintptr_t)&s : (uintptr_t)__atomic_load_n(&f->sp, __ATOMIC_RELAXED);
+    size_t pages = 0;
+    uintptr_t lowest = top;
+    int err = resident(lo, top, &pages, &lowest);
+    if (err)
+        return err;
+    high_water_note(f, top - lowest);
+    *info = (lacuna_stack_info){
+        .size = f->stack_size,
+        .used = sp > lo && sp <= top ? top - sp : 0,
+        .resident = pages * lac_os_features()->page_size,
+        .high_water = atomic_load_explicit(&f->high_water, memory_order_relaxed),
+        .released = atomic_load_explicit(&f->released, memory_order_relaxed),
+        .running = self || sp == 0,
+    };
+    if (info->used > info->high_water)
+        info->high_water = info->used;
+    return 0;
+}
+
+int lacuna_fiber_each(int (*fn)(lacuna_fiber *, void *), void *arg)
+{
+    if (fn == NULL) {
+        LAC_BAD_INPUT("lacuna_fiber_each", "NULL fn", NULL);
+        return EINVAL;
+    }
+    uint32_t n = lac_fiber_blocks();
+    for (uint32_t idx = 1; idx < n; idx++) {
+        lac_fiber *f = lac_fiber_block(idx);
+        uint32_t gen = atomic_load_explicit(&f->gen, memory_order_acquire);
+        uint8_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
+        if (!(gen & 1) || st == LAC_F_DONE || st == LAC_F_FREE)
+            continue;
+        lacuna_fiber *h = (lacuna_fiber *)(uintptr_t)((uint64_t)gen << 32 | idx);
+        int r = fn(h, arg);
+        if (r)
+            return r;
+    }
+    return 0;
+}
