@@ -427,7 +427,8 @@ static inline void *resume_sp(lac_fiber *f)
     atomic_store_explicit(&f->runs, atomic_load_explicit(&f->runs, memory_order_relaxed) + 1,
                           memory_order_release);
     atomic_signal_fence(memory_order_seq_cst);
-    if (LAC_UNLIKELY(atomic_load_explicit(&f->punching, memory_order_relaxed)))
+    /* acquire: a release that just ended happened before this fiber runs (a plain load on x86) */
+    if (LAC_UNLIKELY(atomic_load_explicit(&f->punching, memory_order_acquire)))
         lac_parked_wait(f);
     return sp;
 }
