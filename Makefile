@@ -49,7 +49,7 @@ test-sanitize: test-asan test-tsan
 # are the kernel's, which valgrind does not change).
 VALGRIND_TESTS ?= test_pool_api test_pool_release test_pool_threads test_fault test_fork test_soak \
                   test_process test_fiber_api test_fiber_switch test_fiber_misuse test_fiber_signals \
-                  test_fiber_stack test_pool_punch test_pool_defer test_pool_zero
+                  test_fiber_stack test_fiber_parked test_pool_punch test_pool_defer test_pool_zero
 VALGRIND ?= valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
 
 test-valgrind: build-test/Makefile
