@@ -763,8 +763,8 @@ struct lac_fiber {
     void *fls; /* its fiber-local values (sync.c), NULL until the first lacuna_fls_set */
     /* Releasing a parked fiber's stack pages (parked.c). `sp` above reads NULL from a switch into
      * the fiber until it is saved again; `runs` counts switches into it. */
-    _Atomic uint32_t runs;     /* switches into it so far (a release proves the fiber did not run) */
-    _Atomic uint8_t punching;  /* a release of its pages is under way: a switch into it waits */
+    _Atomic uint32_t runs;    /* switches into it so far (a release proves the fiber did not run) */
+    _Atomic uint8_t punching; /* a release of its pages is under way: a switch into it waits */
     _Atomic uint32_t runs_aged; /* runs at the previous aging scan: unchanged = parked since */
     _Atomic uint32_t runs_done; /* runs at its last release: unchanged = nothing new to release */
     _Atomic size_t high_water;  /* deepest stack use seen, bytes from the top */
@@ -1027,5 +1027,7 @@ void lac_parked_idle(lac_sched *s);
 uint64_t lac_parked_due(void);
 /* lacuna_trim's hook on fiber stack pools: release the parked stacks of that pool now. */
 void lac_parked_trim(lacuna_pool *pool);
+/* What the memory-pressure watcher does when the kernel's trigger fires (tests call it). */
+void lac_parked_pressure_respond(void);
 
 #endif /* LACUNA_INTERNAL_H */

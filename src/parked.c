@@ -2,8 +2,9 @@
  * stack pointer are released in place (lacuna_punch_many), on demand, on lacuna_trim of a stack
  * pool, and for fibers parked long enough; and a census of how deep stacks really go.
  *
- * Owns: the release protocol against concurrent resumes, the aging scan and its schedule,
- * lacuna_fiber_release_idle / _release_after / _stack_info / _each.
+ * Owns: the release protocol against concurrent resumes, the aging scan and its schedule, the
+ * memory-pressure watcher (a PSI trigger and its thread), lacuna_fiber_release_idle /
+ * _release_after / _stack_info / _each / _pressure.
  *
  * The protocol. Any thread may release any parked fiber's pages, while other workers may switch
  * into that fiber at any moment. A switch into a fiber (sched.c, resume_sp) stores NULL into its
@@ -32,17 +33,21 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #define LAC_PARK_BATCH LAC_RELEASE_BATCH /* fibers claimed and released together */
 
 _Static_assert(LACUNA_FIBER_PARK_KEEP >= 128, "the x86-64 red zone is kept");
 
-static _Atomic unsigned release_ms;   /* lacuna_fiber_release_after; 0 = the pool's decay */
-static _Atomic uint64_t next_scan;    /* CLOCK_MONOTONIC ns of the next aging scan; 0 = none */
+static _Atomic unsigned release_ms; /* lacuna_fiber_release_after; 0 = the pool's decay */
+static _Atomic uint64_t next_scan;  /* CLOCK_MONOTONIC ns of the next aging scan; 0 = none */
 static pthread_mutex_t scan_lock = PTHREAD_MUTEX_INITIALIZER; /* one release pass at a time */
 
 static uint64_t now_ns(void)
@@ -112,8 +117,8 @@ static void high_water_note(lac_fiber *f, size_t depth)
 {
     size_t hw = atomic_load_explicit(&f->high_water, memory_order_relaxed);
     while (depth > hw &&
-           !atomic_compare_exchange_weak_explicit(&f->high_water, &hw, depth,
-                                                  memory_order_relaxed, memory_order_relaxed))
+           !atomic_compare_exchange_weak_explicit(&f->high_water, &hw, depth, memory_order_relaxed,
+                                                  memory_order_relaxed))
         ;
 }
 
@@ -126,10 +131,10 @@ typedef struct claim {
 } claim;
 
 typedef struct pass {
-    lac_sched *self;      /* the caller's scheduler, or NULL */
-    bool fenced;          /* membarrier works: any fiber may be released */
-    lacuna_pool *only;    /* release only fibers whose stacks are in this pool (NULL: all) */
-    size_t released;      /* bytes */
+    lac_sched *self;   /* the caller's scheduler, or NULL */
+    bool fenced;       /* membarrier works: any fiber may be released */
+    lacuna_pool *only; /* release only fibers whose stacks are in this pool (NULL: all) */
+    size_t released;   /* bytes */
     int err;
     claim c[LAC_PARK_BATCH];
     size_t n;
@@ -348,8 +353,8 @@ int lacuna_fiber_stack_info(lacuna_fiber *h, lacuna_stack_info *info)
     lac_sched *s = lac_tls_sched;
     lac_fiber *f = h ? lac_fiber_lookup(h) : s ? s->cur : NULL;
     if (f == NULL || info == NULL) {
-        LAC_BAD_INPUT("lacuna_fiber_stack_info", info ? "stale handle or not in a fiber" :
-                                                        "NULL info", h);
+        LAC_BAD_INPUT("lacuna_fiber_stack_info",
+                      info ? "stale handle or not in a fiber" : "NULL info", h);
         return EINVAL;
     }
     char *stack = __atomic_load_n(&f->stack, __ATOMIC_RELAXED);
@@ -396,4 +401,109 @@ int lacuna_fiber_each(int (*fn)(lacuna_fiber *, void *), void *arg)
             return r;
     }
     return 0;
+}
+
+/* ---- memory pressure ----------------------------------------------------------------------- */
+
+/* A thread blocked in poll() on a PSI trigger, not the workers' epolls: pressure comes when the
+ * machine is busiest, and a worker that never idles would not see it for a long time; the thread
+ * costs nothing until the kernel wakes it. */
+static pthread_mutex_t psi_lock = PTHREAD_MUTEX_INITIALIZER; /* psi_* below */
+static int psi_fd = -1, psi_stop[2] = {-1, -1};
+static pthread_t psi_thread;
+static _Atomic unsigned long psi_events;
+
+/* The response: parked fibers' pages below their stack pointers, then every fiber stack pool's
+ * warm regions (lacuna_trim, whose hook would release parked fibers once more: it finds none). */
+void lac_parked_pressure_respond(void)
+{
+    (void)lacuna_fiber_release_idle(NULL);
+    for (unsigned which = 0; which <= LAC_STACK_CLASSES; which++) {
+        lacuna_pool *p = lac_fiber_stacks_pool(which);
+        if (p)
+            (void)lacuna_trim(p);
+    }
+    atomic_fetch_add_explicit(&psi_events, 1, memory_order_relaxed);
+}
+
+static void *psi_main(void *arg)
+{
+    (void)arg;
+    struct pollfd pf[2] = {{.fd = psi_fd, .events = POLLPRI},
+                           {.fd = psi_stop[0], .events = POLLIN}};
+    for (;;) {
+        int n = poll(pf, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || (pf[1].revents & (POLLIN | POLLHUP)) || (pf[0].revents & (POLLERR | POLLNVAL)))
+            return NULL;
+        if (pf[0].revents & POLLPRI)
+            lac_parked_pressure_respond();
+    }
+}
+
+/* Open a PSI trigger: woken when tasks stalled on memory for stall_us within window_us. */
+static int psi_open(unsigned stall_us, unsigned window_us, int *fd)
+{
+    if (lac_os_forced("psi"))
+        return ENOTSUP;
+    int f = open("/proc/pressure/memory", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (f < 0)
+        return errno == ENOENT || errno == EOPNOTSUPP ? ENOTSUP : errno;
+    char trig[64];
+    int len = snprintf(trig, sizeof trig, "some %u %u", stall_us, window_us);
+    if (write(f, trig, (size_t)len + 1) < 0) {
+        int err = errno;
+        close(f);
+        return err == EOPNOTSUPP ? ENOTSUP : err;
+    }
+    *fd = f;
+    return 0;
+}
+
+static void psi_close_locked(void)
+{
+    if (psi_fd < 0)
+        return;
+    ssize_t w = write(psi_stop[1], "x", 1);
+    (void)w;
+    pthread_join(psi_thread, NULL);
+    close(psi_fd);
+    close(psi_stop[0]);
+    close(psi_stop[1]);
+    psi_fd = psi_stop[0] = psi_stop[1] = -1;
+}
+
+int lacuna_fiber_pressure(unsigned stall_ms)
+{
+    if (stall_ms > 2000) {
+        LAC_BAD_INPUT("lacuna_fiber_pressure", "stall_ms above the 2 s window", NULL);
+        return EINVAL;
+    }
+    pthread_mutex_lock(&psi_lock);
+    psi_close_locked();
+    int err = 0;
+    if (stall_ms > 0) {
+        /* A 2 s window: unprivileged processes may only use multiples of 2 s. */
+        err = psi_open(stall_ms * 1000u, 2000000u, &psi_fd);
+        if (err == 0 && pipe2(psi_stop, O_CLOEXEC) != 0)
+            err = errno;
+        if (err == 0)
+            err = pthread_create(&psi_thread, NULL, psi_main, NULL);
+        if (err) {
+            if (psi_fd >= 0)
+                close(psi_fd);
+            for (int i = 0; i < 2; i++)
+                if (psi_stop[i] >= 0)
+                    close(psi_stop[i]);
+            psi_fd = psi_stop[0] = psi_stop[1] = -1;
+        }
+    }
+    pthread_mutex_unlock(&psi_lock);
+    return err;
+}
+
+unsigned long lacuna_fiber_pressure_events(void)
+{
+    return atomic_load_explicit(&psi_events, memory_order_relaxed);
 }

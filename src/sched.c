@@ -829,7 +829,7 @@ static int idle(lac_sched *s)
                 return 0;
             LAC_CPU_RELAX();
         }
-    lac_parked_idle(s); /* parked fibers' pages, when an aging scan is due */
+    lac_parked_idle(s);            /* parked fibers' pages, when an aging scan is due */
     int err = lac_wait_prepare(s); /* before anyone may see it asleep and kick it */
     if (err)
         return err;

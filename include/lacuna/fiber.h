@@ -243,6 +243,20 @@ LACUNA_API int lacuna_fiber_release_idle(size_t *released);
  * 0. */
 LACUNA_API int lacuna_fiber_release_after(unsigned ms);
 
+/* Respond to memory pressure: when the kernel's pressure-stall information says tasks stalled
+ * waiting for memory for stall_ms or more within a 2 s window (/proc/pressure/memory, "some"),
+ * release every parked fiber's pages (lacuna_fiber_release_idle) and trim every fiber stack pool
+ * (lacuna_trim). A thread of lacuna's waits for the kernel's trigger in poll() (no cost until
+ * then). stall_ms 0 stops watching; a new value replaces the old. Any thread. Returns 0, or
+ *   EINVAL   stall_ms above 2000;
+ *   ENOTSUP  no PSI here (kernel without CONFIG_PSI, booted with psi=0, or
+ *            LACUNA_FORCE_FALLBACK=psi): lacuna_fiber_release_idle still works;
+ *   EACCES, EPERM, EAGAIN ...  from opening the trigger or starting the thread. */
+LACUNA_API int lacuna_fiber_pressure(unsigned stall_ms);
+
+/* How many times lacuna_fiber_pressure's watcher has responded to pressure. Any thread. */
+LACUNA_API unsigned long lacuna_fiber_pressure_events(void);
+
 /* What a fiber's stack holds. Sizes in bytes. */
 typedef struct lacuna_stack_info {
     size_t size;       /* of the stack (without its guard) */
