@@ -762,13 +762,13 @@ struct lac_fiber {
     char name[LACUNA_FIBER_NAME_MAX]; /* read by the SIGSEGV handler: always NUL-terminated */
     void *fls; /* its fiber-local values (sync.c), NULL until the first lacuna_fls_set */
     /* Releasing a parked fiber's stack pages (parked.c). `sp` above reads NULL from a switch into
-     * the fiber until it is saved again; `runs` counts switches into it. */
-    _Atomic uint32_t runs;    /* switches into it so far (a release proves the fiber did not run) */
-    _Atomic uint8_t punching; /* a release of its pages is under way: a switch into it waits */
-    _Atomic uint32_t runs_aged; /* runs at the previous aging scan: unchanged = parked since */
-    _Atomic uint32_t runs_done; /* runs at its last release: unchanged = nothing new to release */
-    _Atomic size_t high_water;  /* deepest stack use seen, bytes from the top */
-    _Atomic size_t released;    /* bytes of its pages released while parked, over its life */
+     * the fiber until it is saved again. */
+    _Atomic uint32_t parks;      /* times it parked (a release-store by the fiber itself) */
+    _Atomic uint8_t punching;    /* a release of its pages is under way: a switch into it waits */
+    _Atomic uint32_t parks_aged; /* parks at the previous aging scan: unchanged = parked since */
+    _Atomic uint32_t parks_done; /* parks at its last release: unchanged = nothing new below */
+    _Atomic size_t high_water;   /* deepest stack use seen, bytes from the top */
+    _Atomic size_t released;     /* bytes of its pages released while parked, over its life */
 };
 
 /* A fiber's scheduler state: relaxed, as parked.c reads it from other threads (a hint there). */

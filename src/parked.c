@@ -8,21 +8,24 @@
  *
  * The protocol. Any thread may release any parked fiber's pages, while other workers may switch
  * into that fiber at any moment. A switch into a fiber (sched.c, resume_sp) stores NULL into its
- * saved sp, bumps its `runs`, then loads its `punching` flag, with no fence. A release:
- *   1. samples a parked fiber: state PARKED, sp not NULL (so its context is saved: a switch out
- *      stores the sp as its very last use of the stack), runs = r;
+ * saved sp, then loads its `punching` flag, with no fence. A release:
+ *   1. samples a parked fiber: state PARKED and sp not NULL, so its context is saved (a switch
+ *      out stores the sp as its very last use of the stack);
  *   2. claims it: punching 0 -> 1 (another releaser has it: skip);
- *   3. membarrier: a full barrier on every running thread. Now a switch into the fiber either
- *      made its stores visible before (step 4 sees them) or loads punching = 1 after (it waits);
- *   4. checks that sp and runs are still those of step 1: the fiber has not run since it was
- *      saved and cannot run until step 6;
+ *   3. membarrier: a full barrier on every running thread. Now any switch into the fiber either
+ *      made its NULL visible (step 4 sees it) or loads punching = 1 after this (it waits);
+ *   4. checks that sp is still the one of step 1 and the fiber still parked: so it is saved at
+ *      that sp now (it may have run and parked again at the same depth in between: no matter),
+ *      and no switch into it can complete until step 6;
  *   5. counts the resident pages below sp - LACUNA_FIBER_PARK_KEEP and releases them, batched;
  *   6. punching = 0 (release): a waiting switch goes on, onto a stack whose live part is intact.
- * Without membarrier (old kernels, valgrind, LACUNA_FORCE_FALLBACK=membarrier) step 3 is only
- * sound when no other thread can switch into the fiber: its runtime has one worker, the caller.
+ * Without membarrier (old kernels, LACUNA_FORCE_FALLBACK=membarrier) step 3 is only sound when no
+ * other thread can switch into the fiber: its runtime has one worker, the caller. The hot path
+ * pays one store and one load a switch; `parks` (bumped on each park, not each switch) tells a
+ * release what it has seen already.
  *
  * Aging: a worker about to sleep schedules a scan one threshold after it last ran fibers; a scan
- * releases the fibers it finds parked with the `runs` it saw at the scan before (parked all that
+ * releases the fibers it finds parked with the `parks` it saw at the scan before (parked all that
  * time) and schedules another while any parked fiber is still young. A fully idle process scans
  * at most twice after its last switch, then sleeps without timeout.
  *
@@ -127,7 +130,7 @@ static void high_water_note(lac_fiber *f, size_t depth)
 typedef struct claim {
     lac_fiber *f;
     void *sp;
-    uint32_t runs;
+    uint32_t parks;
 } claim;
 
 typedef struct pass {
@@ -158,10 +161,10 @@ static void sample(pass *ps, lac_fiber *f, bool aged, bool *young)
         atomic_load_explicit(&f->state, memory_order_relaxed) != LAC_F_PARKED)
         return;
     void *sp = __atomic_load_n(&f->sp, __ATOMIC_RELAXED);
-    uint32_t r = atomic_load_explicit(&f->runs, memory_order_acquire);
-    if (sp == NULL || atomic_load_explicit(&f->runs_done, memory_order_relaxed) == r)
-        return; /* running, or released since it last ran */
-    if (aged && atomic_exchange_explicit(&f->runs_aged, r, memory_order_relaxed) != r) {
+    uint32_t k = atomic_load_explicit(&f->parks, memory_order_acquire);
+    if (sp == NULL || atomic_load_explicit(&f->parks_done, memory_order_relaxed) == k)
+        return; /* running, or released since it last parked */
+    if (aged && atomic_exchange_explicit(&f->parks_aged, k, memory_order_relaxed) != k) {
         *young = true; /* first seen parked like this: next scan */
         return;
     }
@@ -169,7 +172,7 @@ static void sample(pass *ps, lac_fiber *f, bool aged, bool *young)
         return;
     if (atomic_exchange_explicit(&f->punching, 1, memory_order_acquire) != 0)
         return; /* another releaser has it */
-    ps->c[ps->n++] = (claim){f, sp, r};
+    ps->c[ps->n++] = (claim){f, sp, k};
 }
 
 /* Steps 3 to 6 for the claimed batch. */
@@ -186,7 +189,6 @@ static void release_batch(pass *ps)
         lac_fiber *f = ps->c[i].f;
         bool frozen = (fence_ok || alone_with(ps, f)) &&
                       __atomic_load_n(&f->sp, __ATOMIC_RELAXED) == ps->c[i].sp &&
-                      atomic_load_explicit(&f->runs, memory_order_acquire) == ps->c[i].runs &&
                       atomic_load_explicit(&f->state, memory_order_relaxed) == LAC_F_PARKED;
         lacuna_pool *pool = frozen ? lac_fiber_stacks_pool(f->stacks) : NULL;
         if (pool == NULL || (ps->only && pool != ps->only)) {
@@ -204,7 +206,7 @@ static void release_batch(pass *ps)
             bytes[nreq] = pages * pg;
             who[nreq++] = f;
         }
-        atomic_store_explicit(&f->runs_done, ps->c[i].runs, memory_order_relaxed);
+        atomic_store_explicit(&f->parks_done, ps->c[i].parks, memory_order_relaxed);
     }
     /* One lacuna_punch_many per run of requests on the same pool (one process_madvise each). */
     for (size_t i = 0; i < nreq;) {

@@ -417,15 +417,13 @@ static void reap(lac_sched *s)
 }
 
 /* The saved context of a fiber being switched into. Its saved sp reads NULL from now until it is
- * saved again, and its switch count moves, so a release of its stack pages (parked.c) that
- * sampled it parked sees that it ran; a release under way is waited for. No fence here: the
- * releaser's membarrier orders these stores before this load, or the releaser's flag before it. */
+ * saved again, so a release of its stack pages (parked.c) that sampled it parked sees that it
+ * runs; a release under way is waited for. No fence: the releaser's membarrier orders this store
+ * before the load below, or the releaser's flag before it. */
 static inline void *resume_sp(lac_fiber *f)
 {
     void *sp = f->sp;
     __atomic_store_n(&f->sp, NULL, __ATOMIC_RELAXED);
-    atomic_store_explicit(&f->runs, atomic_load_explicit(&f->runs, memory_order_relaxed) + 1,
-                          memory_order_release);
     atomic_signal_fence(memory_order_seq_cst);
     /* acquire: a release that just ended happened before this fiber runs (a plain load on x86) */
     if (LAC_UNLIKELY(atomic_load_explicit(&f->punching, memory_order_acquire)))
@@ -497,6 +495,10 @@ lac_sched *lac_sched_park(lac_sched *s, lac_spin *unlock)
 {
     lac_fiber *self = s->cur;
     lac_state_set(self, LAC_F_PARKED);
+    /* release: what this fiber wrote before (its spawn's fields too) is visible to parked.c */
+    atomic_store_explicit(&self->parks,
+                          atomic_load_explicit(&self->parks, memory_order_relaxed) + 1,
+                          memory_order_release);
     if (unlock) {
         s->after = LAC_AFTER_UNLOCK;
         s->after_arg = unlock;
