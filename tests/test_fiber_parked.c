@@ -8,6 +8,7 @@
 #include "test.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -248,7 +249,8 @@ TEST(deep_then_parked_released_by_aging)
     run_controller(by_aging);
 }
 
-/* ---- releases racing resumes ------------------------------------------------------------- */
+/* ---- releases racing resumes (and signals)
+ * ------------------------------------------------------------- */
 
 #define RACERS 32
 #define ROUNDS 300
@@ -288,6 +290,28 @@ static void *racer(void *arg)
     return NULL;
 }
 
+/* A signal handler on the alternate stack, and on whatever stack a thread without one runs: its
+ * frame reads back what it wrote while releases go on. */
+static atomic_int handled;
+
+static __attribute__((noinline)) int check_frame(volatile unsigned char *b, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != (unsigned char)(seed + i))
+            return 1;
+    return 0;
+}
+
+static void on_usr1(int sig)
+{
+    volatile unsigned char b[512];
+    for (size_t i = 0; i < sizeof b; i++)
+        b[i] = (unsigned char)(sig + i);
+    if (check_frame(b, sizeof b, (unsigned)sig))
+        atomic_fetch_add(&bad, 1);
+    atomic_fetch_add(&handled, 1);
+}
+
 static void *release_loop_fiber(void *arg)
 {
     (void)arg;
@@ -295,6 +319,7 @@ static void *release_loop_fiber(void *arg)
         size_t n = 0;
         CHECK_EQ(lacuna_fiber_release_idle(&n), 0);
         atomic_fetch_add(&race_released, n);
+        raise(SIGUSR1);
         lacuna_yield();
     }
     return NULL;
@@ -307,6 +332,7 @@ static void *release_loop_thread(void *arg)
         size_t n = 0;
         CHECK_EQ(lacuna_fiber_release_idle(&n), 0);
         atomic_fetch_add(&race_released, n);
+        kill(getpid(), SIGUSR1); /* to any thread: a worker running a fiber, most likely */
     }
     return NULL;
 }
@@ -350,11 +376,14 @@ TEST(releases_racing_resumes_never_touch_live_frames)
     if (cannot_release())
         return;
     bool thread = lacuna_get_workers() > 1 && !lt_under_valgrind();
+    struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_ONSTACK | SA_RESTART};
+    CHECK_EQ(sigaction(SIGUSR1, &sa, NULL), 0);
     lacuna_fiber *f = lacuna_go(race_main, thread ? (void *)1 : NULL);
     CHECK(f != NULL);
     CHECK_EQ(lacuna_run(), 0);
     CHECK_EQ(atomic_load(&bad), 0);
     CHECK(atomic_load(&race_released) > 0);
+    CHECK(atomic_load(&handled) > 0);
 }
 
 /* ---- bad input ------------------------------------------------------------------------------ */
