@@ -98,6 +98,7 @@ bool lac_os_forced(const char *what);
 /* A memory barrier on every running thread of the process (membarrier private expedited). 0, or
  * ENOSYS where there is none (old kernel, valgrind, LACUNA_FORCE_FALLBACK=membarrier). */
 int lac_os_membarrier(void);
+bool lac_os_has_membarrier(void); /* whether lac_os_membarrier can work (no barrier made) */
 
 /* Whether PAGEMAP_SCAN can report LAC_PAGE_GUARD (Linux >= 6.15), as probed. A safety check, so
  * it is not turned off by LACUNA_FORCE_FALLBACK. */

@@ -429,11 +429,10 @@ bool lac_os_forced(const char *what)
 
 /* ---- membarrier ------------------------------------------------------------------------------ */
 
-/* A full memory barrier on every thread of this process now running (an IPI each), so a release
- * of a parked fiber's pages (parked.c) orders itself against switches that use no fence at all.
- * Registered on first use. 0, or ENOSYS where the kernel lacks the private expedited command
- * (before Linux 4.14), under valgrind, or with LACUNA_FORCE_FALLBACK=membarrier (or all). */
-int lac_os_membarrier(void)
+/* Whether membarrier's private expedited command works here (registered on first use): 1, or 0
+ * where the kernel lacks it (before Linux 4.14), under valgrind, or with
+ * LACUNA_FORCE_FALLBACK=membarrier (or all). */
+static bool membarrier_ready(void)
 {
     enum { UNKNOWN, WORKS, ABSENT };
     static _Atomic int state = UNKNOWN;
@@ -447,7 +446,19 @@ int lac_os_membarrier(void)
                  : ABSENT;
         atomic_store_explicit(&state, st, memory_order_release);
     }
-    if (st == ABSENT)
+    return st == WORKS;
+}
+
+bool lac_os_has_membarrier(void)
+{
+    return membarrier_ready();
+}
+
+/* A full memory barrier on every thread of this process now running (an IPI each), so a release
+ * of a parked fiber's pages (parked.c) orders itself against switches that use no fence at all. */
+int lac_os_membarrier(void)
+{
+    if (!membarrier_ready())
         return ENOSYS;
     return syscall(SYS_membarrier, 1 << 3, 0, 0) == 0 ? 0 : errno;
 }

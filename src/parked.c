@@ -246,7 +246,7 @@ static bool release_pass(pass *ps, bool aged)
 static void pass_init(pass *ps, lacuna_pool *only)
 {
     ps->self = lac_tls_sched;
-    ps->fenced = lac_os_membarrier() == 0;
+    ps->fenced = lac_os_has_membarrier();
     ps->only = only;
     ps->released = 0;
     ps->err = 0;
