@@ -238,6 +238,7 @@ static const struct bench_case {
     {"sync", bench_sync_main, "ns per lacuna_mutex lock+unlock, uncontended and contended, vs Go"},
     {"parked", bench_parked_main, "a million parked fibers: time, RSS, page tables"},
     {"census", bench_census_main, "resident pages over live regions: histogram; punching them"},
+    {"deep", bench_deep_main, "fibers deep once, then parked: RSS before and after the release"},
     {"boost-skynet", bench_boost_skynet_main,
      "skynet on Boost.Fiber: lacuna stacks vs Boost's protected and pooled stacks"},
     {"wipe", bench_wipe_main, "zero a sparsely resident 1 GiB range: every strategy (--help)"},
