@@ -276,29 +276,64 @@ static double mib(double kib)
     return kib / 1024;
 }
 
-/* Go's figures from tools/go/deep.go (printed as they come), or skipped with the reason. */
-static void go_peer(const deep_cfg *c, bool csv)
+/* Go's figures from tools/go/deep.go, built once (go build) and run twice, deep and never deep,
+ * printed as they come; then lacuna's RSS after the release beside Go's. Skipped, with the
+ * reason, where there is no `go`. */
+static void go_peer(const deep_cfg *c, bool csv, double lacuna_after_kib)
 {
     const char *p = csv ? "# " : "";
     if (system("command -v go >/dev/null 2>&1") != 0) {
         printf("%sSKIP go: no `go` command on PATH (Debian: apt-get install golang-go)\n", p);
         return;
     }
-    char cmd[1024];
+    char dir[] = "/tmp/lacuna-deep-go.XXXXXX", cmd[2048];
+    if (mkdtemp(dir) == NULL) {
+        printf("%sSKIP go: mkdtemp: %s\n", p, strerror(errno));
+        return;
+    }
     snprintf(cmd, sizeof cmd,
-             "cd '%s/tools/go' && GOMAXPROCS=%zu go run deep.go -fibers %zu -depth %zu %s 2>&1",
-             LACUNA_SOURCE_DIR, c->workers, c->n, c->depth, csv ? "-csv" : "");
+             "cd '%s/tools/go' && go build -o '%s/deep-go' deep.go 2>&1 && "
+             "GOMAXPROCS=%zu '%s/deep-go' -fibers %zu -depth %zu %s 2>&1 && "
+             "GOMAXPROCS=%zu '%s/deep-go' -fibers %zu -depth 0 %s 2>&1",
+             LACUNA_SOURCE_DIR, dir, c->workers, dir, c->n, c->depth, csv ? "-csv" : "",
+             c->workers, dir, c->n, csv ? "-csv" : "");
     fflush(stdout);
     FILE *f = popen(cmd, "r");
-    char line[512];
-    bool any = false;
+    char line[512], key[64];
+    double gc1 = -1, flat = -1, v;
+    int sections = 0;
     while (f && fgets(line, sizeof line, f)) {
         fputs(line, stdout);
-        any = true;
+        sections += strncmp(line, csv ? "# go deep:" : "go deep:", csv ? 10 : 8) == 0;
+        if (sections != 1) /* the deep run's figures; the second is the never-deep one */
+            continue;
+        if (csv) {
+            snprintf(key, sizeof key, "go_d%zu_rss_after_gc,%%lf", c->depth);
+            if (sscanf(line, key, &v) == 1)
+                gc1 = v / 1024;
+            snprintf(key, sizeof key, "go_d%zu_rss_after_gc_until_flat,%%lf", c->depth);
+            if (sscanf(line, key, &v) == 1)
+                flat = v / 1024;
+        } else if (strlen(line) > 45 && sscanf(line + 44, "%lf", &v) == 1) {
+            if (strncmp(line, "RSS after runtime.GC() x1", 25) == 0)
+                gc1 = v;
+            else if (strncmp(line, "RSS after FreeOSMemory until flat", 33) == 0)
+                flat = v;
+        }
     }
     int st = f ? pclose(f) : -1;
-    if (!any || st != 0)
-        printf("%sSKIP go: `go run tools/go/deep.go` failed (status %d)\n", p, st);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        printf("%s(could not remove %s)\n", p, dir);
+    if (sections == 0 || st != 0) {
+        printf("%sSKIP go: building or running tools/go/deep.go failed (status %d)\n", p, st);
+        return;
+    }
+    double l = lacuna_after_kib / 1024;
+    if (gc1 > 0 && flat > 0)
+        printf("%slacuna after one lacuna_fiber_release_idle: %.1f MiB = %.2fx Go's RSS after "
+               "runtime.GC() x1 (%.1f MiB), %.2fx Go's after GCs until flat (%.1f MiB)\n",
+               p, l, l / gc1, gc1, l / flat, flat);
 }
 
 int bench_deep_main(int argc, char **argv)
@@ -459,7 +494,7 @@ int bench_deep_main(int argc, char **argv)
     }
     (void)sl;
     if (!no_go)
-        go_peer(&c, csv);
+        go_peer(&c, csv, after);
     if (bad) {
         fprintf(stderr, "lacuna-bench deep: %zu bytes of live frames changed\n", bad);
         return CLI_FAILED;
