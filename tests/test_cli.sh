@@ -23,7 +23,7 @@ expect() {
 
 # --help everywhere: exit 0, on stdout.
 expect 0 'cases' "$bench" --help
-for c in demo churn burst seed keep pair skynet switch parked census wipe; do
+for c in demo churn burst seed keep pair skynet switch parked census deep wipe; do
   expect 0 "usage: lacuna-bench $c" "$bench" "$c" --help
   expect 0 "--csv +(every .* as )?CSV instead of" "$bench" "$c" --help # CSV everywhere
   expect 2 "unknown option '--no-such-option'" "$bench" "$c" --no-such-option
@@ -31,6 +31,7 @@ done
 # The two smallest runs there are, as CSV: a machine comment, a header, a row.
 expect 0 '^pairs,ns_per_pair' "$bench" pair --csv 1
 expect 0 '^fibers,stack,spawn_ms,.*peak_rss_kib' "$bench" parked --n 1 --csv
+expect 0 '^ratio_rss_to_needed_plus_baseline,' "$bench" deep --fibers 2 --depth 8K --runs 1 --no-go --csv
 expect 0 'usage: example_echo' "$echo_" --help
 expect 0 'usage: example_sparse_table' "$sparse" --help
 expect 0 'usage:' "$stacks" --help
@@ -44,6 +45,11 @@ expect 2 '--stack 20480: must be a power of two' "$bench" parked --stack 20K
 expect 2 '--stack 4K: must be between 16K and 8M' "$bench" parked --stack 4K
 expect 2 '--n 0: must be a whole number between 1 and 10000000' "$bench" parked --n 0
 expect 2 '--keep 17: more than the 16 pages' "$bench" census --keep 17
+expect 2 '--fibers 0: must be a whole number between 1 and 1000000' "$bench" deep --fibers 0
+expect 2 '--depth 60K: deeper than the 64 KiB stack less 8 KiB' "$bench" deep --depth 60K
+expect 2 '--stack 24576: must be a power of two' "$bench" deep --stack 24K
+expect 2 '--depth 48Q: not a size' "$bench" deep --depth 48Q
+expect 1 'refusing to run' "$bench" deep --fibers 1000000 --depth 8000K --stack 8M
 expect 0 'histogram matches the touched depths' "$bench" census --regions 300
 expect 2 '--region 1T: must be between 4K and 1G' "$bench" churn --region 1T
 expect 2 '--region 100G: must be between 4K and 1G' "$bench" churn --region 100G

@@ -50,6 +50,7 @@ typedef struct deep_run {
     /* census: before the release, and after it */
     size_t used_pages_before, resident_before, used_pages, resident, high_water_max;
     size_t resident_min, resident_max; /* per fiber after the release, in pages */
+    size_t used_min, used_max;         /* per parked fiber after the release, in bytes */
     size_t hist[DEEP_MAX_PAGES + 1];   /* fibers by high_water in pages (rounded up) */
 } deep_run;
 
@@ -99,7 +100,7 @@ static void *deep_fiber(void *arg)
 
 typedef struct census_acc {
     deep_run *r;
-    size_t fibers, used_pages, resident, rmin, rmax;
+    size_t fibers, used_pages, resident, rmin, rmax, umin, umax; /* umin, umax: parked only */
     bool hist;
     int err;
 } census_acc;
@@ -121,6 +122,10 @@ static int census_one(lacuna_fiber *f, void *arg)
     a->resident += rp;
     a->rmin = rp < a->rmin ? rp : a->rmin;
     a->rmax = rp > a->rmax ? rp : a->rmax;
+    if (!si.running) {
+        a->umin = si.used < a->umin ? si.used : a->umin;
+        a->umax = si.used > a->umax ? si.used : a->umax;
+    }
     if (a->hist) {
         size_t hw = (si.high_water + page - 1) / page;
         a->r->hist[hw < DEEP_MAX_PAGES ? hw : DEEP_MAX_PAGES]++;
@@ -132,7 +137,7 @@ static int census_one(lacuna_fiber *f, void *arg)
 
 static int census(deep_run *r, bool hist, census_acc *a)
 {
-    *a = (census_acc){.r = r, .rmin = SIZE_MAX, .hist = hist};
+    *a = (census_acc){.r = r, .rmin = SIZE_MAX, .umin = SIZE_MAX, .hist = hist};
     if (hist)
         memset(r->hist, 0, sizeof r->hist);
     int err = lacuna_fiber_each(census_one, a);
@@ -211,6 +216,8 @@ static void *driver(void *arg)
     r->resident = a.resident;
     r->resident_min = a.rmin;
     r->resident_max = a.rmax;
+    r->used_min = a.umin;
+    r->used_max = a.umax;
 
     flt = bench_minflt();
     t = bench_now_ns();
@@ -369,11 +376,12 @@ int bench_deep_main(int argc, char **argv)
     if (c.stack & (c.stack - 1))
         return cli_usage_error(&spec, "--stack %zu: must be a power of two (16K, 32K, ... 8M)",
                                c.stack);
+    char dbuf[32];
     if (c.depth + 8 * KIB > c.stack)
         return cli_usage_error(&spec,
-                               "--depth %zu: deeper than the %zu KiB stack less 8 KiB for the "
+                               "--depth %s: deeper than the %zu KiB stack less 8 KiB for the "
                                "fiber's own frames and the lacuna calls it makes",
-                               c.depth, c.stack >> 10);
+                               cli_size_str(c.depth, dbuf), c.stack >> 10);
     if (cli_check_memory(&spec, (double)c.n * (double)(c.depth + 16 * KIB),
                          "every fiber's deep pages resident before the release"))
         return CLI_FAILED;
@@ -434,9 +442,9 @@ int bench_deep_main(int argc, char **argv)
                before, after, rel_ms, rel_mib * 1024);
         printf("census_fibers,%zu,fibers\nneeded_pages,%.0f,KiB\nresident_after,%.0f,KiB\n"
                "resident_before,%.0f,KiB\nratio_rss_to_needed_plus_baseline,%.3f,x\n"
-               "ratio_rss_to_shallow,%.3f,x\n",
+               "ratio_rss_to_shallow,%.3f,x\nused_min,%zu,bytes\nused_max,%zu,bytes\n",
                last->fibers, needed, resident, (double)last->resident_before * pg_kib, ratio,
-               after / s_rss);
+               after / s_rss, last->used_min, last->used_max);
         printf("first_deep,%.2f,us_per_fiber\nfirst_deep_faults,%.2f,per_fiber\n"
                "resume,%.3f,us_per_fiber\nresume_faults,%.3f,per_fiber\n"
                "rss_resumed,%.0f,KiB\ndeep_again,%.2f,us_per_fiber\n"
@@ -461,9 +469,10 @@ int bench_deep_main(int argc, char **argv)
                (double)last->resident_before * pg_kib / 1024);
         printf("%-44s %10.1f in %.2f ms (it reported %.1f MiB released)\n",
                "RSS after lacuna_fiber_release_idle", mib(after), rel_ms, rel_mib);
-        printf("%-44s %10.1f %zu fibers (the N and the driver): sum of used, rounded up to "
-               "pages\n",
-               "needed: pages the current frames need", mib(needed), last->fibers);
+        printf("%-44s %10.1f %zu fibers (the N and the driver): sum of used (%zu..%zu bytes "
+               "a parked fiber), rounded up to pages\n",
+               "needed: pages the current frames need", mib(needed), last->fibers, last->used_min,
+               last->used_max);
         printf("%-44s %10.1f %zu..%zu pages per fiber\n", "resident stack pages after the release",
                mib(resident), last->resident_min, last->resident_max);
         printf("%-44s %10.3fx (target <= 1.25x)\n", "ratio RSS after / (needed + baseline)", ratio);
