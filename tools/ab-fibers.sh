@@ -21,10 +21,17 @@ echo "A: $a"
 echo "B: $b"
 bench_machine=$("$a" switch --runs 1 --n 1 | sed -n 's/^machine: //p')
 echo "machine: $bench_machine; $rounds alternated rounds, one run of each per round"
+# Three estimates of B/A: of the medians; of the minimums (the run least disturbed by other
+# tenants); and the median of the rounds' own ratios (A and B of a round ran back to back, under
+# the same load).
 for m in skynet switch; do
   ma=$(median "$tmp/A.$m") mb=$(median "$tmp/B.$m")
+  mina=$(sort -g "$tmp/A.$m" | head -1) minb=$(sort -g "$tmp/B.$m" | head -1)
+  paste -d' ' "$tmp/A.$m" "$tmp/B.$m" | awk '{printf "%.4f\n", $2 / $1}' >"$tmp/R.$m"
   unit=ms; [ $m = switch ] && unit="ns per lacuna_yield"
-  echo "$m: A median $ma $unit [$(sort -g "$tmp/A.$m" | tr '\n' ' ')]; B median $mb $unit [$(sort -g "$tmp/B.$m" | tr '\n' ' ')]; B/A $(awk -v a="$ma" -v b="$mb" 'BEGIN {printf "%.3f", b / a}')"
+  echo "$m ($unit): A median $ma, min $mina [$(sort -g "$tmp/A.$m" | tr '\n' ' ')]"
+  echo "$m ($unit): B median $mb, min $minb [$(sort -g "$tmp/B.$m" | tr '\n' ' ')]"
+  echo "$m: B/A of the medians $(awk -v a="$ma" -v b="$mb" 'BEGIN {printf "%.3f", b / a}'), of the minimums $(awk -v a="$mina" -v b="$minb" 'BEGIN {printf "%.3f", b / a}'), median of the $rounds rounds' ratios $(median "$tmp/R.$m")"
 done
 if command -v valgrind >/dev/null; then
   for x in A B; do
