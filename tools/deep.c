@@ -43,6 +43,7 @@ typedef struct deep_run {
     long rss_resumed_kib;  /* after all resumed and parked again */
     long rss_again_kib;    /* after all went deep again, parked */
     double release_ms;     /* the lacuna_fiber_release_idle call */
+    double census_ms;      /* the census after it (a stack_info per fiber) */
     size_t released;       /* bytes it reported */
     double first_us, resume_us, again_us; /* per fiber: spawn + deep + park; resume; deep again */
     double first_flt, resume_flt, again_flt; /* minor faults per fiber, same phases */
@@ -209,7 +210,10 @@ static void *driver(void *arg)
     if (err)
         FAIL(err, "lacuna_fiber_release_idle");
     r->rss_released_kib = bench_rss_kib();
-    if ((err = census(r, true, &a)) != 0)
+    t = bench_now_ns();
+    err = census(r, true, &a);
+    r->census_ms = (double)(bench_now_ns() - t) / 1e6;
+    if (err)
         FAIL(err, "census after the release");
     r->fibers = a.fibers;
     r->used_pages = a.used_pages;
@@ -422,6 +426,7 @@ int bench_deep_main(int argc, char **argv)
     double resident = (double)last->resident * pg_kib;
     double ratio = after / (needed + base);
     double rel_ms = MED(deep, release_ms), rel_mib = MED(deep, released) / MIB;
+    double census_ms = MED(deep, census_ms);
     double first_us = MED(deep, first_us), first_flt = MED(deep, first_flt);
     double res_us = MED(deep, resume_us), res_flt = MED(deep, resume_flt);
     double ag_us = MED(deep, again_us), ag_flt = MED(deep, again_flt);
@@ -438,8 +443,8 @@ int bench_deep_main(int argc, char **argv)
                "runtime_baseline,%.0f,KiB\n",
                s_rss, s_stack, base);
         printf("rss_parked,%.0f,KiB\nrss_released,%.0f,KiB\nrelease_call,%.3f,ms\n"
-               "release_reported,%.0f,KiB\n",
-               before, after, rel_ms, rel_mib * 1024);
+               "release_reported,%.0f,KiB\ncensus_call,%.3f,ms\n",
+               before, after, rel_ms, rel_mib * 1024, census_ms);
         printf("census_fibers,%zu,fibers\nneeded_pages,%.0f,KiB\nresident_after,%.0f,KiB\n"
                "resident_before,%.0f,KiB\nratio_rss_to_needed_plus_baseline,%.3f,x\n"
                "ratio_rss_to_shallow,%.3f,x\nused_min,%zu,bytes\nused_max,%zu,bytes\n",
@@ -477,7 +482,9 @@ int bench_deep_main(int argc, char **argv)
                mib(resident), last->resident_min, last->resident_max);
         printf("%-44s %10.3fx (target <= 1.25x)\n", "ratio RSS after / (needed + baseline)", ratio);
         printf("%-44s %10.3fx\n", "ratio RSS after / RSS of the never-deep run", after / s_rss);
-        printf("high_water of the census (deepest use seen, in pages):\n");
+        printf("high_water of the census (deepest use seen, in pages; the census took %.2f ms, "
+               "%.2f us a fiber):\n",
+               census_ms, census_ms * 1e3 / (double)last->fibers);
         size_t top = 0;
         for (size_t k = 0; k <= DEEP_MAX_PAGES; k++)
             top = last->hist[k] > top ? last->hist[k] : top;
