@@ -8,10 +8,21 @@ set -euo pipefail
 a=$1 b=$2 rounds=${3:-5}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# CPU time of the whole process too (perf stat's task-clock, where perf is): unlike the wall time
+# the benchmarks print, it does not count the time spent waiting for a CPU that others hold.
+metrics="skynet switch"
+cpu=()
+if command -v perf >/dev/null && perf stat -x, -e task-clock -o "$tmp/probe" true 2>/dev/null; then
+  metrics="skynet switch skynet-cpu switch-cpu"
+  cpu=(perf stat -x, -e task-clock -o "$tmp/ps")
+fi
+task_ms() { awk -F, '/task-clock/ {print $1}' "$tmp/ps"; }
 one() { # bench label
-  "$1" skynet --runs 1 | sed -n 's/^skynet: median \([0-9.]*\) ms.*/\1/p' >>"$tmp/$2.skynet"
-  "$1" switch --runs 1 --n 5000000 |
+  "${cpu[@]}" "$1" skynet --runs 1 | sed -n 's/^skynet: median \([0-9.]*\) ms.*/\1/p' >>"$tmp/$2.skynet"
+  [ ${#cpu[@]} = 0 ] || task_ms >>"$tmp/$2.skynet-cpu"
+  "${cpu[@]}" "$1" switch --runs 1 --n 5000000 |
     sed -n 's/^switch (lacuna_yield[^:]*: \([0-9.]*\) ns.*/\1/p' >>"$tmp/$2.switch"
+  [ ${#cpu[@]} = 0 ] || task_ms >>"$tmp/$2.switch-cpu"
 }
 for r in $(seq "$rounds"); do
   if [ $((r % 2)) = 1 ]; then one "$a" A; one "$b" B; else one "$b" B; one "$a" A; fi
@@ -24,11 +35,13 @@ echo "machine: $bench_machine; $rounds alternated rounds, one run of each per ro
 # Three estimates of B/A: of the medians; of the minimums (the run least disturbed by other
 # tenants); and the median of the rounds' own ratios (A and B of a round ran back to back, under
 # the same load).
-for m in skynet switch; do
+for m in $metrics; do
   ma=$(median "$tmp/A.$m") mb=$(median "$tmp/B.$m")
   mina=$(sort -g "$tmp/A.$m" | head -1) minb=$(sort -g "$tmp/B.$m" | head -1)
   paste -d' ' "$tmp/A.$m" "$tmp/B.$m" | awk '{printf "%.4f\n", $2 / $1}' >"$tmp/R.$m"
-  unit=ms; [ $m = switch ] && unit="ns per lacuna_yield"
+  case $m in
+  skynet) unit=ms ;; switch) unit="ns per lacuna_yield" ;; *) unit="ms of CPU, whole process" ;;
+  esac
   echo "$m ($unit): A median $ma, min $mina [$(sort -g "$tmp/A.$m" | tr '\n' ' ')]"
   echo "$m ($unit): B median $mb, min $minb [$(sort -g "$tmp/B.$m" | tr '\n' ' ')]"
   echo "$m: B/A of the medians $(awk -v a="$ma" -v b="$mb" 'BEGIN {printf "%.3f", b / a}'), of the minimums $(awk -v a="$mina" -v b="$minb" 'BEGIN {printf "%.3f", b / a}'), median of the $rounds rounds' ratios $(median "$tmp/R.$m")"
