@@ -16,7 +16,8 @@
  * channels, the pool's bookkeeping). The target: RSS after the release <= 1.25 x (needed stack
  * pages + that baseline). Each measurement runs in a fresh child (bench_in_child), shallow and
  * deep alternated, --runs times; medians are reported (the census of the last deep run).
- * tools/go/deep.go is Go's version, run here through `go run` when `go` is on PATH. */
+ * tools/go/deep.go is Go's version: built (go build) and run here, deep and never deep, when `go`
+ * is on the PATH; else "SKIP go:" and the reason. */
 #define _GNU_SOURCE
 #include "bench.h"
 #include "lacuna.h"
@@ -26,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEEP_FRAME 1024     /* bytes of the buffer of one level of the recursion */
+#define DEEP_FRAME     1024 /* bytes of the buffer of one level of the recursion */
 #define DEEP_MAX_PAGES 2048 /* histogram buckets: 8 MiB stacks of 4 KiB pages */
 
 typedef struct deep_cfg {
@@ -35,19 +36,19 @@ typedef struct deep_cfg {
 
 /* What one child measures and sends back (fixed size: bench_in_child copies it). */
 typedef struct deep_run {
-    int err;               /* errno of what failed, or 0 */
-    char what[96];         /* what failed */
-    size_t fibers;         /* fibers in the census (the N and the driver) */
-    long rss_parked_kib;   /* all N parked, before any release */
-    long rss_released_kib; /* after lacuna_fiber_release_idle */
-    long rss_resumed_kib;  /* after all resumed and parked again */
-    long rss_again_kib;    /* after all went deep again, parked */
-    double release_ms;     /* the lacuna_fiber_release_idle call */
-    double census_ms;      /* the census after it (a stack_info per fiber) */
-    size_t released;       /* bytes it reported */
+    int err;                              /* errno of what failed, or 0 */
+    char what[96];                        /* what failed */
+    size_t fibers;                        /* fibers in the census (the N and the driver) */
+    long rss_parked_kib;                  /* all N parked, before any release */
+    long rss_released_kib;                /* after lacuna_fiber_release_idle */
+    long rss_resumed_kib;                 /* after all resumed and parked again */
+    long rss_again_kib;                   /* after all went deep again, parked */
+    double release_ms;                    /* the lacuna_fiber_release_idle call */
+    size_t released;                      /* bytes it reported */
+    double census_ms;                     /* the census after it (a stack_info per fiber) */
     double first_us, resume_us, again_us; /* per fiber: spawn + deep + park; resume; deep again */
     double first_flt, resume_flt, again_flt; /* minor faults per fiber, same phases */
-    size_t bad;                              /* frames or canaries found changed: must be 0 */
+    size_t bad; /* checked bytes of frames and canaries found changed: must be 0 */
     /* census: before the release, and after it */
     size_t used_pages_before, resident_before, used_pages, resident, high_water_max;
     size_t resident_min, resident_max; /* per fiber after the release, in pages */
@@ -130,8 +131,8 @@ static int census_one(lacuna_fiber *f, void *arg)
     if (a->hist) {
         size_t hw = (si.high_water + page - 1) / page;
         a->r->hist[hw < DEEP_MAX_PAGES ? hw : DEEP_MAX_PAGES]++;
-        a->r->high_water_max = si.high_water > a->r->high_water_max ? si.high_water
-                                                                    : a->r->high_water_max;
+        a->r->high_water_max =
+            si.high_water > a->r->high_water_max ? si.high_water : a->r->high_water_max;
     }
     return 0;
 }
@@ -306,8 +307,8 @@ static void go_peer(const deep_cfg *c, bool csv, double lacuna_after_kib)
              "cd '%s/tools/go' && go build -o '%s/deep-go' deep.go 2>&1 && "
              "GOMAXPROCS=%zu '%s/deep-go' -fibers %zu -depth %zu %s 2>&1 && "
              "GOMAXPROCS=%zu '%s/deep-go' -fibers %zu -depth 0 %s 2>&1",
-             LACUNA_SOURCE_DIR, dir, c->workers, dir, c->n, c->depth, csv ? "-csv" : "",
-             c->workers, dir, c->n, csv ? "-csv" : "");
+             LACUNA_SOURCE_DIR, dir, c->workers, dir, c->n, c->depth, csv ? "-csv" : "", c->workers,
+             dir, c->n, csv ? "-csv" : "");
     fflush(stdout);
     FILE *f = popen(cmd, "r");
     char line[512], key[64];
@@ -416,7 +417,7 @@ int bench_deep_main(int argc, char **argv)
             v[i_] = (double)(arr)[i_].field;                                                       \
         bench_median(v, (int)runs);                                                                \
     }))
-    const deep_run *last = &deep[runs - 1], *sl = &shallow[runs - 1];
+    const deep_run *last = &deep[runs - 1];
     double pg_kib = (double)page / 1024;
     double s_rss = MED(shallow, rss_parked_kib);
     double s_stack = MED(shallow, resident_before) * pg_kib;
@@ -447,9 +448,10 @@ int bench_deep_main(int argc, char **argv)
                before, after, rel_ms, rel_mib * 1024, census_ms);
         printf("census_fibers,%zu,fibers\nneeded_pages,%.0f,KiB\nresident_after,%.0f,KiB\n"
                "resident_before,%.0f,KiB\nratio_rss_to_needed_plus_baseline,%.3f,x\n"
-               "ratio_rss_to_shallow,%.3f,x\nused_min,%zu,bytes\nused_max,%zu,bytes\n",
+               "ratio_rss_to_shallow,%.3f,x\nused_min,%zu,bytes\nused_max,%zu,bytes\n"
+               "high_water_max,%zu,bytes\n",
                last->fibers, needed, resident, (double)last->resident_before * pg_kib, ratio,
-               after / s_rss, last->used_min, last->used_max);
+               after / s_rss, last->used_min, last->used_max, last->high_water_max);
         printf("first_deep,%.2f,us_per_fiber\nfirst_deep_faults,%.2f,per_fiber\n"
                "resume,%.3f,us_per_fiber\nresume_faults,%.3f,per_fiber\n"
                "rss_resumed,%.0f,KiB\ndeep_again,%.2f,us_per_fiber\n"
@@ -462,8 +464,8 @@ int bench_deep_main(int argc, char **argv)
     } else {
         printf("lacuna-bench deep: %zu fibers each %zu KiB deep once (%zu frames of 1 KiB), then "
                "parked; %zu KiB stacks, %zu worker%s; medians of %zu runs (each a fresh child)\n",
-               c.n, c.depth >> 10, c.depth / DEEP_FRAME, c.stack >> 10,
-               c.workers, c.workers == 1 ? "" : "s", runs);
+               c.n, c.depth >> 10, c.depth / DEEP_FRAME, c.stack >> 10, c.workers,
+               c.workers == 1 ? "" : "s", runs);
         bench_machine(stdout, "");
         printf("baseline (same program, fibers never deep): RSS %.1f MiB, of which stack pages "
                "%.1f MiB (census) -> runtime baseline %.1f MiB\n",
@@ -500,15 +502,14 @@ int bench_deep_main(int argc, char **argv)
         }
         printf("per fiber:                                    us  minor faults\n");
         printf("  spawn, go deep, park (first time)  %13.2f %13.2f\n", first_us, first_flt);
-        printf("  resume after the release, park     %13.3f %13.3f   (RSS then %.1f MiB)\n",
-               res_us, res_flt, mib(resumed));
-        printf("  go deep again, park                %13.2f %13.2f   (RSS then %.1f MiB)\n",
-               ag_us, ag_flt, mib(again));
+        printf("  resume after the release, park     %13.3f %13.3f   (RSS then %.1f MiB)\n", res_us,
+               res_flt, mib(resumed));
+        printf("  go deep again, park                %13.2f %13.2f   (RSS then %.1f MiB)\n", ag_us,
+               ag_flt, mib(again));
         printf("every frame and canary checked after the release and after going deep again: "
                "%s\n",
                bad ? "CHANGED" : "unchanged");
     }
-    (void)sl;
     if (!no_go)
         go_peer(&c, csv, after);
     if (bad) {
