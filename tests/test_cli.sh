@@ -32,6 +32,8 @@ done
 expect 0 '^pairs,ns_per_pair' "$bench" pair --csv 1
 expect 0 '^fibers,stack,spawn_ms,.*peak_rss_kib' "$bench" parked --n 1 --csv
 expect 0 '^ratio_rss_to_needed_plus_baseline,' "$bench" deep --fibers 2 --depth 8K --runs 1 --no-go --csv
+# Without Go the comparison is skipped with the reason, and the run still succeeds.
+expect 0 'SKIP go: no .go. command on PATH' env PATH=/nonexistent "$bench" deep --fibers 2 --depth 8K --runs 1
 expect 0 'usage: example_echo' "$echo_" --help
 expect 0 'usage: example_sparse_table' "$sparse" --help
 expect 0 'usage:' "$stacks" --help

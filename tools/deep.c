@@ -304,11 +304,12 @@ static void go_peer(const deep_cfg *c, bool csv, double lacuna_after_kib)
         return;
     }
     snprintf(cmd, sizeof cmd,
-             "cd '%s/tools/go' && go build -o '%s/deep-go' deep.go 2>&1 && "
+             "cd '%s/tools/go' && { [ -n \"${GOCACHE:-}${XDG_CACHE_HOME:-}${HOME:-}\" ] || "
+             "export GOCACHE='%s/cache'; } && go build -o '%s/deep-go' deep.go 2>&1 && "
              "GOMAXPROCS=%zu '%s/deep-go' -fibers %zu -depth %zu %s 2>&1 && "
              "GOMAXPROCS=%zu '%s/deep-go' -fibers %zu -depth 0 %s 2>&1",
-             LACUNA_SOURCE_DIR, dir, c->workers, dir, c->n, c->depth, csv ? "-csv" : "", c->workers,
-             dir, c->n, csv ? "-csv" : "");
+             LACUNA_SOURCE_DIR, dir, dir, c->workers, dir, c->n, c->depth, csv ? "-csv" : "",
+             c->workers, dir, c->n, csv ? "-csv" : "");
     fflush(stdout);
     FILE *f = popen(cmd, "r");
     char line[512], key[64];
