@@ -1,0 +1,113 @@
+/* gdb_target.c — the program tests/test_gdb.sh runs under gdb: named fibers parked in known
+ * places, then lacuna_gdb_target_ready() (the breakpoint) called from one more running fiber.
+ *
+ *   recv-1, recv-2  parked in lacuna_chan_recv on one channel
+ *   sleeper         parked in lacuna_sleep_ms (a timer)
+ *   reader          parked in lacuna_fd_wait on a pipe that is never written
+ *   deep            parked in lacuna_chan_recv under deep_a -> deep_b -> deep_c
+ *   marker          running: calls lacuna_gdb_target_ready
+ *
+ * One worker, so every fiber runs (and parks) in spawn order before the marker. Built -O0 -g, so
+ * the deep chain keeps its frames. Without a debugger the program releases everyone and exits 0.
+ */
+#include <lacuna.h>
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static lacuna_chan *ch, *deep_ch;
+static int pipefd[2];
+
+__attribute__((noinline)) void lacuna_gdb_target_ready(void);
+__attribute__((noinline)) void lacuna_gdb_target_ready(void)
+{
+    __asm__ __volatile__("" ::: "memory");
+}
+
+static void *receiver(void *arg)
+{
+    int v;
+    (void)arg;
+    return lacuna_chan_recv(ch, &v) == 0 ? NULL : (void *)1;
+}
+
+static void *sleeper(void *arg)
+{
+    (void)arg;
+    lacuna_sleep_ms(100); /* short: the program ends on its own; gdb stops it long before */
+    return NULL;
+}
+
+static void *reader(void *arg)
+{
+    (void)arg;
+    return lacuna_fd_wait(pipefd[0], POLLIN, -1) == 0 ? NULL : (void *)1;
+}
+
+__attribute__((noinline)) static int deep_c(int depth)
+{
+    int v = depth;
+    if (lacuna_chan_recv(deep_ch, &v) != 0)
+        return -1;
+    return v;
+}
+
+__attribute__((noinline)) static int deep_b(int depth)
+{
+    return deep_c(depth + 1) + 1;
+}
+
+__attribute__((noinline)) static int deep_a(int depth)
+{
+    return deep_b(depth + 1) + 1;
+}
+
+static void *deep(void *arg)
+{
+    (void)arg;
+    return deep_a(1) >= 0 ? NULL : (void *)1;
+}
+
+static void *marker(void *arg)
+{
+    (void)arg;
+    lacuna_gdb_target_ready();
+    int v = 1;
+    /* Release everyone: the program exits 0 when run without a debugger. */
+    if (lacuna_chan_send(ch, &v) || lacuna_chan_send(ch, &v) || lacuna_chan_send(deep_ch, &v))
+        return (void *)1;
+    return write(pipefd[1], "x", 1) == 1 ? NULL : (void *)1;
+}
+
+int main(void)
+{
+    /* A small fixed pool: a core dump of this process stays small. */
+    lacuna_pool_config pc = {.region_size = 64 << 10, .capacity = 16};
+    if (lacuna_fiber_configure(&pc) || lacuna_set_workers(1) || pipe(pipefd) != 0)
+        return 2;
+    ch = lacuna_chan_make(sizeof(int), 0);
+    deep_ch = lacuna_chan_make(sizeof(int), 0);
+    if (ch == NULL || deep_ch == NULL)
+        return 2;
+    lacuna_fiber *f[6];
+    f[0] = lacuna_go_named("recv-1", receiver, NULL);
+    f[1] = lacuna_go_named("recv-2", receiver, NULL);
+    f[2] = lacuna_go_named("sleeper", sleeper, NULL);
+    f[3] = lacuna_go_named("reader", reader, NULL);
+    f[4] = lacuna_go_named("deep", deep, NULL);
+    f[5] = lacuna_go_named("marker", marker, NULL);
+    for (int i = 0; i < 6; i++)
+        if (f[i] == NULL)
+            return 2;
+    int err = lacuna_run();
+    if (err) {
+        fprintf(stderr, "lacuna_run: %d\n", err);
+        return 1;
+    }
+    for (int i = 0; i < 6; i++)
+        if (lacuna_join(f[i]) != NULL)
+            return 1;
+    return 0;
+}
