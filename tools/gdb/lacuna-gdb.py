@@ -56,6 +56,8 @@ _CONTEXTS = {
 }
 
 _EPOLLIN, _EPOLLOUT = 0x1, 0x4
+_NO_STACK = ("gdb's gcore drops every 1 MiB of a mapping that holds a guard marker; see "
+             "docs/debugging.md")
 
 
 class LacunaError(gdb.GdbError):
@@ -197,6 +199,7 @@ class _FiberUnwinder(_gdb_unwinder.Unwinder if _gdb_unwinder else object):
     def __init__(self):
         super(_FiberUnwinder, self).__init__("lacuna-fiber")
         self.regs = None
+        self.frame_sp = 0
 
     def __call__(self, pending):
         if self.regs is None:
@@ -204,9 +207,12 @@ class _FiberUnwinder(_gdb_unwinder.Unwinder if _gdb_unwinder else object):
         level = pending.level() if hasattr(pending, "level") else 0
         if level != 0:
             return None
+        # The claimed frame's id takes the fiber's saved sp, not the thread's: gdb stops a
+        # backtrace whose caller frame lies below (inner to) the frame it was unwound from,
+        # which the fiber's stack may well do to the thread's (both are pool regions).
         ctx = _CONTEXTS[_arch_name()]
-        sp = pending.read_register(ctx["sp_reg"])
         pc = pending.read_register(ctx["pc_reg"])
+        sp = gdb.Value(self.frame_sp).cast(pending.read_register(ctx["sp_reg"]).type)
         info = pending.create_unwind_info(_FrameIdType(sp, pc))
         for reg, value in self.regs.items():
             info.add_saved_register(reg, gdb.Value(value).cast(pending.read_register(reg).type))
@@ -266,7 +272,10 @@ def fiber_frames(f, fn):
     u = _install_unwinder()
     regs = saved_context(f)
     pc = regs[_CONTEXTS[_arch_name()]["pc_reg"]]
+    if pc == 0:
+        raise LacunaError("lacuna: fiber %#x: its stack is not in this core (%s)" % (f.id, _NO_STACK))
     u.regs = regs
+    u.frame_sp = f.sp
     gdb.invalidate_cached_frames()
     try:
         frames = list(_walk(gdb.newest_frame().older()))
@@ -396,6 +405,11 @@ def describe_wait(d, f, live):
         if f.state == "running" and f.thread is not None:
             return "running on thread %d (LWP %d)" % (f.thread.num, f.thread.ptid[1])
         return ""
+    try:
+        if saved_context(f)[_CONTEXTS[_arch_name()]["pc_reg"]] == 0:
+            return "? (stack not in this core)"
+    except gdb.MemoryError:
+        return "? (stack unreadable)"
     if f.wait == d.w_timer:
         if live:
             import time
