@@ -12,7 +12,7 @@
 # Exit 77 (skip) without gdb, without gdb's Python, or where ptrace is not permitted.
 # Usage: tests/test_gdb.sh GDB_TARGET SCRIPT LIBLACUNA_SO
 set -uo pipefail
-target=$1 script=$2 libso=$3
+target=$(readlink -f "$1") script=$2 libso=$3
 if ! command -v gdb >/dev/null; then
   echo "SKIP: gdb is not installed (apt-get install gdb)"
   exit 77
@@ -85,7 +85,8 @@ if ! grep -q 'Breakpoint 1, lacuna_gdb_target_ready' "$tmp/live.txt"; then
 fi
 check "$tmp/live.txt" "live"
 echo "== live process"
-sed -n '/^ID /,/^6 fibers/p;/^fiber 0x[0-9a-f]* "deep"/,/^fiber /p' "$tmp/live.txt" | head -20
+awk '/^ID / && !seen++ { on = 1 } on { print } /^6 fibers/ { on = 0 }' "$tmp/live.txt"
+sed -n '/^fiber 0x[0-9a-f]* "deep"/,/^fiber /p' "$tmp/live.txt" | grep '^#' 
 
 # ---- 2. a stripped library ----
 mkdir "$tmp/lib"
@@ -96,6 +97,7 @@ if command -v strip >/dev/null && strip --strip-all "$tmp/lib/$soname"; then
   LD_LIBRARY_PATH="$tmp/lib" live "$tmp/stripped.txt" -ex 'info sharedlibrary'
   if grep -q "$tmp/lib/liblacuna.so.0" "$tmp/stripped.txt"; then
     check "$tmp/stripped.txt" "stripped library" nolib
+    echo "== stripped library: checked"
   else
     echo "note: the target does not load liblacuna from LD_LIBRARY_PATH (DT_RPATH): stripped check skipped"
   fi
@@ -110,6 +112,7 @@ if [ -s "$tmp/gcore.core" ]; then
   gdb -batch -nx -x "$script" -ex 'lacuna fibers' -ex 'lacuna bt deep' -ex 'info lacuna-fibers' \
     -ex 'lacuna bt marker' "$target" "$tmp/gcore.core" >"$tmp/gcore-read.txt" 2>&1
   check "$tmp/gcore-read.txt" "gcore core file"
+  echo "== gcore core file: checked"
 else
   fail "gcore wrote no core file"
   cat "$tmp/gcore.txt"
@@ -120,12 +123,13 @@ pattern=$(cat /proc/sys/kernel/core_pattern 2>/dev/null || echo '|?')
 case $pattern in
   core | core.%p | core.%e.%p)
     mkdir "$tmp/crash"
-    (cd "$tmp/crash" && ulimit -c unlimited && exec "$target" crash) >/dev/null 2>&1
+    (cd "$tmp/crash" && ulimit -c unlimited && "$target" crash >/dev/null 2>&1) 2>/dev/null
     core=$(ls "$tmp"/crash/core* 2>/dev/null | head -1)
     if [ -n "$core" ]; then
       gdb -batch -nx -x "$script" -ex 'lacuna fibers' -ex 'lacuna bt deep' -ex 'info lacuna-fibers' \
         -ex 'lacuna bt marker' "$target" "$core" >"$tmp/kcore.txt" 2>&1
       check "$tmp/kcore.txt" "kernel core dump"
+      echo "== kernel core dump: checked"
     else
       echo "note: no kernel core dump was written (ulimit or policy): that check skipped"
     fi
