@@ -5,6 +5,8 @@
  *   sleeper         parked in lacuna_sleep_ms (a timer)
  *   reader          parked in lacuna_fd_wait on a pipe that is never written
  *   deep            parked in lacuna_chan_recv under deep_a -> deep_b -> deep_c
+ *   locker          parked in lacuna_mutex_lock on a mutex main holds
+ *   group           parked in lacuna_waitgroup_wait
  *   marker          running: calls lacuna_gdb_target_ready
  *
  * One worker, so every fiber runs (and parks) in spawn order before the marker. Built -O0 -g, so
@@ -21,6 +23,8 @@
 static lacuna_chan *ch, *deep_ch;
 static int pipefd[2];
 static int crash; /* argv[1] "crash": abort at the marker, for a kernel core dump */
+static lacuna_mutex mutex;
+static lacuna_waitgroup group;
 
 __attribute__((noinline)) void lacuna_gdb_target_ready(void);
 __attribute__((noinline)) void lacuna_gdb_target_ready(void)
@@ -72,6 +76,18 @@ static void *deep(void *arg)
     return deep_a(1) >= 0 ? NULL : (void *)1;
 }
 
+static void *locker(void *arg)
+{
+    (void)arg;
+    return lacuna_mutex_lock(&mutex) == 0 ? NULL : (void *)1;
+}
+
+static void *grouper(void *arg)
+{
+    (void)arg;
+    return lacuna_waitgroup_wait(&group) == 0 ? NULL : (void *)1;
+}
+
 static void *marker(void *arg)
 {
     (void)arg;
@@ -86,20 +102,24 @@ int main(int argc, char **argv)
     crash = argc > 1 && strcmp(argv[1], "crash") == 0;
     /* A small fixed pool: a core dump of this process stays small. */
     lacuna_pool_config pc = {.region_size = 64 << 10, .capacity = 16};
-    if (lacuna_fiber_configure(&pc) || lacuna_set_workers(1) || pipe(pipefd) != 0)
+    if (lacuna_fiber_configure(&pc) || lacuna_set_workers(1) || pipe(pipefd) != 0 ||
+        lacuna_mutex_init(&mutex) || lacuna_mutex_lock(&mutex) || lacuna_waitgroup_init(&group) ||
+        lacuna_waitgroup_add(&group, 1))
         return 2;
     ch = lacuna_chan_make(sizeof(int), 0);
     deep_ch = lacuna_chan_make(sizeof(int), 0);
     if (ch == NULL || deep_ch == NULL)
         return 2;
-    lacuna_fiber *f[6];
+    lacuna_fiber *f[8];
     f[0] = lacuna_go_named("recv-1", receiver, NULL);
     f[1] = lacuna_go_named("recv-2", receiver, NULL);
     f[2] = lacuna_go_named("sleeper", sleeper, NULL);
     f[3] = lacuna_go_named("reader", reader, NULL);
     f[4] = lacuna_go_named("deep", deep, NULL);
-    f[5] = lacuna_go_named("marker", marker, NULL);
-    for (int i = 0; i < 6; i++)
+    f[5] = lacuna_go_named("locker", locker, NULL);
+    f[6] = lacuna_go_named("group", grouper, NULL);
+    f[7] = lacuna_go_named("marker", marker, NULL);
+    for (int i = 0; i < 8; i++)
         if (f[i] == NULL)
             return 2;
     (void)lacuna_run(); /* never returns: the marker ends the process */

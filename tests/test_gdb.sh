@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The gdb view (tools/gdb/lacuna-gdb.py) on tests/gdb_target.c, whose fibers park in known places
-# (two on a channel, one asleep, one in an fd wait, one three calls deep) before a running fiber
-# calls lacuna_gdb_target_ready. Checked, in gdb's batch mode:
+# (two on a channel, one asleep, one in an fd wait, one three calls deep, one on a mutex, one on a
+# waitgroup) before a running fiber calls lacuna_gdb_target_ready. Checked, in gdb's batch mode:
 #  1. a live process: `lacuna fibers` lists each fiber with its name, state and wait, and
 #     `lacuna bt deep` shows deep_c, deep_b, deep_a and deep, in that order;
 #  2. the same on a copy of liblacuna.so stripped of everything but its dynamic symbols (the
@@ -54,9 +54,15 @@ check() {
     fail "$what: reader is not listed parked on an fd"
   grep -Eq '^0x[0-9a-f]+ +deep +parked +.* +'"$chan"'$' "$out" ||
     fail "$what: deep is not listed parked on a channel"
+  local mutex='mutex_lock' group='waitgroup_wait 0x[0-9a-f]+'
+  [ "$lib" = nolib ] && mutex='.*' group='.*'
+  grep -Eq '^0x[0-9a-f]+ +locker +parked +.* +'"$mutex"'$' "$out" ||
+    fail "$what: locker is not listed parked on a mutex"
+  grep -Eq '^0x[0-9a-f]+ +group +parked +.* +'"$group"'( <group>)?$' "$out" ||
+    fail "$what: group is not listed parked on a waitgroup"
   grep -Eq '^0x[0-9a-f]+ +marker +running +.* running on thread 1 ' "$out" ||
     fail "$what: marker is not listed running"
-  [ "$(grep -c '^6 fibers$' "$out")" = 2 ] || fail "$what: not 6 fibers, twice (lacuna fibers, info lacuna-fibers)"
+  [ "$(grep -c '^8 fibers$' "$out")" = 2 ] || fail "$what: not 8 fibers, twice (lacuna fibers, info lacuna-fibers)"
   # deep's frames, innermost first, in one block after its header.
   local bt
   bt=$(sed -n '/^fiber 0x[0-9a-f]* "deep" (parked):$/,/^fiber /p' "$out")
@@ -85,7 +91,7 @@ if ! grep -q 'Breakpoint 1, lacuna_gdb_target_ready' "$tmp/live.txt"; then
 fi
 check "$tmp/live.txt" "live"
 echo "== live process"
-awk '/^ID / && !seen++ { on = 1 } on { print } /^6 fibers/ { on = 0 }' "$tmp/live.txt"
+awk '/^ID / && !seen++ { on = 1 } on { print } /^8 fibers/ { on = 0 }' "$tmp/live.txt"
 sed -n '/^fiber 0x[0-9a-f]* "deep"/,/^fiber /p' "$tmp/live.txt" | grep '^#' 
 
 # ---- 2. a stripped library ----

@@ -317,14 +317,15 @@ def _frame_line(i, fr):
 
 
 def _frame_locals(fr):
-    out = []
+    out, seen = [], set()
     try:
         block = fr.block()
     except RuntimeError:
         return out
     while block is not None and not block.is_global and not block.is_static:
         for sym in block:
-            if sym.is_variable or sym.is_argument:
+            if (sym.is_variable or sym.is_argument) and sym.name not in seen:
+                seen.add(sym.name)  # an inlined function's block repeats its outer names
                 try:
                     val = str(sym.value(fr))
                 except (gdb.error, RuntimeError) as e:
@@ -347,11 +348,13 @@ def backtrace_lines(f, full=False):
     return fiber_frames(f, fmt)
 
 
-# Where a parked fiber with no timer or fd waits, told by the first library frame below the
-# scheduler's: a public call (lacuna_*), or one of these internal ones (names from the library's
-# symbols; a stripped library shows "??" there).
-_SCHED_FRAMES = ("switch_to", "lac_sched_park", "lac_ctx_switch")
-_PLACES = {"wait_in": "channel", "block": "sync", "join_wait": "join"}
+# Where a parked fiber with no timer or fd waits, told by its innermost library frames below the
+# scheduler's: a public call (lacuna_*), or an internal function a public call ends in by a tail
+# call (so that the public frame is gone). Internal names come from the library's symbols: a
+# stripped library shows "??" there.
+_SCHED_FRAMES = ("switch_to", "lac_sched_park", "lac_ctx_switch", "block")
+_PLACES = {"wait_in": "channel", "lock_slow": "mutex_lock", "sem_take": "sem_wait",
+           "join_wait": "join"}
 
 
 def _first_arg(fr):
@@ -379,21 +382,18 @@ def _wait_object(f):
     """What a parked fiber waits in, from its innermost library frames: e.g. "mutex_lock 0x..."
     or "channel recv 0x..." (the object when the library's debug info gives it)."""
     def find(frames):
-        inner = None
         for fr in frames[:8]:
             name = fr.name() or "??"
             if name in _SCHED_FRAMES:
                 continue
             if name.startswith("lacuna_"):
                 return name[len("lacuna_"):] + _first_arg(fr)
-            if inner is None:
-                inner = fr
-        if inner is None:
-            return None
-        name = inner.name() or "??"
-        if name == "wait_in":
-            return "channel" + _channel_dir(inner) + _first_arg(inner)
-        return "%s (in %s)" % (_PLACES.get(name, "wake-up"), name)
+            if name == "wait_in":
+                return "channel" + _channel_dir(fr) + _first_arg(fr)
+            if name in _PLACES:
+                return _PLACES[name] + _first_arg(fr)
+            return "wake-up (in %s)" % name
+        return None
     try:
         return fiber_frames(f, find)
     except gdb.error:
