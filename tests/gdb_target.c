@@ -13,6 +13,7 @@
  * the deep chain keeps its frames. Past the marker the program exits 0 at once, or with the
  * argument "crash" aborts (a kernel core dump to read).
  */
+#define _POSIX_C_SOURCE 200809L /* pipe */
 #include <lacuna.h>
 
 #include <poll.h>
