@@ -4,8 +4,9 @@
 # beside gdb's auto-load tree as share/gdb/auto-load/<libdir>/liblacuna.so.<version>-gdb.py
 # (docs/debugging.md). Commands:
 #
-#   lacuna fibers            (also: info lacuna-fibers) every live fiber: id, name, state, what it
-#                            waits on, stack use
+#   lacuna fibers [STATE|NAME]
+#                            (also: info lacuna-fibers) every live fiber, or those in that state
+#                            or of that name: id, name, state, what it waits on, stack use
 #   lacuna bt ID|NAME|all [full]
 #                            the backtrace of a fiber from its saved context (parked or ready);
 #                            of the thread running it, for a running one; `full` adds locals
@@ -84,13 +85,15 @@ def _arch_name():
     return name
 
 
-def _is_live():
-    """Whether the inferior is a running process (not a core file)."""
+def _is_native():
+    """Whether the inferior is a process on this machine (not a core file, not remote), so that
+    its CLOCK_MONOTONIC is ours."""
     inf = gdb.selected_inferior()
     conn = getattr(inf, "connection", None)
     if conn is not None:
-        return conn.type != "core"
-    return "core dump" not in gdb.execute("info target", to_string=True)
+        return conn.type == "native"
+    info = gdb.execute("info target", to_string=True)
+    return "core dump" not in info and "Remote" not in info
 
 
 class Descriptor(object):
@@ -420,6 +423,8 @@ def describe_wait(d, f, live):
         fd, ev = struct.unpack("<iI", _read(f.io + d.off_io_fd, 8))
         kind = "/".join(k for k, bit in (("in", _EPOLLIN), ("out", _EPOLLOUT)) if ev & bit)
         return "fd %d (%s)" % (fd, kind or "events %#x" % ev)
+    if getattr(f, "skip_unwind", False):
+        return "?"
     what = _wait_object(f)
     return what if what else "wake-up"
 
@@ -434,12 +439,25 @@ def _human(n):
         n /= 1024.0
 
 
-def list_fibers():
+UNWIND_MAX = 1000  # parked fibers whose frames `lacuna fibers` reads to tell what they wait on
+
+
+def list_fibers(arg=""):
+    """The table of `lacuna fibers [STATE|NAME]`: every fiber, or those in that state or of that
+    name."""
     d = Descriptor()
     fs = fibers(d)
-    live = _is_live()
+    want = arg.strip()
+    if want:
+        fs = [f for f in fs if want in (f.state, f.name)]
+    live = _is_native()
     rows = []
+    unwinds = 0
     for f in fs:
+        if f.state == "parked" and f.wait == d.w_none:
+            unwinds += 1
+            if unwinds > UNWIND_MAX:
+                f.skip_unwind = True
         if f.state == "running" and f.thread is not None:
             used = f.stack + f.stack_size - f.thread_sp
         elif f.stack and f.sp and f.state in ("parked", "ready"):
@@ -455,6 +473,9 @@ def list_fibers():
     for r in rows:
         gdb.write((line % r).rstrip() + "\n")
     gdb.write("%d fiber%s\n" % (len(rows), "" if len(rows) == 1 else "s"))
+    if unwinds > UNWIND_MAX:
+        gdb.write("(what parked fibers wait on is read from the first %d only: "
+                  "`lacuna bt ID` shows where any other one is)\n" % UNWIND_MAX)
 
 
 def find_fiber(key, fs):
@@ -495,19 +516,26 @@ class LacunaPrefix(gdb.Command):
 
 
 class LacunaFibers(gdb.Command):
-    """List the live fibers: id (lacuna_fiber_id, the handle), name, state, what a parked fiber
-waits on, stack used (top of its stack minus its saved or current sp) of its size."""
+    """List lacuna's live fibers: lacuna fibers [STATE|NAME].
+
+Shows each fiber's id (lacuna_fiber_id, also its handle), name, state (ready, running, parked,
+done), what a parked fiber waits on, and its stack used (the top of its stack minus its saved or
+current stack pointer) of its size. With STATE or NAME, only the fibers in that state or of that
+name. See docs/debugging.md."""
 
     def __init__(self, name="lacuna fibers"):
         super(LacunaFibers, self).__init__(name, gdb.COMMAND_STACK)
 
     def invoke(self, arg, from_tty):
-        list_fibers()
+        list_fibers(arg)
 
 
 class LacunaBt(gdb.Command):
-    """Backtrace of a fiber: lacuna bt ID|NAME|all [full]. ID is the fiber's id (as listed by
-`lacuna fibers`) or its block index; `full` prints the locals of each frame too."""
+    """Show a fiber's backtrace: lacuna bt ID|NAME|all [full].
+
+ID is the fiber's id (as `lacuna fibers` lists it) or its block index, NAME its name (if unique),
+`all` every fiber not ended. A parked or ready fiber's frames are unwound from the context it
+saved when it switched out; a running fiber's are its thread's. `full` adds each frame's locals."""
 
     def __init__(self):
         super(LacunaBt, self).__init__("lacuna bt", gdb.COMMAND_STACK)
