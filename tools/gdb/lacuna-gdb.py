@@ -1,4 +1,4 @@
-# lacuna-gdb.py — a debugger view of lacuna's fibers, for gdb (7.12+ with Python 3; tested on 13).
+# lacuna-gdb.py — a debugger view of lacuna's fibers, for gdb with Python 3 (tested with gdb 13).
 #
 # Load it with `source /path/to/lacuna-gdb.py`, or let gdb auto-load it: `make install` puts a copy
 # beside gdb's auto-load tree as share/gdb/auto-load/<libdir>/liblacuna.so.<version>-gdb.py
@@ -57,12 +57,37 @@ _CONTEXTS = {
 }
 
 _EPOLLIN, _EPOLLOUT = 0x1, 0x4
-_NO_STACK = ("gdb's gcore drops every 1 MiB of a mapping that holds a guard marker; see "
+_NO_STACK = ("gdb's gcore leaves out each MiB of a mapping with a guard marker in it; see "
              "docs/debugging.md")
 
 
 class LacunaError(gdb.GdbError):
     pass
+
+
+class _KeepSelection(object):
+    """Restores the selected thread and frame: listing and unwinding fibers switch threads and
+    flush gdb's frame cache."""
+
+    def __enter__(self):
+        self.thread = gdb.selected_thread()
+        try:  # by level: a gdb.Frame kept across a flush of the frame cache may name another one
+            self.level = gdb.selected_frame().level()
+        except (gdb.error, AttributeError):
+            self.level = 0
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            if self.thread is not None and self.thread.is_valid():
+                self.thread.switch()
+                frame = gdb.newest_frame()
+                for _ in range(self.level):
+                    frame = frame.older() or frame
+                frame.select()
+        except gdb.error:
+            pass
+        return False
 
 
 def _read(addr, n):
@@ -176,8 +201,7 @@ def _find_running(fs):
     if not running:
         return
     sp_reg = _CONTEXTS.get(_arch_name(), {}).get("sp_reg", "sp")
-    here = gdb.selected_thread()
-    try:
+    with _KeepSelection():
         for t in gdb.selected_inferior().threads():
             t.switch()
             try:
@@ -188,9 +212,6 @@ def _find_running(fs):
                 if f.stack <= sp < f.stack + f.stack_size:
                     f.thread = t
                     f.thread_sp = sp
-    finally:
-        if here is not None and here.is_valid():
-            here.switch()
 
 
 # ---- backtraces ------------------------------------------------------------------------------
@@ -264,12 +285,9 @@ def fiber_frames(f, fn):
     if f.state == "running":
         if f.thread is None:
             raise LacunaError("lacuna: fiber %#x runs, but no thread's sp is in its stack" % f.id)
-        here = gdb.selected_thread()
-        f.thread.switch()
-        try:
+        with _KeepSelection():
+            f.thread.switch()
             return fn(list(_walk(gdb.newest_frame())))
-        finally:
-            here.switch()
     if not f.stack or not f.sp:
         raise LacunaError("lacuna: fiber %#x (%s) has no saved context" % (f.id, f.state))
     u = _install_unwinder()
@@ -277,6 +295,7 @@ def fiber_frames(f, fn):
     pc = regs[_CONTEXTS[_arch_name()]["pc_reg"]]
     if pc == 0:
         raise LacunaError("lacuna: fiber %#x: its stack is not in this core (%s)" % (f.id, _NO_STACK))
+    keep = _KeepSelection().__enter__()
     u.regs = regs
     u.frame_sp = f.sp
     gdb.invalidate_cached_frames()
@@ -289,6 +308,7 @@ def fiber_frames(f, fn):
     finally:
         u.regs = None
         gdb.invalidate_cached_frames()
+        keep.__exit__()
 
 
 def _walk(frame, limit=256):
@@ -544,6 +564,8 @@ saved when it switched out; a running fiber's are its thread's. `full` adds each
         print_bt(arg)
 
 
+if _gdb_unwinder is not None:
+    _install_unwinder()  # now: registering flushes gdb's frames (and the selected frame)
 LacunaPrefix()
 LacunaFibers()
 LacunaFibers("info lacuna-fibers")
