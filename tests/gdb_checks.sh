@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # status is read by the sourcing script
 # What tests/test_gdb.sh and tests/test_gdb_aarch64.sh check in gdb's output (sourced by both):
 # `lacuna fibers` and `info lacuna-fibers` list the eight fibers of tests/gdb_target.c with their
 # names, states and waits, and `lacuna bt deep` / `lacuna bt marker` show their frames.

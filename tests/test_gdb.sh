@@ -23,7 +23,7 @@ if ! gdb -batch -nx -ex 'python import gdb.unwinder' >/dev/null 2>&1; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# shellcheck source=gdb_checks.sh
+# shellcheck source-path=SCRIPTDIR source=gdb_checks.sh
 source "$(dirname "$0")/gdb_checks.sh"
 
 # gdb on the live target, stopped at the marker; extra commands after the checks. Output to $1.
@@ -87,7 +87,8 @@ case $pattern in
   core | core.%p | core.%e.%p)
     mkdir "$tmp/crash"
     (cd "$tmp/crash" && ulimit -c unlimited && "$target" crash >/dev/null 2>&1) 2>/dev/null
-    core=$(ls "$tmp"/crash/core* 2>/dev/null | head -1)
+    core=
+    for c in "$tmp"/crash/core*; do [ -f "$c" ] && core=$c && break; done
     if [ -n "$core" ]; then
       gdb -batch -nx -x "$script" -ex 'lacuna fibers' -ex 'lacuna bt deep' -ex 'info lacuna-fibers' \
         -ex 'lacuna bt marker' "$target" "$core" >"$tmp/kcore.txt" 2>&1
@@ -100,10 +101,10 @@ case $pattern in
   *) echo "note: core_pattern is '$pattern' (not a file here): kernel core dump check skipped" ;;
 esac
 
-if [ $status -ne 0 ]; then
+if [ "$status" -ne 0 ]; then
   for f in "$tmp"/*.txt; do
     echo "---- $(basename "$f")"
     cat "$f"
   done
 fi
-exit $status
+exit "$status"

@@ -34,7 +34,7 @@ aarch64-linux-gnu-gcc -std=c11 -g -O0 -static -I"$src/include" "$src/tests/gdb_t
 tmp=$(mktemp -d)
 qemu=
 trap '[ -n "$qemu" ] && kill "$qemu" 2>/dev/null; rm -rf "$tmp"' EXIT
-# shellcheck source=gdb_checks.sh
+# shellcheck source-path=SCRIPTDIR source=gdb_checks.sh
 source "$(dirname "$0")/gdb_checks.sh"
 
 # qemu's gdb stub on a free port: a few tries, as another program may take the one picked.
@@ -69,5 +69,5 @@ fi
 check "$out" "aarch64 (qemu)"
 awk '/^ID / && !seen++ { on = 1 } on { print } /^8 fibers/ { on = 0 }' "$out"
 sed -n '/^fiber 0x[0-9a-f]* "deep"/,/^fiber /p' "$out" | grep '^#'
-[ $status -eq 0 ] || cat "$out"
-exit $status
+[ "$status" -eq 0 ] || cat "$out"
+exit "$status"
