@@ -863,9 +863,9 @@ void lac_fiber_blocks_drop(lac_sched *s);
 /* The debugger's view of the fiber layer: one constant descriptor, exported (visibility default)
  * under the name lacuna_debug_info but declared in no public header: NOT an API. The gdb script
  * (tools/gdb/lacuna-gdb.py) finds fibers through it, so the script needs no DWARF (it works on
- * a release or stripped library) and follows the control block's layout as it changes. Fields
- * are only appended; `version` is bumped when one changes meaning. Little-endian 32-bit words
- * but for the two addresses at the end. */
+ * a release or stripped library) and follows the control block's layout as it changes. New
+ * fields go after table_n; `version` is bumped when one changes meaning. Native-endian (the
+ * script reads little-endian: x86-64, AArch64). */
 #define LAC_DEBUG_VERSION 1
 typedef struct lac_debug_info {
     char magic[8];        /* "lacuna\0\0" */

@@ -35,7 +35,8 @@ check() {
   [ "$(grep -c '^8 fibers$' "$out")" = 2 ] || fail "$what: not 8 fibers, twice (lacuna fibers, info lacuna-fibers)"
   # deep's frames, innermost first, in one block after its header.
   local bt
-  bt=$(sed -n '/^fiber 0x[0-9a-f]* "deep" (parked):$/,/^fiber /p' "$out")
+  bt=$(sed -n '/^fiber 0x[0-9a-f]* "deep" (parked/,/^fiber /p' "$out")
+  grep -q '^fiber 0x[0-9a-f]* "deep" (parked, worker 0):$' "$out" || fail "$what: no header for deep's backtrace"
   local order
   order=$(echo "$bt" | grep -Eo ' in (deep_c|deep_b|deep_a|deep) ' | tr -d ' ' | sed 's/^in//' | tr '\n' ' ')
   [ "$order" = "deep_c deep_b deep_a deep " ] ||

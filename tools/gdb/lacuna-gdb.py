@@ -35,7 +35,7 @@ except ImportError:  # gdb older than 7.10
 DESC_SYMBOL = "lacuna_debug_info"
 DESC_VERSION = 1
 # The descriptor's 32-bit words after its 8-byte magic, in order (src/internal.h); the two
-# addresses follow, 8-aligned. Fields are only ever appended.
+# addresses follow, 8-aligned. New fields only ever come after them.
 _WORDS = (
     "version size fiber_size chunk_shift chunks name_max "
     "off_sp off_stack off_stack_size off_state off_wait off_name off_gen off_idx "
@@ -171,6 +171,16 @@ class Fiber(object):
         name = raw[base + d.off_name:base + d.off_name + d.name_max]
         self.name = name.split(b"\0", 1)[0].decode("utf-8", "replace")
         self.thread = None  # the gdb thread running it, for a running fiber
+        self.off_sched_idx = d.off_sched_idx
+
+    def worker_index(self):
+        """The index of the worker that runs it or ran it last, or None."""
+        if not self.worker or self.state == "done":  # its worker lives while it does
+            return None
+        try:
+            return struct.unpack("<I", _read(self.worker + self.off_sched_idx, 4))[0]
+        except gdb.MemoryError:
+            return None
 
 
 def fibers(d=None):
@@ -523,7 +533,9 @@ def print_bt(args):
     fs = fibers()
     targets = [f for f in fs if f.state != "done"] if argv[0] == "all" else [find_fiber(argv[0], fs)]
     for f in targets:
-        gdb.write("fiber %#x \"%s\" (%s):\n" % (f.id, f.name or "(unnamed)", f.state))
+        w = f.worker_index()
+        where = "" if w is None else ", worker %d" % w
+        gdb.write("fiber %#x \"%s\" (%s%s):\n" % (f.id, f.name or "(unnamed)", f.state, where))
         for line in backtrace_lines(f, full):
             gdb.write(line + "\n")
 
