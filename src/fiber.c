@@ -51,6 +51,44 @@ static _Atomic(lac_fiber *) table[LAC_BLOCK_CHUNKS];
 static _Atomic uint32_t table_n = 1; /* indices handed out so far (0 is reserved) */
 static uint32_t global_free;         /* free list of reclaimed blocks (global_lock) */
 
+/* What a debugger needs to find every fiber (internal.h, lac_debug_info): exported, and kept by
+ * the linker even in a static link where nothing refers to it (used; it lives in this file so it
+ * comes with any program that spawns). */
+extern const lac_debug_info lacuna_debug_info;
+__attribute__((visibility("default"), used)) const lac_debug_info lacuna_debug_info = {
+    .magic = "lacuna",
+    .version = LAC_DEBUG_VERSION,
+    .size = sizeof(lac_debug_info),
+    .fiber_size = sizeof(lac_fiber),
+    .chunk_shift = LAC_BLOCK_CHUNK_SHIFT,
+    .chunks = LAC_BLOCK_CHUNKS,
+    .name_max = sizeof(((lac_fiber *)0)->name),
+    .off_sp = offsetof(lac_fiber, sp),
+    .off_stack = offsetof(lac_fiber, stack),
+    .off_stack_size = offsetof(lac_fiber, stack_size),
+    .off_state = offsetof(lac_fiber, state),
+    .off_wait = offsetof(lac_fiber, wait),
+    .off_name = offsetof(lac_fiber, name),
+    .off_gen = offsetof(lac_fiber, gen),
+    .off_idx = offsetof(lac_fiber, idx),
+    .off_deadline = offsetof(lac_fiber, deadline),
+    .off_io = offsetof(lac_fiber, io),
+    .off_worker = offsetof(lac_fiber, worker),
+    .off_sched_idx = offsetof(lac_sched, idx),
+    .off_io_fd = LAC_IO_WAIT_FD_OFF,
+    .off_io_events = LAC_IO_WAIT_EVENTS_OFF,
+    .f_free = LAC_F_FREE,
+    .f_ready = LAC_F_READY,
+    .f_running = LAC_F_RUNNING,
+    .f_parked = LAC_F_PARKED,
+    .f_done = LAC_F_DONE,
+    .w_none = LAC_W_NONE,
+    .w_timer = LAC_W_TIMER,
+    .w_io = LAC_W_IO,
+    .table = table,
+    .table_n = &table_n,
+};
+
 /* ---- the stack pool ---------------------------------------------------------------------- */
 
 static const char *stack_namer(void *ctx, size_t index);

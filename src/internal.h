@@ -891,6 +891,35 @@ char *lac_sched_spare_take(lac_sched *s, unsigned stacks);
 /* Move a dying scheduler's free control blocks to the shared list. */
 void lac_fiber_blocks_drop(lac_sched *s);
 
+/* The debugger's view of the fiber layer: one constant descriptor, exported (visibility default)
+ * under the name lacuna_debug_info but declared in no public header: NOT an API. The gdb script
+ * (tools/gdb/lacuna-gdb.py) finds fibers through it, so the script needs no DWARF (it works on
+ * a release or stripped library) and follows the control block's layout as it changes. New
+ * fields go after table_n; `version` is bumped when one changes meaning. Native-endian (the
+ * script reads little-endian: x86-64, AArch64). */
+#define LAC_DEBUG_VERSION 1
+typedef struct lac_debug_info {
+    char magic[8];        /* "lacuna\0\0" */
+    uint32_t version;     /* LAC_DEBUG_VERSION */
+    uint32_t size;        /* sizeof(lac_debug_info) */
+    uint32_t fiber_size;  /* sizeof(lac_fiber): the stride of a chunk of the block table */
+    uint32_t chunk_shift; /* a chunk holds 1 << chunk_shift blocks; block i is in chunk i >> it */
+    uint32_t chunks;      /* entries of the table (chunk pointers, NULL until allocated) */
+    uint32_t name_max;    /* bytes of lac_fiber.name */
+    uint32_t off_sp, off_stack, off_stack_size, off_state, off_wait, off_name, off_gen, off_idx;
+    uint32_t off_deadline, off_io, off_worker; /* lac_fiber fields, by offsetof */
+    uint32_t off_sched_idx;                    /* lac_sched.idx: the worker's index */
+    uint32_t off_io_fd, off_io_events;         /* lac_io_wait.user_fd, .events (wait.c) */
+    uint32_t f_free, f_ready, f_running, f_parked, f_done; /* LAC_F_* values */
+    uint32_t w_none, w_timer, w_io;                        /* LAC_W_* values */
+    const void *table;   /* &table: _Atomic(lac_fiber *)[chunks] */
+    const void *table_n; /* &table_n: uint32_t, indices handed out so far (0 is never used) */
+} lac_debug_info;
+
+/* wait.c's lac_io_wait fields the debug descriptor names (checked there by _Static_assert). */
+#define LAC_IO_WAIT_FD_OFF     28 /* user_fd */
+#define LAC_IO_WAIT_EVENTS_OFF 32 /* events */
+
 /* Fork hooks: prepare takes every lock of the fiber layer, parent releases them, child releases
  * them and gives the forking thread's scheduler an epoll instance of its own. process.c calls
  * them in lock order (fiber layer first, then the pools). */

@@ -36,6 +36,9 @@ struct lac_io_wait {
     int user_fd;     /* the caller's fd */
     uint32_t events; /* its epoll events, for a forked child's new epoll */
 };
+_Static_assert(offsetof(lac_io_wait, user_fd) == LAC_IO_WAIT_FD_OFF &&
+                   offsetof(lac_io_wait, events) == LAC_IO_WAIT_EVENTS_OFF,
+               "the debug descriptor (fiber.c) names these offsets");
 
 static uint64_t now_ns(void)
 {

@@ -27,6 +27,13 @@ else
   echo "SKIP pkg-config part: pkg-config not installed"
 fi
 
+# The gdb script, and its auto-load copy named after the installed library's real path.
+real=$(cd "$tmp/prefix" && readlink -f "$(ls -d "$tmp"/prefix/lib*/liblacuna.so "$tmp"/prefix/lib/*/liblacuna.so 2>/dev/null | head -1)")
+[ -f "$tmp/prefix/share/lacuna/lacuna-gdb.py" ] || { echo "share/lacuna/lacuna-gdb.py not installed"; exit 1; }
+[ -f "$tmp/prefix/share/gdb/auto-load$real-gdb.py" ] ||
+  { echo "no auto-load script share/gdb/auto-load$real-gdb.py"; find "$tmp/prefix/share" -name '*gdb*'; exit 1; }
+echo "gdb script: ok"
+
 # The project README's CMake commands build (examples/consumer), shared and static.
 for target in lacuna::lacuna lacuna::lacuna_static; do
   rm -rf "$tmp/consumer"

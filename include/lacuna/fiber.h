@@ -49,6 +49,11 @@
  * that fiber runs. lacuna_run and a lacuna_join that would block detect it (the caller is not on
  * that fiber's stack) and fail with ENOTRECOVERABLE; other calls are not checked.
  *
+ * Debugging: tools/gdb/lacuna-gdb.py (installed where gdb auto-loads it for liblacuna.so) adds
+ * `lacuna fibers` (every live fiber: id = lacuna_fiber_id, name, state, what it waits on, stack
+ * used) and `lacuna bt ID|NAME` (a parked fiber's backtrace from its saved context) to gdb, on a
+ * live process or a core file, with or without the library's debug info: docs/debugging.md.
+ *
  * Threads: handles and channels work from any thread and any runtime: a fiber may join a fiber of
  * another runtime, and a plain thread (one with no fibers of its own left to run) may send,
  * receive, close and join, blocking that thread like Go's cgo callers. A thread that exits while

@@ -19,6 +19,9 @@
  * enters it by ret, which BTI does not check. The notes (gnu_property.h) mark the object BTI, not
  * PAC: no return address is signed here.
  *
+ * The gdb script (tools/gdb/lacuna-gdb.py, _CONTEXTS) reads a parked fiber's registers from this
+ * layout: change both together.
+ *
  * No #if outside this directory: the whole file is empty on other CPUs but for its notes.
  */
 #if defined(__aarch64__)

@@ -28,6 +28,9 @@
  * object IBT, not SHSTK: moving between stacks with ret, without switching shadow stacks, is
  * exactly what a shadow stack forbids.
  *
+ * The gdb script (tools/gdb/lacuna-gdb.py, _CONTEXTS) reads a parked fiber's registers from this
+ * layout: change both together.
+ *
  * No #if outside this directory: the whole file is empty on other CPUs but for its notes.
  */
 #if defined(__x86_64__)
