@@ -53,6 +53,7 @@ expect 2 '--stack 24576: must be a power of two' "$bench" deep --stack 24K
 expect 2 '--depth 48Q: not a size' "$bench" deep --depth 48Q
 expect 1 'refusing to run' "$bench" deep --fibers 1000000 --depth 8000K --stack 8M
 expect 0 'histogram matches the touched depths' "$bench" census --regions 300
+expect 0 'resident after lacuna_fiber_release_idle' "$bench" census --fibers --regions 300
 expect 2 '--region 1T: must be between 4K and 1G' "$bench" churn --region 1T
 expect 2 '--region 100G: must be between 4K and 1G' "$bench" churn --region 100G
 expect 2 '--region 12Q: not a size' "$bench" churn --region 12Q

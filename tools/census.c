@@ -6,7 +6,10 @@
  *   blind        lacuna_punch_many over every region;
  *   check-first  lacuna_resident per region, then lacuna_punch_many over those with pages below
  *                the kept top.
- * Also the time of the census itself (one lacuna_resident per region). */
+ * Also the time of the census itself (one lacuna_resident per region).
+ * --fibers: the same over parked fibers (issue 13's census): N fibers go to a drawn depth, park;
+ * histograms of resident pages now and of the high-water mark (lacuna_fiber_stack_info over
+ * lacuna_fiber_each), then resident pages after lacuna_fiber_release_idle. */
 #define _GNU_SOURCE
 #include "bench.h"
 #include "lacuna.h"
@@ -81,16 +84,179 @@ static int punch_round(census *c, size_t keep, bool check_first, double *ns, siz
     return err;
 }
 
+/* ---- --fibers: the same census over live fibers (lacuna_fiber_stack_info) ----------------- */
+
+typedef struct fib_census {
+    lacuna_chan *park; /* every fiber parks in a receive here */
+    size_t pg, pages;
+    size_t *resident, *high; /* histograms, pages + 1 buckets */
+    size_t counted;
+} fib_census;
+
+/* Go `bytes` deep in 1 KiB frames, each written, then come back. */
+static __attribute__((noinline)) unsigned fib_deep(size_t bytes)
+{
+    volatile unsigned char frame[1000];
+    frame[0] = frame[sizeof frame - 1] = (unsigned char)bytes;
+    unsigned r = bytes > 1024 ? fib_deep(bytes - 1024) : 0;
+    return r + frame[0];
+}
+
+typedef struct fib_arg {
+    fib_census *c;
+    size_t depth; /* pages */
+} fib_arg;
+
+static void *fib_main(void *arg)
+{
+    fib_arg *a = arg;
+    /* The drawn depth less the top page a fiber's own frames and the runtime's take anyway. */
+    size_t bytes = a->depth > 1 ? (a->depth - 1) * a->c->pg : 0;
+    (void)fib_deep(bytes);
+    int v;
+    (void)lacuna_chan_recv(a->c->park, &v);
+    return NULL;
+}
+
+static int fib_count(lacuna_fiber *f, void *arg)
+{
+    fib_census *c = arg;
+    lacuna_stack_info in;
+    if (lacuna_fiber_stack_info(f, &in) != 0 || in.running)
+        return 0; /* ended meanwhile, or the driver */
+    size_t r = in.resident / c->pg, h = (in.high_water + c->pg - 1) / c->pg;
+    c->resident[r <= c->pages ? r : c->pages]++;
+    c->high[h <= c->pages ? h : c->pages]++;
+    c->counted++;
+    return 0;
+}
+
+static void fib_print(const fib_census *c, const char *what, const size_t *hist, bool csv)
+{
+    size_t top = 0;
+    for (size_t k = 0; k <= c->pages; k++)
+        top = hist[k] > top ? hist[k] : top;
+    if (!csv)
+        printf("%14s %10s %7s   (%s)\n", "pages", "fibers", "share", what);
+    for (size_t k = 0; k <= c->pages; k++) {
+        if (hist[k] == 0)
+            continue;
+        if (csv) {
+            printf("%s,%zu,%zu\n", what, k, hist[k]);
+            continue;
+        }
+        char bar[41];
+        size_t w = top ? hist[k] * 40 / top : 0;
+        memset(bar, '#', w);
+        bar[w] = '\0';
+        printf("%14zu %10zu %6.2f%% %s\n", k, hist[k], 100.0 * (double)hist[k] / (double)c->counted,
+               bar);
+    }
+}
+
+typedef struct fib_run {
+    size_t n, seed;
+    bool csv;
+    int rc;
+} fib_run;
+
+static void *fib_driver(void *arg)
+{
+    fib_run *run = arg;
+    lacuna_features f;
+    lacuna_features_get(&f);
+    lacuna_pool *pool = lacuna_fiber_pool();
+    lacuna_stats st;
+    lacuna_pool_stats(pool, &st);
+    fib_census c = {.park = lacuna_chan_make(sizeof(int), 0), .pg = f.page_size};
+    c.pages = st.region_size / c.pg;
+    c.resident = calloc(c.pages + 1, sizeof *c.resident);
+    c.high = calloc(c.pages + 1, sizeof *c.high);
+    fib_arg *args = malloc(run->n * sizeof *args);
+    lacuna_fiber **fs = malloc(run->n * sizeof *fs);
+    if (!c.park || !c.resident || !c.high || !args || !fs) {
+        run->rc = CLI_FAILED;
+        return NULL;
+    }
+    uint64_t s = run->seed;
+    for (size_t i = 0; i < run->n; i++) {
+        args[i] = (fib_arg){&c, draw_depth(&s, c.pages - 2)}; /* room for the guard's margin */
+        if ((fs[i] = lacuna_go(fib_main, &args[i])) == NULL) {
+            fprintf(stderr, "lacuna-bench census: lacuna_go #%zu: %s\n", i, strerror(errno));
+            run->rc = CLI_FAILED;
+            return NULL;
+        }
+    }
+    lacuna_sleep_ms(1); /* every fiber has run to its receive: this one was queued behind them */
+    uint64_t t0 = bench_now_ns();
+    (void)lacuna_fiber_each(fib_count, &c);
+    double ns = (double)(bench_now_ns() - t0) / (double)(c.counted ? c.counted : 1);
+    if (run->csv) {
+        printf("histogram,pages,fibers\n");
+    } else {
+        printf("lacuna-bench census --fibers: %zu parked fibers, %zu KiB stacks, seed %zu\n",
+               run->n, st.region_size >> 10, run->seed);
+        bench_machine(stdout, "");
+    }
+    fib_print(&c, "resident now", c.resident, run->csv);
+    fib_print(&c, "high water", c.high, run->csv);
+    long rss0 = bench_rss_kib();
+    size_t released = 0;
+    uint64_t t1 = bench_now_ns();
+    int err = lacuna_fiber_release_idle(&released);
+    double ms = (double)(bench_now_ns() - t1) / 1e6;
+    long rss1 = bench_rss_kib();
+    memset(c.resident, 0, (c.pages + 1) * sizeof *c.resident);
+    memset(c.high, 0, (c.pages + 1) * sizeof *c.high);
+    c.counted = 0;
+    (void)lacuna_fiber_each(fib_count, &c);
+    fib_print(&c, "resident after lacuna_fiber_release_idle", c.resident, run->csv);
+    if (!run->csv)
+        printf(
+            "census: %zu fibers, %.0f ns a fiber (lacuna_fiber_stack_info, %s); release: %.1f ms, "
+            "%.1f MiB released, RSS %.1f -> %.1f MiB\n",
+            c.counted, ns, f.pagemap_scan ? "PAGEMAP_SCAN" : "mincore", ms,
+            (double)released / (1 << 20), (double)rss0 / 1024, (double)rss1 / 1024);
+    if (err) {
+        fprintf(stderr, "lacuna-bench census: lacuna_fiber_release_idle: %s\n", strerror(err));
+        run->rc = CLI_FAILED;
+    }
+    lacuna_chan_close(c.park);
+    for (size_t i = 0; i < run->n; i++)
+        (void)lacuna_join(fs[i]);
+    lacuna_chan_free(c.park);
+    free(args);
+    free(fs);
+    free(c.resident);
+    free(c.high);
+    return NULL;
+}
+
+static int census_fibers(size_t n, size_t seed, bool csv)
+{
+    fib_run run = {n, seed, csv, CLI_OK};
+    lacuna_fiber *d = lacuna_go(fib_driver, &run);
+    if (d == NULL || lacuna_run() != 0) {
+        fprintf(stderr, "lacuna-bench census: the fibers did not run: %s\n", strerror(errno));
+        return CLI_FAILED;
+    }
+    return run.rc;
+}
+
 int bench_census_main(int argc, char **argv)
 {
     size_t n = 20000, region = 64 * KIB, keep = 2, seed = 1;
-    bool csv = false;
+    bool csv = false, fibers = false;
     const cli_opt opts[] = {
         {"regions", CLI_COUNT, &n, 1, 10000000, "live regions", NULL},
         {"region", CLI_SIZE, &region, 16 * KIB, 8 * MIB, "region size", NULL},
         {"keep", CLI_COUNT, &keep, 0, 2048, "top pages a punch keeps (a parked stack's frames)",
          NULL},
         {"seed", CLI_COUNT, &seed, 0, SIZE_MAX, "seed of the depth spread", NULL},
+        {"fibers", CLI_FLAG, &fibers, 0, 0,
+         "the census over --regions parked fibers instead (64 KiB stacks; lacuna_fiber_stack_info "
+         "on each, then lacuna_fiber_release_idle)",
+         NULL},
         {"csv", CLI_FLAG, &csv, 0, 0, "CSV instead of a table (rows pages,regions)", NULL},
         {0}};
     cli_spec spec = {"lacuna-bench census",
@@ -101,6 +267,11 @@ int bench_census_main(int argc, char **argv)
     int rc = cli_parse(&spec, argc, argv);
     if (rc != CLI_CONTINUE)
         return rc;
+    if (fibers) {
+        if (cli_check_memory(&spec, (double)n * 64 * KIB / 4, "a quarter of every stack"))
+            return CLI_FAILED;
+        return census_fibers(n, seed, csv);
+    }
     census c = {.n = n, .pg = 4096};
     lacuna_features f;
     lacuna_features_get(&f);
