@@ -22,13 +22,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct chq {
+    lac_waiter *head, *tail; /* oldest first */
+} chq;
+
 struct lacuna_chan {
     lac_spin lk;
     size_t elem_size;
-    size_t cap;                     /* buffered elements at most (0 = unbuffered) */
-    size_t head, n;                 /* ring: oldest element, count */
-    lac_waiter *sendq, *sendq_tail; /* parked senders, oldest first */
-    lac_waiter *recvq, *recvq_tail; /* parked receivers, oldest first */
+    size_t cap;     /* buffered elements at most (0 = unbuffered) */
+    size_t head, n; /* ring: oldest element, count */
+    chq sendq;      /* parked senders */
+    chq recvq;      /* parked receivers */
     bool closed;
     unsigned char buf[]; /* cap * elem_size bytes */
 };
@@ -53,23 +57,49 @@ lacuna_chan *lacuna_chan_make(size_t elem_size, size_t capacity)
     return c;
 }
 
-static void enqueue(lac_waiter **head, lac_waiter **tail, lac_waiter *w)
+static void q_push(chq *q, lac_waiter *w)
 {
     w->next = NULL;
-    if (*tail)
-        (*tail)->next = w;
+    w->prev = q->tail;
+    if (q->tail)
+        q->tail->next = w;
     else
-        *head = w;
-    *tail = w;
+        q->head = w;
+    q->tail = w;
+    w->linked = true;
 }
 
-static lac_waiter *dequeue(lac_waiter **head, lac_waiter **tail)
+static void q_unlink(chq *q, lac_waiter *w)
 {
-    lac_waiter *w = *head;
-    *head = w->next;
-    if (*head == NULL)
-        *tail = NULL;
-    return w;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        q->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        q->tail = w->prev;
+    w->linked = false;
+}
+
+static inline bool live(const lac_waiter *w)
+{
+    return atomic_load_explicit(&w->park->state, memory_order_relaxed) == LAC_PARK_WAITING;
+}
+
+/* The first waiter of q whose wait the caller wins (claimed and unlinked: ours to hand over to
+ * and wake), or NULL. Waiters whose wait ended otherwise (a deadline, a cancel, another case of
+ * their select) stay: their owners unlink them. */
+static lac_waiter *q_take(chq *q)
+{
+    for (lac_waiter *w = q->head; w; w = w->next) {
+        if (live(w) && lac_park_claim(w->park)) {
+            w->park->sel = w->index;
+            q_unlink(q, w);
+            return w;
+        }
+    }
+    return NULL;
 }
 
 static inline unsigned char *slot(lacuna_chan *c, size_t i)
@@ -77,117 +107,136 @@ static inline unsigned char *slot(lacuna_chan *c, size_t i)
     return c->buf + ((c->head + i) % c->cap) * c->elem_size;
 }
 
-/* Whether the first waiter of a queue is a fiber that can never run again (its thread exited):
- * nothing may be handed to it or taken from it. */
-static inline bool orphan_first(const lac_waiter *q)
+/* Whether the first waiter still waiting in q is a fiber that can never run again (its thread
+ * exited): nothing may be handed to it or taken from it. */
+static bool orphan_first(const chq *q)
 {
-    return q && q->fiber && lac_fiber_orphan(q->fiber);
+    for (const lac_waiter *w = q->head; w; w = w->next)
+        if (live(w))
+            return w->park->fiber && lac_fiber_orphan(w->park->fiber);
+    return false;
 }
 
-static bool any_orphan(const lac_waiter *q)
+static bool any_orphan(const chq *q)
 {
-    for (; q; q = q->next)
-        if (q->fiber && lac_fiber_orphan(q->fiber))
+    for (const lac_waiter *w = q->head; w; w = w->next)
+        if (live(w) && w->park->fiber && lac_fiber_orphan(w->park->fiber))
             return true;
     return false;
 }
 
-/* Wake a dequeued waiter with its verdict (channel lock released: the waiter is ours alone). */
+/* Wake a waiter taken by q_take with its verdict (channel lock released: it is ours alone). */
 static void wake(lac_waiter *w, int result)
 {
     w->result = result;
-    if (w->fiber) {
-        lac_fiber_ready(w->fiber);
-    } else {
-        atomic_fetch_sub_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
-        lac_thread_wake(&w->done);
-    }
+    lac_park_wake(w->park);
 }
 
-/* Wait in a queue until woken (channel lock held; released here). The waker's verdict, or EPERM:
- * the caller is a thread whose runtime still has fibers, which blocking it would stop. */
-static int wait_in(lacuna_chan *c, lac_waiter **head, lac_waiter **tail, void *elem)
+/* A send that needs no wait (channel lock held, and kept): 0, EPIPE or EINVAL, or -1 when the
+ * sender would have to wait. *woken: a receiver to wake once the lock is released, or NULL. */
+static int send_locked(lacuna_chan *c, const void *elem, lac_waiter **woken)
 {
-    lac_sched *s = lac_tls_sched;
-    lac_waiter w = {.fiber = s ? s->cur : NULL, .elem = elem};
-    if (w.fiber) {
-        enqueue(head, tail, &w);
-        lac_sched_park(s, &c->lk);
-        return w.result;
-    }
-    if (s && lac_rt_live(s->rt) > 0) {
-        lac_spin_unlock(&c->lk);
-        return EPERM;
-    }
-    atomic_fetch_add_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
-    enqueue(head, tail, &w);
-    lac_spin_unlock(&c->lk);
-    lac_thread_wait(&w.done);
-    return w.result;
-}
-
-/* A send that needs no wait (channel lock held): 0, EPIPE or EINVAL with the lock released, or
- * -1 with it still held when the sender would have to wait. */
-static int send_now(lacuna_chan *c, const void *elem)
-{
-    if (c->closed) {
-        lac_spin_unlock(&c->lk);
+    *woken = NULL;
+    if (c->closed)
         return EPIPE;
-    }
-    if (orphan_first(c->recvq)) {
-        lac_spin_unlock(&c->lk);
+    if (orphan_first(&c->recvq))
         return EINVAL;
-    }
-    if (c->recvq) { /* the buffer is empty: hand over directly */
-        lac_waiter *r = dequeue(&c->recvq, &c->recvq_tail);
+    lac_waiter *r = q_take(&c->recvq);
+    if (r) { /* the buffer is empty: hand over directly */
         memcpy(r->elem, elem, c->elem_size);
-        lac_spin_unlock(&c->lk);
-        wake(r, 0);
+        *woken = r;
         return 0;
     }
     if (c->n < c->cap) {
         memcpy(slot(c, c->n), elem, c->elem_size);
         c->n++;
-        lac_spin_unlock(&c->lk);
         return 0;
     }
     return -1;
 }
 
-/* A receive that needs no wait (channel lock held): as send_now. */
-static int recv_now(lacuna_chan *c, void *elem)
+/* A receive that needs no wait (channel lock held, and kept): as send_locked. */
+static int recv_locked(lacuna_chan *c, void *elem, lac_waiter **woken)
 {
-    if (orphan_first(c->sendq)) {
-        lac_spin_unlock(&c->lk);
+    *woken = NULL;
+    if (orphan_first(&c->sendq))
         return EINVAL;
-    }
     if (c->n > 0) {
         memcpy(elem, slot(c, 0), c->elem_size);
         c->head = (c->head + 1) % c->cap;
         c->n--;
-        lac_waiter *w = NULL;
-        if (c->sendq) { /* room now: the oldest waiting sender's element joins the buffer */
-            w = dequeue(&c->sendq, &c->sendq_tail);
+        lac_waiter *w = q_take(&c->sendq);
+        if (w) { /* room now: the oldest waiting sender's element joins the buffer */
             memcpy(slot(c, c->n), w->elem, c->elem_size);
             c->n++;
+            *woken = w;
         }
-        lac_spin_unlock(&c->lk);
-        if (w)
-            wake(w, 0);
         return 0;
     }
-    if (c->sendq) { /* unbuffered: take it straight from the sender */
-        lac_waiter *w = dequeue(&c->sendq, &c->sendq_tail);
+    lac_waiter *w = q_take(&c->sendq);
+    if (w) { /* unbuffered: take it straight from the sender */
         memcpy(elem, w->elem, c->elem_size);
-        lac_spin_unlock(&c->lk);
-        wake(w, 0);
+        *woken = w;
         return 0;
     }
-    if (c->closed) {
+    return c->closed ? EPIPE : -1;
+}
+
+/* Whether the caller is a thread whose own runtime still has fibers: blocking it would stop them.
+ */
+static bool refuse_block(const lac_sched *s)
+{
+    return s && s->cur == NULL && lac_rt_live(s->rt) > 0;
+}
+
+/* Wait in a queue until woken or the deadline (channel lock held; released here). The waker's
+ * verdict, ETIMEDOUT, ECANCELED, or EPERM (see refuse_block). */
+static int wait_in(lacuna_chan *c, chq *q, void *elem, uint64_t deadline)
+{
+    lac_sched *s = lac_tls_sched;
+    lac_park p = {.fiber = s ? s->cur : NULL};
+    lac_waiter w = {.park = &p, .elem = elem};
+    int err = refuse_block(s) ? EPERM : lac_park_arm(&p, deadline);
+    if (err) {
         lac_spin_unlock(&c->lk);
-        return EPIPE;
+        return err;
     }
-    return -1;
+    q_push(q, &w);
+    lac_spin_unlock(&c->lk);
+    err = lac_park_block(&p, deadline);
+    if (err == 0)
+        return w.result;
+    lac_spin_lock(&c->lk); /* timed out or cancelled: still queued, unlink ourselves */
+    if (w.linked)
+        q_unlink(q, &w);
+    lac_spin_unlock(&c->lk);
+    return err;
+}
+
+static int send_until(lacuna_chan *c, const void *elem, uint64_t deadline)
+{
+    lac_waiter *woken;
+    lac_spin_lock(&c->lk);
+    int r = send_locked(c, elem, &woken);
+    if (r < 0)
+        return wait_in(c, &c->sendq, (void *)elem, deadline);
+    lac_spin_unlock(&c->lk);
+    if (woken)
+        wake(woken, 0);
+    return r;
+}
+
+static int recv_until(lacuna_chan *c, void *elem, uint64_t deadline)
+{
+    lac_waiter *woken;
+    lac_spin_lock(&c->lk);
+    int r = recv_locked(c, elem, &woken);
+    if (r < 0)
+        return wait_in(c, &c->recvq, elem, deadline);
+    lac_spin_unlock(&c->lk);
+    if (woken)
+        wake(woken, 0);
+    return r;
 }
 
 int lacuna_chan_send(lacuna_chan *c, const void *elem)
@@ -196,11 +245,7 @@ int lacuna_chan_send(lacuna_chan *c, const void *elem)
         LAC_BAD_INPUT("lacuna_chan_send", "NULL chan or elem", c);
         return EINVAL;
     }
-    lac_spin_lock(&c->lk);
-    int r = send_now(c, elem);
-    if (r >= 0)
-        return r;
-    return wait_in(c, &c->sendq, &c->sendq_tail, (void *)elem);
+    return send_until(c, elem, LAC_FOREVER);
 }
 
 int lacuna_chan_recv(lacuna_chan *c, void *elem)
@@ -209,11 +254,25 @@ int lacuna_chan_recv(lacuna_chan *c, void *elem)
         LAC_BAD_INPUT("lacuna_chan_recv", "NULL chan or elem", c);
         return EINVAL;
     }
-    lac_spin_lock(&c->lk);
-    int r = recv_now(c, elem);
-    if (r >= 0)
-        return r;
-    return wait_in(c, &c->recvq, &c->recvq_tail, elem);
+    return recv_until(c, elem, LAC_FOREVER);
+}
+
+int lacuna_chan_send_until(lacuna_chan *c, const void *elem, uint64_t deadline_ns)
+{
+    if (c == NULL || elem == NULL) {
+        LAC_BAD_INPUT("lacuna_chan_send_until", "NULL chan or elem", c);
+        return EINVAL;
+    }
+    return send_until(c, elem, deadline_ns);
+}
+
+int lacuna_chan_recv_until(lacuna_chan *c, void *elem, uint64_t deadline_ns)
+{
+    if (c == NULL || elem == NULL) {
+        LAC_BAD_INPUT("lacuna_chan_recv_until", "NULL chan or elem", c);
+        return EINVAL;
+    }
+    return recv_until(c, elem, deadline_ns);
 }
 
 int lacuna_chan_try_send(lacuna_chan *c, const void *elem)
@@ -222,12 +281,13 @@ int lacuna_chan_try_send(lacuna_chan *c, const void *elem)
         LAC_BAD_INPUT("lacuna_chan_try_send", "NULL chan or elem", c);
         return EINVAL;
     }
+    lac_waiter *woken;
     lac_spin_lock(&c->lk);
-    int r = send_now(c, elem);
-    if (r >= 0)
-        return r;
+    int r = send_locked(c, elem, &woken);
     lac_spin_unlock(&c->lk);
-    return EAGAIN;
+    if (woken)
+        wake(woken, 0);
+    return r < 0 ? EAGAIN : r;
 }
 
 int lacuna_chan_try_recv(lacuna_chan *c, void *elem)
@@ -236,12 +296,179 @@ int lacuna_chan_try_recv(lacuna_chan *c, void *elem)
         LAC_BAD_INPUT("lacuna_chan_try_recv", "NULL chan or elem", c);
         return EINVAL;
     }
+    lac_waiter *woken;
     lac_spin_lock(&c->lk);
-    int r = recv_now(c, elem);
-    if (r >= 0)
-        return r;
+    int r = recv_locked(c, elem, &woken);
     lac_spin_unlock(&c->lk);
-    return EAGAIN;
+    if (woken)
+        wake(woken, 0);
+    return r < 0 ? EAGAIN : r;
+}
+
+/* ---- select ------------------------------------------------------------------------------- */
+
+/* The caller's random numbers (xorshift64), for the order select tries its cases in. Read in a
+ * function of its own: a fiber may resume on another thread (see internal.h). */
+static __thread uint64_t sel_rng;
+
+static __attribute__((noinline)) size_t rand_below(size_t n)
+{
+    uint64_t x = sel_rng;
+    if (x == 0)
+        x = ((uint64_t)(uintptr_t)&sel_rng * 0x9e3779b97f4a7c15ull ^ lac_now_ns()) | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    sel_rng = x;
+    return (size_t)((x >> 11) % n);
+}
+
+/* One case, under its channel's lock (held, kept): as send_locked. */
+static int case_locked(const lacuna_select_case *k, lac_waiter **woken)
+{
+    return k->op == LACUNA_SELECT_SEND ? send_locked(k->chan, k->elem, woken)
+                                       : recv_locked(k->chan, k->elem, woken);
+}
+
+/* Lock (or unlock) the channels of the cases in `order` (sorted by channel address: a global
+ * lock order, each channel once). */
+static void lock_all(const lacuna_select_case *cases, const size_t *order, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if (k == 0 || cases[order[k]].chan != cases[order[k - 1]].chan)
+            lac_spin_lock(&cases[order[k]].chan->lk);
+}
+
+static void unlock_all(const lacuna_select_case *cases, const size_t *order, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if (k == 0 || cases[order[k]].chan != cases[order[k - 1]].chan)
+            lac_spin_unlock(&cases[order[k]].chan->lk);
+}
+
+#define SEL_STACK 8 /* cases whose scratch lives on the caller's stack; more are malloc'ed */
+
+/* Select over the n cases whose channel is not NULL (their indices in perm, a random order, and
+ * order, by channel address), with scratch ws for their waiters. */
+static int select_live(lacuna_select_case *cases, size_t *perm, size_t *order, lac_waiter *ws,
+                       size_t n, uint64_t deadline, size_t *chosen)
+{
+    lac_waiter *woken;
+    /* First each case alone, in random order (fair: no ready case is always behind another),
+     * under its own lock only: the common case, one ready, costs what a try costs. */
+    for (size_t k = 0; k < n; k++) {
+        lacuna_select_case *cs = &cases[perm[k]];
+        lac_spin_lock(&cs->chan->lk);
+        int r = case_locked(cs, &woken);
+        lac_spin_unlock(&cs->chan->lk);
+        if (r >= 0) {
+            if (woken)
+                wake(woken, 0);
+            *chosen = perm[k];
+            return r;
+        }
+    }
+    if (deadline == 0)
+        return ETIMEDOUT;
+    /* None: under every lock, look again (one may have become ready), else queue on them all. */
+    lock_all(cases, order, n);
+    for (size_t k = 0; k < n; k++) {
+        int r = case_locked(&cases[perm[k]], &woken);
+        if (r >= 0) {
+            unlock_all(cases, order, n);
+            if (woken)
+                wake(woken, 0);
+            *chosen = perm[k];
+            return r;
+        }
+    }
+    lac_sched *s = lac_tls_sched;
+    lac_park p = {.fiber = s ? s->cur : NULL};
+    int err = refuse_block(s) ? EPERM : lac_park_arm(&p, deadline);
+    if (err) {
+        unlock_all(cases, order, n);
+        return err;
+    }
+    for (size_t k = 0; k < n; k++) {
+        lacuna_select_case *cs = &cases[perm[k]];
+        ws[k] = (lac_waiter){.park = &p, .elem = cs->elem, .index = perm[k]};
+        q_push(cs->op == LACUNA_SELECT_SEND ? &cs->chan->sendq : &cs->chan->recvq, &ws[k]);
+    }
+    unlock_all(cases, order, n);
+    err = lac_park_block(&p, deadline);
+    /* The winning case's waiter was unlinked by its waker; the others are ours to unlink. */
+    lock_all(cases, order, n);
+    for (size_t k = 0; k < n; k++) {
+        lacuna_select_case *cs = &cases[perm[k]];
+        if (ws[k].linked)
+            q_unlink(cs->op == LACUNA_SELECT_SEND ? &cs->chan->sendq : &cs->chan->recvq, &ws[k]);
+        else if (err == 0 && ws[k].index == p.sel)
+            err = ws[k].result;
+    }
+    unlock_all(cases, order, n);
+    if (err == 0 || err == EPIPE)
+        *chosen = p.sel;
+    return err;
+}
+
+int lacuna_select(lacuna_select_case *cases, size_t n, uint64_t deadline_ns, size_t *chosen)
+{
+    if ((cases == NULL && n > 0) || chosen == NULL) {
+        LAC_BAD_INPUT("lacuna_select", "NULL cases or chosen", cases);
+        return EINVAL;
+    }
+    size_t nlive = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (cases[i].op != LACUNA_SELECT_SEND && cases[i].op != LACUNA_SELECT_RECV) {
+            LAC_BAD_INPUT("lacuna_select", "unknown op", &cases[i]);
+            return EINVAL;
+        }
+        if (cases[i].chan == NULL)
+            continue;
+        if (cases[i].elem == NULL) {
+            LAC_BAD_INPUT("lacuna_select", "NULL elem", &cases[i]);
+            return EINVAL;
+        }
+        nlive++;
+    }
+    if (nlive == 0) { /* nothing can become ready: only the deadline (or a cancel) ends it */
+        if (deadline_ns == LAC_FOREVER) {
+            LAC_BAD_INPUT("lacuna_select", "no case and no deadline", cases);
+            return EINVAL;
+        }
+        if (deadline_ns == 0)
+            return ETIMEDOUT;
+        int err = lacuna_sleep_until(deadline_ns);
+        return err ? err : ETIMEDOUT;
+    }
+    size_t perm_s[SEL_STACK], order_s[SEL_STACK], *perm = perm_s, *order = order_s;
+    lac_waiter ws_s[SEL_STACK], *ws = ws_s;
+    void *heap = NULL;
+    if (nlive > SEL_STACK) {
+        if (nlive > SIZE_MAX / (sizeof *ws + 2 * sizeof(size_t)) ||
+            (heap = malloc(nlive * (sizeof *ws + 2 * sizeof(size_t)))) == NULL)
+            return ENOMEM;
+        ws = heap;
+        perm = (size_t *)(ws + nlive);
+        order = perm + nlive;
+    }
+    /* perm: a uniformly random order (Fisher-Yates, inside-out); order: by channel address. */
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (cases[i].chan == NULL)
+            continue;
+        size_t j = rand_below(m + 1);
+        perm[m] = perm[j];
+        perm[j] = i;
+        size_t k = m;
+        for (; k > 0 && (uintptr_t)cases[order[k - 1]].chan > (uintptr_t)cases[i].chan; k--)
+            order[k] = order[k - 1];
+        order[k] = i;
+        m++;
+    }
+    int err = select_live(cases, perm, order, ws, nlive, deadline_ns, chosen);
+    free(heap);
+    return err;
 }
 
 size_t lacuna_chan_len(const lacuna_chan *c)
@@ -271,27 +498,27 @@ int lacuna_chan_close(lacuna_chan *c)
         lac_spin_unlock(&c->lk);
         return EALREADY;
     }
-    if (any_orphan(c->recvq) || any_orphan(c->sendq)) {
+    if (any_orphan(&c->recvq) || any_orphan(&c->sendq)) {
         lac_spin_unlock(&c->lk);
         return EINVAL;
     }
     c->closed = true;
-    /* Take every waiter first: once woken, a waiter's record (on its stack) is gone. Oldest
-     * first, receivers before senders. */
-    lac_waiter *woken = NULL, **tail = &woken;
-    while (c->recvq) {
-        *tail = dequeue(&c->recvq, &c->recvq_tail);
-        tail = &(*tail)->next;
+    /* Take every waiter still waiting first: once woken, a waiter's record (on its stack) is
+     * gone. Oldest first, receivers before senders. */
+    lac_waiter *woken = NULL, **tail = &woken, *w;
+    while ((w = q_take(&c->recvq)) != NULL) {
+        *tail = w;
+        tail = &w->next;
     }
-    while (c->sendq) {
-        *tail = dequeue(&c->sendq, &c->sendq_tail);
-        tail = &(*tail)->next;
+    while ((w = q_take(&c->sendq)) != NULL) {
+        *tail = w;
+        tail = &w->next;
     }
     *tail = NULL;
     lac_spin_unlock(&c->lk);
-    for (lac_waiter *w = woken, *next; w; w = next) {
-        next = w->next; /* read before the wake: w may be gone after it */
-        wake(w, EPIPE);
+    for (lac_waiter *next; woken; woken = next) {
+        next = woken->next; /* read before the wake: the record may be gone after it */
+        wake(woken, EPIPE);
     }
     return 0;
 }
@@ -301,7 +528,7 @@ int lacuna_chan_free(lacuna_chan *c)
     if (c == NULL)
         return 0;
     lac_spin_lock(&c->lk);
-    bool busy = c->sendq || c->recvq;
+    bool busy = c->sendq.head || c->recvq.head;
     lac_spin_unlock(&c->lk);
     if (busy)
         return EBUSY;
