@@ -1,19 +1,25 @@
-/* chan.c — channels: a ring buffer plus FIFO queues of parked senders and receivers, usable by
- * fibers of any worker or runtime and by plain threads.
+/* chan.c — channels and select: a ring buffer plus FIFO queues of parked senders and receivers,
+ * usable by fibers of any worker or runtime and by plain threads.
  *
- * Invariants: waiters exist only when they must (receivers wait only while the buffer is empty,
- * senders only while it is full: for an unbuffered channel, while no receiver waits), so a send
- * first hands its element straight to a waiting receiver, and a receive refills the buffer from
- * the first waiting sender. A waiter is a lac_waiter on the parked fiber's (or thread's) own
- * stack; the element is copied directly between the two. Everything is under the channel's spin
- * lock; a fiber parks holding it, and it is released once the fiber's context is saved (sched.c),
- * so whoever dequeues a waiter may wake it at once. A woken fiber runs next on the waker's worker
- * (a hand-off) when they share a runtime.
+ * Invariants: waiters still waiting exist only when they must (receivers wait only while the
+ * buffer is empty, senders only while it is full: for an unbuffered channel, while no receiver
+ * waits), so a send first hands its element straight to a waiting receiver, and a receive refills
+ * the buffer from the first waiting sender. A waiter is a lac_waiter on the parked fiber's (or
+ * thread's) own stack; the element is copied directly between the two. Everything is under the
+ * channel's spin lock. A waker wins a waiter's wait (lac_park_claim, wait.c) before it hands over;
+ * a waiter whose wait a deadline, a cancel or another case of its select won stays linked, is
+ * skipped, and is unlinked by its owner once it runs (so a channel with such a waiter is still
+ * busy for lacuna_chan_free). A woken fiber runs next on the waker's worker (a hand-off) when
+ * they share a runtime.
  *
- * A plain thread (not running a fiber) blocks on a futex in the waiter; a thread whose own
- * runtime has fibers left is refused (EPERM) instead, since blocking it would stop them. The try
- * forms (declared in <lacuna/sync.h>) run the same no-wait paths and answer EAGAIN where the
- * blocking forms would wait.
+ * Select (Go's selectgo): the cases are tried in a random order, each that looks ready under its
+ * own lock; with none ready, every channel is locked in address order, looked at again, and one
+ * waiter per case joins the queues, all sharing one lac_park, so the first waker wins them all.
+ *
+ * A plain thread (not running a fiber) blocks on a futex in its park; a thread whose own runtime
+ * has fibers left is refused (EPERM) instead, since blocking it would stop them. The try forms
+ * (declared in <lacuna/sync.h>) run the same no-wait paths and answer EAGAIN where the blocking
+ * forms would wait.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -21,6 +27,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A select first looks for a ready case without any lock (as Go's does): the fields it peeks at
+ * (the counts, the closed flag, the queue heads) are written with relaxed atomic stores, always
+ * under the lock, and read there plainly. A peek is only a hint; the verdict is taken under the
+ * lock. */
+#define PEEK(x)   __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define SET(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 
 typedef struct chq {
     lac_waiter *head, *tail; /* oldest first */
@@ -64,7 +77,7 @@ static void q_push(chq *q, lac_waiter *w)
     if (q->tail)
         q->tail->next = w;
     else
-        q->head = w;
+        SET(q->head, w);
     q->tail = w;
     w->linked = true;
 }
@@ -74,7 +87,7 @@ static void q_unlink(chq *q, lac_waiter *w)
     if (w->prev)
         w->prev->next = w->next;
     else
-        q->head = w->next;
+        SET(q->head, w->next);
     if (w->next)
         w->next->prev = w->prev;
     else
@@ -149,7 +162,7 @@ static int send_locked(lacuna_chan *c, const void *elem, lac_waiter **woken)
     }
     if (c->n < c->cap) {
         memcpy(slot(c, c->n), elem, c->elem_size);
-        c->n++;
+        SET(c->n, c->n + 1);
         return 0;
     }
     return -1;
@@ -164,13 +177,12 @@ static int recv_locked(lacuna_chan *c, void *elem, lac_waiter **woken)
     if (c->n > 0) {
         memcpy(elem, slot(c, 0), c->elem_size);
         c->head = (c->head + 1) % c->cap;
-        c->n--;
         lac_waiter *w = q_take(&c->sendq);
-        if (w) { /* room now: the oldest waiting sender's element joins the buffer */
-            memcpy(slot(c, c->n), w->elem, c->elem_size);
-            c->n++;
-            *woken = w;
-        }
+        if (w) /* room now: the oldest waiting sender's element joins the buffer */
+            memcpy(slot(c, c->n - 1), w->elem, c->elem_size);
+        else
+            SET(c->n, c->n - 1);
+        *woken = w;
         return 0;
     }
     lac_waiter *w = q_take(&c->sendq);
@@ -307,20 +319,43 @@ int lacuna_chan_try_recv(lacuna_chan *c, void *elem)
 
 /* ---- select ------------------------------------------------------------------------------- */
 
-/* The caller's random numbers (xorshift64), for the order select tries its cases in. Read in a
- * function of its own: a fiber may resume on another thread (see internal.h). */
+/* The caller's random numbers (xorshift64), for the order select tries its cases in. */
 static __thread uint64_t sel_rng;
 
-static __attribute__((noinline)) size_t rand_below(size_t n)
+/* perm[0..n) = the indices of the cases with a channel, in a uniformly random order
+ * (Fisher-Yates, inside-out; Lemire's multiply-shift for the bounded draws). Not inlined: a fiber
+ * may resume on another thread later in the caller (see internal.h), so the thread-local's
+ * address is computed here only. */
+static __attribute__((noinline)) void perm_fill(const lacuna_select_case *cases, size_t n,
+                                                size_t *perm)
 {
     uint64_t x = sel_rng;
     if (x == 0)
         x = ((uint64_t)(uintptr_t)&sel_rng * 0x9e3779b97f4a7c15ull ^ lac_now_ns()) | 1;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (cases[i].chan == NULL)
+            continue;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        size_t j = (size_t)(((x >> 32) * (uint64_t)(m + 1)) >> 32);
+        perm[m] = perm[j];
+        perm[j] = i;
+        m++;
+    }
     sel_rng = x;
-    return (size_t)((x >> 11) % n);
+}
+
+/* Whether a case looks ready, without its lock: a hint (see PEEK). */
+static inline bool maybe_ready(const lacuna_select_case *k)
+{
+    lacuna_chan *c = k->chan;
+    if (PEEK(c->closed))
+        return true;
+    if (k->op == LACUNA_SELECT_SEND)
+        return PEEK(c->recvq.head) != NULL || PEEK(c->n) < c->cap;
+    return PEEK(c->n) > 0 || PEEK(c->sendq.head) != NULL;
 }
 
 /* One case, under its channel's lock (held, kept): as send_locked. */
@@ -355,9 +390,11 @@ static int select_live(lacuna_select_case *cases, size_t *perm, size_t *order, l
 {
     lac_waiter *woken;
     /* First each case alone, in random order (fair: no ready case is always behind another),
-     * under its own lock only: the common case, one ready, costs what a try costs. */
+     * where it looks ready, under its own lock only: one ready case costs about a try. */
     for (size_t k = 0; k < n; k++) {
         lacuna_select_case *cs = &cases[perm[k]];
+        if (!maybe_ready(cs))
+            continue;
         lac_spin_lock(&cs->chan->lk);
         int r = case_locked(cs, &woken);
         lac_spin_unlock(&cs->chan->lk);
@@ -370,7 +407,14 @@ static int select_live(lacuna_select_case *cases, size_t *perm, size_t *order, l
     }
     if (deadline == 0)
         return ETIMEDOUT;
-    /* None: under every lock, look again (one may have become ready), else queue on them all. */
+    /* None: under every lock, taken in address order, look again (one may have become ready),
+     * else queue on them all. */
+    for (size_t k = 0; k < n; k++) {
+        size_t i = perm[k], j = k;
+        for (; j > 0 && (uintptr_t)cases[order[j - 1]].chan > (uintptr_t)cases[i].chan; j--)
+            order[j] = order[j - 1];
+        order[j] = i;
+    }
     lock_all(cases, order, n);
     for (size_t k = 0; k < n; k++) {
         int r = case_locked(&cases[perm[k]], &woken);
@@ -452,20 +496,7 @@ int lacuna_select(lacuna_select_case *cases, size_t n, uint64_t deadline_ns, siz
         perm = (size_t *)(ws + nlive);
         order = perm + nlive;
     }
-    /* perm: a uniformly random order (Fisher-Yates, inside-out); order: by channel address. */
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (cases[i].chan == NULL)
-            continue;
-        size_t j = rand_below(m + 1);
-        perm[m] = perm[j];
-        perm[j] = i;
-        size_t k = m;
-        for (; k > 0 && (uintptr_t)cases[order[k - 1]].chan > (uintptr_t)cases[i].chan; k--)
-            order[k] = order[k - 1];
-        order[k] = i;
-        m++;
-    }
+    perm_fill(cases, n, perm);
     int err = select_live(cases, perm, order, ws, nlive, deadline_ns, chosen);
     free(heap);
     return err;
@@ -502,7 +533,7 @@ int lacuna_chan_close(lacuna_chan *c)
         lac_spin_unlock(&c->lk);
         return EINVAL;
     }
-    c->closed = true;
+    SET(c->closed, true);
     /* Take every waiter still waiting first: once woken, a waiter's record (on its stack) is
      * gone. Oldest first, receivers before senders. */
     lac_waiter *woken = NULL, **tail = &woken, *w;

@@ -367,7 +367,7 @@ lac_fiber *lac_fiber_finish(lac_sched *s, lac_fiber *f, lac_spare *sp)
     bool detached = f->detached, thread_joins = f->tjoin;
     if (thread_joins)
         f->tjoin = 2; /* committed: a thread's join that times out now waits for the wake */
-    else /* else set by the wake below: the joiner may reuse f once it reads it */
+    else              /* else set by the wake below: the joiner may reuse f once it reads it */
         atomic_store_explicit(&f->done, 1, memory_order_release);
     lac_spin_unlock(&f->lk);
     if (joiner) { /* its context is saved once its switch released plk (wait.c) */

@@ -655,8 +655,8 @@ void *lac_ctx_init(void *stack_top, void (*entry)(void *), void *arg);
  * fiber.c  control blocks and handles, the shared stack pool, spawn/join/detach, names, fork hooks
  * sched.c  one scheduler per OS thread: run queue, context switches, fiber start and end, reaping
  *          ended fibers' stacks (on the thread's own stack), the run loop
- * wait.c   what a parked fiber waits for besides a wake-up: timers (sleep) and fds (epoll)
- * chan.c   channels, on top of lac_fiber_park / lac_fiber_ready
+ * wait.c   how a wait ends (lac_park: woken, timed out or cancelled), timers, fds (epoll)
+ * chan.c   channels and select, on top of lac_park_* / lac_fiber_ready
  */
 
 #if defined(__has_feature)
@@ -752,10 +752,10 @@ struct lac_fiber {
 #ifdef LAC_TSAN
     void *tsan; /* TSan fiber */
 #endif
-    lac_spin plk;                /* held from arming a wait until its context is saved (wait.c) */
+    lac_spin plk; /* held from arming a wait until its context is saved (wait.c) */
     _Atomic(struct lac_park *) park; /* the wait it is in (set and cleared under plk), or NULL */
-    lac_sched *tsched;           /* the worker whose timer heap it is in, while a timed wait */
-    _Atomic uint8_t cancelled;   /* lacuna_cancel called: every blocking call fails ECANCELED */
+    lac_sched *tsched;               /* the worker whose timer heap it is in, while a timed wait */
+    _Atomic uint8_t cancelled;       /* lacuna_cancel called: every blocking call fails ECANCELED */
     char name[LACUNA_FIBER_NAME_MAX]; /* read by the SIGSEGV handler: always NUL-terminated */
     void *fls; /* its fiber-local values (sync.c), NULL until the first lacuna_fls_set */
 };
@@ -824,7 +824,7 @@ struct lac_sched {
     lac_fiber **heap;      /* timer min-heap on deadline (wait.c), under tlock */
     _Atomic size_t nheap;  /* its size (read without tlock by the loop deciding to poll) */
     size_t heap_cap;
-    lac_spin tlock;        /* the heap: fibers timing out elsewhere remove themselves */
+    lac_spin tlock;            /* the heap: fibers timing out elsewhere remove themselves */
     unsigned tick;             /* scheduling decisions: every LAC_POLL_EVERY-th polls */
     bool poll_due;             /* main polls (non-blocking) before it runs the next fiber */
     int epfd;                  /* -1 until the first fd wait or idle sleep */

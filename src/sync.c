@@ -45,9 +45,9 @@
 
 typedef struct waiter {
     struct waiter *next, *prev;
-    lac_park *park;  /* its wait (wait.c): won by a waker, a deadline or a cancel */
-    uint64_t token;  /* a mutex waiter's token: the owner it becomes */
-    bool linked;     /* in its queue */
+    lac_park *park; /* its wait (wait.c): won by a waker, a deadline or a cancel */
+    uint64_t token; /* a mutex waiter's token: the owner it becomes */
+    bool linked;    /* in its queue */
 } waiter;
 
 typedef struct wq {

@@ -246,8 +246,9 @@ void lac_park_cancel(lac_fiber *f)
     lac_spin_lock(&f->plk);
     lac_park *p = atomic_load_explicit(&f->park, memory_order_relaxed);
     uint32_t w = LAC_PARK_WAITING;
-    bool won = p && !p->nocancel && atomic_compare_exchange_strong_explicit(
-                        &p->state, &w, LAC_PARK_CANCEL, memory_order_acq_rel, memory_order_relaxed);
+    bool won = p && !p->nocancel &&
+               atomic_compare_exchange_strong_explicit(&p->state, &w, LAC_PARK_CANCEL,
+                                                       memory_order_acq_rel, memory_order_relaxed);
     if (won && p->local) {
         /* Only its worker may end a local wait: make its deadline now and wake that worker. Under
          * plk, f cannot have moved on, so its worker is still there. */
@@ -422,7 +423,7 @@ void lac_wait_fork_child(lac_sched *s)
 {
     if (s == NULL)
         return;
-    s->tlock.v = 0; /* another thread may have held it at the fork */
+    s->tlock.v = 0;     /* another thread may have held it at the fork */
     if (s->evfd >= 0) { /* the parent's wake-ups must not reach the child */
         close(s->evfd);
         s->evfd = -1;

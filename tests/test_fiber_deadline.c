@@ -340,13 +340,27 @@ static void *victim(void *arg)
     int kind = (int)(uintptr_t)arg, v = 0, r = -1;
     atomic_fetch_add(&blocked, 1);
     switch (kind) {
-    case 0: r = lacuna_chan_recv(ca, &v); break;
-    case 1: r = lacuna_chan_send_until(cb, &v, soon(60000)); break;
-    case 2: r = lacuna_sleep_ms(60000); break;
-    case 3: r = lacuna_fd_wait(pipe_fds[0], POLLIN, -1); break;
-    case 4: r = lacuna_sem_wait(&sem); break;
-    case 5: r = lacuna_waitgroup_wait(&wg); break;
-    case 6: r = lacuna_mutex_lock(&mu); break;
+    case 0:
+        r = lacuna_chan_recv(ca, &v);
+        break;
+    case 1:
+        r = lacuna_chan_send_until(cb, &v, soon(60000));
+        break;
+    case 2:
+        r = lacuna_sleep_ms(60000);
+        break;
+    case 3:
+        r = lacuna_fd_wait(pipe_fds[0], POLLIN, -1);
+        break;
+    case 4:
+        r = lacuna_sem_wait(&sem);
+        break;
+    case 5:
+        r = lacuna_waitgroup_wait(&wg);
+        break;
+    case 6:
+        r = lacuna_mutex_lock(&mu);
+        break;
     case 7: {
         lacuna_select_case k[2] = {{ca, &v, LACUNA_SELECT_RECV}, {cb, &v, LACUNA_SELECT_SEND}};
         size_t i;

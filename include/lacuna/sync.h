@@ -169,8 +169,7 @@ LACUNA_API int lacuna_cond_wait(lacuna_cond *cond, lacuna_mutex *mutex);
  * caller owns the mutex again on return (taking it back ignores a cancel, so cleanup can unlock
  * it); with LACUNA_NOWAIT or a cancel seen at the call it was never released. The plain form
  * returns ECANCELED likewise. */
-LACUNA_API int lacuna_cond_wait_until(lacuna_cond *cond, lacuna_mutex *mutex,
-                                      uint64_t deadline_ns);
+LACUNA_API int lacuna_cond_wait_until(lacuna_cond *cond, lacuna_mutex *mutex, uint64_t deadline_ns);
 
 /* Wake the oldest waiter / every waiter (none: nothing happens; a later wait is not affected).
  * Callable with or without the mutex held, from any fiber or thread (not a signal handler).
