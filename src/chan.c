@@ -12,9 +12,10 @@
  * busy for lacuna_chan_free). A woken fiber runs next on the waker's worker (a hand-off) when
  * they share a runtime.
  *
- * Select (Go's selectgo): the cases are tried in a random order, each that looks ready under its
- * own lock; with none ready, every channel is locked in address order, looked at again, and one
- * waiter per case joins the queues, all sharing one lac_park, so the first waker wins them all.
+ * Select (Go's selectgo): a case is picked uniformly among those that look ready (a peek without
+ * locks) and tried under its own lock; with none ready, every channel is locked in address order,
+ * the cases are looked at again in a random order, and one waiter per case joins the queues, all
+ * sharing one lac_park, so the first waker wins them all.
  *
  * A plain thread (not running a fiber) blocks on a futex in its park; a thread whose own runtime
  * has fibers left is refused (EPERM) instead, since blocking it would stop them. The try forms
@@ -322,6 +323,18 @@ int lacuna_chan_try_recv(lacuna_chan *c, void *elem)
 /* The caller's random numbers (xorshift64), for the order select tries its cases in. */
 static __thread uint64_t sel_rng;
 
+/* The next random number of the calling thread's generator (see perm_fill for why not inlined). */
+static __attribute__((noinline)) uint64_t sel_rand(void)
+{
+    uint64_t x = sel_rng;
+    if (x == 0)
+        x = ((uint64_t)(uintptr_t)&sel_rng * 0x9e3779b97f4a7c15ull ^ lac_now_ns()) | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return sel_rng = x;
+}
+
 /* perm[0..n) = the indices of the cases with a channel, in a uniformly random order
  * (Fisher-Yates, inside-out; Lemire's multiply-shift for the bounded draws). Not inlined: a fiber
  * may resume on another thread later in the caller (see internal.h), so the thread-local's
@@ -386,12 +399,12 @@ static void unlock_all(const lacuna_select_case *cases, const size_t *order, siz
 /* Select over the n cases whose channel is not NULL (their indices in perm, a random order, and
  * order, by channel address), with scratch ws for their waiters. */
 static int select_live(lacuna_select_case *cases, size_t *perm, size_t *order, lac_waiter *ws,
-                       size_t n, uint64_t deadline, size_t *chosen)
+                       size_t n, uint64_t deadline, bool tried, size_t *chosen)
 {
     lac_waiter *woken;
     /* First each case alone, in random order (fair: no ready case is always behind another),
-     * where it looks ready, under its own lock only: one ready case costs about a try. */
-    for (size_t k = 0; k < n; k++) {
+     * where it looks ready, under its own lock only (done already by the caller when tried). */
+    for (size_t k = 0; !tried && k < n; k++) {
         lacuna_select_case *cs = &cases[perm[k]];
         if (!maybe_ready(cs))
             continue;
@@ -455,36 +468,23 @@ static int select_live(lacuna_select_case *cases, size_t *perm, size_t *order, l
     return err;
 }
 
-int lacuna_select(lacuna_select_case *cases, size_t n, uint64_t deadline_ns, size_t *chosen)
+/* One case alone, under its own lock only: as case_locked (-1: not ready), the wake done. */
+static int try_case(const lacuna_select_case *k)
 {
-    if ((cases == NULL && n > 0) || chosen == NULL) {
-        LAC_BAD_INPUT("lacuna_select", "NULL cases or chosen", cases);
-        return EINVAL;
-    }
-    size_t nlive = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (cases[i].op != LACUNA_SELECT_SEND && cases[i].op != LACUNA_SELECT_RECV) {
-            LAC_BAD_INPUT("lacuna_select", "unknown op", &cases[i]);
-            return EINVAL;
-        }
-        if (cases[i].chan == NULL)
-            continue;
-        if (cases[i].elem == NULL) {
-            LAC_BAD_INPUT("lacuna_select", "NULL elem", &cases[i]);
-            return EINVAL;
-        }
-        nlive++;
-    }
-    if (nlive == 0) { /* nothing can become ready: only the deadline (or a cancel) ends it */
-        if (deadline_ns == LAC_FOREVER) {
-            LAC_BAD_INPUT("lacuna_select", "no case and no deadline", cases);
-            return EINVAL;
-        }
-        if (deadline_ns == 0)
-            return ETIMEDOUT;
-        int err = lacuna_sleep_until(deadline_ns);
-        return err ? err : ETIMEDOUT;
-    }
+    lac_waiter *woken;
+    lac_spin_lock(&k->chan->lk);
+    int r = case_locked(k, &woken);
+    lac_spin_unlock(&k->chan->lk);
+    if (woken)
+        wake(woken, 0);
+    return r;
+}
+
+/* lacuna_select past its fast path: scratch for nlive waiters, a random order, the locking order
+ * (kept out of lacuna_select, whose common case needs none of it). */
+static __attribute__((noinline)) int select_slow(lacuna_select_case *cases, size_t n, size_t nlive,
+                                                 uint64_t deadline_ns, size_t *chosen)
+{
     size_t perm_s[SEL_STACK], order_s[SEL_STACK], *perm = perm_s, *order = order_s;
     lac_waiter ws_s[SEL_STACK], *ws = ws_s;
     void *heap = NULL;
@@ -497,9 +497,69 @@ int lacuna_select(lacuna_select_case *cases, size_t n, uint64_t deadline_ns, siz
         order = perm + nlive;
     }
     perm_fill(cases, n, perm);
-    int err = select_live(cases, perm, order, ws, nlive, deadline_ns, chosen);
+    int err = select_live(cases, perm, order, ws, nlive, deadline_ns, n <= 64, chosen);
     free(heap);
     return err;
+}
+
+int lacuna_select(lacuna_select_case *cases, size_t n, uint64_t deadline_ns, size_t *chosen)
+{
+    if ((cases == NULL && n > 0) || chosen == NULL) {
+        LAC_BAD_INPUT("lacuna_select", "NULL cases or chosen", cases);
+        return EINVAL;
+    }
+    size_t nlive = 0;
+    uint64_t ready = 0; /* with n <= 64: the cases that look ready */
+    for (size_t i = 0; i < n; i++) {
+        if (cases[i].op != LACUNA_SELECT_SEND && cases[i].op != LACUNA_SELECT_RECV) {
+            LAC_BAD_INPUT("lacuna_select", "unknown op", &cases[i]);
+            return EINVAL;
+        }
+        if (cases[i].chan == NULL)
+            continue;
+        if (cases[i].elem == NULL) {
+            LAC_BAD_INPUT("lacuna_select", "NULL elem", &cases[i]);
+            return EINVAL;
+        }
+        nlive++;
+        if (n <= 64 && maybe_ready(&cases[i]))
+            ready |= 1ull << i;
+    }
+    if (nlive == 0) { /* nothing can become ready: only the deadline (or a cancel) ends it */
+        if (deadline_ns == LAC_FOREVER) {
+            LAC_BAD_INPUT("lacuna_select", "no case and no deadline", cases);
+            return EINVAL;
+        }
+        if (deadline_ns == 0)
+            return ETIMEDOUT;
+        int err = lacuna_sleep_until(deadline_ns);
+        return err ? err : ETIMEDOUT;
+    }
+    /* The common case, up to 64 cases: pick uniformly among those that look ready (one random
+     * number, no permutation) and try it under its lock alone; a peek that raced away is
+     * dropped and another picked. */
+    if (n <= 64 && ready) {
+        uint64_t x = ready & (ready - 1) ? sel_rand() : 0; /* one candidate: no draw */
+        do {
+            uint64_t m = ready;
+            if (m & (m - 1)) { /* several: the r-th of them, r uniform below their count */
+                uint64_t r = ((x >> 32) * (uint64_t)__builtin_popcountll(m)) >> 32;
+                for (; r > 0; r--)
+                    m &= m - 1;
+            }
+            size_t i = (size_t)__builtin_ctzll(m);
+            int res = try_case(&cases[i]);
+            if (res >= 0) {
+                *chosen = i;
+                return res;
+            }
+            ready &= ~(1ull << i);
+            x = x * 6364136223846793005ull + 1442695040888963407ull; /* next draw (an LCG) */
+        } while (ready);
+    }
+    if (n <= 64 && deadline_ns == 0)
+        return ETIMEDOUT;
+    return select_slow(cases, n, nlive, deadline_ns, chosen);
 }
 
 size_t lacuna_chan_len(const lacuna_chan *c)

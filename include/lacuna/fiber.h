@@ -41,6 +41,7 @@
  *     lacuna_yield, lacuna_self, lacuna_join, lacuna_detach             512 bytes
  *     lacuna_fiber_set_name, lacuna_chan_*                             2 KiB
  *     lacuna_go, lacuna_go_named, lacuna_sleep_ms, lacuna_fd_wait      3 KiB
+ *     lacuna_select (up to 8 cases), lacuna_*_until, lacuna_cancel     3 KiB
  * A fiber that ends needs no stack of its own frames: the bookkeeping of its end runs on what its
  * function no longer uses, and its stack is freed on the worker's stack, or reused by a spawn.
  *
