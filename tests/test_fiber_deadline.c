@@ -593,3 +593,46 @@ TEST(cancel_100000_blocked_fibers)
         CHECK_EQ(lacuna_chan_free(mass[j]), 0);
     free(mass_f);
 }
+
+/* Semaphore posts against waiters with short deadlines on two workers: no unit is lost or
+ * created (taken + left == posted). */
+static _Atomic long taken;
+
+static void *sem_taker(void *arg)
+{
+    (void)arg;
+    for (int n = 0; n < 3000; n++) {
+        int r = lacuna_sem_wait_until(&sem, lacuna_now_ns() + 10000 * (uint64_t)(n % 4));
+        if (r == 0)
+            atomic_fetch_add(&taken, 1);
+        else
+            CHECK_EQ(r, ETIMEDOUT);
+    }
+    return NULL;
+}
+
+static void *sem_poster(void *arg)
+{
+    (void)arg;
+    for (int n = 0; n < 2000; n++) {
+        CHECK_EQ(lacuna_sem_post(&sem), 0);
+        if (n % 8 == 0)
+            lacuna_yield();
+    }
+    return NULL;
+}
+
+TEST(sem_timeout_races_post_two_workers)
+{
+    lacuna_set_workers(2);
+    CHECK_EQ(lacuna_sem_init(&sem, 0), 0);
+    lacuna_fiber *f[4] = {lacuna_go(sem_taker, NULL), lacuna_go(sem_taker, NULL),
+                          lacuna_go(sem_poster, NULL), lacuna_go(sem_poster, NULL)};
+    CHECK_EQ(lacuna_run(), 0);
+    for (int i = 0; i < 4; i++)
+        CHECK(lacuna_join(f[i]) == NULL);
+    unsigned long left = 0;
+    CHECK_EQ(lacuna_sem_value(&sem, &left), 0);
+    CHECK_EQ(atomic_load(&taken) + (long)left, 4000);
+    CHECK_EQ(lacuna_sem_destroy(&sem), 0); /* nobody queued */
+}

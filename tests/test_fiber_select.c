@@ -403,3 +403,52 @@ TEST(select_deadline_races_wake_across_workers)
     CHECK_EQ(lacuna_chan_free(race_c), 0); /* no waiter left behind */
     CHECK_EQ(lacuna_chan_free(race_d), 0);
 }
+
+/* More cases than fit on the stack (the waiters are allocated) and more than the fast path's
+ * 64 (a random permutation instead): the ready case is found, and a blocked select is woken by
+ * the one case that becomes ready. */
+enum { MANY = 100 };
+static lacuna_chan *many_c[MANY];
+
+static void *many_sender(void *arg)
+{
+    int j = (int)(uintptr_t)arg;
+    lacuna_sleep_ms(1);
+    CHECK_EQ(lacuna_chan_send(many_c[j], &j), 0);
+    return NULL;
+}
+
+static void *many_selector(void *arg)
+{
+    size_t n = (size_t)(uintptr_t)arg;
+    int v[MANY];
+    lacuna_select_case k[MANY];
+    for (size_t j = 0; j < n; j++)
+        k[j] = recv_case(j % 5 == 4 ? NULL : many_c[j], &v[j]);
+    size_t i = 999;
+    CHECK_EQ(lacuna_select(k, n, LACUNA_NOWAIT, &i), ETIMEDOUT);
+    lacuna_fiber *s = lacuna_go(many_sender, (void *)(uintptr_t)(n - 3));
+    CHECK_EQ(lacuna_select(k, n, LACUNA_FOREVER, &i), 0);
+    CHECK_EQ(i, n - 3);
+    CHECK_EQ(v[i], (int)(n - 3));
+    CHECK(lacuna_join(s) == NULL);
+    int one = 1;
+    CHECK_EQ(lacuna_chan_try_send(many_c[1], &one), 0);
+    CHECK_EQ(lacuna_select(k, n, LACUNA_NOWAIT, &i), 0);
+    CHECK_EQ(i, 1);
+    return NULL;
+}
+
+TEST(select_many_cases)
+{
+    for (int j = 0; j < MANY; j++)
+        many_c[j] = lacuna_chan_make(sizeof(int), 1);
+    size_t sizes[] = {20, MANY};
+    for (int t = 0; t < 2; t++) {
+        lacuna_fiber *f = lacuna_go(many_selector, (void *)(uintptr_t)sizes[t]);
+        CHECK_EQ(lacuna_run(), 0);
+        CHECK(lacuna_join(f) == NULL);
+    }
+    for (int j = 0; j < MANY; j++)
+        CHECK_EQ(lacuna_chan_free(many_c[j]), 0); /* no waiter of either select left */
+}

@@ -168,6 +168,7 @@ LACUNA_API void lacuna_yield(void);
  *           fiber someone is already joining, a fiber of an exited thread's runtime;
  *   EDEADLK joining yourself; or, from thread context, every fiber of the runtime is blocked with
  *           no timer and no fd wait (the fiber stays joinable);
+ *   ECANCELED  the caller is a cancelled fiber and would have to wait (the fiber stays joinable);
  *   ENOTRECOVERABLE  the fiber would have to wait, and the caller left the fiber the scheduler
  *           thinks is running without switching (longjmp: see the top of this file). */
 LACUNA_API void *lacuna_join(lacuna_fiber *fiber);
@@ -233,7 +234,8 @@ LACUNA_API uint64_t lacuna_now_ns(void);
 /* Block the calling fiber until the deadline (CLOCK_MONOTONIC ns; a passed one: a yield), or the
  * thread in thread context. A fiber's sleep ends within microseconds of its deadline when its
  * worker is otherwise idle (epoll_pwait2, Linux 5.11; milliseconds before), later when other
- * fibers keep the worker busy (they are not preempted). LACUNA_FOREVER: until cancelled.
+ * fibers keep the worker busy (they are not preempted). LACUNA_FOREVER: until cancelled (while
+ * such a sleep lasts, the runtime never reports EDEADLK: a cancel may still end it).
  * Returns 0, or ECANCELED (a cancelled fiber, at once or when cancelled meanwhile). */
 LACUNA_API int lacuna_sleep_until(uint64_t deadline_ns);
 
@@ -244,8 +246,9 @@ LACUNA_API int lacuna_sleep_ns(uint64_t ns);
  * or hang-up, or timeout_ms passes (< 0: no timeout). The timeout is a deadline taken at the call:
  * signal handlers running meanwhile (EINTR underneath) neither end nor extend the wait. In thread
  * context it is poll(2), repeated with what is left after an EINTR.
- * Returns 0 when ready (the next read/write says how), ETIMEDOUT, EINVAL (events not a non-empty
- * subset of POLLIN|POLLOUT), EBADF, or an errno from epoll_ctl or dup (EMFILE). Several fibers may
+ * Returns 0 when ready (the next read/write says how), ETIMEDOUT, ECANCELED (a cancelled fiber),
+ * EINVAL (events not a non-empty subset of POLLIN|POLLOUT), EBADF, or an errno from epoll_ctl or
+ * dup (EMFILE). Several fibers may
  * wait on one fd at once (a reader and a writer of a socket): the second and later each hold a
  * dup of it while they wait. Do not close the fd while fibers wait on it (the waits do not end);
  * shutdown(2) it to wake them. Files epoll cannot watch (regular files) are always ready. */
@@ -268,11 +271,12 @@ LACUNA_API lacuna_chan *lacuna_chan_make(size_t elem_size, size_t capacity);
  * takes it): a fiber blocks (its worker runs others), a plain thread blocks itself. Returns 0, or
  *   EPIPE   the channel is closed (also when it is closed while the sender waits: not delivered);
  *   EPERM   it would block a thread whose own runtime still has fibers (they could not run);
+ *   ECANCELED  the caller is a cancelled fiber and would have to wait (nothing sent);
  *   EINVAL  chan or elem NULL, or the waiter it would wake is a fiber of an exited thread. */
 LACUNA_API int lacuna_chan_send(lacuna_chan *chan, const void *elem);
 
 /* Take the oldest element into *elem, blocking the calling fiber while there is none. Returns 0,
- * or EPIPE (closed and drained: *elem untouched), EPERM, EINVAL as lacuna_chan_send. */
+ * or EPIPE (closed and drained: *elem untouched), EPERM, ECANCELED, EINVAL as lacuna_chan_send. */
 LACUNA_API int lacuna_chan_recv(lacuna_chan *chan, void *elem);
 
 /* lacuna_chan_send / lacuna_chan_recv until a deadline (see "Deadlines"): as those, and
