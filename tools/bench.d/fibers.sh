@@ -1,6 +1,7 @@
 # make bench, fiber layer: skynet by its standard rules (unbuffered channels, 1,111,111 fibers),
 # the 10-slot buffered variant beside it (labelled so in its file), 1 and 2 M:N workers, switch
-# costs (with Boost.Context's raw switch in the same run) and a channel round trip across workers.
+# costs (with Boost.Context's raw switch in the same run), a channel round trip across workers and
+# a select over 4 channels beside a plain receive.
 set -euo pipefail
 "$BENCH" skynet --runs "$RUNS" | tee "$OUT/skynet.txt"
 "$BENCH" skynet --buffered --runs "$RUNS" | tee "$OUT/skynet-buffered.txt"
@@ -8,6 +9,7 @@ set -euo pipefail
 "$BENCH" skynet --threads 2 --runs "$RUNS" | tee "$OUT/skynet-threads2.txt"
 "$BENCH" switch --runs "$RUNS" | tee "$OUT/switch.txt"
 "$BENCH" pingpong --runs "$RUNS" | tee "$OUT/pingpong.txt"
+"$BENCH" select --runs "$RUNS" | tee "$OUT/select.txt"
 "$BENCH" parked --n 1000000 --stack 16K | tee "$OUT/parked.txt"
 
 # Go's skynet and parked by the same rules (tools/go/), GOMAXPROCS=1 and 2, in the same run: time
