@@ -668,14 +668,19 @@ bool lac_thread_wait_until(_Atomic uint32_t *word, uint64_t deadline)
 {
     struct timespec t = {.tv_sec = (time_t)(deadline / 1000000000u),
                          .tv_nsec = (long)(deadline % 1000000000u)};
+    int saved = errno; /* the caller's: its API reports through return values */
+    bool woken = true;
     while (atomic_load_explicit(word, memory_order_acquire) == 0) {
         /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time (FUTEX_WAIT a relative one) */
         long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, 0, &t, NULL,
                          FUTEX_BITSET_MATCH_ANY);
-        if (r < 0 && errno == ETIMEDOUT)
-            return atomic_load_explicit(word, memory_order_acquire) != 0;
+        if (r < 0 && errno == ETIMEDOUT) {
+            woken = atomic_load_explicit(word, memory_order_acquire) != 0;
+            break;
+        }
     }
-    return true;
+    errno = saved;
+    return woken;
 }
 
 void lac_sched_kick(lac_sched *w)
