@@ -80,7 +80,9 @@ typedef struct lacuna_chan lacuna_chan;
  * CLOCK_MONOTONIC (lacuna_now_ns() + a timeout), so a retry loop cannot stretch it. Such a call
  * returns ETIMEDOUT when the deadline passes before it could complete (an operation that needs
  * no wait completes whatever the deadline). LACUNA_FOREVER waits without limit; LACUNA_NOWAIT
- * (any passed deadline, in fact) never waits: ETIMEDOUT at once where a wait would begin. */
+ * (any passed deadline, in fact) never waits: ETIMEDOUT at once where a wait would begin. A
+ * fiber's wait with a deadline (and any fd wait) may also fail with ENOMEM when its worker's
+ * timer heap cannot grow. */
 #define LACUNA_FOREVER UINT64_MAX
 #define LACUNA_NOWAIT  ((uint64_t)0)
 
