@@ -1,5 +1,5 @@
 /* fiber.c — fibers as the API sees them: control blocks and handles, the shared stack pool, spawn,
- * join, detach, names; and the fiber layer's fork hooks.
+ * join (with a deadline), detach, cancel, names; and the fiber layer's fork hooks.
  *
  * Owns: the process's shared stack pool (created on the first spawn or lacuna_fiber_configure),
  * the table of fiber control blocks, and global_lock, the one lock of the fiber layer (pool
