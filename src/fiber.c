@@ -1,5 +1,5 @@
 /* fiber.c — fibers as the API sees them: control blocks and handles, the shared stack pool, spawn,
- * join, detach, names; and the fiber layer's fork hooks.
+ * join (with a deadline), detach, cancel, names; and the fiber layer's fork hooks.
  *
  * Owns: the process's shared stack pool (created on the first spawn or lacuna_fiber_configure),
  * the table of fiber control blocks, and global_lock, the one lock of the fiber layer (pool
@@ -380,6 +380,9 @@ static lacuna_fiber *spawn(const lacuna_fiber_opts *o, void *(*fn)(void *), void
     f->wait = LAC_W_NONE;
     f->detached = 0;
     f->tjoin = 0;
+    f->tsched = NULL;
+    atomic_store_explicit(&f->park, NULL, memory_order_relaxed);
+    atomic_store_explicit(&f->cancelled, 0, memory_order_relaxed);
     f->pin = (o->flags & LACUNA_FIBER_PINNED) ? (uint16_t)(s->idx + 1) : 0;
     atomic_store_explicit(&f->done, 0, memory_order_relaxed);
     name_copy(f, o->name);
@@ -421,10 +424,20 @@ lac_fiber *lac_fiber_finish(lac_sched *s, lac_fiber *f, lac_spare *sp)
     lac_spin_lock(&f->lk);
     lac_fiber *joiner = f->joiner;
     f->joiner = NULL;
+    /* A joining fiber whose wait timed out or was cancelled is left alone: it cleans up itself. */
+    lac_park *jp = joiner ? atomic_load_explicit(&joiner->park, memory_order_relaxed) : NULL;
+    if (joiner && (jp == NULL || !lac_park_claim(jp)))
+        joiner = NULL;
     bool detached = f->detached, thread_joins = f->tjoin;
-    if (!thread_joins) /* else set by the wake below: the joiner may reuse f once it reads it */
+    if (thread_joins)
+        f->tjoin = 2; /* committed: a thread's join that times out now waits for the wake */
+    else              /* else set by the wake below: the joiner may reuse f once it reads it */
         atomic_store_explicit(&f->done, 1, memory_order_release);
     lac_spin_unlock(&f->lk);
+    if (joiner) { /* its context is saved once its switch released plk (wait.c) */
+        lac_spin_lock(&joiner->plk);
+        lac_spin_unlock(&joiner->plk);
+    }
     if (detached) {
         block_put(s, f);
     } else if (thread_joins) {
@@ -466,8 +479,8 @@ lacuna_fiber *lacuna_self(void)
     return s && s->cur ? handle_of(s->cur) : NULL;
 }
 
-/* Wait for f to end (f->lk held; released here). 0 or errno. */
-static int join_wait(lac_sched *s, lac_fiber *f)
+/* Wait for f to end, until a deadline (f->lk held; released here). 0 or errno. */
+static int join_wait(lac_sched *s, lac_fiber *f, uint64_t deadline)
 {
     lac_fiber *self = s ? s->cur : NULL;
     if (self) { /* a fiber parks; the ending fiber makes it ready */
@@ -475,11 +488,28 @@ static int join_wait(lac_sched *s, lac_fiber *f)
             lac_spin_unlock(&f->lk);
             return ENOTRECOVERABLE;
         }
+        lac_park p = {.fiber = self};
+        int err = lac_park_arm(&p, deadline);
+        if (err) {
+            lac_spin_unlock(&f->lk);
+            return err;
+        }
         f->joiner = self;
-        lac_sched_park(s, &f->lk);
-        return 0;
+        lac_spin_unlock(&f->lk);
+        err = lac_park_block(&p, deadline);
+        if (err) { /* timed out or cancelled: f stays joinable */
+            lac_spin_lock(&f->lk);
+            if (f->joiner == self)
+                f->joiner = NULL;
+            lac_spin_unlock(&f->lk);
+        }
+        return err;
     }
     if (s && s->rt == f->rt) { /* the thread f's runtime lives in: run it until f ends */
+        if (deadline != LAC_FOREVER) {
+            lac_spin_unlock(&f->lk);
+            return EINVAL; /* its loop runs until f ends (documented) */
+        }
         s->main_join = f;
         lac_spin_unlock(&f->lk);
         int err = lac_sched_loop(s, f);
@@ -491,11 +521,30 @@ static int join_wait(lac_sched *s, lac_fiber *f)
         return 0;
     }
     /* A thread outside f's runtime: block it until f ends. */
+    if (deadline == 0) {
+        lac_spin_unlock(&f->lk);
+        return ETIMEDOUT;
+    }
     f->tjoin = 1;
     atomic_fetch_add_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
     lac_spin_unlock(&f->lk);
-    lac_thread_wait(&f->done);
-    return 0;
+    if (deadline == LAC_FOREVER) {
+        lac_thread_wait(&f->done);
+        return 0;
+    }
+    if (lac_thread_wait_until(&f->done, deadline))
+        return 0;
+    lac_spin_lock(&f->lk);
+    bool mine = f->tjoin == 1; /* the end has not committed to waking us */
+    if (mine)
+        f->tjoin = 0;
+    lac_spin_unlock(&f->lk);
+    if (!mine) {
+        lac_thread_wait(&f->done);
+        return 0;
+    }
+    atomic_fetch_sub_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
+    return ETIMEDOUT;
 }
 
 /* Lock f for a join or detach (s: the caller's scheduler, or NULL): false, unlocked, when there
@@ -512,33 +561,70 @@ static bool claim(lac_fiber *f, const lac_sched *s)
     return true;
 }
 
-void *lacuna_join(lacuna_fiber *h)
+static int join_until(lacuna_fiber *h, uint64_t deadline, void **result)
 {
     lac_fiber *f = lookup(h);
     lac_sched *s = lac_tls_sched;
-    if (f != NULL && s != NULL && s->cur == f) {
-        errno = lac_sched_escaped(s) ? ENOTRECOVERABLE : EDEADLK;
-        return NULL;
-    }
+    if (f != NULL && s != NULL && s->cur == f)
+        return lac_sched_escaped(s) ? ENOTRECOVERABLE : EDEADLK;
     if (!claim(f, s)) {
         LAC_BAD_INPUT("lacuna_join", "stale, detached or already joined fiber", h);
-        errno = EINVAL;
-        return NULL;
+        return EINVAL;
     }
     if (atomic_load_explicit(&f->done, memory_order_acquire)) {
         lac_spin_unlock(&f->lk);
     } else {
         lac_fiber *self = s ? s->cur : NULL;
-        int err = join_wait(s, f);
-        if (err) {
-            lac_set_errno(err);
-            return NULL;
-        }
+        int err = join_wait(s, f, deadline);
+        if (err)
+            return err;
         s = self ? self->worker : lac_tls_sched; /* a fiber may resume on another worker */
     }
-    void *result = f->arg;
+    *result = f->arg;
     block_put(s, f);
+    return 0;
+}
+
+void *lacuna_join(lacuna_fiber *h)
+{
+    void *result;
+    int err = join_until(h, LAC_FOREVER, &result);
+    if (err) {
+        lac_set_errno(err);
+        return NULL;
+    }
     return result;
+}
+
+int lacuna_join_until(lacuna_fiber *h, uint64_t deadline_ns, void **result)
+{
+    void *r;
+    int err = join_until(h, deadline_ns, &r);
+    if (err == 0 && result)
+        *result = r;
+    return err;
+}
+
+int lacuna_cancel(lacuna_fiber *h)
+{
+    lac_fiber *f = lookup(h);
+    if (f == NULL) {
+        LAC_BAD_INPUT("lacuna_cancel", "NULL or stale fiber", h);
+        return EINVAL;
+    }
+    /* Under f->lk, a fiber that has not ended cannot be reclaimed (its end marks it done, or
+     * commits to a joining thread, under this lock), so the block is still the handle's. */
+    lac_spin_lock(&f->lk);
+    if (atomic_load_explicit(&f->gen, memory_order_relaxed) != (uint32_t)((uintptr_t)h >> 32)) {
+        lac_spin_unlock(&f->lk);
+        return EINVAL;
+    }
+    if (!atomic_load_explicit(&f->done, memory_order_relaxed) && f->tjoin != 2) {
+        atomic_store_explicit(&f->cancelled, 1, memory_order_relaxed);
+        lac_park_cancel(f);
+    }
+    lac_spin_unlock(&f->lk);
+    return 0;
 }
 
 int lacuna_detach(lacuna_fiber *h)

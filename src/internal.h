@@ -663,8 +663,8 @@ void *lac_ctx_init(void *stack_top, void (*entry)(void *), void *arg);
  * fiber.c  control blocks and handles, the shared stack pool, spawn/join/detach, names, fork hooks
  * sched.c  one scheduler per OS thread: run queue, context switches, fiber start and end, reaping
  *          ended fibers' stacks (on the thread's own stack), the run loop
- * wait.c   what a parked fiber waits for besides a wake-up: timers (sleep) and fds (epoll)
- * chan.c   channels, on top of lac_fiber_park / lac_fiber_ready
+ * wait.c   how a wait ends (lac_park: woken, timed out or cancelled), timers, fds (epoll)
+ * chan.c   channels and select, on top of lac_park_* / lac_fiber_ready
  */
 
 #if defined(__has_feature)
@@ -760,6 +760,10 @@ struct lac_fiber {
 #ifdef LAC_TSAN
     void *tsan; /* TSan fiber */
 #endif
+    lac_spin plk; /* held from arming a wait until its context is saved (wait.c) */
+    _Atomic(struct lac_park *) park; /* the wait it is in (set and cleared under plk), or NULL */
+    lac_sched *tsched;               /* the worker whose timer heap it is in, while a timed wait */
+    _Atomic uint8_t cancelled;       /* lacuna_cancel called: every blocking call fails ECANCELED */
     char name[LACUNA_FIBER_NAME_MAX]; /* read by the SIGSEGV handler: always NUL-terminated */
     void *fls; /* its fiber-local values (sync.c), NULL until the first lacuna_fls_set */
     /* Releasing a parked fiber's stack pages (parked.c). `sp` above reads NULL from a switch into
@@ -839,8 +843,10 @@ struct lac_sched {
     _Atomic int64_t delta; /* fibers spawned here minus fibers ended here (single writer) */
     size_t nio;            /* fibers in lacuna_fd_wait parked here */
     lac_io_wait *io_waits; /* those waits (wait.c), for a forked child's new epoll */
-    lac_fiber **heap;      /* timer min-heap on deadline (wait.c) */
-    size_t nheap, heap_cap;
+    lac_fiber **heap;      /* timer min-heap on deadline (wait.c), under tlock */
+    _Atomic size_t nheap;  /* its size (read without tlock by the loop deciding to poll) */
+    size_t heap_cap;
+    lac_spin tlock;            /* the heap: fibers timing out elsewhere remove themselves */
     unsigned tick;             /* scheduling decisions: every LAC_POLL_EVERY-th polls */
     unsigned aged_tick;        /* tick when it last scheduled an aging scan (parked.c) */
     bool poll_due;             /* main polls (non-blocking) before it runs the next fiber */
@@ -997,6 +1003,10 @@ extern _Atomic long lac_foreign_blocked;
 
 /* Block the calling thread (not a fiber) until *word != 0: a futex wait. */
 void lac_thread_wait(_Atomic uint32_t *word);
+/* lac_thread_wait until a CLOCK_MONOTONIC deadline: true if *word != 0, false at the deadline. */
+bool lac_thread_wait_until(_Atomic uint32_t *word, uint64_t deadline);
+/* Wake worker w if it sleeps in its idle poll (new work or a timer due now). */
+void lac_sched_kick(lac_sched *w);
 /* Set *word = 1 and wake a thread in lac_thread_wait on it. The word's memory must stay valid
  * (a waiter may return as soon as it reads 1: the wake-up may then hit a word reused for
  * something else, which futex users tolerate as a spurious wake-up). */
@@ -1011,14 +1021,56 @@ void lac_fiber_fork_prepare(void);
 void lac_fiber_fork_parent(void);
 void lac_fiber_fork_child(void);
 
+/* One blocking wait of a fiber or a plain thread (on its own stack, valid while it waits): the
+ * arbiter between whoever may end it. Exactly one of the waker (holding the lock of the queue the
+ * waiter is in), the deadline (the timer heap of the worker it parked at) and lacuna_cancel wins
+ * `state` by compare-and-swap from LAC_PARK_WAITING, and only the winner makes it runnable. A
+ * waiter whose wait someone else won stays in its queue: wakers skip it and its owner unlinks
+ * it under the queue's lock once it runs (so the queue's object outlives it). */
+enum { LAC_PARK_WAITING = 0, LAC_PARK_WOKEN, LAC_PARK_TIMEOUT, LAC_PARK_CANCEL };
+typedef struct lac_park {
+    _Atomic uint32_t state; /* LAC_PARK_*: who ended the wait */
+    _Atomic uint32_t done;  /* a thread's futex word: set once the waker is done with its waiter */
+    lac_fiber *fiber;       /* NULL: a plain thread */
+    bool local;             /* sleep or fd wait: only the worker it parked at may end it */
+    bool nocancel;          /* a wait a cancel must not end (a cond waiter taking its mutex back) */
+    size_t sel;             /* the waiter that won (lac_waiter.index: a select's case) */
+} lac_park;
+
+#define LAC_FOREVER UINT64_MAX /* no deadline */
+
+/* wait.c: the protocol every blocking call follows (the callers: chan.c, sync.c, fiber.c).
+ *   1. Under the lock(s) of the queue(s) it joins, the caller queues its waiter(s) and calls
+ *      lac_park_arm: 0 = armed (a fiber now holds f->plk; a deadline is in the heap), or
+ *      ECANCELED / ENOMEM / ETIMEDOUT (passed deadline): not armed, unlink and fail.
+ *   2. It releases its locks and calls lac_park_block: 0 (woken by a waker), ETIMEDOUT or
+ *      ECANCELED. On the latter two it takes its locks again and unlinks its waiter(s).
+ * A waker, under the queue's lock, calls lac_park_claim on a waiter's park (false: skip it), hands
+ * over, releases the lock, then lac_park_wake. */
+int lac_park_arm(lac_park *p, uint64_t deadline);
+int lac_park_block(lac_park *p, uint64_t deadline);
+static inline bool lac_park_claim(lac_park *p)
+{
+    uint32_t w = LAC_PARK_WAITING;
+    return atomic_compare_exchange_strong_explicit(&p->state, &w, LAC_PARK_WOKEN,
+                                                   memory_order_acq_rel, memory_order_relaxed);
+}
+void lac_park_wake(lac_park *p);
+/* lacuna_cancel, once f->cancelled is set: end f's wait in progress, if any, with ECANCELED. */
+void lac_park_cancel(lac_fiber *f);
+
+/* CLOCK_MONOTONIC in ns. */
+uint64_t lac_now_ns(void);
+
 /* A fiber, or a thread outside the runtime, parked on a channel: lives on its own stack (valid
  * while it waits). */
 typedef struct lac_waiter {
-    struct lac_waiter *next; /* FIFO link in the channel's send or receive queue */
-    lac_fiber *fiber;        /* NULL: a thread, woken through `done` */
-    void *elem;              /* the element to send, or where to receive */
-    int result;              /* 0, or EPIPE when woken by a close */
-    _Atomic uint32_t done;   /* a thread waiter's futex word */
+    struct lac_waiter *next, *prev; /* links in the channel's send or receive queue */
+    lac_park *park;                 /* its wait (shared by the cases of one select) */
+    void *elem;                     /* the element to send, or where to receive */
+    size_t index;                   /* its case in a select (0 otherwise) */
+    int result;                     /* 0, or EPIPE when woken by a close */
+    bool linked;                    /* in its queue */
 } lac_waiter;
 
 /* ---- sync.c ---- */

@@ -42,7 +42,6 @@
 #include <stdio.h>
 #include <sched.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
 
 #define LAC_PARK_BATCH LAC_RELEASE_BATCH /* fibers claimed and released together */
@@ -52,13 +51,6 @@ _Static_assert(LACUNA_FIBER_PARK_KEEP >= 128, "the x86-64 red zone is kept");
 static _Atomic unsigned release_ms; /* lacuna_fiber_release_after; 0 = the pool's decay */
 static _Atomic uint64_t next_scan;  /* CLOCK_MONOTONIC ns of the next aging scan; 0 = none */
 static pthread_mutex_t scan_lock = PTHREAD_MUTEX_INITIALIZER; /* one release pass at a time */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 void lac_parked_wait(lac_fiber *f)
 {
@@ -324,7 +316,7 @@ void lac_parked_idle(lac_sched *s)
     uint64_t wait = threshold_ns();
     if (wait == 0)
         return;
-    uint64_t now = now_ns();
+    uint64_t now = lac_now_ns();
     if (s->tick != s->aged_tick) { /* it ran fibers since it last came here: some may park */
         s->aged_tick = s->tick;
         schedule(now + wait);

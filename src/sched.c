@@ -687,6 +687,30 @@ void lac_thread_wait(_Atomic uint32_t *word)
         (void)syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
 }
 
+bool lac_thread_wait_until(_Atomic uint32_t *word, uint64_t deadline)
+{
+    struct timespec t = {.tv_sec = (time_t)(deadline / 1000000000u),
+                         .tv_nsec = (long)(deadline % 1000000000u)};
+    int saved = errno; /* the caller's: its API reports through return values */
+    bool woken = true;
+    while (atomic_load_explicit(word, memory_order_acquire) == 0) {
+        /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time (FUTEX_WAIT a relative one) */
+        long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, 0, &t, NULL,
+                         FUTEX_BITSET_MATCH_ANY);
+        if (r < 0 && errno == ETIMEDOUT) {
+            woken = atomic_load_explicit(word, memory_order_acquire) != 0;
+            break;
+        }
+    }
+    errno = saved;
+    return woken;
+}
+
+void lac_sched_kick(lac_sched *w)
+{
+    kick_worker(w);
+}
+
 void lac_thread_wake(_Atomic uint32_t *word)
 {
     atomic_store_explicit(word, 1, memory_order_release);

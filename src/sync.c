@@ -24,7 +24,11 @@
  * Thread-locals: a fiber may resume on another worker after a park, so every read of the
  * scheduler goes through here() (not inlined: its thread-local address is computed afresh).
  *
- * Does not: time out, cancel, or select (a later issue); recursive mutexes; priority inheritance.
+ * Deadlines and cancellation: every wait follows wait.c's protocol (lac_park): a waiter whose
+ * wait a deadline or a cancel ended stays queued until it runs and unlinks itself; wakers skip
+ * it (wq_pop), so a unit, a hand-off or a signal always goes to a waiter that takes it.
+ *
+ * Does not: select (chan.c); recursive mutexes; priority inheritance.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -40,10 +44,10 @@
 /* ---- waiters ------------------------------------------------------------------------------ */
 
 typedef struct waiter {
-    struct waiter *next;
-    lac_fiber *fiber;      /* NULL: a plain thread, woken through `done` */
-    uint64_t token;        /* a mutex waiter's token: the owner it becomes */
-    _Atomic uint32_t done; /* a thread waiter's futex word */
+    struct waiter *next, *prev;
+    lac_park *park; /* its wait (wait.c): won by a waker, a deadline or a cancel */
+    uint64_t token; /* a mutex waiter's token: the owner it becomes */
+    bool linked;    /* in its queue */
 } waiter;
 
 typedef struct wq {
@@ -53,22 +57,52 @@ typedef struct wq {
 static void wq_push(wq *q, waiter *w)
 {
     w->next = NULL;
+    w->prev = q->tail;
     if (q->tail)
         q->tail->next = w;
     else
         q->head = w;
     q->tail = w;
+    w->linked = true;
 }
 
+static void wq_unlink(wq *q, waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        q->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        q->tail = w->prev;
+    w->linked = false;
+}
+
+/* The oldest waiter whose wait the caller wins (claimed, unlinked: ours to wake), or NULL. One
+ * whose wait ended otherwise (deadline, cancel) stays queued until its owner unlinks it. */
 static waiter *wq_pop(wq *q)
 {
-    waiter *w = q->head;
-    if (w) {
-        q->head = w->next;
-        if (q->head == NULL)
-            q->tail = NULL;
+    for (waiter *w = q->head; w; w = w->next) {
+        if (atomic_load_explicit(&w->park->state, memory_order_relaxed) == LAC_PARK_WAITING &&
+            lac_park_claim(w->park)) {
+            wq_unlink(q, w);
+            return w;
+        }
     }
-    return w;
+    return NULL;
+}
+
+/* Every waiter whose wait the caller wins, as a list linked by next (q's lock held). */
+static waiter *wq_pop_all(wq *q)
+{
+    waiter *all = NULL, **tail = &all, *w;
+    while ((w = wq_pop(q)) != NULL) {
+        *tail = w;
+        tail = &w->next;
+    }
+    *tail = NULL;
+    return all;
 }
 
 /* The calling thread's scheduler, read afresh (see "Thread-locals" above). */
@@ -97,30 +131,32 @@ static bool may_block(void)
     return s == NULL || s->cur != NULL || lac_rt_live(s->rt) <= 0;
 }
 
-/* Wait in q until woken (q's lock held; released here). The caller checked may_block(). */
-static void block(lac_spin *lk, wq *q, uint64_t token)
+/* Wait in q until woken or the deadline (q's lock held). 0: woken (lock released); ETIMEDOUT,
+ * ECANCELED or ENOMEM with the lock held again and nothing queued. The caller checked
+ * may_block(). */
+static int block(lac_spin *lk, wq *q, uint64_t token, uint64_t deadline, bool nocancel)
 {
     lac_sched *s = here();
-    waiter w = {.fiber = s ? s->cur : NULL, .token = token};
+    lac_park p = {.fiber = s ? s->cur : NULL, .nocancel = nocancel};
+    waiter w = {.park = &p, .token = token};
+    int err = lac_park_arm(&p, deadline);
+    if (err)
+        return err;
     wq_push(q, &w);
-    if (w.fiber) {
-        lac_sched_park(s, lk);
-        return;
-    }
-    atomic_fetch_add_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
     lac_spin_unlock(lk);
-    lac_thread_wait(&w.done);
+    err = lac_park_block(&p, deadline);
+    if (err) {
+        lac_spin_lock(lk);
+        if (w.linked)
+            wq_unlink(q, &w);
+    }
+    return err;
 }
 
-/* Wake a dequeued waiter (its object's lock released or not: the record is ours alone). */
+/* Wake a waiter taken by wq_pop (its object's lock released or not: the record is ours alone). */
 static void wake(waiter *w)
 {
-    if (w->fiber) {
-        lac_fiber_ready(w->fiber);
-    } else {
-        atomic_fetch_sub_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
-        lac_thread_wake(&w->done);
-    }
+    lac_park_wake(w->park);
 }
 
 static void wake_all(waiter *w)
@@ -165,7 +201,7 @@ static void owner_count(mtx *m, uint64_t owner)
     }
 }
 
-static int lock_slow(mtx *m, uint64_t me)
+static int lock_slow(mtx *m, uint64_t me, uint64_t deadline, bool nocancel)
 {
     lac_sched *s = here();
     if (s == NULL || s->cur == NULL || s->multi) {
@@ -204,29 +240,42 @@ static int lock_slow(mtx *m, uint64_t me)
             atomic_compare_exchange_weak_explicit(&m->word, &w, w | M_WAITERS, memory_order_relaxed,
                                                   memory_order_relaxed)) {
             owner_count(m, w);
-            block(&m->lk, &m->q, me); /* woken as the owner: the unlock wrote our token */
-            return 0;
+            int err = block(&m->lk, &m->q, me, deadline, nocancel);
+            if (err == 0)
+                return 0; /* woken as the owner: the unlock wrote our token */
+            /* Not queued (any more): the last waiter gone, the owner's fast unlock may work. */
+            if (m->q.head == NULL)
+                atomic_fetch_and_explicit(&m->word, ~(uint64_t)M_WAITERS, memory_order_relaxed);
+            lac_spin_unlock(&m->lk);
+            return err;
         }
     }
     lac_spin_unlock(&m->lk);
     return 0;
 }
 
-static inline int lock_as(mtx *m, uint64_t me)
+static inline int lock_as(mtx *m, uint64_t me, uint64_t deadline, bool nocancel)
 {
     uint64_t z = 0;
     if (__builtin_expect(atomic_compare_exchange_strong_explicit(
                              &m->word, &z, me, memory_order_acquire, memory_order_relaxed),
                          1))
         return 0;
-    return lock_slow(m, me);
+    return lock_slow(m, me, deadline, nocancel);
 }
 
 int lacuna_mutex_lock(lacuna_mutex *mutex)
 {
     if (mutex == NULL)
         return EINVAL;
-    return lock_as((mtx *)mutex, self_token());
+    return lock_as((mtx *)mutex, self_token(), LAC_FOREVER, false);
+}
+
+int lacuna_mutex_lock_until(lacuna_mutex *mutex, uint64_t deadline_ns)
+{
+    if (mutex == NULL)
+        return EINVAL;
+    return lock_as((mtx *)mutex, self_token(), deadline_ns, false);
 }
 
 int lacuna_mutex_trylock(lacuna_mutex *mutex)
@@ -315,7 +364,7 @@ int lacuna_cond_init(lacuna_cond *cond)
     return 0;
 }
 
-int lacuna_cond_wait(lacuna_cond *cond, lacuna_mutex *mutex)
+static int cond_wait(lacuna_cond *cond, lacuna_mutex *mutex, uint64_t deadline)
 {
     if (cond == NULL || mutex == NULL)
         return EINVAL;
@@ -334,17 +383,38 @@ int lacuna_cond_wait(lacuna_cond *cond, lacuna_mutex *mutex)
     /* Queued before the mutex is released (lock order: cond, then mutex): a signal sent by
      * whoever takes the mutex next finds this waiter. */
     lac_sched *s = here();
-    waiter w = {.fiber = s ? s->cur : NULL};
+    lac_park p = {.fiber = s ? s->cur : NULL};
+    waiter w = {.park = &p};
+    int err = lac_park_arm(&p, deadline);
+    if (err) { /* cancelled, or LACUNA_NOWAIT: the mutex was never released */
+        lac_spin_unlock(&c->lk);
+        return err;
+    }
     wq_push(&c->q, &w);
     (void)lacuna_mutex_unlock(mutex); /* ours: cannot fail */
-    if (w.fiber) {
-        lac_sched_park(s, &c->lk);
-    } else {
-        atomic_fetch_add_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
+    lac_spin_unlock(&c->lk);
+    err = lac_park_block(&p, deadline);
+    if (err) {
+        lac_spin_lock(&c->lk);
+        if (w.linked)
+            wq_unlink(&c->q, &w);
         lac_spin_unlock(&c->lk);
-        lac_thread_wait(&w.done);
     }
-    return lock_as(m, me); /* `me` is a value: still ours after a migration */
+    /* The mutex comes back whatever ended the wait (as pthread_cond_timedwait's), so a cancelled
+     * caller's cleanup may still unlock it: this lock ignores the cancel. `me` is a value: still
+     * ours after a migration. */
+    int lerr = lock_as(m, me, LAC_FOREVER, true);
+    return err ? err : lerr;
+}
+
+int lacuna_cond_wait(lacuna_cond *cond, lacuna_mutex *mutex)
+{
+    return cond_wait(cond, mutex, LAC_FOREVER);
+}
+
+int lacuna_cond_wait_until(lacuna_cond *cond, lacuna_mutex *mutex, uint64_t deadline_ns)
+{
+    return cond_wait(cond, mutex, deadline_ns);
 }
 
 int lacuna_cond_signal(lacuna_cond *cond)
@@ -369,10 +439,8 @@ int lacuna_cond_broadcast(lacuna_cond *cond)
     lac_spin_lock(&c->lk);
     waiter *all = NULL;
     int err = c->dead ? EINVAL : 0;
-    if (err == 0) {
-        all = c->q.head;
-        c->q.head = c->q.tail = NULL;
-    }
+    if (err == 0)
+        all = wq_pop_all(&c->q);
     lac_spin_unlock(&c->lk);
     wake_all(all);
     return err;
@@ -424,10 +492,8 @@ int lacuna_waitgroup_add(lacuna_waitgroup *wg, long delta)
     waiter *all = NULL;
     if (err == 0) {
         g->n += delta;
-        if (g->n == 0) {
-            all = g->q.head;
-            g->q.head = g->q.tail = NULL;
-        }
+        if (g->n == 0)
+            all = wq_pop_all(&g->q);
     }
     lac_spin_unlock(&g->lk);
     if (err == EINVAL)
@@ -441,19 +507,27 @@ int lacuna_waitgroup_done(lacuna_waitgroup *wg)
     return lacuna_waitgroup_add(wg, -1);
 }
 
-int lacuna_waitgroup_wait(lacuna_waitgroup *wg)
+static int waitgroup_wait(lacuna_waitgroup *wg, uint64_t deadline)
 {
     if (wg == NULL)
         return EINVAL;
     wgrp *g = (wgrp *)wg;
     lac_spin_lock(&g->lk);
     int err = g->dead ? EINVAL : g->n == 0 ? 0 : may_block() ? -1 : EPERM;
-    if (err >= 0) {
-        lac_spin_unlock(&g->lk);
-        return err;
-    }
-    block(&g->lk, &g->q, 0);
-    return 0;
+    if (err < 0 && (err = block(&g->lk, &g->q, 0, deadline, false)) == 0)
+        return 0;
+    lac_spin_unlock(&g->lk);
+    return err;
+}
+
+int lacuna_waitgroup_wait(lacuna_waitgroup *wg)
+{
+    return waitgroup_wait(wg, LAC_FOREVER);
+}
+
+int lacuna_waitgroup_wait_until(lacuna_waitgroup *wg, uint64_t deadline_ns)
+{
+    return waitgroup_wait(wg, deadline_ns);
 }
 
 int lacuna_waitgroup_destroy(lacuna_waitgroup *wg)
@@ -509,7 +583,7 @@ int lacuna_sem_post(lacuna_sem *sem)
     return err;
 }
 
-static int sem_take(lacuna_sem *sem, bool wait)
+static int sem_take(lacuna_sem *sem, bool wait, uint64_t deadline)
 {
     if (sem == NULL)
         return EINVAL;
@@ -518,22 +592,25 @@ static int sem_take(lacuna_sem *sem, bool wait)
     int err = m->dead ? EINVAL : m->n > 0 ? 0 : !wait ? EAGAIN : may_block() ? -1 : EPERM;
     if (err == 0)
         m->n--;
-    if (err >= 0) {
-        lac_spin_unlock(&m->lk);
-        return err;
-    }
-    block(&m->lk, &m->q, 0); /* woken with the poster's unit */
-    return 0;
+    if (err < 0 && (err = block(&m->lk, &m->q, 0, deadline, false)) == 0)
+        return 0; /* woken with the poster's unit */
+    lac_spin_unlock(&m->lk);
+    return err;
 }
 
 int lacuna_sem_wait(lacuna_sem *sem)
 {
-    return sem_take(sem, true);
+    return sem_take(sem, true, LAC_FOREVER);
+}
+
+int lacuna_sem_wait_until(lacuna_sem *sem, uint64_t deadline_ns)
+{
+    return sem_take(sem, true, deadline_ns);
 }
 
 int lacuna_sem_trywait(lacuna_sem *sem)
 {
-    return sem_take(sem, false);
+    return sem_take(sem, false, 0);
 }
 
 int lacuna_sem_value(lacuna_sem *sem, unsigned long *value)

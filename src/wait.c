@@ -1,19 +1,31 @@
-/* wait.c — what a parked fiber waits for besides a wake-up: a deadline (lacuna_sleep_ms, the
- * timeout of lacuna_fd_wait) or an fd (lacuna_fd_wait), and the poll that ends those waits.
+/* wait.c — how a blocking call ends: the wait protocol every blocking call follows (lac_park:
+ * woken, timed out or cancelled, exactly one of them), deadlines (the timer heap), fds (epoll),
+ * and the poll that ends those waits.
  *
- * Owns: each scheduler's timer heap (a binary min-heap of fibers on their deadline), its epoll
- * instance (made by the first fd wait, CLOEXEC) and its list of fd waits in progress (records on
- * the waiting fibers' stacks), and the thread-context versions of sleep and fd wait.
+ * Owns: each scheduler's timer heap (a binary min-heap of fibers on their deadline, under the
+ * scheduler's tlock), its epoll instance (made by the first fd wait, CLOEXEC) and its list of fd
+ * waits in progress (records on the waiting fibers' stacks), lacuna_sleep_* and lacuna_fd_wait*,
+ * and their thread-context versions.
  *
  * Invariants:
- *   - A fiber is in the heap iff its heap_pos != LAC_NO_HEAP; a fiber in an fd wait is also in
- *     s->io_waits, registered EPOLLONESHOT with its record as the cookie, and counted in s->nio.
- *   - Every timeout is a deadline on CLOCK_MONOTONIC taken once at the call: signal handlers
- *     (EINTR) and spurious wake-ups never restart it.
- *   - Whichever ends a timed fd wait first (the fd or the deadline) wins; the wait takes itself
- *     out of the heap and epoll before it returns, so a late event finds nothing.
+ *   - A fiber is in the heap iff its heap_pos != LAC_NO_HEAP, and then f->tsched is that heap's
+ *     worker; a fiber in an fd wait is also in s->io_waits, registered EPOLLONESHOT with its
+ *     record as the cookie, and counted in s->nio.
+ *   - Every deadline is absolute, on CLOCK_MONOTONIC: signal handlers (EINTR) and spurious
+ *     wake-ups never restart it; a retry loop cannot stretch it.
+ *   - A wait ends once: whoever wins its park's state (lac_park_claim's CAS) makes it runnable.
+ *     A fiber arms its wait holding f->plk, which its switch releases once its context is saved
+ *     (sched.c); a waker or a canceller takes plk before it readies the fiber, so nobody resumes a
+ *     fiber still running. A timer fires on the worker the fiber parked at, after that switch.
+ *   - Local waits (sleep, fd) are in the heap of the worker they parked at for their whole wait
+ *     (an untimed fd wait at LAC_FOREVER), and only that worker ends them: the fd, the deadline,
+ *     or a cancel, which moves the deadline to 0 and kicks the worker. So the fd registration is
+ *     only ever touched by its own worker.
+ *   - A lock-based wait (channel, join, sync) that times out or is cancelled stays in its queue
+ *     until it runs: it unlinks itself there, under the queue's lock (lac_park_block's caller).
+ *     It removes itself from the heap (under the heap worker's tlock) once it runs, whoever won.
  *
- * Does not: switch contexts itself (it parks through sched.c), or wake fibers of other threads.
+ * Does not: switch contexts itself (it parks through sched.c), or know what a queue holds.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -40,19 +52,31 @@ _Static_assert(offsetof(lac_io_wait, user_fd) == LAC_IO_WAIT_FD_OFF &&
                    offsetof(lac_io_wait, events) == LAC_IO_WAIT_EVENTS_OFF,
                "the debug descriptor (fiber.c) names these offsets");
 
-static uint64_t now_ns(void)
+uint64_t lac_now_ns(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
+#define now_ns lac_now_ns
+
+uint64_t lacuna_now_ns(void)
+{
+    return lac_now_ns();
+}
+
+static struct timespec ts_of(uint64_t ns)
+{
+    return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u),
+                             .tv_nsec = (long)(ns % 1000000000u)};
+}
+
 /* Sleep the thread until a CLOCK_MONOTONIC deadline: a signal handler running meanwhile
  * (EINTR) does not restart the whole sleep. */
 static void sleep_until(uint64_t deadline)
 {
-    struct timespec t = {.tv_sec = (time_t)(deadline / 1000000000u),
-                         .tv_nsec = (long)(deadline % 1000000000u)};
+    struct timespec t = ts_of(deadline);
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) == EINTR)
         ;
 }
@@ -119,6 +143,132 @@ static void heap_remove(lac_sched *s, lac_fiber *f)
     heap_down(s, s->heap[i]->heap_pos);
 }
 
+/* Put f in s's heap at `deadline` (the caller is f, running on s). 0 or ENOMEM. */
+static int timer_add(lac_sched *s, lac_fiber *f, uint64_t deadline)
+{
+    lac_spin_lock(&s->tlock);
+    f->deadline = deadline;
+    int err = heap_push(s, f);
+    lac_spin_unlock(&s->tlock);
+    if (err == 0)
+        f->tsched = s;
+    return err;
+}
+
+/* Take f out of the heap it is in, if any (f runs: on any worker). */
+static void timer_drop(lac_fiber *f)
+{
+    lac_sched *t = f->tsched;
+    if (t == NULL)
+        return;
+    lac_spin_lock(&t->tlock);
+    if (f->heap_pos != LAC_NO_HEAP)
+        heap_remove(t, f);
+    lac_spin_unlock(&t->tlock);
+    f->tsched = NULL;
+}
+
+/* ---- the wait protocol (see internal.h) --------------------------------------------------- */
+
+int lac_park_arm(lac_park *p, uint64_t deadline)
+{
+    if (deadline == 0)
+        return ETIMEDOUT; /* LACUNA_NOWAIT: it would have to wait */
+    lac_fiber *f = p->fiber;
+    if (f == NULL) {
+        atomic_fetch_add_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
+        return 0;
+    }
+    if (!p->nocancel && atomic_load_explicit(&f->cancelled, memory_order_relaxed))
+        return ECANCELED;
+    if (deadline != LAC_FOREVER || p->local) {
+        int err = timer_add(f->worker, f, deadline);
+        if (err)
+            return err;
+    }
+    /* A canceller sets f->cancelled, then takes plk and looks for a park: either it sees this one
+     * (after the switch releases plk), or this check sees its flag. */
+    lac_spin_lock(&f->plk);
+    atomic_store_explicit(&f->park, p, memory_order_relaxed);
+    if (!p->nocancel && atomic_load_explicit(&f->cancelled, memory_order_relaxed)) {
+        atomic_store_explicit(&f->park, NULL, memory_order_relaxed);
+        lac_spin_unlock(&f->plk);
+        timer_drop(f);
+        return ECANCELED;
+    }
+    return 0;
+}
+
+static int outcome(uint32_t state)
+{
+    return state == LAC_PARK_WOKEN ? 0 : state == LAC_PARK_TIMEOUT ? ETIMEDOUT : ECANCELED;
+}
+
+int lac_park_block(lac_park *p, uint64_t deadline)
+{
+    lac_fiber *f = p->fiber;
+    if (f) {
+        lac_sched_park(f->worker, &f->plk);
+        timer_drop(f); /* whoever won: the heap must not name a fiber that moves on */
+        lac_spin_lock(&f->plk);
+        atomic_store_explicit(&f->park, NULL, memory_order_relaxed);
+        lac_spin_unlock(&f->plk);
+        return outcome(atomic_load_explicit(&p->state, memory_order_acquire));
+    }
+    if (deadline == LAC_FOREVER) {
+        lac_thread_wait(&p->done);
+        return 0;
+    }
+    if (lac_thread_wait_until(&p->done, deadline))
+        return 0;
+    uint32_t w = LAC_PARK_WAITING;
+    if (atomic_compare_exchange_strong_explicit(&p->state, &w, LAC_PARK_TIMEOUT,
+                                                memory_order_acq_rel, memory_order_acquire)) {
+        atomic_fetch_sub_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
+        return ETIMEDOUT;
+    }
+    lac_thread_wait(&p->done); /* a waker won just now: it finishes its hand-over */
+    return 0;
+}
+
+void lac_park_wake(lac_park *p)
+{
+    lac_fiber *f = p->fiber;
+    if (f) {
+        lac_spin_lock(&f->plk); /* its context is saved once the parker's switch released it */
+        lac_spin_unlock(&f->plk);
+        lac_fiber_ready(f);
+    } else {
+        atomic_fetch_sub_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
+        lac_thread_wake(&p->done);
+    }
+}
+
+void lac_park_cancel(lac_fiber *f)
+{
+    lac_spin_lock(&f->plk);
+    lac_park *p = atomic_load_explicit(&f->park, memory_order_relaxed);
+    uint32_t w = LAC_PARK_WAITING;
+    bool won = p && !p->nocancel &&
+               atomic_compare_exchange_strong_explicit(&p->state, &w, LAC_PARK_CANCEL,
+                                                       memory_order_acq_rel, memory_order_relaxed);
+    if (won && p->local) {
+        /* Only its worker may end a local wait: make its deadline now and wake that worker. Under
+         * plk, f cannot have moved on, so its worker is still there. */
+        lac_sched *t = f->tsched;
+        lac_spin_lock(&t->tlock);
+        if (f->heap_pos != LAC_NO_HEAP) {
+            f->deadline = 0;
+            heap_up(t, f->heap_pos);
+        }
+        lac_spin_unlock(&t->tlock);
+        lac_sched_kick(t);
+    }
+    lac_spin_unlock(&f->plk);
+    if (won && !p->local)
+        lac_fiber_ready(f); /* it parked (we saw its park under plk) and only we may wake it */
+}
+
 /* ---- polling ------------------------------------------------------------------------------- */
 
 /* End a wait's registration: delete it before closing a dup, since epoll drops a registration
@@ -130,13 +280,11 @@ static void io_unregister(lac_sched *s, int fd, int wfd)
         close(wfd);
 }
 
-/* End f's wait here, on the worker it waits at, and queue it. Everything the wait registered on
- * this worker is undone now: once queued, f may be stolen and resume on another worker. */
-static void ready(lac_sched *s, lac_fiber *f, bool timed_out)
+/* End f's local wait here, on the worker it waits at (out of the heap already), and queue it.
+ * Everything the wait registered on this worker is undone now: once queued, f may be stolen and
+ * resume on another worker. */
+static void ready_local(lac_sched *s, lac_fiber *f)
 {
-    f->timed_out = timed_out;
-    if (f->heap_pos != LAC_NO_HEAP)
-        heap_remove(s, f);
     lac_io_wait *w = f->io;
     if (w) {
         f->io = NULL;
@@ -179,23 +327,41 @@ void lac_wait_kick(lac_sched *s)
     (void)n;
 }
 
+/* epoll_pwait2 (Linux 5.11) takes a timeout in ns, so sleeps end within microseconds of their
+ * deadline; without it, epoll_wait's milliseconds, rounded up (never early). */
+static _Atomic bool no_pwait2;
+
+static int epoll_until(int epfd, struct epoll_event *ev, int n, uint64_t due, bool block)
+{
+    if (!block)
+        return epoll_wait(epfd, ev, n, 0);
+    if (due == LAC_FOREVER)
+        return epoll_wait(epfd, ev, n, -1);
+    uint64_t now = now_ns(), left = due > now ? due - now : 0;
+    if (!atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
+        struct timespec t = ts_of(left);
+        int r = epoll_pwait2(epfd, ev, n, &t, NULL);
+        if (r >= 0 || errno != ENOSYS)
+            return r;
+        atomic_store_explicit(&no_pwait2, true, memory_order_relaxed);
+    }
+    uint64_t ms = (left + 999999) / 1000000;
+    return epoll_wait(epfd, ev, n, ms > INT_MAX ? INT_MAX : (int)ms);
+}
+
 int lac_wait_poll(lac_sched *s, bool block)
 {
-    int timeout = 0;
-    /* Asleep, it wakes for its next timer or the next aging scan of parked fibers (parked.c). */
-    uint64_t due = block ? lac_parked_due() : 0;
-    if (block && s->nheap > 0 && s->heap[0]->deadline < due)
-        due = s->heap[0]->deadline;
-    if (block && due != UINT64_MAX) {
-        uint64_t now = now_ns();
-        uint64_t ms = due > now ? (due - now + 999999) / 1000000 : 0;
-        timeout = ms > INT_MAX ? INT_MAX : (int)ms;
-    } else if (block) {
-        timeout = -1;
-    }
     if (block || s->nio > 0) {
+        /* Asleep, it wakes for its next timer or the next aging scan of parked fibers (parked.c). */
+        uint64_t due = block ? lac_parked_due() : LAC_FOREVER;
+        if (block && s->nheap > 0) {
+            lac_spin_lock(&s->tlock);
+            if (s->nheap > 0 && s->heap[0]->deadline < due)
+                due = s->heap[0]->deadline;
+            lac_spin_unlock(&s->tlock);
+        }
         struct epoll_event ev[128];
-        int n = epoll_wait(s->epfd, ev, 128, timeout);
+        int n = epoll_until(s->epfd, ev, 128, due, block);
         if (n < 0 && errno != EINTR)
             return errno;
         for (int i = 0; i < n; i++) {
@@ -206,14 +372,41 @@ int lac_wait_poll(lac_sched *s, bool block)
                 continue;
             }
             lac_fiber *f = ((lac_io_wait *)ev[i].data.ptr)->fiber;
-            if (f->io == ev[i].data.ptr)
-                ready(s, f, false);
+            if (f->io != ev[i].data.ptr || !lac_park_claim(f->park))
+                continue; /* ended already, or cancelled: its heap entry, due now, ends it */
+            timer_drop(f);
+            ready_local(s, f);
         }
     }
     if (s->nheap > 0) {
+        /* Due timers, taken out under tlock, readied after it (pushing may take other locks). */
+        lac_fiber *due = NULL, **tail = &due; /* in deadline order */
         uint64_t now = now_ns();
-        while (s->nheap > 0 && s->heap[0]->deadline <= now)
-            ready(s, s->heap[0], true);
+        lac_spin_lock(&s->tlock);
+        while (s->nheap > 0 && s->heap[0]->deadline <= now) {
+            lac_fiber *f = s->heap[0];
+            heap_remove(s, f);
+            lac_park *p = atomic_load_explicit(&f->park, memory_order_relaxed);
+            uint32_t w = LAC_PARK_WAITING;
+            bool won = atomic_compare_exchange_strong_explicit(
+                &p->state, &w, LAC_PARK_TIMEOUT, memory_order_acq_rel, memory_order_relaxed);
+            if (won || p->local) { /* a local wait a cancel won is ours to end too */
+                *tail = f;
+                tail = &f->next;
+            }
+        }
+        *tail = NULL;
+        lac_spin_unlock(&s->tlock);
+        while (due) {
+            lac_fiber *f = due;
+            due = f->next;
+            if (atomic_load_explicit(&f->park, memory_order_relaxed)->local) {
+                ready_local(s, f);
+            } else {
+                f->wait = LAC_W_NONE;
+                lac_sched_push(s, f);
+            }
+        }
     }
     return 0;
 }
@@ -234,6 +427,7 @@ void lac_wait_fork_child(lac_sched *s)
 {
     if (s == NULL)
         return;
+    s->tlock.v = 0;     /* another thread may have held it at the fork */
     if (s->evfd >= 0) { /* the parent's wake-ups must not reach the child */
         close(s->evfd);
         s->evfd = -1;
@@ -252,46 +446,52 @@ void lac_wait_fork_child(lac_sched *s)
 
 /* ---- sleep --------------------------------------------------------------------------------- */
 
-static int sleep_ms(unsigned ms)
+static int sleep_until_ns(uint64_t deadline)
 {
-    uint64_t deadline = now_ns() + (uint64_t)ms * 1000000u;
     lac_sched *s = lac_tls_sched;
     if (s == NULL || s->cur == NULL) {
         sleep_until(deadline);
         return 0;
     }
-    if (ms == 0) {
+    lac_fiber *self = s->cur;
+    if (atomic_load_explicit(&self->cancelled, memory_order_relaxed))
+        return ECANCELED;
+    if (deadline <= now_ns()) {
         lacuna_yield();
         return 0;
     }
-    lac_fiber *self = s->cur;
-    self->deadline = deadline;
-    if (heap_push(s, self) != 0) { /* no memory for the heap: sleep the thread instead */
+    lac_park p = {.fiber = self, .local = true};
+    int err = lac_park_arm(&p, deadline);
+    if (err == ENOMEM) { /* no memory for the heap: sleep the thread instead */
         sleep_until(deadline);
         return 0;
     }
+    if (err)
+        return err;
     self->wait = LAC_W_TIMER;
-    lac_sched_park(s, NULL);
-    return 0;
+    err = lac_park_block(&p, deadline);
+    return err == ETIMEDOUT ? 0 : err; /* the deadline is a sleep's normal end */
 }
 
 /* ---- fd waits ------------------------------------------------------------------------------ */
 
-/* Thread context: poll(2) until fd is ready or timeout_ms (< 0: none) has passed since the call.
- * A signal handler running meanwhile (EINTR) shortens the next poll to what is left, so periodic
- * signals cannot stretch the wait for ever. */
-static int poll_until(int fd, short events, int timeout_ms)
+/* Thread context: ppoll(2) until fd is ready or the deadline passes. A signal handler running
+ * meanwhile (EINTR) shortens the next poll to what is left, so periodic signals cannot stretch
+ * the wait for ever. */
+static int poll_until(int fd, short events, uint64_t deadline)
 {
-    uint64_t deadline = now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
     struct pollfd p = {.fd = fd, .events = events};
-    int left = timeout_ms, n;
-    while ((n = poll(&p, 1, left)) < 0 && errno == EINTR) {
-        if (timeout_ms < 0)
-            continue;
-        uint64_t now = now_ns();
-        if (now >= deadline)
-            return ETIMEDOUT;
-        left = (int)((deadline - now + 999999) / 1000000); /* up: never return early */
+    int n;
+    for (;;) {
+        struct timespec t, *tp = NULL;
+        if (deadline != LAC_FOREVER) {
+            uint64_t now = now_ns();
+            t = ts_of(deadline > now ? deadline - now : 0);
+            tp = &t;
+        }
+        n = ppoll(&p, 1, tp, NULL);
+        if (n >= 0 || errno != EINTR)
+            break;
     }
     if (n < 0)
         return errno;
@@ -300,47 +500,55 @@ static int poll_until(int fd, short events, int timeout_ms)
     return p.revents & POLLNVAL ? EBADF : 0;
 }
 
-static int fd_wait(int fd, short events, int timeout_ms)
+static int fd_wait(int fd, short events, uint64_t deadline)
 {
     if (events == 0 || (events & ~(POLLIN | POLLOUT)))
         return EINVAL;
     if (fd < 0)
         return EBADF;
     lac_sched *s = lac_tls_sched;
-    if (s == NULL || s->cur == NULL || timeout_ms == 0)
-        return poll_until(fd, events, timeout_ms);
+    if (s == NULL || s->cur == NULL || deadline == 0)
+        return poll_until(fd, events, deadline);
+    lac_fiber *self = s->cur;
+    if (atomic_load_explicit(&self->cancelled, memory_order_relaxed))
+        return ECANCELED;
     if (s->epfd < 0) {
         s->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (s->epfd < 0)
             return errno;
     }
-    lac_fiber *self = s->cur;
     lac_io_wait w = {.fiber = self, .fd = fd, .user_fd = fd};
     struct epoll_event ev = {.events = EPOLLONESHOT, .data.ptr = &w};
     if (events & POLLIN)
         ev.events |= EPOLLIN | EPOLLRDHUP;
     if (events & POLLOUT)
         ev.events |= EPOLLOUT;
+    /* Armed first (heap entry, park published): the registration may fire at once, but only this
+     * worker reads events, and it runs this fiber until it parks. */
+    lac_park p = {.fiber = self, .local = true};
+    int err = lac_park_arm(&p, deadline);
+    if (err)
+        return err;
     /* epoll keeps one registration per (file, fd number): a second fiber waiting on the same fd
      * (a reader and a writer of one socket, say) registers a dup of it, its own until it wakes. */
     if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        if (errno == EPERM) /* a regular file or directory: always ready */
-            return 0;
-        if (errno != EEXIST)
-            return errno;
-        if ((w.fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0) /* never 0-2: stdio stays stdio */
-            return errno;
-        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, w.fd, &ev) != 0) {
-            int err = errno;
-            close(w.fd);
-            return err;
+        err = errno;
+        if (err == EEXIST) {
+            err = 0;
+            if ((w.fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0) /* never 0-2: stdio stays stdio */
+                err = errno;
+            else if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, w.fd, &ev) != 0) {
+                err = errno;
+                close(w.fd);
+            }
+        } else if (err == EPERM) { /* a regular file or directory: always ready */
+            err = -1;
         }
-    }
-    if (timeout_ms > 0) {
-        self->deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
-        if (heap_push(s, self) != 0) {
-            io_unregister(s, fd, w.fd);
-            return ENOMEM;
+        if (err) { /* not parked after all: take the arming back */
+            atomic_store_explicit(&self->park, NULL, memory_order_relaxed);
+            lac_spin_unlock(&self->plk);
+            timer_drop(self);
+            return err < 0 ? 0 : err;
         }
     }
     w.events = ev.events;
@@ -351,23 +559,40 @@ static int fd_wait(int fd, short events, int timeout_ms)
     self->wait = LAC_W_IO;
     self->io = &w;
     s->nio++;
-    lac_sched_park(s, NULL); /* the poller that wakes it undoes the registration (ready()) */
-    return self->timed_out ? ETIMEDOUT : 0;
+    return lac_park_block(&p, deadline); /* the poller that ends it undoes the registration */
 }
 
-/* Both return their error: the caller's errno survives the syscalls made underneath. */
-int lacuna_sleep_ms(unsigned ms)
+/* All return their error: the caller's errno survives the syscalls made underneath. */
+int lacuna_sleep_until(uint64_t deadline_ns)
 {
     int saved = errno;
-    int err = sleep_ms(ms);
+    int err = sleep_until_ns(deadline_ns);
+    lac_set_errno(saved); /* errno's address may have changed: it may have resumed elsewhere */
+    return err;
+}
+
+int lacuna_sleep_ns(uint64_t ns)
+{
+    uint64_t now = now_ns();
+    return lacuna_sleep_until(ns > LAC_FOREVER - 1 - now ? LAC_FOREVER - 1 : now + ns);
+}
+
+int lacuna_sleep_ms(unsigned ms)
+{
+    return lacuna_sleep_ns((uint64_t)ms * 1000000u);
+}
+
+int lacuna_fd_wait_until(int fd, short events, uint64_t deadline_ns)
+{
+    int saved = errno;
+    int err = fd_wait(fd, events, deadline_ns);
     lac_set_errno(saved); /* errno's address may have changed: it may have resumed elsewhere */
     return err;
 }
 
 int lacuna_fd_wait(int fd, short events, int timeout_ms)
 {
-    int saved = errno;
-    int err = fd_wait(fd, events, timeout_ms);
-    lac_set_errno(saved); /* errno's address may have changed: it may have resumed elsewhere */
-    return err;
+    uint64_t deadline =
+        timeout_ms < 0 ? LAC_FOREVER : lac_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    return lacuna_fd_wait_until(fd, events, timeout_ms == 0 ? 0 : deadline);
 }

@@ -1,12 +1,15 @@
 /* The runtime on several workers (M:N): fibers spread over the workers and move between them,
  * pinned ones do not, channels and joins work across workers, runtimes and plain threads, an idle
  * runtime sleeps, deadlocks are still reported, and a randomized program of spawns, channel
- * operations, closes, joins, detaches, sleeps and yields computes what a sequential model says. */
+ * operations (plain, with deadlines, selects), closes, joins, detaches, sleeps, yields and cancels
+ * computes what a sequential model says. */
 #define _GNU_SOURCE
 #include "lacuna.h"
 #include "test.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
@@ -299,8 +302,12 @@ TEST(deadlock_is_reported_with_two_workers)
 
 /* Stages of pipelines: each stage receives values, adds its id, and passes them on; some stages
  * sleep or yield between items; the last stage of each pipeline sums what arrives. Producers are
- * spawned, detached or joined at random; pipelines are closed from their producer's end. The
- * model: every value v sent into pipeline p arrives as v + sum of p's stage ids, exactly once. */
+ * spawned, detached or joined at random; pipelines are closed from their producer's end. Each
+ * transfer is, at random, a plain send/recv, one with a short deadline (retried on ETIMEDOUT), or
+ * a select beside a case that is never ready (a decoy channel), with or without a deadline.
+ * Beside each pipeline a bystander fiber blocks (select on the decoy, a sleep for ever, a receive)
+ * until the program cancels it. The model: every value v sent into pipeline p arrives as v + sum
+ * of p's stage ids, exactly once; every bystander ends with ECANCELED. */
 enum { PIPES = 6, STAGES = 4, ITEMS = 300 };
 
 typedef struct {
@@ -320,22 +327,80 @@ static unsigned rnd(unsigned *s)
     return *s >> 16;
 }
 
+static lacuna_chan *decoy; /* never sent to: a select case that is never ready */
+
+static uint64_t short_deadline(unsigned *seed)
+{
+    unsigned r = rnd(seed) % 8;
+    return r == 0 ? LACUNA_FOREVER : r == 1 ? LACUNA_NOWAIT : lacuna_now_ns() + r * 20000;
+}
+
+/* One transfer on c (send *v, or receive into *v), in a way picked at random; ETIMEDOUT retried.
+ * 0 or EPIPE. */
+static int transfer(lacuna_chan *c, long *v, bool send, unsigned *seed)
+{
+    unsigned how = rnd(seed) % 3;
+    for (;;) {
+        int r;
+        if (how == 0) {
+            r = send ? lacuna_chan_send(c, v) : lacuna_chan_recv(c, v);
+        } else if (how == 1) {
+            uint64_t d = short_deadline(seed);
+            r = send ? lacuna_chan_send_until(c, v, d) : lacuna_chan_recv_until(c, v, d);
+        } else {
+            long junk;
+            lacuna_select_case k[2] = {
+                {c, v, send ? LACUNA_SELECT_SEND : LACUNA_SELECT_RECV},
+                {decoy, &junk, LACUNA_SELECT_RECV},
+            };
+            size_t i = 99;
+            r = lacuna_select(k, 2, short_deadline(seed), &i);
+            if (r != ETIMEDOUT)
+                CHECK_EQ(i, 0);
+        }
+        if (r != ETIMEDOUT)
+            return r;
+    }
+}
+
 static void *stage(void *arg)
 {
     stage_arg *a = arg;
     pipe_t *p = a->p;
     unsigned seed = p->seed + (unsigned)a->k;
     long v;
-    while (lacuna_chan_recv(p->ch[a->k], &v) == 0) {
+    while (transfer(p->ch[a->k], &v, false, &seed) == 0) {
         unsigned r = rnd(&seed) % 16;
         if (r == 0)
             lacuna_sleep_ms(1);
         else if (r < 4)
             lacuna_yield();
-        CHECK_EQ(lacuna_chan_send(p->ch[a->k + 1], &(long){v + p->stage_id[a->k]}), 0);
+        v += p->stage_id[a->k];
+        CHECK_EQ(transfer(p->ch[a->k + 1], &v, true, &seed), 0);
     }
     CHECK_EQ(lacuna_chan_close(p->ch[a->k + 1]), 0);
     return NULL;
+}
+
+static void *bystander(void *arg)
+{
+    long v;
+    int r;
+    switch ((uintptr_t)arg % 3) {
+    case 0: {
+        lacuna_select_case k[1] = {{decoy, &v, LACUNA_SELECT_RECV}};
+        size_t i;
+        r = lacuna_select(k, 1, LACUNA_FOREVER, &i);
+        break;
+    }
+    case 1:
+        r = lacuna_sleep_until(LACUNA_FOREVER);
+        break;
+    default:
+        r = lacuna_chan_recv(decoy, &v);
+        break;
+    }
+    return (void *)(intptr_t)r;
 }
 
 static void *sink(void *arg)
@@ -361,8 +426,11 @@ static void *random_program(void *arg)
     unsigned seed = (unsigned)(uintptr_t)arg;
     static pipe_t pipes[PIPES];
     static stage_arg sargs[PIPES][STAGES];
-    lacuna_fiber *sinks[PIPES], *prods[PIPES];
+    lacuna_fiber *sinks[PIPES], *prods[PIPES], *bys[PIPES];
+    decoy = lacuna_chan_make(sizeof(long), 0);
     for (int p = 0; p < PIPES; p++) {
+        bys[p] = lacuna_go(bystander, (void *)(uintptr_t)rnd(&seed));
+        CHECK(bys[p] != NULL);
         pipe_t *pp = &pipes[p];
         pp->seed = rnd(&seed);
         for (int k = 0; k <= STAGES; k++) /* buffered or not, at random */
@@ -390,7 +458,10 @@ static void *random_program(void *arg)
         CHECK_EQ((intptr_t)lacuna_join(sinks[p]), want);
         if (prods[p])
             CHECK(lacuna_join(prods[p]) == NULL);
+        CHECK_EQ(lacuna_cancel(bys[p]), 0);
+        CHECK_EQ((intptr_t)lacuna_join(bys[p]), ECANCELED);
     }
+    CHECK_EQ(lacuna_chan_free(decoy), 0);
     for (int p = 0; p < PIPES; p++)
         for (int k = 0; k <= STAGES; k++)
             CHECK_EQ(lacuna_chan_free(pipes[p].ch[k]), 0);

@@ -195,6 +195,27 @@ static void *chan_later_sender(void *arg)
     return chan_sender(arg);
 }
 
+static void call_select(void *arg)
+{
+    long v = 0, w = 0;
+    lacuna_select_case k[3] = {{*(lacuna_chan **)arg, &v, LACUNA_SELECT_RECV},
+                               {NULL, &w, LACUNA_SELECT_RECV},
+                               {*(lacuna_chan **)arg, &w, LACUNA_SELECT_RECV}};
+    size_t i;
+    CHECK_EQ(lacuna_select(k, 3, LACUNA_FOREVER, &i), 0);
+}
+
+static void call_recv_until(void *arg)
+{
+    long v;
+    CHECK_EQ(lacuna_chan_recv_until(*(lacuna_chan **)arg, &v, lacuna_now_ns() + 100000), ETIMEDOUT);
+}
+
+static void call_cancel(void *arg)
+{
+    CHECK_EQ(lacuna_cancel(*(lacuna_fiber **)arg), 0);
+}
+
 /* The bounds include/lacuna/fiber.h documents, per call, in bytes. */
 enum {
     B_YIELD = 512,
@@ -205,6 +226,7 @@ enum {
     B_GO = 3072,
     B_SLEEP = 3072,
     B_FD_WAIT = 3072,
+    B_SELECT = 3072,
 };
 
 typedef struct {
@@ -260,6 +282,16 @@ static void *measure_all(void *arg)
         s = lacuna_go(chan_later_sender, u);
         record("lacuna_chan_recv (blocks)", depth_of(call_chan_recv, &u), B_CHAN);
         CHECK(lacuna_join(s) == NULL);
+        s = lacuna_go(chan_later_sender, u);
+        record("lacuna_select (blocks)", depth_of(call_select, &u), B_SELECT);
+        CHECK(lacuna_join(s) == NULL);
+        s = lacuna_go(chan_sender, c);
+        record("lacuna_select", depth_of(call_select, &c), B_SELECT);
+        CHECK(lacuna_join(s) == NULL);
+        record("lacuna_chan_recv_until (times out)", depth_of(call_recv_until, &u), B_SELECT);
+        s = lacuna_go(chan_receiver, u); /* parks in recv: cancelled */
+        record("lacuna_cancel (wakes)", depth_of(call_cancel, &s), B_SELECT);
+        CHECK_EQ((intptr_t)lacuna_join(s), ECANCELED);
         CHECK_EQ(lacuna_chan_free(u), 0);
         record("lacuna_chan_close, lacuna_chan_free", depth_of(call_chan_close_free, &c), B_CHAN);
     }

@@ -236,6 +236,7 @@ static const struct bench_case {
     {"switch", bench_switch_main, "ns per fiber switch (lacuna_yield) and per spawn+join"},
     {"pingpong", bench_pingpong_main, "ns per channel round trip between two workers"},
     {"sync", bench_sync_main, "ns per lacuna_mutex lock+unlock, uncontended and contended, vs Go"},
+    {"select", bench_select_main, "ns per lacuna_select over 4 channels, one ready, vs a recv"},
     {"parked", bench_parked_main, "a million parked fibers: time, RSS, page tables"},
     {"census", bench_census_main, "resident pages over live regions: histogram; punching them"},
     {"deep", bench_deep_main, "fibers deep once, then parked: RSS before and after the release"},

@@ -92,6 +92,7 @@ int bench_parked_main(int argc, char **argv);       /* parked.c */
 int bench_census_main(int argc, char **argv);       /* census.c */
 int bench_deep_main(int argc, char **argv);         /* deep.c */
 int bench_sync_main(int argc, char **argv);         /* sync_bench.c */
+int bench_select_main(int argc, char **argv);       /* sync_bench.c */
 int bench_boost_skynet_main(int argc, char **argv); /* boost_fiber_bench.cpp, or a stub */
 int bench_wipe_main(int argc, char **argv);         /* wipe_bench.c */
 

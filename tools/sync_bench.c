@@ -1,4 +1,5 @@
-/* lacuna-bench sync: the cost of <lacuna/sync.h>'s mutex.
+/* lacuna-bench sync: the cost of <lacuna/sync.h>'s mutex; lacuna-bench select: the cost of a
+ * select.
  *
  * uncontended — one fiber (one worker) locks and unlocks a mutex nobody else wants, n times:
  * ns per lock+unlock pair (one compare-and-swap each way); also from thread context.
@@ -6,6 +7,11 @@
  * section (two writes to a shared counter): ns per lock+unlock (total time / total locks), and
  * the same loop in Go (tools/go/mutex.go, sync.Mutex, GOMAXPROCS=2) in the same run when a `go`
  * command is on PATH (Debian: golang-go); otherwise a line says why it was skipped.
+ *
+ * select — one fiber (one worker) takes n elements from a channel holding them (buffered: no
+ * wait, no other fiber), first by lacuna_chan_recv, then by lacuna_select over 4 receive cases of
+ * which only that channel's is ready: ns per operation each, and their ratio (issue 11's target:
+ * a select at most 2x a receive).
  */
 #define _GNU_SOURCE
 #include "bench.h"
@@ -123,5 +129,91 @@ int bench_sync_main(int argc, char **argv)
         printf("Go sync.Mutex, GOMAXPROCS=2 x 2 goroutines each: %.2f ns (%.1f M/s); lacuna/Go "
                "throughput %.2fx\n",
                g, 1e3 / g, g / c);
+    return 0;
+}
+
+/* ---- select ------------------------------------------------------------------------------ */
+
+static lacuna_chan *sel_c[4];
+static size_t sel_n;
+static double sel_ns[2]; /* recv, select */
+
+static void *select_fiber(void *arg)
+{
+    (void)arg;
+    int v = 0;
+    long sum = 0;
+    for (size_t i = 0; i < sel_n; i++)
+        lacuna_chan_try_send(sel_c[2], &v);
+    uint64_t t0 = bench_now_ns();
+    for (size_t i = 0; i < sel_n; i++) {
+        lacuna_chan_recv(sel_c[2], &v);
+        sum += v;
+    }
+    sel_ns[0] = (double)(bench_now_ns() - t0) / (double)sel_n;
+    for (size_t i = 0; i < sel_n; i++)
+        lacuna_chan_try_send(sel_c[2], &v);
+    int w[4];
+    lacuna_select_case k[4];
+    for (int j = 0; j < 4; j++)
+        k[j] = (lacuna_select_case){.chan = sel_c[j], .elem = &w[j], .op = LACUNA_SELECT_RECV};
+    size_t chosen;
+    t0 = bench_now_ns();
+    for (size_t i = 0; i < sel_n; i++) {
+        lacuna_select(k, 4, LACUNA_FOREVER, &chosen);
+        sum += w[chosen];
+    }
+    sel_ns[1] = (double)(bench_now_ns() - t0) / (double)sel_n;
+    return (void *)sum;
+}
+
+int bench_select_main(int argc, char **argv)
+{
+    size_t n = 1000000, runs = 5;
+    bool csv = false;
+    const cli_opt opts[] = {
+        {"n", CLI_COUNT, &n, 1, 100000000, "operations per run (elements buffered at once)", NULL},
+        {"runs", CLI_COUNT, &runs, 1, 100, "runs; the median is reported", NULL},
+        {"csv", CLI_FLAG, &csv, 0, 0, "CSV instead of a table", NULL},
+        {0}};
+    cli_spec spec = {"lacuna-bench select",
+                     "ns per lacuna_select over 4 receive cases with one ready, beside ns per "
+                     "lacuna_chan_recv from the same channel (one fiber, one worker, no waits).",
+                     opts, NULL, NULL};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    bench_machine(stdout, csv ? "# " : "");
+    for (int j = 0; j < 4; j++)
+        if ((sel_c[j] = lacuna_chan_make(sizeof(int), j == 2 ? n : 1)) == NULL) {
+            fprintf(stderr, "lacuna-bench select: no memory for %zu elements\n", n);
+            return 1;
+        }
+    lacuna_set_workers(1);
+    double rv[100], sv[100], ratio[100];
+    sel_n = n / 10 ? n / 10 : 1; /* warm-up */
+    lacuna_detach(lacuna_go(select_fiber, NULL));
+    lacuna_run();
+    sel_n = n;
+    for (size_t r = 0; r < runs; r++) {
+        lacuna_detach(lacuna_go(select_fiber, NULL));
+        lacuna_run();
+        rv[r] = sel_ns[0];
+        sv[r] = sel_ns[1];
+        ratio[r] = sel_ns[1] / sel_ns[0];
+    }
+    double recv = bench_median(rv, (int)runs), sel = bench_median(sv, (int)runs),
+           q = bench_median(ratio, (int)runs);
+    if (csv) {
+        printf("measure,ns,n,runs\nrecv,%.2f,%zu,%zu\nselect4_one_ready,%.2f,%zu,%zu\n", recv, n,
+               runs, sel, n, runs);
+        printf("ratio,%.3f,%zu,%zu\n", q, n, runs);
+    } else {
+        printf("lacuna_chan_recv, element ready:            %.2f ns (median of %zu)\n", recv, runs);
+        printf("lacuna_select, 4 receive cases, one ready:  %.2f ns\n", sel);
+        printf("select / recv (median of per-run ratios):   %.2fx (target <= 2x)\n", q);
+    }
+    for (int j = 0; j < 4; j++)
+        lacuna_chan_free(sel_c[j]);
     return 0;
 }

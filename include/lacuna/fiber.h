@@ -41,6 +41,7 @@
  *     lacuna_yield, lacuna_self, lacuna_join, lacuna_detach             512 bytes
  *     lacuna_fiber_set_name, lacuna_chan_*                             2 KiB
  *     lacuna_go, lacuna_go_named, lacuna_sleep_ms, lacuna_fd_wait      3 KiB
+ *     lacuna_select (up to 8 cases), lacuna_*_until, lacuna_cancel     3 KiB
  * A fiber that ends needs no stack of its own frames: the bookkeeping of its end runs on what its
  * function no longer uses, and its stack is freed on the worker's stack, or reused by a spawn.
  *
@@ -68,6 +69,7 @@
 #include "../lacuna.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -78,6 +80,23 @@ typedef struct lacuna_fiber lacuna_fiber; /* a handle: it stays safe to pass aft
 typedef struct lacuna_chan lacuna_chan;
 
 #define LACUNA_FIBER_NAME_MAX 32 /* bytes of a fiber name kept, with the terminating NUL */
+
+/* Deadlines. Every call that may wait has a form taking an absolute deadline in nanoseconds on
+ * CLOCK_MONOTONIC (lacuna_now_ns() + a timeout), so a retry loop cannot stretch it. Such a call
+ * returns ETIMEDOUT when the deadline passes before it could complete (an operation that needs
+ * no wait completes whatever the deadline). LACUNA_FOREVER waits without limit; LACUNA_NOWAIT
+ * (any passed deadline, in fact) never waits: ETIMEDOUT at once where a wait would begin. A
+ * fiber's wait with a deadline (and any fd wait) may also fail with ENOMEM when its worker's
+ * timer heap cannot grow. */
+#define LACUNA_FOREVER UINT64_MAX
+#define LACUNA_NOWAIT  ((uint64_t)0)
+
+/* Cancellation (libdill's model): after lacuna_cancel(f), every call of f that would wait (its
+ * wait in progress included) returns ECANCELED instead: channel operations, select, join, sleep,
+ * fd waits, mutex lock, cond wait, waitgroup wait, semaphore wait, in all their forms. Calls that
+ * complete without waiting still complete (a try, a receive from a non-empty channel, a join of
+ * an ended fiber), so the fiber can clean up: close, drain, join its children, then return. It is
+ * joined (or reclaims itself, detached) as usual. A cancel cannot be undone. */
 
 /* ---------------------------------------------------------------------------------------------
  * Stacks
@@ -156,9 +175,25 @@ LACUNA_API void lacuna_yield(void);
  *           fiber someone is already joining, a fiber of an exited thread's runtime;
  *   EDEADLK joining yourself; or, from thread context, every fiber of the runtime is blocked with
  *           no timer and no fd wait (the fiber stays joinable);
+ *   ECANCELED  the caller is a cancelled fiber and would have to wait (the fiber stays joinable);
  *   ENOTRECOVERABLE  the fiber would have to wait, and the caller left the fiber the scheduler
  *           thinks is running without switching (longjmp: see the top of this file). */
 LACUNA_API void *lacuna_join(lacuna_fiber *fiber);
+
+/* lacuna_join with a deadline (see "Deadlines"), reporting through the return value: 0 and fn's
+ * result in *result (if result is not NULL), or an errno as lacuna_join's, or
+ *   ETIMEDOUT  the deadline passed first: the fiber stays joinable (join it again later);
+ *   ECANCELED  the caller is a cancelled fiber and would have to wait: the fiber stays joinable;
+ *   EINVAL     also: a deadline other than LACUNA_FOREVER from thread context of the fiber's own
+ *              runtime (that thread runs the runtime until the fiber ends; use lacuna_run). */
+LACUNA_API int lacuna_join_until(lacuna_fiber *fiber, uint64_t deadline_ns, void **result);
+
+/* Cancel a fiber (see "Cancellation" above): its wait in progress, if any, ends with ECANCELED
+ * (it runs again soon, on any worker), and so does every later call of it that would wait. Any
+ * thread or fiber; a fiber may cancel itself. Cancelling an ended (not yet joined) fiber or one
+ * cancelled already does nothing. 0, or EINVAL (NULL or stale handle, a fiber of an exited
+ * thread's runtime). */
+LACUNA_API int lacuna_cancel(lacuna_fiber *fiber);
 
 /* Let the fiber reclaim itself when it ends (at once if it has ended). Any thread. 0, or EINVAL
  * (NULL or stale handle, already detached, being joined, a fiber of an exited thread's runtime). */
@@ -197,19 +232,38 @@ LACUNA_API int lacuna_worker_id(void);
 
 /* Block the calling fiber for at least ms milliseconds (0: a yield); in thread context, sleep the
  * thread (no fibers run meanwhile). The end is a deadline taken at the call: signal handlers
- * running meanwhile do not extend it. Returns 0. */
+ * running meanwhile do not extend it. Returns 0, or ECANCELED (a cancelled fiber: at once). */
 LACUNA_API int lacuna_sleep_ms(unsigned ms);
+
+/* CLOCK_MONOTONIC now, in nanoseconds: the clock of every deadline. Any thread. */
+LACUNA_API uint64_t lacuna_now_ns(void);
+
+/* Block the calling fiber until the deadline (CLOCK_MONOTONIC ns; a passed one: a yield), or the
+ * thread in thread context. A fiber's sleep ends within microseconds of its deadline when its
+ * worker is otherwise idle (epoll_pwait2, Linux 5.11; milliseconds before), later when other
+ * fibers keep the worker busy (they are not preempted). LACUNA_FOREVER: until cancelled (while
+ * such a sleep lasts, the runtime never reports EDEADLK: a cancel may still end it).
+ * Returns 0, or ECANCELED (a cancelled fiber, at once or when cancelled meanwhile). */
+LACUNA_API int lacuna_sleep_until(uint64_t deadline_ns);
+
+/* lacuna_sleep_until(lacuna_now_ns() + ns). */
+LACUNA_API int lacuna_sleep_ns(uint64_t ns);
 
 /* Block the calling fiber until fd is ready for `events` (POLLIN, POLLOUT or both), has an error
  * or hang-up, or timeout_ms passes (< 0: no timeout). The timeout is a deadline taken at the call:
  * signal handlers running meanwhile (EINTR underneath) neither end nor extend the wait. In thread
  * context it is poll(2), repeated with what is left after an EINTR.
- * Returns 0 when ready (the next read/write says how), ETIMEDOUT, EINVAL (events not a non-empty
- * subset of POLLIN|POLLOUT), EBADF, or an errno from epoll_ctl or dup (EMFILE). Several fibers may
+ * Returns 0 when ready (the next read/write says how), ETIMEDOUT, ECANCELED (a cancelled fiber),
+ * EINVAL (events not a non-empty subset of POLLIN|POLLOUT), EBADF, or an errno from epoll_ctl or
+ * dup (EMFILE). Several fibers may
  * wait on one fd at once (a reader and a writer of a socket): the second and later each hold a
  * dup of it while they wait. Do not close the fd while fibers wait on it (the waits do not end);
  * shutdown(2) it to wake them. Files epoll cannot watch (regular files) are always ready. */
 LACUNA_API int lacuna_fd_wait(int fd, short events, int timeout_ms);
+
+/* lacuna_fd_wait until an absolute deadline (see "Deadlines"; LACUNA_NOWAIT polls once).
+ * Returns as lacuna_fd_wait, and ECANCELED (a cancelled fiber that would have to wait). */
+LACUNA_API int lacuna_fd_wait_until(int fd, short events, uint64_t deadline_ns);
 
 /* ---------------------------------------------------------------------------------------------
  * Parked stacks give memory back
@@ -299,12 +353,50 @@ LACUNA_API lacuna_chan *lacuna_chan_make(size_t elem_size, size_t capacity);
  * takes it): a fiber blocks (its worker runs others), a plain thread blocks itself. Returns 0, or
  *   EPIPE   the channel is closed (also when it is closed while the sender waits: not delivered);
  *   EPERM   it would block a thread whose own runtime still has fibers (they could not run);
+ *   ECANCELED  the caller is a cancelled fiber and would have to wait (nothing sent);
  *   EINVAL  chan or elem NULL, or the waiter it would wake is a fiber of an exited thread. */
 LACUNA_API int lacuna_chan_send(lacuna_chan *chan, const void *elem);
 
 /* Take the oldest element into *elem, blocking the calling fiber while there is none. Returns 0,
- * or EPIPE (closed and drained: *elem untouched), EPERM, EINVAL as lacuna_chan_send. */
+ * or EPIPE (closed and drained: *elem untouched), EPERM, ECANCELED, EINVAL as lacuna_chan_send. */
 LACUNA_API int lacuna_chan_recv(lacuna_chan *chan, void *elem);
+
+/* lacuna_chan_send / lacuna_chan_recv until a deadline (see "Deadlines"): as those, and
+ *   ETIMEDOUT  the deadline passed while it waited (nothing sent / received), or it is
+ *              LACUNA_NOWAIT and the call would have had to wait;
+ *   ECANCELED  the caller is a cancelled fiber and would have to wait (nothing sent / received).
+ * The plain forms return ECANCELED likewise. A thread outside the runtime waits on a futex with
+ * the deadline. */
+LACUNA_API int lacuna_chan_send_until(lacuna_chan *chan, const void *elem, uint64_t deadline_ns);
+LACUNA_API int lacuna_chan_recv_until(lacuna_chan *chan, void *elem, uint64_t deadline_ns);
+
+/* One case of lacuna_select: send *elem to chan, or receive from chan into *elem. */
+#define LACUNA_SELECT_SEND 1
+#define LACUNA_SELECT_RECV 2
+typedef struct lacuna_select_case {
+    lacuna_chan *chan; /* NULL: a case that is never ready (a disabled case, as Go's nil chan) */
+    void *elem;        /* the element to send, or where to receive one (elem_size bytes) */
+    int op;            /* LACUNA_SELECT_SEND or LACUNA_SELECT_RECV */
+} lacuna_select_case;
+
+/* Wait until one of n cases can complete, complete exactly that one, and say which in *chosen
+ * (its index in cases). Among cases ready at once, each is picked with equal probability (they
+ * are tried in a random order), so no ready case starves. A receive from a closed, drained
+ * channel and a send to a closed channel are ready: they complete with EPIPE. Fibers block (their
+ * worker runs others); a plain thread blocks on a futex, like a channel operation (and gets EPERM
+ * where its own runtime still has fibers). The same channel may appear in several cases. Cases
+ * of up to 8 channels need no allocation. Returns
+ *   0          the case *chosen completed;
+ *   EPIPE      the case *chosen found its channel closed (nothing sent / received);
+ *   ETIMEDOUT  the deadline passed first (LACUNA_NOWAIT: no case was ready); *chosen untouched;
+ *   ECANCELED  the caller is a cancelled fiber and would have had to wait;
+ *   EINVAL     cases NULL with n > 0, chosen NULL, an unknown op, a NULL elem with a channel;
+ *              n == 0 (or every chan NULL) with LACUNA_FOREVER, which could never end (with a
+ *              deadline it sleeps until it and returns ETIMEDOUT); or a waiter to wake is a fiber
+ *              of an exited thread (as lacuna_chan_send);
+ *   EPERM      as lacuna_chan_send;  ENOMEM  more than 8 cases and no memory for their waiters. */
+LACUNA_API int lacuna_select(lacuna_select_case *cases, size_t n, uint64_t deadline_ns,
+                             size_t *chosen);
 
 /* Close: later sends fail with EPIPE; receivers drain what is buffered, then get EPIPE. Waiting
  * senders and receivers are woken with EPIPE. Any thread. Returns 0, or EINVAL (NULL, or a waiter

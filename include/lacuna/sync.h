@@ -5,6 +5,11 @@
  * Included by <lacuna.h>; include that one. Conventions as in <lacuna/fiber.h>: 0 or a positive
  * errno value, pointer results NULL + errno, bad input EINVAL, never a crash.
  *
+ * Deadlines and cancellation: every call that may wait has an _until form with an absolute
+ * deadline, and fails with ECANCELED in a cancelled fiber where it would wait (see <lacuna/fiber.h>
+ * "Deadlines" and "Cancellation"). A waiter that times out or is cancelled leaves the queue: the
+ * next unlock, post or signal goes to the next waiter.
+ *
  * Blocking: a fiber that must wait (mutex, cond, waitgroup, semaphore) parks; its worker runs other
  * fibers meanwhile, and the fiber may resume on another worker. A plain thread (thread context,
  * with no fibers of its own runtime left to run: e.g. a thread that never spawned, or main after
@@ -124,6 +129,11 @@ LACUNA_API int lacuna_mutex_init(lacuna_mutex *mutex);
  * thread whose own runtime still has fibers). */
 LACUNA_API int lacuna_mutex_lock(lacuna_mutex *mutex);
 
+/* lacuna_mutex_lock until a deadline (CLOCK_MONOTONIC ns, see <lacuna/fiber.h> "Deadlines"):
+ * as it, and ETIMEDOUT (not taken by the deadline; LACUNA_NOWAIT: owned by another), ECANCELED
+ * (a cancelled fiber that would have to wait). The plain form returns ECANCELED likewise. */
+LACUNA_API int lacuna_mutex_lock_until(lacuna_mutex *mutex, uint64_t deadline_ns);
+
 /* Take the mutex if nobody owns it. 0, or EBUSY (owned, by anyone, the caller too), EINVAL (NULL,
  * destroyed). Never blocks. */
 LACUNA_API int lacuna_mutex_trylock(lacuna_mutex *mutex);
@@ -153,6 +163,13 @@ LACUNA_API int lacuna_cond_init(lacuna_cond *cond);
  * or EPERM (the caller does not own mutex; or it would block a thread whose own runtime still has
  * fibers: the mutex stays held), EINVAL (NULL, cond destroyed). */
 LACUNA_API int lacuna_cond_wait(lacuna_cond *cond, lacuna_mutex *mutex);
+
+/* lacuna_cond_wait until a deadline: as it, and ETIMEDOUT (no signal picked it by the deadline),
+ * ECANCELED (a cancelled fiber: at once, or cancelled while it waited). Whatever the result, the
+ * caller owns the mutex again on return (taking it back ignores a cancel, so cleanup can unlock
+ * it); with LACUNA_NOWAIT or a cancel seen at the call it was never released. The plain form
+ * returns ECANCELED likewise. */
+LACUNA_API int lacuna_cond_wait_until(lacuna_cond *cond, lacuna_mutex *mutex, uint64_t deadline_ns);
 
 /* Wake the oldest waiter / every waiter (none: nothing happens; a later wait is not affected).
  * Callable with or without the mutex held, from any fiber or thread (not a signal handler).
@@ -186,6 +203,11 @@ LACUNA_API int lacuna_waitgroup_done(lacuna_waitgroup *wg);
  * would block a thread whose own runtime still has fibers). */
 LACUNA_API int lacuna_waitgroup_wait(lacuna_waitgroup *wg);
 
+/* lacuna_waitgroup_wait until a deadline: as it, and ETIMEDOUT (the counter was not 0 by then),
+ * ECANCELED (a cancelled fiber that would have to wait). The plain form returns ECANCELED
+ * likewise. */
+LACUNA_API int lacuna_waitgroup_wait_until(lacuna_waitgroup *wg, uint64_t deadline_ns);
+
 /* 0, or EBUSY (someone waits), EINVAL (NULL, destroyed already). */
 LACUNA_API int lacuna_waitgroup_destroy(lacuna_waitgroup *wg);
 
@@ -208,6 +230,11 @@ LACUNA_API int lacuna_sem_post(lacuna_sem *sem);
 /* Take a unit, blocking while there is none. 0, or EINVAL (NULL, destroyed), EPERM (it would block
  * a thread whose own runtime still has fibers). */
 LACUNA_API int lacuna_sem_wait(lacuna_sem *sem);
+
+/* lacuna_sem_wait until a deadline: as it, and ETIMEDOUT (no unit by then: none taken),
+ * ECANCELED (a cancelled fiber that would have to wait). The plain form returns ECANCELED
+ * likewise. */
+LACUNA_API int lacuna_sem_wait_until(lacuna_sem *sem, uint64_t deadline_ns);
 
 /* Take a unit if one is there. 0, or EAGAIN (none), EINVAL (NULL, destroyed). Never blocks. */
 LACUNA_API int lacuna_sem_trywait(lacuna_sem *sem);

@@ -1,7 +1,8 @@
 # make bench, fiber layer: skynet by its standard rules (unbuffered channels, 1,111,111 fibers),
 # the 10-slot buffered variant beside it (labelled so in its file), 1 and 2 M:N workers, switch
 # costs (with Boost.Context's raw switch in the same run), a channel round trip across workers and
-# deep-then-parked fibers giving their stack pages back.
+# a select over 4 channels beside a plain receive, and deep-then-parked fibers giving their stack
+# pages back.
 set -euo pipefail
 "$BENCH" skynet --runs "$RUNS" | tee "$OUT/skynet.txt"
 "$BENCH" skynet --buffered --runs "$RUNS" | tee "$OUT/skynet-buffered.txt"
@@ -9,6 +10,7 @@ set -euo pipefail
 "$BENCH" skynet --threads 2 --runs "$RUNS" | tee "$OUT/skynet-threads2.txt"
 "$BENCH" switch --runs "$RUNS" | tee "$OUT/switch.txt"
 "$BENCH" pingpong --runs "$RUNS" | tee "$OUT/pingpong.txt"
+"$BENCH" select --runs "$RUNS" | tee "$OUT/select.txt"
 "$BENCH" parked --n 1000000 --stack 16K | tee "$OUT/parked.txt"
 # Deep once, then parked (issue 13): runs Go's version itself (tools/go/deep.go), or says SKIP go.
 "$BENCH" deep --runs "$RUNS" | tee "$OUT/deep.txt"
