@@ -385,9 +385,10 @@ def backtrace_lines(f, full=False):
 # scheduler's: a public call (lacuna_*), or an internal function a public call ends in by a tail
 # call (so that the public frame is gone). Internal names come from the library's symbols: a
 # stripped library shows "??" there.
-_SCHED_FRAMES = ("switch_to", "lac_sched_park", "lac_ctx_switch", "block")
+_SCHED_FRAMES = ("switch_to", "lac_sched_park", "lac_ctx_switch", "block", "lac_park_block")
 _PLACES = {"wait_in": "channel", "lock_slow": "mutex_lock", "sem_take": "sem_wait",
-           "join_wait": "join"}
+           "join_wait": "join", "cond_wait": "cond_wait", "waitgroup_wait": "waitgroup_wait",
+           "select_slow": "select", "select_live": "select"}
 
 
 def _first_arg(fr):
@@ -405,8 +406,8 @@ def _channel_dir(fr):
     """recv or send, for a fiber in chan.c's wait_in (needs the library's debug info)."""
     try:
         c = fr.read_var("c")
-        head = fr.read_var("head")
-        return " recv" if int(head) == int(c["recvq"].address) else " send"
+        q = fr.read_var("q")
+        return " recv" if int(q) == int(c["recvq"].address) else " send"
     except (gdb.error, RuntimeError, ValueError):
         return ""
 
