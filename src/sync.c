@@ -10,14 +10,18 @@
  *     the object's spin lock; a fiber parks holding that lock (released once its context is
  *     saved, sched.c), so whoever dequeues a waiter may wake it at once, and nobody touches the
  *     record after waking it.
- *   - Mutex word: 0 = unlocked, else the owner's token | M_WAITERS while anyone is queued. A
- *     locker takes it with one CAS from 0; an unlock with no waiters is one CAS back to 0. With
- *     waiters the word never returns to 0: the unlock writes the first waiter's token (hand-off),
- *     so no newcomer can barge past the queue (FIFO, no starvation).
+ *   - Mutex word: the owner's token (0: none) | M_WAITERS while anyone is queued. A locker takes
+ *     it with one CAS from 0; an unlock with no waiters is one CAS back to 0. An unlock with
+ *     waiters wakes the oldest and leaves the mutex free: a locker that comes along first
+ *     (spinning on another worker, or a fiber that runs before the woken one) takes it, and the
+ *     woken waiter tries again, queueing at the front if it loses (Go's sync.Mutex does the same:
+ *     hand-offs on every contended unlock make a convoy, each lock a park and a wake-up). A
+ *     waiter queued for M_STARVE_NS or more is handed the lock instead (its token written by the
+ *     unlock), so no waiter starves.
  *   - Tokens: a fiber's is its handle (generation << 32 | index) << 2, stable across migrations;
  *     a plain thread's is the address of a thread-local << 2 | 2. Bit 0 is M_WAITERS.
- *   - A destroyed object has `dead` set (and a destroyed mutex a non-zero word, so the fast path
- *     fails into the slow path, which reports EINVAL).
+ *   - A destroyed object has `dead` set (and a destroyed mutex the word M_DEAD, which looks owned,
+ *     so every fast path fails into the slow path, which reports EINVAL).
  *   - FLS keys are slots of a fixed table with a sequence number (odd while the key exists): a
  *     key is seq << 7 | slot, so a deleted key's values are never returned or destructed.
  *
@@ -47,6 +51,7 @@ typedef struct waiter {
     struct waiter *next, *prev;
     lac_park *park; /* its wait (wait.c): won by a waker, a deadline or a cancel */
     uint64_t token; /* a mutex waiter's token: the owner it becomes */
+    uint64_t since; /* a mutex waiter: when it first queued (starvation) */
     bool linked;    /* in its queue */
 } waiter;
 
@@ -63,6 +68,19 @@ static void wq_push(wq *q, waiter *w)
     else
         q->head = w;
     q->tail = w;
+    w->linked = true;
+}
+
+/* A mutex waiter that was woken and lost the lock to a newcomer goes back in front. */
+static void wq_push_front(wq *q, waiter *w)
+{
+    w->prev = NULL;
+    w->next = q->head;
+    if (q->head)
+        q->head->prev = w;
+    else
+        q->tail = w;
+    q->head = w;
     w->linked = true;
 }
 
@@ -134,15 +152,19 @@ static bool may_block(void)
 /* Wait in q until woken or the deadline (q's lock held). 0: woken (lock released); ETIMEDOUT,
  * ECANCELED or ENOMEM with the lock held again and nothing queued. The caller checked
  * may_block(). */
-static int block(lac_spin *lk, wq *q, uint64_t token, uint64_t deadline, bool nocancel)
+static int block_as(lac_spin *lk, wq *q, uint64_t token, uint64_t since, uint64_t deadline,
+                    bool nocancel)
 {
     lac_sched *s = here();
     lac_park p = {.fiber = s ? s->cur : NULL, .nocancel = nocancel};
-    waiter w = {.park = &p, .token = token};
+    waiter w = {.park = &p, .token = token, .since = since};
     int err = lac_park_arm(&p, deadline);
     if (err)
         return err;
-    wq_push(q, &w);
+    if (since && q->head && q->head->since > since)
+        wq_push_front(q, &w); /* a mutex waiter that lost after a wake-up: before newer ones */
+    else
+        wq_push(q, &w);
     lac_spin_unlock(lk);
     err = lac_park_block(&p, deadline);
     if (err) {
@@ -151,6 +173,11 @@ static int block(lac_spin *lk, wq *q, uint64_t token, uint64_t deadline, bool no
             wq_unlink(q, &w);
     }
     return err;
+}
+
+static int block(lac_spin *lk, wq *q, uint64_t token, uint64_t deadline, bool nocancel)
+{
+    return block_as(lk, q, token, 0, deadline, nocancel);
 }
 
 /* Wake a waiter taken by wq_pop (its object's lock released or not: the record is ours alone). */
@@ -181,7 +208,19 @@ _Static_assert(alignof(mtx) <= alignof(lacuna_mutex), "lacuna_mutex aligns the m
 
 /* Spins for the word to clear before queueing, with several workers (the owner runs elsewhere and
  * a short critical section ends sooner than a park and a wake-up take). */
-#define M_SPIN 64
+#define M_SPIN      64
+#define M_STARVE_NS 1000000u   /* a waiter queued this long is handed the lock (Go: 1 ms) */
+#define M_DEAD      UINT64_MAX /* a destroyed mutex's word: looks owned and waited for */
+#define M_OWNER(w)  ((w) & ~(uint64_t)M_WAITERS)
+
+/* Take the mutex if nobody owns it (waiters or not: they were woken, or will be). */
+static inline bool try_take(mtx *m, uint64_t me)
+{
+    uint64_t w = atomic_load_explicit(&m->word, memory_order_relaxed);
+    return M_OWNER(w) == 0 &&
+           atomic_compare_exchange_strong_explicit(&m->word, &w, me | (w & M_WAITERS),
+                                                   memory_order_acquire, memory_order_relaxed);
+}
 
 int lacuna_mutex_init(lacuna_mutex *mutex)
 {
@@ -204,31 +243,31 @@ static void owner_count(mtx *m, uint64_t owner)
 static int lock_slow(mtx *m, uint64_t me, uint64_t deadline, bool nocancel)
 {
     lac_sched *s = here();
-    if (s == NULL || s->cur == NULL || s->multi) {
-        for (unsigned i = 0; i < M_SPIN; i++) {
-            uint64_t w = atomic_load_explicit(&m->word, memory_order_relaxed);
-            if (w == 0 && atomic_compare_exchange_weak_explicit(
-                              &m->word, &w, me, memory_order_acquire, memory_order_relaxed))
+    bool spin = s == NULL || s->cur == NULL || s->multi;
+    uint64_t since = 0; /* when it first queued */
+    for (;;) {
+        for (unsigned i = 0; spin && i < M_SPIN; i++) {
+            if (try_take(m, me))
                 return 0;
-            if (w & M_WAITERS)
-                break; /* a queue: join it (FIFO) */
             LAC_CPU_RELAX();
         }
-    }
-    lac_spin_lock(&m->lk);
-    for (;;) {
+        lac_spin_lock(&m->lk);
         uint64_t w = atomic_load_explicit(&m->word, memory_order_relaxed);
         if (m->dead) {
             lac_spin_unlock(&m->lk);
             return EINVAL;
         }
-        if (w == 0) {
-            if (atomic_compare_exchange_weak_explicit(&m->word, &w, me, memory_order_acquire,
-                                                      memory_order_relaxed))
-                break;
+        if (M_OWNER(w) == 0) {
+            if (atomic_compare_exchange_strong_explicit(&m->word, &w, me | (w & M_WAITERS),
+                                                        memory_order_acquire,
+                                                        memory_order_relaxed)) {
+                lac_spin_unlock(&m->lk);
+                return 0;
+            }
+            lac_spin_unlock(&m->lk);
             continue;
         }
-        if ((w & ~(uint64_t)M_WAITERS) == me) {
+        if (M_OWNER(w) == me) {
             lac_spin_unlock(&m->lk);
             return EDEADLK;
         }
@@ -236,22 +275,27 @@ static int lock_slow(mtx *m, uint64_t me, uint64_t deadline, bool nocancel)
             lac_spin_unlock(&m->lk);
             return EPERM;
         }
-        if ((w & M_WAITERS) ||
-            atomic_compare_exchange_weak_explicit(&m->word, &w, w | M_WAITERS, memory_order_relaxed,
-                                                  memory_order_relaxed)) {
-            owner_count(m, w);
-            int err = block(&m->lk, &m->q, me, deadline, nocancel);
-            if (err == 0)
-                return 0; /* woken as the owner: the unlock wrote our token */
-            /* Not queued (any more): the last waiter gone, the owner's fast unlock may work. */
-            if (m->q.head == NULL)
-                atomic_fetch_and_explicit(&m->word, ~(uint64_t)M_WAITERS, memory_order_relaxed);
+        if (!(w & M_WAITERS) &&
+            !atomic_compare_exchange_strong_explicit(&m->word, &w, w | M_WAITERS,
+                                                     memory_order_relaxed, memory_order_relaxed)) {
             lac_spin_unlock(&m->lk);
-            return err;
+            continue; /* the word moved: look again */
         }
+        owner_count(m, w);
+        if (since == 0)
+            since = lac_now_ns() | 1; /* never 0 */
+        int err = block_as(&m->lk, &m->q, me, since, deadline, nocancel);
+        if (err == 0) {
+            if (M_OWNER(atomic_load_explicit(&m->word, memory_order_acquire)) == me)
+                return 0; /* handed over by the unlock: it starved */
+            continue;     /* woken to try again */
+        }
+        /* Not queued (any more): the last waiter gone, the owner's fast unlock may work. */
+        if (m->q.head == NULL)
+            atomic_fetch_and_explicit(&m->word, ~(uint64_t)M_WAITERS, memory_order_relaxed);
+        lac_spin_unlock(&m->lk);
+        return err;
     }
-    lac_spin_unlock(&m->lk);
-    return 0;
 }
 
 static inline int lock_as(mtx *m, uint64_t me, uint64_t deadline, bool nocancel)
@@ -283,9 +327,7 @@ int lacuna_mutex_trylock(lacuna_mutex *mutex)
     if (mutex == NULL)
         return EINVAL;
     mtx *m = (mtx *)mutex;
-    uint64_t z = 0;
-    if (atomic_compare_exchange_strong_explicit(&m->word, &z, self_token(), memory_order_acquire,
-                                                memory_order_relaxed))
+    if (try_take(m, self_token())) /* free, with waiters or not */
         return 0;
     lac_spin_lock(&m->lk);
     int err = m->dead ? EINVAL : EBUSY;
@@ -297,7 +339,7 @@ static int unlock_slow(mtx *m, uint64_t me)
 {
     lac_spin_lock(&m->lk);
     uint64_t w = atomic_load_explicit(&m->word, memory_order_relaxed);
-    if (m->dead || (w & ~(uint64_t)M_WAITERS) != me) {
+    if (m->dead || M_OWNER(w) != me) {
         int err = m->dead ? EINVAL : EPERM;
         lac_spin_unlock(&m->lk);
         LAC_BAD_INPUT("lacuna_mutex_unlock", "destroyed, or not the owner", m);
@@ -306,10 +348,13 @@ static int unlock_slow(mtx *m, uint64_t me)
     bool uncount = m->counted; /* dropped after the wake: the new owner is visible by then */
     m->counted = 0;
     waiter *x = wq_pop(&m->q);
-    if (x && m->q.head)
+    /* The oldest waiter: handed the lock if it has starved, else woken to try again (the mutex
+     * free meanwhile: whoever comes first takes it). */
+    bool hand = x && lac_now_ns() - x->since >= M_STARVE_NS;
+    if (hand && m->q.head)
         owner_count(m, x->token);
-    atomic_store_explicit(&m->word, x ? x->token | (m->q.head ? M_WAITERS : 0) : 0,
-                          memory_order_release);
+    uint64_t owner = hand ? x->token : 0;
+    atomic_store_explicit(&m->word, owner | (m->q.head ? M_WAITERS : 0), memory_order_release);
     lac_spin_unlock(&m->lk);
     if (x)
         wake(x);
@@ -340,7 +385,7 @@ int lacuna_mutex_destroy(lacuna_mutex *mutex)
     int err = m->dead ? EINVAL : atomic_load_explicit(&m->word, memory_order_relaxed) ? EBUSY : 0;
     if (err == 0) {
         m->dead = 1;
-        atomic_store_explicit(&m->word, M_WAITERS, memory_order_relaxed); /* fast paths fail */
+        atomic_store_explicit(&m->word, M_DEAD, memory_order_relaxed); /* fast paths fail */
     }
     lac_spin_unlock(&m->lk);
     return err;

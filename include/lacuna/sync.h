@@ -114,8 +114,12 @@ LACUNA_API size_t lacuna_chan_cap(const lacuna_chan *chan);
 
 /* Uncontended, lock and unlock are one atomic compare-and-swap each. Contended, a locker on a
  * runtime with several workers (or a plain thread) spins briefly, then queues; an unlock with
- * waiters hands the mutex to the oldest (FIFO: a newcomer never takes it first). A fiber may
- * hold a mutex across blocking calls and migrations: the owner is the fiber, not its thread. */
+ * waiters wakes the oldest and leaves the mutex free, so a locker already running may take it
+ * first (the woken one then waits again, ahead of later waiters). A waiter kept waiting 1 ms or
+ * more is handed the mutex by the next unlock instead, so none starves. This is how Go's
+ * sync.Mutex is fair: a strict hand-off to the oldest on every unlock would cost every contended
+ * lock a park and a wake-up. A fiber may hold a mutex across blocking calls and migrations: the
+ * owner is the fiber, not its thread. */
 typedef struct lacuna_mutex {
     uint64_t opaque[4];
 } lacuna_mutex;
