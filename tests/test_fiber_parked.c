@@ -432,3 +432,67 @@ TEST(pressure_watcher_starts_and_stops)
     CHECK_EQ(lacuna_fiber_pressure(0), 0);  /* stops */
     CHECK_EQ(lacuna_fiber_pressure(0), 0);
 }
+
+/* ---- still guarded after a release ------------------------------------------------------------
+ */
+
+static volatile unsigned endless_limit = ~0u; /* never reached: the guard stops it first */
+
+static __attribute__((noinline)) unsigned endless(unsigned n)
+{
+    volatile char frame[512];
+    frame[0] = (char)n;
+    if (n > endless_limit)
+        return 0;
+    return endless(n + 1) + frame[0]; /* no tail call: the frame is read after */
+}
+
+static void *deep_park_then_overflow(void *arg)
+{
+    lacuna_chan *go = arg;
+    (void)deep(DEPTH, 7);
+    int v;
+    CHECK_EQ(lacuna_chan_recv(go, &v), 0); /* parked: released meanwhile */
+    return (void *)(uintptr_t)endless(0);  /* past the released pages, into the guard */
+}
+
+static void *overflow_driver(void *arg)
+{
+    (void)arg;
+    lacuna_chan *go = lacuna_chan_make(sizeof(int), 0);
+    lacuna_fiber *f = lacuna_go_named("released-deep", deep_park_then_overflow, go);
+    lacuna_stack_info info = {0};
+    for (int i = 0; i < 1000 && info.released == 0; i++) {
+        CHECK_EQ(lacuna_fiber_release_idle(NULL), 0);
+        CHECK_EQ(lacuna_fiber_stack_info(f, &info), 0);
+        if (info.released == 0)
+            lacuna_sleep_ms(5);
+    }
+    CHECK(info.released >= DEPTH - 8192);
+    int v = 1;
+    CHECK_EQ(lacuna_chan_send(go, &v), 0);
+    lacuna_join(f);
+    return NULL;
+}
+
+static void overflow_after_release_child(void *arg)
+{
+    (void)arg;
+    if (cannot_release())
+        _exit(77);
+    CHECK(lacuna_go(overflow_driver, NULL) != NULL);
+    (void)lacuna_run();
+    fprintf(stderr, "survived the overflow\n");
+}
+
+TEST(released_fiber_still_overflows_into_its_guard)
+{
+    char err[4096];
+    int status = lt_fork_run(overflow_after_release_child, NULL, err, sizeof err);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+        return; /* cannot_release() said why */
+    fprintf(stderr, "%s", err);
+    CHECK(WIFSIGNALED(status));
+    CHECK_EQ(WTERMSIG(status), SIGSEGV);
+    CHECK(strstr(err, "lacuna: stack overflow in fiber \"released-deep\" (region ") != NULL);
+}
