@@ -385,6 +385,8 @@ static lacuna_fiber *spawn(const lacuna_fiber_opts *o, void *(*fn)(void *), void
     atomic_store_explicit(&f->cancelled, 0, memory_order_relaxed);
     f->pin = (o->flags & LACUNA_FIBER_PINNED) ? (uint16_t)(s->idx + 1) : 0;
     atomic_store_explicit(&f->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&f->high_water, 0, memory_order_relaxed); /* its own life's (parked.c) */
+    atomic_store_explicit(&f->released, 0, memory_order_relaxed);
     name_copy(f, o->name);
     f->region = lacuna_region_index(pool, stack);
     atomic_store_explicit(&st->owner[f->region], f->idx, memory_order_relaxed);

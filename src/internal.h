@@ -1111,5 +1111,8 @@ uint64_t lac_parked_due(void);
 void lac_parked_trim(lacuna_pool *pool);
 /* What the memory-pressure watcher does when the kernel's trigger fires (tests call it). */
 void lac_parked_pressure_respond(void);
+void lac_parked_fork_prepare(void); /* process.c's fork handlers: parked.c's locks, outermost */
+void lac_parked_fork_parent(void);
+void lac_parked_fork_child(void);
 
 #endif /* LACUNA_INTERNAL_H */

@@ -180,7 +180,7 @@ static void release_batch(pass *ps)
     for (size_t i = 0; i < ps->n; i++) {
         lac_fiber *f = ps->c[i].f;
         bool frozen = (fence_ok || alone_with(ps, f)) &&
-                      __atomic_load_n(&f->sp, __ATOMIC_RELAXED) == ps->c[i].sp &&
+                      __atomic_load_n(&f->sp, __ATOMIC_ACQUIRE) == ps->c[i].sp &&
                       atomic_load_explicit(&f->state, memory_order_relaxed) == LAC_F_PARKED;
         lacuna_pool *pool = frozen ? lac_fiber_stacks_pool(f->stacks) : NULL;
         if (pool == NULL || (ps->only && pool != ps->only)) {
@@ -278,19 +278,25 @@ void lac_parked_trim(lacuna_pool *pool)
 int lacuna_fiber_release_after(unsigned ms)
 {
     atomic_store_explicit(&release_ms, ms, memory_order_relaxed);
+    if (ms == LACUNA_PARKED_KEEP_ALL) /* a scan scheduled before would keep waking sleepers */
+        atomic_store_explicit(&next_scan, 0, memory_order_relaxed);
     return 0;
 }
 
-/* The aging threshold in ns, or 0 for none. */
+/* The aging threshold in ns, or 0 for none. The default pool's decay is read once (its config
+ * never changes; lacuna_pool_stats takes the pool's lock, too much for every idle). */
 static uint64_t threshold_ns(void)
 {
+    static _Atomic unsigned pool_decay; /* 0 until the default pool exists */
     unsigned ms = atomic_load_explicit(&release_ms, memory_order_relaxed);
-    if (ms == 0) {
+    if (ms == 0 && (ms = atomic_load_explicit(&pool_decay, memory_order_relaxed)) == 0) {
         lacuna_pool *def = lac_fiber_stacks_pool(0);
         lacuna_stats st = {0};
-        if (def)
-            lacuna_pool_stats(def, &st);
-        ms = def ? st.decay_ms : 1000;
+        if (def == NULL)
+            return 1000000000u;
+        lacuna_pool_stats(def, &st);
+        ms = st.decay_ms ? st.decay_ms : 1000;
+        atomic_store_explicit(&pool_decay, ms, memory_order_relaxed);
     }
     return ms == LACUNA_PARKED_KEEP_ALL ? 0 : (uint64_t)ms * 1000000u;
 }
@@ -308,7 +314,9 @@ static void schedule(uint64_t at)
 uint64_t lac_parked_due(void)
 {
     uint64_t at = atomic_load_explicit(&next_scan, memory_order_relaxed);
-    return at ? at : UINT64_MAX;
+    return at && atomic_load_explicit(&release_ms, memory_order_relaxed) != LACUNA_PARKED_KEEP_ALL
+               ? at
+               : UINT64_MAX;
 }
 
 void lac_parked_idle(lac_sched *s)
@@ -322,8 +330,14 @@ void lac_parked_idle(lac_sched *s)
         schedule(now + wait);
     }
     uint64_t due = atomic_load_explicit(&next_scan, memory_order_relaxed);
-    if (due == 0 || now < due || pthread_mutex_trylock(&scan_lock) != 0)
+    if (due == 0 || now < due)
         return;
+    if (pthread_mutex_trylock(&scan_lock) != 0) {
+        /* Another pass runs (a release call, a trim): look again in 1 ms, not at once (a past
+         * deadline would keep every sleeping worker polling). */
+        (void)atomic_compare_exchange_strong(&next_scan, &due, now + 1000000u);
+        return;
+    }
     if (!atomic_compare_exchange_strong(&next_scan, &due, 0)) { /* another worker scanned */
         pthread_mutex_unlock(&scan_lock);
         return;
@@ -500,4 +514,34 @@ int lacuna_fiber_pressure(unsigned stall_ms)
 unsigned long lacuna_fiber_pressure_events(void)
 {
     return atomic_load_explicit(&psi_events, memory_order_relaxed);
+}
+
+/* ---- fork ---------------------------------------------------------------------------------- */
+
+/* The outermost locks of the library (process.c): the watcher's, then the release pass's. A pass
+ * holds release flags only under scan_lock, so a child never inherits a flag left set. */
+void lac_parked_fork_prepare(void)
+{
+    pthread_mutex_lock(&psi_lock);
+    pthread_mutex_lock(&scan_lock);
+}
+
+void lac_parked_fork_parent(void)
+{
+    pthread_mutex_unlock(&scan_lock);
+    pthread_mutex_unlock(&psi_lock);
+}
+
+/* The child has no watcher thread: its trigger and pipe are closed (lacuna_fiber_pressure starts
+ * a new watcher when called again). */
+void lac_parked_fork_child(void)
+{
+    pthread_mutex_unlock(&scan_lock);
+    if (psi_fd >= 0) {
+        close(psi_fd);
+        close(psi_stop[0]);
+        close(psi_stop[1]);
+        psi_fd = psi_stop[0] = psi_stop[1] = -1;
+    }
+    pthread_mutex_unlock(&psi_lock);
 }

@@ -33,10 +33,12 @@
 
 /* ---- fork --------------------------------------------------------------------------------- */
 
-/* Lock order, everywhere in the library: the fiber runtime's lock, then the pool registry, then
- * each pool's lock. Parent and child release in reverse. */
+/* Lock order, everywhere in the library: the memory-pressure watcher's and the parked-release
+ * pass's locks (parked.c), the fiber runtime's lock, then the pool registry, then each pool's
+ * lock. Parent and child release in reverse. */
 static void fork_prepare(void)
 {
+    lac_parked_fork_prepare();
     lac_fiber_fork_prepare();
     lac_pool_fork_prepare();
 }
@@ -45,6 +47,7 @@ static void fork_parent(void)
 {
     lac_pool_fork_parent();
     lac_fiber_fork_parent();
+    lac_parked_fork_parent();
 }
 
 static void pidfd_fork_child(void);
@@ -54,6 +57,7 @@ static void fork_child(void)
     pidfd_fork_child();
     lac_pool_fork_child();
     lac_fiber_fork_child();
+    lac_parked_fork_child();
 }
 
 /* At load, so that no lacuna lock can be held by any thread before the handlers exist. */

@@ -293,7 +293,10 @@ LACUNA_API int lacuna_fd_wait_until(int fd, short events, uint64_t deadline_ns);
  * process (every runtime), counting only pages that were resident: fibers with none below their
  * stack pointer cost no release call. A fiber released before and not resumed since is skipped.
  * *released (may be NULL) gets the bytes released. Any thread or fiber (the caller's own stack is
- * never touched). Returns 0, or the errno of a failed release (earlier batches stay released). */
+ * never touched). One pass at a time in the process: a call from a fiber waits (its worker too)
+ * while another thread's pass ends. Not async-signal-safe (it takes a lock and allocates), like
+ * lacuna_fiber_stack_info, lacuna_fiber_each and lacuna_fiber_pressure. Returns 0, or the errno
+ * of a failed release (earlier batches stay released). */
 LACUNA_API int lacuna_fiber_release_idle(size_t *released);
 
 /* Release a parked fiber's pages automatically once it has been parked for ms milliseconds (it
@@ -323,8 +326,9 @@ typedef struct lacuna_stack_info {
                           caller's own now; 0 while it runs on another worker */
     size_t resident;   /* of its pages in memory now */
     size_t high_water; /* deepest use seen, from the top: the lowest page ever found resident by
-                          this call or by a release (a cheap, conservative census: a page below
-                          that was touched and released between looks is missed) */
+                          this call or by a release (a cheap census: a page below that was
+                          touched and released between looks is missed, and a stack reused from
+                          an ended fiber shows that fiber's pages until they are released) */
     size_t released;   /* released while it was parked, over its life */
     int running;       /* 1 while it runs (used is then the caller's own, or 0 elsewhere) */
 } lacuna_stack_info;

@@ -48,8 +48,8 @@ lac_ctx_switch:
     stp d12, d13, [sp, #128]
     stp d14, d15, [sp, #144]
     mov x2, sp
+    mov sp, x1                    /* off this stack before its sp is published (parked.c) */
     str x2, [x0]
-    mov sp, x1
     ldp x19, x20, [sp, #0]
     ldp x21, x22, [sp, #16]
     ldp x23, x24, [sp, #32]

@@ -57,8 +57,9 @@ lac_ctx_switch:
     fnstcw 4(%rsp)
     movl (%rsp), %eax             /* this context's FP control, to compare with the next one's */
     movzwl 4(%rsp), %ecx
-    movq %rsp, (%rdi)
-    movq %rsi, %rsp
+    movq %rsp, %r9                /* published below, once off this stack (parked.c: a */
+    movq %rsi, %rsp               /* signal landing between would use what a release frees) */
+    movq %r9, (%rdi)
     movl (%rsp), %edx
     xorl %eax, %edx
     testl $0xffc0, %edx           /* MXCSR control bits: DAZ, masks, rounding, FTZ */

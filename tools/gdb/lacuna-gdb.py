@@ -385,7 +385,8 @@ def backtrace_lines(f, full=False):
 # scheduler's: a public call (lacuna_*), or an internal function a public call ends in by a tail
 # call (so that the public frame is gone). Internal names come from the library's symbols: a
 # stripped library shows "??" there.
-_SCHED_FRAMES = ("switch_to", "lac_sched_park", "lac_ctx_switch", "block", "lac_park_block")
+_SCHED_FRAMES = ("switch_to", "lac_sched_park", "lac_ctx_switch", "block", "block_as",
+                 "lac_park_block")
 _PLACES = {"wait_in": "channel", "lock_slow": "mutex_lock", "sem_take": "sem_wait",
            "join_wait": "join", "cond_wait": "cond_wait", "waitgroup_wait": "waitgroup_wait",
            "select_slow": "select", "select_live": "select"}
