@@ -586,6 +586,11 @@ typedef const char *(*lac_region_namer)(void *ctx, size_t index);
 void lac_pool_set_namer(lacuna_pool *pool, lac_region_namer namer, void *ctx);
 void lac_pool_set_trim_hook(lacuna_pool *pool, void (*hook)(lacuna_pool *));
 
+/* pool_punch.c: resident pages of [lo, hi) (page-aligned): their count, and the lowest one's
+ * address (hi when none), by PAGEMAP_SCAN (16 runs a call) or mincore (256 pages a call): small
+ * enough for a fiber's stack. 0 or errno. lacuna_resident and parked.c's census use it. */
+int lac_resident_range(uintptr_t lo, uintptr_t hi, size_t *pages, uintptr_t *lowest);
+
 /* ---- wipe.c: zeroing runs, for wipe_table.c ------------------------------------------------ */
 
 #define LAC_WIPE_BATCH 64 /* ranges per release call (1 KiB of iovecs on the stack) */
@@ -747,7 +752,6 @@ struct lac_fiber {
     uint32_t next_free;    /* free-list link (an index) */
     _Atomic uint8_t state; /* LAC_F_* (scheduler's view); lac_state_set, read by parked.c */
     uint8_t wait;          /* LAC_W_*: what a parked fiber waits for besides a wake-up */
-    uint8_t timed_out;     /* a timed wait ended by its deadline */
     uint8_t detached;
     uint8_t tjoin;  /* a thread (not a fiber) waits for `done` */
     uint8_t stacks; /* its stack's pool: 0 = the default, else 1 + size class (fiber.c) */

@@ -62,52 +62,6 @@ void lac_parked_wait(lac_fiber *f)
     }
 }
 
-/* ---- residency --------------------------------------------------------------------------- */
-
-/* Resident pages of [lo, hi) (page-aligned): their count, and the lowest one's address (hi when
- * none). 0 or errno. */
-static int resident(uintptr_t lo, uintptr_t hi, size_t *pages, uintptr_t *lowest)
-{
-    const size_t pg = lac_os_features()->page_size;
-    *pages = 0;
-    *lowest = hi;
-    if (lac_os_features()->pagemap_scan) {
-        static const lac_scan_query q = {.required = LAC_PAGE_PRESENT};
-        lac_run runs[16];
-        for (uintptr_t at = lo; at < hi;) {
-            size_t n = 0;
-            uintptr_t next = hi;
-            int err = lac_os_pagemap_scan(at, hi, &q, runs, 16, &n, &next);
-            if (err)
-                return err;
-            for (size_t i = 0; i < n; i++) {
-                if (runs[i].start < *lowest)
-                    *lowest = runs[i].start;
-                *pages += (runs[i].end - runs[i].start) / pg;
-            }
-            if (next <= at)
-                break;
-            at = next;
-        }
-        return 0;
-    }
-    unsigned char vec[256];
-    for (uintptr_t at = lo; at < hi; at += sizeof vec * pg) {
-        size_t len = hi - at < sizeof vec * pg ? hi - at : sizeof vec * pg;
-        int err = lac_os_resident((const void *)at, len, vec);
-        if (err)
-            return err;
-        for (size_t i = 0; i < len / pg; i++) {
-            if (!(vec[i] & 1))
-                continue;
-            if (at + i * pg < *lowest)
-                *lowest = at + i * pg;
-            (*pages)++;
-        }
-    }
-    return 0;
-}
-
 static void high_water_note(lac_fiber *f, size_t depth)
 {
     size_t hw = atomic_load_explicit(&f->high_water, memory_order_relaxed);
@@ -192,7 +146,7 @@ static void release_batch(pass *ps)
         uintptr_t keep = ((uintptr_t)ps->c[i].sp - LACUNA_FIBER_PARK_KEEP) & ~(uintptr_t)(pg - 1);
         size_t pages = 0;
         uintptr_t lowest = top;
-        if (keep > lo && resident(lo, keep, &pages, &lowest) == 0 && pages > 0) {
+        if (keep > lo && lac_resident_range(lo, keep, &pages, &lowest) == 0 && pages > 0) {
             high_water_note(f, top - lowest);
             req[nreq] = (lacuna_punch_req){f->stack, (const void *)keep};
             bytes[nreq] = pages * pg;
@@ -235,42 +189,43 @@ static bool release_pass(pass *ps, bool aged)
     return young;
 }
 
-static void pass_init(pass *ps, lacuna_pool *only)
+/* One pass (scan_lock held) over the fibers of pool `only` (NULL: all); aged: only those parked
+ * since the last aging scan. *young as release_pass's result (true when it could not run: try
+ * again later), *released the bytes. 0, ENOMEM or a release's errno. */
+static int pass_run(lacuna_pool *only, bool aged, bool *young, size_t *released)
 {
-    ps->self = lac_tls_sched;
-    ps->fenced = lac_os_has_membarrier();
-    ps->only = only;
-    ps->released = 0;
-    ps->err = 0;
-    ps->n = 0;
+    pass *ps = malloc(sizeof *ps); /* ~8 KiB: not on a fiber's stack */
+    *young = true;
+    *released = 0;
+    if (ps == NULL)
+        return ENOMEM;
+    *ps = (pass){.self = lac_tls_sched, .fenced = lac_os_has_membarrier(), .only = only};
+    *young = release_pass(ps, aged);
+    *released = ps->released;
+    int err = ps->err;
+    free(ps);
+    return err;
 }
 
 int lacuna_fiber_release_idle(size_t *released)
 {
-    pass *ps = malloc(sizeof *ps); /* ~8 KiB: not on a fiber's stack */
-    if (ps == NULL)
-        return ENOMEM;
+    bool young;
+    size_t bytes;
     pthread_mutex_lock(&scan_lock);
-    pass_init(ps, NULL);
-    (void)release_pass(ps, false);
+    int err = pass_run(NULL, false, &young, &bytes);
     pthread_mutex_unlock(&scan_lock);
-    int err = ps->err;
     if (released)
-        *released = ps->released;
-    free(ps);
+        *released = bytes;
     return err;
 }
 
 void lac_parked_trim(lacuna_pool *pool)
 {
-    pass *ps = malloc(sizeof *ps);
-    if (ps == NULL)
-        return; /* the trim goes on without it */
+    bool young;
+    size_t bytes;
     pthread_mutex_lock(&scan_lock);
-    pass_init(ps, pool);
-    (void)release_pass(ps, false);
+    (void)pass_run(pool, false, &young, &bytes); /* a failure: the trim goes on without it */
     pthread_mutex_unlock(&scan_lock);
-    free(ps);
 }
 
 /* ---- aging --------------------------------------------------------------------------------- */
@@ -342,13 +297,9 @@ void lac_parked_idle(lac_sched *s)
         pthread_mutex_unlock(&scan_lock);
         return;
     }
-    pass *ps = malloc(sizeof *ps);
-    bool young = true; /* on ENOMEM, try again later */
-    if (ps) {
-        pass_init(ps, NULL);
-        young = release_pass(ps, true);
-        free(ps);
-    }
+    bool young;
+    size_t bytes;
+    (void)pass_run(NULL, true, &young, &bytes); /* on ENOMEM, young: try again later */
     pthread_mutex_unlock(&scan_lock);
     if (young)
         schedule(now + wait);
@@ -373,7 +324,7 @@ int lacuna_fiber_stack_info(lacuna_fiber *h, lacuna_stack_info *info)
     uintptr_t sp = self ? (uintptr_t)&s : (uintptr_t)__atomic_load_n(&f->sp, __ATOMIC_RELAXED);
     size_t pages = 0;
     uintptr_t lowest = top;
-    int err = resident(lo, top, &pages, &lowest);
+    int err = lac_resident_range(lo, top, &pages, &lowest);
     if (err)
         return err;
     high_water_note(f, top - lowest);
@@ -403,8 +354,7 @@ int lacuna_fiber_each(int (*fn)(lacuna_fiber *, void *), void *arg)
         uint8_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
         if (!(gen & 1) || st == LAC_F_DONE || st == LAC_F_FREE)
             continue;
-        lacuna_fiber *h = (lacuna_fiber *)(uintptr_t)((uint64_t)gen << 32 | idx);
-        int r = fn(h, arg);
+        int r = fn(lac_fiber_handle(f), arg);
         if (r)
             return r;
     }
@@ -421,8 +371,9 @@ static int psi_fd = -1, psi_stop[2] = {-1, -1};
 static pthread_t psi_thread;
 static _Atomic unsigned long psi_events;
 
-/* The response: parked fibers' pages below their stack pointers, then every fiber stack pool's
- * warm regions (lacuna_trim, whose hook would release parked fibers once more: it finds none). */
+/* The response: every parked fiber's pages in one pass, then every fiber stack pool's warm
+ * regions (lacuna_trim, whose hook passes again but claims nothing: each fiber is marked released
+ * since it last parked). */
 void lac_parked_pressure_respond(void)
 {
     (void)lacuna_fiber_release_idle(NULL);

@@ -2,7 +2,8 @@
  *
  * Owns: lacuna_punch / lacuna_punch_many (drop the pages of live regions below an address: a
  * parked stack's pages below its saved stack pointer) and lacuna_resident (pages of a live region
- * in memory now, for a census of real stack depths).
+ * in memory now, for a census of real stack depths), and lac_resident_range under both it and the
+ * fiber runtime's census (parked.c).
  *
  * Invariants: a punch never changes a slot's state, never touches a guard (the ranges end at the
  * region's own bytes) and always uses MADV_DONTNEED whatever the pool's release mode: a punched
@@ -88,18 +89,45 @@ int lacuna_punch(lacuna_pool *p, void *region, const void *keep_from)
 
 /* ---- residency ---------------------------------------------------------------------------- */
 
-/* Resident pages of [addr, addr + len) by mincore, 256 pages a call (this may run on a small
- * fiber stack). 0 or errno. */
-static int count_mincore(const char *addr, size_t len, size_t pg, size_t *pages)
+int lac_resident_range(uintptr_t lo, uintptr_t hi, size_t *pages, uintptr_t *lowest)
 {
+    const size_t pg = lac_os_features()->page_size;
+    *pages = 0;
+    *lowest = hi;
+    if (lac_os_features()->pagemap_scan) {
+        /* PRESENT only, as mincore counts: a swapped-out page is not resident. */
+        static const lac_scan_query q = {.required = LAC_PAGE_PRESENT};
+        lac_run runs[16];
+        for (uintptr_t at = lo; at < hi;) {
+            size_t n = 0;
+            uintptr_t next = hi;
+            int err = lac_os_pagemap_scan(at, hi, &q, runs, 16, &n, &next);
+            if (err)
+                return err;
+            for (size_t i = 0; i < n; i++) {
+                if (runs[i].start < *lowest)
+                    *lowest = runs[i].start;
+                *pages += (runs[i].end - runs[i].start) / pg;
+            }
+            if (next <= at)
+                break;
+            at = next;
+        }
+        return 0;
+    }
     unsigned char vec[256];
-    for (size_t off = 0; off < len; off += sizeof vec * pg) {
-        size_t chunk = len - off < sizeof vec * pg ? len - off : sizeof vec * pg;
-        int err = lac_os_resident(addr + off, chunk, vec);
+    for (uintptr_t at = lo; at < hi; at += sizeof vec * pg) {
+        size_t len = hi - at < sizeof vec * pg ? hi - at : sizeof vec * pg;
+        int err = lac_os_resident((const void *)at, len, vec);
         if (err)
             return err;
-        for (size_t i = 0; i < chunk / pg; i++)
-            *pages += vec[i] & 1;
+        for (size_t i = 0; i < len / pg; i++) {
+            if (!(vec[i] & 1))
+                continue;
+            if (at + i * pg < *lowest)
+                *lowest = at + i * pg;
+            (*pages)++;
+        }
     }
     return 0;
 }
@@ -112,15 +140,8 @@ int lacuna_resident(const lacuna_pool *p, const void *region, size_t *pages)
         return EINVAL;
     }
     size_t n = 0;
-    int err;
-    if (lac_os_features()->pagemap_scan) {
-        /* PRESENT only, as mincore counts: a swapped-out page is not resident. */
-        static const lac_scan_query q = {.required = LAC_PAGE_PRESENT};
-        uintptr_t a = (uintptr_t)region;
-        err = lac_zero_scan(NULL, a, a + p->region, &q, &n, NULL);
-    } else {
-        err = count_mincore(region, p->region, (size_t)1 << p->page_shift, &n);
-    }
+    uintptr_t lowest, a = (uintptr_t)region;
+    int err = lac_resident_range(a, a + p->region, &n, &lowest);
     if (err == 0)
         *pages = n;
     return err;

@@ -252,18 +252,13 @@ static int lock_slow(mtx *m, uint64_t me, uint64_t deadline, bool nocancel)
             LAC_CPU_RELAX();
         }
         lac_spin_lock(&m->lk);
-        uint64_t w = atomic_load_explicit(&m->word, memory_order_relaxed);
-        if (m->dead) {
+        if (m->dead || try_take(m, me)) {
+            int err = m->dead ? EINVAL : 0;
             lac_spin_unlock(&m->lk);
-            return EINVAL;
+            return err;
         }
-        if (M_OWNER(w) == 0) {
-            if (atomic_compare_exchange_strong_explicit(&m->word, &w, me | (w & M_WAITERS),
-                                                        memory_order_acquire,
-                                                        memory_order_relaxed)) {
-                lac_spin_unlock(&m->lk);
-                return 0;
-            }
+        uint64_t w = atomic_load_explicit(&m->word, memory_order_relaxed);
+        if (M_OWNER(w) == 0) { /* freed since try_take looked */
             lac_spin_unlock(&m->lk);
             continue;
         }
