@@ -300,7 +300,7 @@ void lac_process_pidfd_probe(lac_pidfd_test test, void *scratch, bool allow_self
  *             (pool_release.c): FRESH again afterwards
  *   DEFERRED  given to lacuna_free_deferred: not live, on no list (so never released, given back
  *             or re-guarded), freed by its thread later (pool_cache.c). Even, as every state but
- *             LIVE: lac_state_unlive refuses it */
+ *             LIVE: lac_line_unlive refuses it */
 enum {
     LAC_S_FRESH = 0,
     LAC_S_WARM = 2,
@@ -321,7 +321,10 @@ enum {
     64 /* bytes between two slots' states: a cache line each, or threads freeing neighbouring      \
           slots false-share (measured: 2 threads scaled 1.21x with 1 byte per slot, see            \
           tools/churn.c). Untouched state pages cost nothing: 64 B per slot ever used. */
-#define LAC_TICK_MASK 63 /* a decay check every 64 warm-path allocs: ~1 ns amortised */
+#define LAC_TICK      256 /* a decay check every 256 warm-path allocs: a locked look, amortised */
+#define LAC_TC_N_MASK 0xffffu           /* lac_tcache.w: the regions held */
+#define LAC_TC_POP    ((1u << 16) | 1u) /* lac_tcache.w: one pop, one tick */
+#define LAC_TC_BORROW (1u << 31)        /* lac_tcache.w: the tick ran out */
 #define LAC_OFF_SHIFT                                                                              \
     12 /* offsets are divided in 4 KiB units: every page size is a multiple, and below             \
           LAC_MAX_RESERVE the quotient fits 32 bits (exact multiply-by-reciprocal division) */
@@ -346,9 +349,13 @@ typedef struct lac_chunk {
 } lac_chunk;
 
 typedef struct lac_tcache {
-    _Atomic uint32_t n;      /* regions held; written by the owner only */
+    /* Owner-written, read by stats: the regions held (bits 0-15) and the warm pops left before
+     * the next decay tick (bits 16-30). One word, so the warm alloc loads, checks and stores both
+     * at once: a pop subtracts LAC_TC_POP, and a tick run out borrows into bit 31. */
+    _Atomic uint32_t w;
     uint32_t cap;            /* 0 when the pool has no cache */
-    _Atomic uint64_t allocs; /* regions popped; owner-written, summed by lacuna_pool_stats */
+    _Atomic uint64_t allocs; /* pops counted when a tick is reloaded; lac_tc_allocs adds the rest;
+                                owner-written, summed by lacuna_pool_stats */
     _Atomic uint64_t moved_in, moved_out; /* regions added by a refill / removed by a drain;
                                              frees = n + moved_out - moved_in + allocs, so the
                                              warm free path counts nothing */
@@ -356,9 +363,31 @@ typedef struct lac_tcache {
     uint32_t trim_seen;                   /* the pool's trim_epoch when the owner last trimmed */
     uint32_t zeroed; /* LACUNA_ZERO: bit i set = slots[i] was zeroed in this cache (owner only) */
     pthread_t owner;
-    struct lac_tcache *next; /* the pool's list of caches (under the pool lock) */
-    uint32_t slots[LAC_TC_MAX];
+    struct lac_tcache *next;             /* the pool's list of caches (under the pool lock) */
+    _Atomic uint32_t *lines[LAC_TC_MAX]; /* the held slots' state lines (lac_state_at): the warm
+                                            alloc goes from one to its region in a load */
 } lac_tcache;
+
+/* The regions a cache holds. */
+static inline uint32_t lac_tc_n(lac_tcache *tc)
+{
+    return atomic_load_explicit(&tc->w, memory_order_relaxed) & LAC_TC_N_MASK;
+}
+
+/* Set the regions a cache holds (its owner, or a fork child under the pool lock): the tick stays.
+ */
+static inline void lac_tc_set_n(lac_tcache *tc, uint32_t n)
+{
+    uint32_t w = atomic_load_explicit(&tc->w, memory_order_relaxed);
+    atomic_store_explicit(&tc->w, (w & ~LAC_TC_N_MASK) | n, memory_order_relaxed);
+}
+
+/* The pops a cache made (stats: exact while its owner makes no call; else within a tick). */
+static inline uint64_t lac_tc_allocs(lac_tcache *tc)
+{
+    uint32_t tick = atomic_load_explicit(&tc->w, memory_order_relaxed) >> 16;
+    return atomic_load_explicit(&tc->allocs, memory_order_relaxed) + LAC_TICK - tick;
+}
 
 struct lacuna_pool {
     /* read-only after create: the fast path's working set */
@@ -369,7 +398,6 @@ struct lacuna_pool {
     size_t stride;
     uint64_t stride_recip; /* 2^64 / stride_pages, rounded up: exact division of page offsets */
     unsigned page_shift;
-    uint32_t zero_state; /* LAC_S_WARM under LACUNA_ZERO (such regions need zeroing), else 0xff */
     unsigned flags;
     _Atomic uint32_t *state; /* per slot, LAC_S_*, one cache line apart (LAC_STATE_STRIDE) */
     char *base;
@@ -423,6 +451,8 @@ struct lacuna_pool {
     pthread_cond_t bg_wake;
 
     struct lacuna_pool *next_live; /* registry of live pools (under the registry lock) */
+    _Atomic uint32_t refs;         /* the pool's own (until destroyed) and one per thread cache way
+                                      naming it (pool_cache.c): the struct is freed at zero */
 };
 
 static inline void lac_count(_Atomic uint64_t *c)
@@ -437,18 +467,38 @@ static inline _Atomic uint32_t *lac_state_at(const lacuna_pool *p, size_t s)
     return &p->state[s * (LAC_STATE_STRIDE / sizeof(uint32_t))];
 }
 
+/* The slot whose state line this is. */
+static inline uint32_t lac_line_slot(const lacuna_pool *p, const _Atomic uint32_t *line)
+{
+    return (uint32_t)((size_t)(line - p->state) / (LAC_STATE_STRIDE / sizeof(uint32_t)));
+}
+
+/* A reference on a pool's memory (the struct), and its drop: the last frees it (pool.c). */
+void lac_pool_ref(lacuna_pool *p);
+void lac_pool_unref(lacuna_pool *p);
+
+/* The region of slot s computed from the chunk table (any slot below capacity; pool.c). */
+char *lac_slot_addr(const lacuna_pool *p, size_t s);
+
 /* Where a slot's region address is cached: in its state line (which the warm paths touch anyway),
  * written when the slot is taken fresh (lac_slot_addr), so slot -> region is one load whatever
- * chunk the slot is in. */
-static inline char **lac_slot_addr_cell(const lacuna_pool *p, size_t s)
+ * chunk the slot is in. A FRESH slot's may be 0 (its line was given back) or its address; never
+ * another. Atomic: lacuna_free reads it to check a region before knowing the slot is live. */
+static inline _Atomic(char *) *lac_line_region(_Atomic uint32_t *line)
 {
-    return (char **)(void *)((char *)lac_state_at(p, s) + 8);
+    return (_Atomic(char *) *)(void *)((char *)line + 8);
+}
+
+static inline void lac_slot_cache_addr(const lacuna_pool *p, size_t s)
+{
+    atomic_store_explicit(lac_line_region(lac_state_at(p, s)), lac_slot_addr(p, s),
+                          memory_order_relaxed);
 }
 
 /* The region of a slot that is not FRESH (handed out since it was last given back). */
 static inline char *lac_slot_region(const lacuna_pool *p, size_t s)
 {
-    return *lac_slot_addr_cell(p, s);
+    return atomic_load_explicit(lac_line_region(lac_state_at(p, s)), memory_order_relaxed);
 }
 
 static inline uint32_t lac_state_get(const lacuna_pool *p, size_t s)
@@ -473,12 +523,12 @@ static inline bool lac_state_step_ok(uint32_t from, uint32_t to)
     case LAC_S_DEFERRED: /* its thread frees it (LIVE again, then lacuna_free), or it is shelved
                             at that thread's exit or by a fork child that has no such thread */
         return to == LAC_S_LIVE || to == LAC_S_WARM;
-    default: /* LIVE leaves only through lac_state_unlive (or lacuna_free_deferred's CAS) */
+    default: /* LIVE leaves only through lac_line_unlive (or lacuna_free_deferred's CAS) */
         return false;
     }
 }
 
-/* The one way a slot changes state (but LIVE -> WARM, lac_state_unlive). Checked in debug builds:
+/* The one way a slot changes state (but LIVE -> WARM, lac_line_unlive). Checked in debug builds:
  * a wrong step means two owners of one slot. */
 static inline void lac_state_step(lacuna_pool *p, size_t s, uint32_t to)
 {
@@ -488,15 +538,20 @@ static inline void lac_state_step(lacuna_pool *p, size_t s, uint32_t to)
 
 /* LIVE -> WARM, returning whether the slot was live. Atomic, so that of two racing frees of one
  * region exactly one wins; a plain bit test-and-clear (lock btr) on x86-64. */
-static inline bool lac_state_unlive(lacuna_pool *p, size_t s)
+static inline bool lac_line_unlive(_Atomic uint32_t *line)
 {
-    uint32_t old = atomic_fetch_and_explicit(lac_state_at(p, s), ~1u, memory_order_relaxed);
-    return (old & 1u) != 0;
+    return (atomic_fetch_and_explicit(line, ~1u, memory_order_relaxed) & 1u) != 0;
 }
 
 /* Slot index of a region start in the chunks not contiguous with the first, or UINT64_MAX
  * (pool.c). By value: a slot passed by address would be spilled on lacuna_free's warm path. */
 uint64_t lac_slot_find(const lacuna_pool *p, const void *region);
+
+/* The slot an offset from the first region falls in (below LAC_MAX_RESERVE): one multiply. */
+static inline uint32_t lac_slot_div(const lacuna_pool *p, uintptr_t off)
+{
+    return (uint32_t)(((unsigned __int128)p->stride_recip * (off >> LAC_OFF_SHIFT)) >> 64);
+}
 
 /* Slot index of a region start in the first reservation and those placed right after it (one
  * multiply: lacuna_free's warm path), or false. Exact for every offset below LAC_MAX_RESERVE.
@@ -507,9 +562,9 @@ static inline bool lac_slot_near(const lacuna_pool *p, const void *region, uint3
     uintptr_t off = (uintptr_t)region - (uintptr_t)p->first;
     if (LAC_UNLIKELY(off >= atomic_load_explicit(&p->span, memory_order_relaxed)))
         return false;
-    uint64_t s = (uint64_t)(((unsigned __int128)p->stride_recip * (off >> LAC_OFF_SHIFT)) >> 64);
-    *slot = (uint32_t)s;
-    return s * p->stride == off;
+    uint32_t s = lac_slot_div(p, off);
+    *slot = s;
+    return (uint64_t)s * p->stride == off;
 }
 
 /* Slot index of a region start anywhere in the pool, or false: lac_slot_near, else the chunk
@@ -532,8 +587,6 @@ void lac_pool_fork_parent(void);
 void lac_pool_fork_child(void); /* rebuild every pool's lists: the child has one thread */
 /* Add a reservation (pool lock held): 0, or ENOMEM (at the ceiling, or no address space). */
 int lac_pool_grow(lacuna_pool *p);
-/* The region of slot s computed from the chunk table (any slot below capacity). */
-char *lac_slot_addr(const lacuna_pool *p, size_t s);
 
 /* pool_slots.c (pool lock held unless stated) */
 void lac_warm_push(lacuna_pool *p, uint32_t s, uint32_t ms);
@@ -557,11 +610,13 @@ void lac_guard_budget_return(size_t n); /* a destroyed pool's mprotect guards */
 
 /* pool_cache.c */
 /* Forget the calling thread's cache of a pool being destroyed (its TLS may name it). */
-void lac_tcache_forget(const lacuna_pool *p);
+void lac_tcache_forget(lacuna_pool *p);
 /* Release a thread cache's regions and empty it (pool lock NOT held). 0 or errno. */
 int lac_tcache_release(lacuna_pool *p, lac_tcache *tc);
 /* The calling thread's cache of p if it has one (never makes one), else NULL. */
 lac_tcache *lac_tcache_peek(const lacuna_pool *p);
+/* How many of the calling thread's cache ways name p (a fork child recounts p's references). */
+unsigned lac_tcache_refs(const lacuna_pool *p);
 /* Fork child (pool lock held): OR `bit` into the state of each region of p the calling thread
  * deferred (lacuna_free_deferred), so the rebuild keeps them DEFERRED for this thread to free. */
 void lac_defer_mark_mine(lacuna_pool *p, uint32_t bit);

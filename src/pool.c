@@ -129,7 +129,6 @@ static int configure(lacuna_pool *p, const lacuna_pool_config *c)
     p->give_back_min = (2 * pt_span + p->stride - 1) / p->stride;
     p->page_shift = (unsigned)__builtin_ctzl(pg);
     p->stride_recip = UINT64_MAX / (p->stride >> LAC_OFF_SHIFT) + 1;
-    p->zero_state = (c->flags & LACUNA_ZERO) ? LAC_S_WARM : 0xff;
     p->flags = c->flags;
 
     lacuna_guard guard = c->guard;
@@ -210,6 +209,7 @@ int lacuna_pool_create(const lacuna_pool_config *c, lacuna_pool **out)
 
     pthread_mutex_lock(&registry_lock);
     p->id = next_pool_id++;
+    atomic_init(&p->refs, 1);
     p->next_live = registry;
     registry = p;
     pthread_mutex_unlock(&registry_lock);
@@ -258,7 +258,19 @@ void lacuna_pool_destroy(lacuna_pool *p)
     pthread_cond_destroy(&p->released);
     pthread_cond_destroy(&p->bg_wake);
     pthread_mutex_destroy(&p->lock);
-    free(p);
+    /* Other threads' cache ways may still name the struct: it goes with the last of them. */
+    lac_pool_unref(p);
+}
+
+void lac_pool_ref(lacuna_pool *p)
+{
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
+
+void lac_pool_unref(lacuna_pool *p)
+{
+    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1)
+        free(p);
 }
 
 /* ---- growth and lookup -------------------------------------------------------------------- */
@@ -377,15 +389,16 @@ static void rebuild_lists(lacuna_pool *p, pthread_t self)
 {
     lac_defer_mark_mine(p, S_MINE);
     for (lac_tcache *tc = p->tcaches; tc; tc = tc->next) {
-        uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+        uint32_t n = lac_tc_n(tc);
         if (tc->owned && pthread_equal(tc->owner, self)) {
             for (uint32_t i = 0; i < n; i++)
-                mark(p, tc->slots[i], lac_state_get(p, tc->slots[i]) | S_MINE);
+                mark(p, lac_line_slot(p, tc->lines[i]),
+                     atomic_load_explicit(tc->lines[i], memory_order_relaxed) | S_MINE);
         } else { /* its slots are shelved by the scan below; frees stay counted */
             atomic_store_explicit(&tc->moved_out,
                                   atomic_load_explicit(&tc->moved_out, memory_order_relaxed) + n,
                                   memory_order_relaxed);
-            atomic_store_explicit(&tc->n, 0, memory_order_relaxed);
+            lac_tc_set_n(tc, 0);
             tc->owned = false;
         }
     }
@@ -422,6 +435,9 @@ void lac_pool_fork_child(void)
     pthread_t self = pthread_self();
     for (lacuna_pool *p = registry; p; p = p->next_live) {
         rebuild_lists(p, self);
+        /* The other threads are gone, and their cache ways' references with them. (A pool
+         * destroyed before the fork whose struct they kept is not listed: it stays, unused.) */
+        atomic_store_explicit(&p->refs, 1 + lac_tcache_refs(p), memory_order_relaxed);
         init_conds(p);
         p->bg_running = false;
         p->bg_stop = false;
@@ -442,12 +458,12 @@ void lacuna_pool_stats(const lacuna_pool *cp, lacuna_stats *st)
     size_t tc_warm = 0;
     pthread_mutex_lock(&p->lock);
     for (lac_tcache *tc = p->tcaches; tc; tc = tc->next) {
-        allocs += atomic_load_explicit(&tc->allocs, memory_order_relaxed);
-        frees += atomic_load_explicit(&tc->n, memory_order_relaxed) +
-                 atomic_load_explicit(&tc->moved_out, memory_order_relaxed) -
-                 atomic_load_explicit(&tc->moved_in, memory_order_relaxed) +
-                 atomic_load_explicit(&tc->allocs, memory_order_relaxed);
-        tc_warm += atomic_load_explicit(&tc->n, memory_order_relaxed);
+        uint64_t a = lac_tc_allocs(tc);
+        uint32_t n = lac_tc_n(tc);
+        allocs += a;
+        frees += n + atomic_load_explicit(&tc->moved_out, memory_order_relaxed) -
+                 atomic_load_explicit(&tc->moved_in, memory_order_relaxed) + a;
+        tc_warm += n;
     }
     st->warm = p->warm_n + tc_warm;
     st->released = p->clean_n;

@@ -1,7 +1,8 @@
 /* pool_cache.c — lacuna_alloc and lacuna_free: the thread caches and the paths behind them.
  *
  * Owns: each thread's caches (up to LAC_TC_MAX regions per pool, found through a LAC_TLS_WAYS-way
- * thread-local table keyed by the pool's never-reused id), their refill and spill (half at a time,
+ * thread-local table keyed by the pool's never-reused id; the warm paths compare way 0's pool by
+ * address, which its reference keeps from reuse), their refill and spill (half at a time,
  * under the pool lock), the trim epoch check, zeroing under LACUNA_ZERO (batched per cache, see
  * zero_and_return), each thread's deferred frees (lacuna_free_deferred, lacuna_flush) and
  * lacuna_free_top.
@@ -12,7 +13,10 @@
  * under the pool lock, by a fork child rebuilding lists; a thread's caches go back to their pools
  * when it exits (process.c's destructor calls lac_pool_thread_exit), and its deferred regions are
  * freed then. A cache's zeroed marks are set only for positions below its count. Deferral costs
- * the warm paths nothing: a pool with deferrals pending fails their id check (DEFER_MARK).
+ * the warm paths nothing: a pool with deferrals pending fails their key check (DEFER_MARK). A
+ * LACUNA_ZERO pool's allocs never take the warm path (its alloc key is NO_POOL): zeroing is
+ * decided on the slow one. Counting costs the warm alloc nothing either: the cache's count and
+ * its decay tick are one word (lac_tcache.w), checked and stored together.
  *
  * Does not: release pages itself (pool_release.c) or guard slots (pool_slots.c).
  */
@@ -29,15 +33,37 @@
 #else
 #define LAC_TLS_MODEL
 #endif
+/* What the warm paths compare a pool with when way 0 cannot serve them: no pool's address. */
+static const char no_pool;
+#define NO_POOL ((const lacuna_pool *)(const void *)&no_pool)
+
+/* The calling thread's caches, most recently used first. Each way with a cache holds a
+ * reference on its pool's memory (lacuna_pool.refs), so no later pool can be made at that
+ * address while the way names it: the warm paths can then compare pool pointers, which needs no
+ * load from the pool and refuses NULL for free. Ids name pools in every other use (registry
+ * lookups), since a way may outlive its pool. */
 static __thread struct {
+    const lacuna_pool *alloc_key, *free_key; /* way 0's pool, or NO_POOL (keys_set) */
     uint64_t id[LAC_TLS_WAYS];
     lac_tcache *tc[LAC_TLS_WAYS];
-} tls LAC_TLS_MODEL;
+    lacuna_pool *pool[LAC_TLS_WAYS]; /* with a reference, where tc is set */
+} tls LAC_TLS_MODEL = {.alloc_key = NO_POOL, .free_key = NO_POOL};
 
 /* A pool with deferred frees pending has its way-0 id marked with this bit (ids are counters,
- * never this large), so the warm paths, which compare tls.id[0] with the pool's id, miss and take
- * the slow path that does the frees: the warm paths pay nothing for deferral. */
+ * never this large), so the warm paths' keys are NO_POOL, and they take the slow path that does
+ * the frees: the warm paths pay nothing for deferral. */
 #define DEFER_MARK (1ull << 63)
+
+/* Derive the warm paths' keys from way 0, after any change of the ways: its pool, unless the
+ * way is empty or marked for deferrals; for alloc, also unless the pool zeroes (LACUNA_ZERO
+ * allocations are made off the warm path, which then needs no check for them). */
+static void keys_set(void)
+{
+    const lacuna_pool *p = tls.pool[0];
+    bool serves = p != NULL && !(tls.id[0] & DEFER_MARK);
+    tls.free_key = serves ? p : NO_POOL;
+    tls.alloc_key = serves && !(p->flags & LACUNA_ZERO) ? p : NO_POOL;
+}
 
 /* The id in a way, whether or not it is marked. */
 static inline uint64_t way_id(int i)
@@ -61,19 +87,30 @@ static __thread struct {
 
 /* ---- thread caches ------------------------------------------------------------------------ */
 
+/* The slot a cache holds at position i, and putting slot s there. */
+static inline uint32_t tc_slot(const lacuna_pool *p, const lac_tcache *tc, uint32_t i)
+{
+    return lac_line_slot(p, tc->lines[i]);
+}
+
+static inline void tc_put(const lacuna_pool *p, lac_tcache *tc, uint32_t i, uint32_t s)
+{
+    tc->lines[i] = lac_state_at(p, s);
+}
+
 /* Move a cache's regions to the shared lists (pool lock held). */
 static void tcache_drain(lacuna_pool *p, lac_tcache *tc, size_t keep)
 {
-    uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+    uint32_t n = lac_tc_n(tc);
     if (n <= keep)
         return;
     uint32_t ms = lac_pool_now_ms(p);
     size_t out = n - keep; /* the bottom ones: least recently freed */
     for (size_t i = 0; i < out; i++)
-        lac_shelve(p, tc->slots[i], ms);
-    memmove(tc->slots, tc->slots + out, keep * sizeof tc->slots[0]);
+        lac_shelve(p, tc_slot(p, tc, (uint32_t)i), ms);
+    memmove(tc->lines, tc->lines + out, keep * sizeof tc->lines[0]);
     tc->zeroed = out >= 32 ? 0 : tc->zeroed >> out; /* the marks move with their slots */
-    atomic_store_explicit(&tc->n, (uint32_t)keep, memory_order_relaxed);
+    lac_tc_set_n(tc, (uint32_t)keep);
     atomic_store_explicit(&tc->moved_out,
                           atomic_load_explicit(&tc->moved_out, memory_order_relaxed) + out,
                           memory_order_relaxed);
@@ -88,10 +125,17 @@ static void abandon(lacuna_pool *p, void *ctx)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Give a cache back to its pool, if the pool still lives; the thread stops using it. */
-static void tcache_abandon(uint64_t id, lac_tcache *tc)
+/* Empty way i: give its cache back to its pool, if the pool still lives, and drop the way's
+ * reference on the pool's memory. (keys_set is the caller's.) */
+static void way_drop(int i)
 {
-    (void)lac_pool_with(id, abandon, tc);
+    if (tls.pool[i]) {
+        (void)lac_pool_with(way_id(i), abandon, tls.tc[i]);
+        lac_pool_unref(tls.pool[i]);
+    }
+    tls.id[i] = 0;
+    tls.tc[i] = NULL;
+    tls.pool[i] = NULL;
 }
 
 static void defer_exit_all(void);
@@ -99,12 +143,17 @@ static void defer_exit_all(void);
 void lac_pool_thread_exit(void)
 {
     defer_exit_all();
-    for (int i = 0; i < LAC_TLS_WAYS; i++) {
-        if (tls.tc[i])
-            tcache_abandon(way_id(i), tls.tc[i]);
-        tls.id[i] = 0;
-        tls.tc[i] = NULL;
-    }
+    for (int i = 0; i < LAC_TLS_WAYS; i++)
+        way_drop(i);
+    keys_set();
+}
+
+unsigned lac_tcache_refs(const lacuna_pool *p)
+{
+    unsigned n = 0;
+    for (int i = 0; i < LAC_TLS_WAYS; i++)
+        n += tls.pool[i] == p;
+    return n;
 }
 
 lac_tcache *lac_tcache_peek(const lacuna_pool *p)
@@ -115,14 +164,17 @@ lac_tcache *lac_tcache_peek(const lacuna_pool *p)
     return NULL;
 }
 
-void lac_tcache_forget(const lacuna_pool *p)
+void lac_tcache_forget(lacuna_pool *p)
 {
     for (int i = 0; i < LAC_TLS_WAYS; i++) {
-        if (way_id(i) == p->id) {
+        if (tls.pool[i] == p) { /* its cache is the destroyer's to free */
+            lac_pool_unref(tls.pool[i]);
             tls.id[i] = 0;
             tls.tc[i] = NULL;
+            tls.pool[i] = NULL;
         }
     }
+    keys_set();
     for (uint32_t i = 0; i < defer.n;) /* the pool's memory is going: nothing left to free */
         if (defer.e[i].id == p->id)
             defer.e[i] = defer.e[--defer.n];
@@ -138,6 +190,7 @@ static __attribute__((noinline)) lac_tcache *tcache_slow(lacuna_pool *p)
         return NULL;
     if (way_id(0) == p->id) { /* marked for deferrals that were run: unmark */
         tls.id[0] = p->id;
+        keys_set();
         return tls.tc[0];
     }
     int way = LAC_TLS_WAYS - 1;
@@ -148,21 +201,18 @@ static __attribute__((noinline)) lac_tcache *tcache_slow(lacuna_pool *p)
     if (way_id(way) == p->id) {
         tc = tls.tc[way];
     } else {
-        if (tls.tc[way]) /* evict the least recently used way */
-            tcache_abandon(way_id(way), tls.tc[way]);
+        way_drop(way); /* evict the least recently used way */
         /* A cache must go back when the thread exits; without a key for that (the process
          * ran out), the thread does without one: every call then takes the pool lock. */
-        if (lac_process_on_thread_exit() != 0) {
-            tls.id[way] = 0;
-            tls.tc[way] = NULL;
+        if (lac_process_on_thread_exit() != 0)
             return NULL;
-        }
         pthread_mutex_lock(&p->lock);
         for (tc = p->tcaches; tc && tc->owned; tc = tc->next)
             ;
         /* A cache line of its own: another thread's cache must not share it. */
         if (tc == NULL && (tc = aligned_alloc(64, (sizeof *tc + 63) / 64 * 64)) != NULL) {
             memset(tc, 0, sizeof *tc);
+            atomic_store_explicit(&tc->w, (uint32_t)LAC_TICK << 16, memory_order_relaxed);
             tc->cap = p->tc_cap;
             tc->next = p->tcaches;
             p->tcaches = tc;
@@ -174,16 +224,17 @@ static __attribute__((noinline)) lac_tcache *tcache_slow(lacuna_pool *p)
             tc->trim_seen = atomic_load_explicit(&p->trim_epoch, memory_order_relaxed);
         }
         pthread_mutex_unlock(&p->lock);
-        if (tc == NULL) {
-            tls.id[way] = 0;
-            tls.tc[way] = NULL;
+        if (tc == NULL)
             return NULL;
-        }
+        lac_pool_ref(p);
     }
     memmove(&tls.id[1], &tls.id[0], (size_t)way * sizeof tls.id[0]);
     memmove(&tls.tc[1], &tls.tc[0], (size_t)way * sizeof tls.tc[0]);
+    memmove(&tls.pool[1], &tls.pool[0], (size_t)way * sizeof tls.pool[0]);
     tls.id[0] = p->id;
     tls.tc[0] = tc;
+    tls.pool[0] = p;
+    keys_set();
     return tc;
 }
 
@@ -204,6 +255,7 @@ static __attribute__((noinline)) void defer_run(lacuna_pool *p)
     for (int i = 0; i < LAC_TLS_WAYS; i++)
         if (tls.id[i] == (p->id | DEFER_MARK))
             tls.id[i] = p->id;
+    keys_set();
     if (defer.running)
         return;
     defer.running = true;
@@ -274,8 +326,10 @@ int lacuna_free_deferred(lacuna_pool *p, void *region)
         return EINVAL; /* a racing free of the same region won */
     }
     defer.e[defer.n++] = (deferral){p->id, p, s};
-    if (tls.id[0] == p->id)
+    if (tls.id[0] == p->id) {
         tls.id[0] |= DEFER_MARK;
+        keys_set();
+    }
     return 0;
 }
 
@@ -390,9 +444,9 @@ static void zero_used(const lacuna_pool *p, char *r)
     zero_regions(p, &r, 1);
 }
 
-/* The warm path popped a WARM region of a LACUNA_ZERO pool from the calling thread's cache (the
- * slot was slots[tc->n], and is LIVE now). No syscall unless every warm region the cache holds
- * is dirty: tc->zeroed marks those already zeroed here, so
+/* A WARM region of a LACUNA_ZERO pool was popped from the calling thread's cache (the slot was
+ * slots[pos], the cache holds pos now, and the slot is LIVE). No syscall unless every warm region
+ * the cache holds is dirty: tc->zeroed marks those already zeroed here, so
  *   - the popped region was zeroed here: hand it out;
  *   - another one was: hand that one out instead, and keep the popped one (dirty) in its place;
  *   - a clean (released, or never used) region is cached: hand that out likewise: its pages
@@ -402,24 +456,22 @@ static void zero_used(const lacuna_pool *p, char *r)
  *     window of neighbouring slots, zero_regions).
  * So a thread reusing regions pays about one mincore per cacheful of allocations, not one each
  * (the syscall count is checked by tests/test_pool_zero.c). */
-static __attribute__((noinline)) void *zero_and_return(lacuna_pool *p, char *r)
+static void *zero_and_return(lacuna_pool *p, lac_tcache *tc, uint32_t pos, char *r)
 {
-    lac_tcache *tc = tls.tc[0]; /* the warm path's: tls.id[0] == p->id */
-    uint32_t pos = atomic_load_explicit(&tc->n, memory_order_relaxed);
     uint32_t bit = 1u << pos, below = tc->zeroed & (bit - 1);
     if (tc->zeroed & bit) {
         tc->zeroed &= ~bit;
         return r;
     }
-    uint32_t s = tc->slots[pos];
+    uint32_t s = tc_slot(p, tc, pos);
     int j = below ? 31 - __builtin_clz(below) : -1;
     for (uint32_t i = 0; i < pos && j < 0; i++)
-        if (lac_state_get(p, tc->slots[i]) == LAC_S_CLEAN)
+        if (lac_state_get(p, tc_slot(p, tc, i)) == LAC_S_CLEAN)
             j = (int)i;
     if (j >= 0) { /* swap: slot j goes out, the dirty popped one takes its place */
-        uint32_t t = tc->slots[j];
+        uint32_t t = tc_slot(p, tc, (uint32_t)j);
         atomic_store_explicit(lac_state_at(p, s), LAC_S_WARM, memory_order_relaxed);
-        tc->slots[j] = s;
+        tc_put(p, tc, (uint32_t)j, s);
         tc->zeroed &= ~(1u << j);
         lac_state_step(p, t, LAC_S_LIVE);
         return lac_slot_region(p, t);
@@ -428,11 +480,11 @@ static __attribute__((noinline)) void *zero_and_return(lacuna_pool *p, char *r)
     size_t n = 0;
     batch[n++] = r;
     for (uint32_t i = 0; i < pos; i++)
-        if (lac_state_get(p, tc->slots[i]) == LAC_S_WARM && !(below & (1u << i)))
-            batch[n++] = lac_slot_region(p, tc->slots[i]);
+        if (lac_state_get(p, tc_slot(p, tc, i)) == LAC_S_WARM && !(below & (1u << i)))
+            batch[n++] = lac_slot_region(p, tc_slot(p, tc, i));
     zero_regions(p, batch, n);
     for (uint32_t i = 0; i < pos; i++)
-        if (lac_state_get(p, tc->slots[i]) == LAC_S_WARM)
+        if (lac_state_get(p, tc_slot(p, tc, i)) == LAC_S_WARM)
             tc->zeroed |= 1u << i;
     return r;
 }
@@ -448,15 +500,35 @@ static inline void *hand_out(lacuna_pool *p, uint32_t s, bool zeroed)
     return r;
 }
 
-/* Pop the top of a non-empty thread cache outside the warm path. */
+/* Count a tick's pops into allocs and start the next tick (owner only). */
+static void tick_reload(lac_tcache *tc)
+{
+    uint32_t w = atomic_load_explicit(&tc->w, memory_order_relaxed);
+    atomic_store_explicit(
+        &tc->allocs, atomic_load_explicit(&tc->allocs, memory_order_relaxed) + LAC_TICK - (w >> 16),
+        memory_order_relaxed);
+    atomic_store_explicit(&tc->w, (w & LAC_TC_N_MASK) | (uint32_t)LAC_TICK << 16,
+                          memory_order_relaxed);
+}
+
+/* Pop the top of a non-empty thread cache outside the warm path (a LACUNA_ZERO pool's always):
+ * one pop and one tick, as the warm path counts them. */
 static void *tcache_pop(lacuna_pool *p, lac_tcache *tc, uint32_t n)
 {
-    uint32_t bit = 1u << (n - 1);
+    uint32_t w = atomic_load_explicit(&tc->w, memory_order_relaxed);
+    if ((w >> 16) == 0) {
+        tick_reload(tc);
+        w = atomic_load_explicit(&tc->w, memory_order_relaxed);
+    }
+    atomic_store_explicit(&tc->w, w - LAC_TC_POP, memory_order_relaxed);
+    uint32_t s = tc_slot(p, tc, n - 1), bit = 1u << (n - 1);
+    if (p->flags & LACUNA_ZERO && lac_state_get(p, s) == LAC_S_WARM) {
+        lac_state_step(p, s, LAC_S_LIVE);
+        return zero_and_return(p, tc, n - 1, lac_slot_region(p, s));
+    }
     bool zeroed = (tc->zeroed & bit) != 0;
     tc->zeroed &= ~bit; /* bits at and above n stay clear */
-    atomic_store_explicit(&tc->n, n - 1, memory_order_relaxed);
-    lac_count(&tc->allocs);
-    return hand_out(p, tc->slots[n - 1], zeroed);
+    return hand_out(p, s, zeroed);
 }
 
 static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc)
@@ -500,15 +572,14 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
         return hand_out(p, got[0], false);
     }
     /* got[0] is the hottest: push it last, then pop it as the warm path would. */
-    uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+    uint32_t n = lac_tc_n(tc);
     for (size_t i = ngot; i-- > 0;)
-        tc->slots[n++] = got[i];
+        tc_put(p, tc, n++, got[i]);
     atomic_store_explicit(&tc->moved_in,
                           atomic_load_explicit(&tc->moved_in, memory_order_relaxed) + ngot,
                           memory_order_relaxed);
-    atomic_store_explicit(&tc->n, n - 1, memory_order_relaxed);
-    lac_count(&tc->allocs);
-    return hand_out(p, got[0], false);
+    lac_tc_set_n(tc, n);
+    return tcache_pop(p, tc, n);
 }
 
 /* Release the regions of a thread cache (its owner's, or lacuna_trim's caller's) and empty it:
@@ -521,9 +592,9 @@ int lac_tcache_release(lacuna_pool *p, lac_tcache *tc)
     uint32_t slots[LAC_TC_MAX];
     size_t k = 0;
     pthread_mutex_lock(&p->lock);
-    uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
+    uint32_t n = lac_tc_n(tc);
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t s = tc->slots[i];
+        uint32_t s = tc_slot(p, tc, i);
         if (lac_state_get(p, s) == LAC_S_CLEAN) {
             lac_clean_push(p, s); /* nothing to release */
         } else {
@@ -532,7 +603,7 @@ int lac_tcache_release(lacuna_pool *p, lac_tcache *tc)
         }
     }
     p->releasing += k;
-    atomic_store_explicit(&tc->n, 0, memory_order_relaxed);
+    lac_tc_set_n(tc, 0);
     tc->zeroed = 0;
     atomic_store_explicit(&tc->moved_out,
                           atomic_load_explicit(&tc->moved_out, memory_order_relaxed) + n,
@@ -543,7 +614,7 @@ int lac_tcache_release(lacuna_pool *p, lac_tcache *tc)
 
 /* lacuna_trim on another thread asked every cache to be given back: release this thread's (the
  * shared cache was trimmed then, and what it holds now was freed since). Checked on the slow
- * paths only (every LAC_TICK_MASK + 1 warm allocs, and a free into a full cache), so the warm
+ * paths only (every LAC_TICK warm allocs, and a free into a full cache), so the warm
  * path pays nothing; a thread that makes no calls keeps its cache until it does, or exits. */
 static void trim_if_asked(lacuna_pool *p, lac_tcache *tc)
 {
@@ -554,26 +625,6 @@ static void trim_if_asked(lacuna_pool *p, lac_tcache *tc)
     (void)lac_tcache_release(p, tc); /* a refusal is retried by later releases, as a decay's is */
 }
 
-/* Everything but the warm path: first call on this thread, empty cache, no cache, and every
- * LAC_TICK_MASK + 1 warm allocs a decay check, so a pool that only ever hits its thread caches
- * still gives idle memory back. */
-static __attribute__((noinline)) void *alloc_miss(lacuna_pool *p)
-{
-    if (LAC_UNLIKELY(defer.n > 0))
-        defer_run(p);
-    lac_tcache *tc = tcache_of(p);
-    trim_if_asked(p, tc);
-    if (tc && p->decay_ms != LACUNA_DECAY_NEVER &&
-        (atomic_load_explicit(&tc->allocs, memory_order_relaxed) & LAC_TICK_MASK) == 0)
-        (void)lac_release_due(p, false);
-    if (tc) {
-        uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
-        if (n > 0)
-            return tcache_pop(p, tc, n);
-    }
-    return alloc_slow(p, tc);
-}
-
 static __attribute__((noinline)) void *alloc_bad(void)
 {
     LAC_BAD_INPUT("lacuna_alloc", "NULL pool", NULL);
@@ -581,27 +632,45 @@ static __attribute__((noinline)) void *alloc_bad(void)
     return NULL;
 }
 
+/* Everything but the warm path: first call on this thread, empty cache, no cache, a
+ * LACUNA_ZERO pool, and every LAC_TICK pops a decay check, so a pool that only ever hits its
+ * thread caches still gives idle memory back. */
+static __attribute__((noinline)) void *alloc_miss(lacuna_pool *p)
+{
+    if (p == NULL)
+        return alloc_bad();
+    if (LAC_UNLIKELY(defer.n > 0))
+        defer_run(p);
+    lac_tcache *tc = tcache_of(p);
+    trim_if_asked(p, tc);
+    if (tc == NULL)
+        return alloc_slow(p, NULL);
+    if ((atomic_load_explicit(&tc->w, memory_order_relaxed) >> 16) == 0) { /* a tick is over */
+        tick_reload(tc);
+        if (p->decay_ms != LACUNA_DECAY_NEVER)
+            (void)lac_release_due(p, false);
+    }
+    uint32_t n = lac_tc_n(tc);
+    return n > 0 ? tcache_pop(p, tc, n) : alloc_slow(p, tc);
+}
+
 /* The warm path is a leaf: every other case is a tail call, so it saves no registers. */
 void *lacuna_alloc(lacuna_pool *p)
 {
-    if (LAC_UNLIKELY(p == NULL))
-        return alloc_bad();
-    if (LAC_UNLIKELY(tls.id[0] != p->id))
+    if (LAC_UNLIKELY(tls.alloc_key != p)) /* NULL too */
         return alloc_miss(p);
-    lac_tcache *tc = tls.tc[0]; /* never NULL when the id matches */
-    uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
-    uint64_t a = atomic_load_explicit(&tc->allocs, memory_order_relaxed);
-    if (LAC_UNLIKELY(n == 0 || (a & LAC_TICK_MASK) == 0))
+    lac_tcache *tc = tls.tc[0]; /* never NULL when the key matches */
+    uint32_t w = atomic_load_explicit(&tc->w, memory_order_relaxed);
+    if (LAC_UNLIKELY((w & LAC_TC_N_MASK) == 0))
         return alloc_miss(p);
-    atomic_store_explicit(&tc->allocs, a + 1, memory_order_relaxed);
-    atomic_store_explicit(&tc->n, n - 1, memory_order_relaxed);
-    uint32_t s = tc->slots[n - 1];
-    uint32_t was = lac_state_get(p, s);
-    lac_state_step(p, s, LAC_S_LIVE);
-    char *r = lac_slot_region(p, s);
-    if (LAC_UNLIKELY(was == p->zero_state))
-        return zero_and_return(p, r);
-    return r;
+    w -= LAC_TC_POP;
+    if (LAC_UNLIKELY(w & LAC_TC_BORROW)) /* the tick ran out */
+        return alloc_miss(p);
+    atomic_store_explicit(&tc->w, w, memory_order_relaxed);
+    _Atomic uint32_t *line = tc->lines[w & LAC_TC_N_MASK];
+    assert(lac_state_step_ok(atomic_load_explicit(line, memory_order_relaxed), LAC_S_LIVE));
+    atomic_store_explicit(line, LAC_S_LIVE, memory_order_relaxed);
+    return atomic_load_explicit(lac_line_region(line), memory_order_relaxed);
 }
 
 /* ---- free --------------------------------------------------------------------------------- */
@@ -612,9 +681,9 @@ static __attribute__((noinline)) int free_slow(lacuna_pool *p, lac_tcache *tc, u
     pthread_mutex_lock(&p->lock);
     if (tc) {
         tcache_drain(p, tc, tc->cap / 2);
-        uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
-        tc->slots[n] = s;
-        atomic_store_explicit(&tc->n, n + 1, memory_order_relaxed);
+        uint32_t n = lac_tc_n(tc);
+        tc_put(p, tc, n, s);
+        lac_tc_set_n(tc, n + 1);
     } else {
         lac_warm_push(p, s, lac_pool_now_ms(p));
         atomic_fetch_add(&p->frees, 1);
@@ -626,13 +695,13 @@ static __attribute__((noinline)) int free_slow(lacuna_pool *p, lac_tcache *tc, u
     return 0;
 }
 
-static __attribute__((noinline)) int free_miss(lacuna_pool *p, uint32_t s)
+static __attribute__((noinline)) int free_miss(lacuna_pool *p, _Atomic uint32_t *line)
 {
     if (LAC_UNLIKELY(defer.n > 0))
         defer_run(p);
     lac_tcache *tc = tcache_of(p);
     trim_if_asked(p, tc);
-    return free_slow(p, tc, s);
+    return free_slow(p, tc, lac_line_slot(p, line));
 }
 
 static __attribute__((noinline)) int free_bad(const lacuna_pool *p, const void *region)
@@ -647,35 +716,55 @@ static __attribute__((noinline)) int free_bad(const lacuna_pool *p, const void *
     return EINVAL;
 }
 
-static inline int free_slot(lacuna_pool *p, void *region, uint32_t s)
+/* Push a region that was live (its state is WARM now) into the calling thread's cache. */
+static int free_push(lacuna_pool *p, _Atomic uint32_t *line)
 {
-    if (LAC_UNLIKELY(!lac_state_unlive(p, s)))
-        return free_bad(p, region);
-    if (LAC_UNLIKELY(tls.id[0] != p->id))
-        return free_miss(p, s);
-    lac_tcache *tc = tls.tc[0];
-    uint32_t n = atomic_load_explicit(&tc->n, memory_order_relaxed);
-    if (LAC_UNLIKELY(n >= tc->cap))
-        return free_miss(p, s);
-    tc->slots[n] = s;
-    atomic_store_explicit(&tc->n, n + 1, memory_order_relaxed);
-    return 0;
+    if (tls.free_key == p) {
+        lac_tcache *tc = tls.tc[0];
+        uint32_t w = atomic_load_explicit(&tc->w, memory_order_relaxed);
+        if ((w & LAC_TC_N_MASK) < tc->cap) {
+            tc->lines[w & LAC_TC_N_MASK] = line;
+            atomic_store_explicit(&tc->w, w + 1, memory_order_relaxed);
+            return 0;
+        }
+    }
+    return free_miss(p, line);
 }
 
-/* A region of a later reservation of a grown pool (or bad input): the chunk table. Out of line,
- * so the warm path keeps its one multiply and no stack frame. */
+/* A NULL pool, a pool other than the last one this thread used, a region of a later reservation
+ * of a grown pool (the chunk table), or bad input. Out of line, so the warm path keeps its one
+ * multiply and no stack frame. */
 static __attribute__((noinline)) int free_far(lacuna_pool *p, void *region)
 {
     uint32_t s;
     if (p == NULL || !lac_slot_of(p, region, &s))
         return free_bad(p, region);
-    return free_slot(p, region, s);
+    _Atomic uint32_t *line = lac_state_at(p, s);
+    if (!lac_line_unlive(line))
+        return free_bad(p, region);
+    return free_push(p, line);
 }
 
+/* lac_slot_near, with the check that region starts its slot made by the slot's cached address
+ * (a load from the line the free then clears a bit in) instead of a multiply back. */
 int lacuna_free(lacuna_pool *p, void *region)
 {
-    uint32_t s;
-    if (LAC_UNLIKELY(p == NULL || !lac_slot_near(p, region, &s)))
+    if (LAC_UNLIKELY(tls.free_key != p)) /* NULL too */
         return free_far(p, region);
-    return free_slot(p, region, s);
+    uintptr_t off = (uintptr_t)region - (uintptr_t)p->first;
+    if (LAC_UNLIKELY(off >= atomic_load_explicit(&p->span, memory_order_relaxed)))
+        return free_far(p, region);
+    _Atomic uint32_t *line = lac_state_at(p, lac_slot_div(p, off));
+    char *at = atomic_load_explicit(lac_line_region(line), memory_order_relaxed);
+    if (LAC_UNLIKELY(at != region)) /* not a region's start, or a slot never handed out */
+        return free_far(p, region);
+    if (LAC_UNLIKELY(!lac_line_unlive(line)))
+        return free_bad(p, region);
+    lac_tcache *tc = tls.tc[0];
+    uint32_t w = atomic_load_explicit(&tc->w, memory_order_relaxed);
+    if (LAC_UNLIKELY((w & LAC_TC_N_MASK) >= tc->cap))
+        return free_miss(p, line);
+    tc->lines[w & LAC_TC_N_MASK] = line;
+    atomic_store_explicit(&tc->w, w + 1, memory_order_relaxed);
+    return 0;
 }

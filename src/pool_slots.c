@@ -146,7 +146,7 @@ void lac_take_slots(lacuna_pool *p, size_t want, uint32_t *got, size_t *ngot, ui
     while (*ngot + *nfresh < want && p->clean_n > 0 && *nfresh < LAC_GUARD_BATCH) {
         uint32_t s = clean_pop(p);
         if (lac_state_get(p, s) == LAC_S_FRESH) {
-            *lac_slot_addr_cell(p, s) = lac_slot_addr(p, s); /* a fork child's, maybe zeroed */
+            lac_slot_cache_addr(p, s); /* a fork child's, maybe zeroed */
             fresh[(*nfresh)++] = s;
         } else
             got[(*ngot)++] = s;
@@ -155,7 +155,7 @@ void lac_take_slots(lacuna_pool *p, size_t want, uint32_t *got, size_t *ngot, ui
         uint32_t s = take_fresh(p);
         if (s == UINT32_MAX)
             break;
-        *lac_slot_addr_cell(p, s) = lac_slot_addr(p, s); /* the state line's address cache */
+        lac_slot_cache_addr(p, s); /* the state line's address cache */
         fresh[(*nfresh)++] = s;
     }
 }

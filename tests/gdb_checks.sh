@@ -42,7 +42,9 @@ check() {
   order=$(echo "$bt" | grep -Eo ' in (deep_c|deep_b|deep_a|deep) ' | tr -d ' ' | sed 's/^in//' | tr '\n' ' ')
   [ "$order" = "deep_c deep_b deep_a deep " ] ||
     fail "$what: lacuna bt deep shows '${order}', not 'deep_c deep_b deep_a deep'"
-  echo "$bt" | grep -q 'lac_ctx_start\|fiber_entry' || [ "$lib" = nolib ] ||
+  # A here-string, not echo | grep -q: grep -q quits at its first match, and under pipefail the
+  # echo it cut off (SIGPIPE) would fail the check.
+  grep -q 'lac_ctx_start\|fiber_entry' <<<"$bt" || [ "$lib" = nolib ] ||
     fail "$what: lacuna bt deep does not reach the fiber's start"
   grep -Eq '^#[0-9]+ +0x[0-9a-f]+ in marker \(\)' "$out" || fail "$what: lacuna bt marker has no marker frame"
   if grep -q 'Python Exception\|Error occurred in Python\|^lacuna: ' "$out"; then

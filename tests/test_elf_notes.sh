@@ -41,7 +41,7 @@ features() {
 }
 has() { [[ ", $1," == *", $2,"* ]]; }
 
-if readelf -d "$so" | grep -q 'Flags:.*NODELETE'; then
+if grep -q 'Flags:.*NODELETE' <<<"$(readelf -d "$so")"; then # no pipe: grep -q quitting early fails it under pipefail
   echo "ok   $so: DF_1_NODELETE"
 else
   fail "$so is not DF_1_NODELETE (link it with -z nodelete)"

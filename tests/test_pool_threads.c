@@ -12,7 +12,8 @@
 #include <stdint.h>
 #include <unistd.h>
 
-#define KIB 1024u
+#define KIB  1024u
+#define TICK 256 /* src/internal.h LAC_TICK: warm allocs between two slow-path checks */
 
 typedef struct model {
     lacuna_pool *pool;
@@ -178,7 +179,7 @@ static void *fill_cache_then_work(void *arg)
         for (int i = TR_CACHED; i < TR_CACHED + TR_EXTRA; i++)
             lacuna_free(a->p, a->r[i]);
     else
-        for (int i = 0; i < 64; i++)
+        for (int i = 0; i < TICK; i++) /* warm pairs: one of them takes the slow path */
             lacuna_free(a->p, lacuna_alloc(a->p));
     pthread_barrier_wait(&a->done);
     pthread_barrier_wait(&a->checked); /* exiting would give the cache back anyway */
@@ -308,4 +309,58 @@ TEST(pool_destroyed_before_thread_exit)
     use_and_exit(ps);
     for (int i = 0; i < 6; i++)
         lacuna_pool_destroy(ps[i]);
+}
+
+/* The warm paths know a thread's last pool by its address: while a thread's cache names a
+ * destroyed pool, no new pool may be made at that address, or the thread's next warm call on the
+ * new pool would use the dead pool's cache. (Without the pool's reference count, glibc hands the
+ * freed struct's memory to the very next pool.) */
+typedef struct {
+    lacuna_pool *p;
+    pthread_barrier_t used, replaced;
+    int freed_rc;
+    bool in_new;
+} named_arg;
+
+static void *name_then_use(void *arg)
+{
+    named_arg *a = arg;
+    lacuna_free(a->p, lacuna_alloc(a->p)); /* its cache's way 0 names the pool now */
+    pthread_barrier_wait(&a->used);
+    pthread_barrier_wait(&a->replaced); /* a->p is another pool now */
+    char *r = lacuna_alloc(a->p);
+    lacuna_stats st;
+    lacuna_pool_stats(a->p, &st);
+    a->in_new = r != NULL && st.live == 1;
+    a->freed_rc = lacuna_free(a->p, r);
+    return NULL;
+}
+
+TEST(a_destroyed_pools_address_waits_for_the_threads_naming_it)
+{
+    lacuna_pool_config c = {.region_size = 16 * KIB, .capacity = 64};
+    named_arg a;
+    CHECK_EQ(lacuna_pool_create(&c, &a.p), 0);
+    pthread_barrier_init(&a.used, NULL, 2);
+    pthread_barrier_init(&a.replaced, NULL, 2);
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, name_then_use, &a), 0);
+    pthread_barrier_wait(&a.used);
+    lacuna_pool *dead = a.p;
+    lacuna_pool_destroy(dead);
+    for (int i = 0; i < 50; i++) { /* made and destroyed: each could take the freed address */
+        lacuna_pool *q;
+        CHECK_EQ(lacuna_pool_create(&c, &q), 0);
+        CHECK(q != dead);
+        lacuna_pool_destroy(q);
+    }
+    CHECK_EQ(lacuna_pool_create(&c, &a.p), 0);
+    CHECK(a.p != dead);
+    pthread_barrier_wait(&a.replaced);
+    pthread_join(t, NULL);
+    CHECK(a.in_new); /* the region came from the new pool, through a cache of its own */
+    CHECK_EQ(a.freed_rc, 0);
+    lacuna_pool_destroy(a.p);
+    pthread_barrier_destroy(&a.used);
+    pthread_barrier_destroy(&a.replaced);
 }
