@@ -85,9 +85,12 @@ typedef enum lacuna_guard {
           reusing its own freed regions pays one mincore per ~16-32 allocs                         \
           (its cached regions are zeroed together) and sysinfo once a second. */
 #define LACUNA_BACKGROUND                                                                          \
-    2u /* start a thread that releases warm regions idle past decay_ms, so                         \
-          an idle process gives memory back too. Off unless asked for;                             \
-          stopped and joined by lacuna_pool_destroy. */
+    2u /* start a thread that releases warm regions of the shared cache, and                       \
+          gives back the guards and page tables of the free runs they leave,                       \
+          once idle between 15/16 of decay_ms and decay_ms, so an idle process                     \
+          gives memory back too. Threads' own caches (up to 32 regions each)                       \
+          stay until their owners call again. Off unless asked for; stopped                        \
+          and joined by lacuna_pool_destroy. */
 #define LACUNA_STRICT_GUARD                                                                        \
     4u /* never hand out a region without its guard: where one cannot be                           \
           made (the mprotect budget is spent, vm.max_map_count is reached,                         \

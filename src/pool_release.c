@@ -13,8 +13,10 @@
  * dropped too: they become FRESH (guarded again when next taken) in a hole, or lower fresh. A
  * round costs O(slots used / 64 + clean stack), so it runs when the releases since the last one
  * reach a quarter of the clean stack (amortised O(1) a release) or, once the shared warm ring is
- * empty, two page tables' worth of slots; and on lacuna_trim. Not with
- * mprotect guards (VMAs, not page-table entries: a released run's tables go with DONTNEED).
+ * empty, two page tables' worth of slots (any number, for the background thread's sweep); and on
+ * lacuna_trim. Runs a round gives back that meet are one range, so no page of state lines or
+ * page table is left where they meet. Not with mprotect guards (VMAs, not page-table entries: a
+ * released run's tables go with DONTNEED).
  *
  * Invariants: a slot being released is RELEASING and on no list, and p->releasing counts it, so
  * an allocation that finds the lists empty waits for the round (p->released) instead of failing.
@@ -29,7 +31,9 @@
 #include <stdio.h>
 #include <string.h>
 
-size_t lac_collect_release(lacuna_pool *p, uint32_t *out, size_t max, bool all)
+/* lac_collect_release, counting a slot idle `early` ms less than decay_ms as aged (the
+ * background thread's sweep: see bg_wait). */
+static size_t collect(lacuna_pool *p, uint32_t *out, size_t max, bool all, uint32_t early)
 {
     if (atomic_load_explicit(&p->release_mode, memory_order_relaxed) == LACUNA_RELEASE_NEVER)
         return 0;
@@ -39,7 +43,7 @@ size_t lac_collect_release(lacuna_pool *p, uint32_t *out, size_t max, bool all)
     while (n < max && p->warm_n > 0) {
         bool over = p->warm_n > target;
         bool aged = p->decay_ms != LACUNA_DECAY_NEVER &&
-                    (uint32_t)(ms - p->warm_ms[p->warm_head]) >= p->decay_ms;
+                    (uint32_t)(ms - p->warm_ms[p->warm_head]) >= p->decay_ms - early;
         if (!all && !over && !aged)
             break;
         uint32_t s = lac_warm_pop_bottom(p);
@@ -48,6 +52,11 @@ size_t lac_collect_release(lacuna_pool *p, uint32_t *out, size_t max, bool all)
     }
     p->releasing += n;
     return n;
+}
+
+size_t lac_collect_release(lacuna_pool *p, uint32_t *out, size_t max, bool all)
+{
+    return collect(p, out, max, all, 0);
 }
 
 /* The operator may want to know why RSS stays up: say it once. */
@@ -185,7 +194,11 @@ static size_t collect_runs(lacuna_pool *p, run *out, size_t max)
         hi = hi < p->fresh ? hi : p->fresh;
         for (size_t s = bit_next(p->on_clean, lo, hi, true); s < hi && n < max;) {
             size_t e = bit_next(p->on_clean, s, hi, false);
-            size_t len = e - s + hole_next_to(p, s, e) + (e == p->fresh ? p->capacity - e : 0);
+            /* A run the previous one reaches (through the hole between, which it took along)
+             * goes with it: its length counts, and retire_states drops the page they share. */
+            size_t with = n > 0 && out[n - 1].rb == s ? s - out[n - 1].la : 0;
+            size_t len =
+                e - s + with + hole_next_to(p, s, e) + (e == p->fresh ? p->capacity - e : 0);
             if (len >= p->give_back_min) {
                 out[n] = (run){.a = s, .b = e};
                 absorb_holes(p, &out[n]);
@@ -214,19 +227,29 @@ static size_t collect_runs(lacuna_pool *p, run *out, size_t max)
 
 /* Drop the state lines of the runs (RETIRING, and the holes taken along: ours): whole pages by
  * DONTNEED, so they read as FRESH (0) and cost nothing; the run's lines on pages shared with
- * other slots are stored. */
+ * other slots are stored. Runs that meet (collect_runs took the hole between along with the
+ * first) are one range: the page where they meet is ours whole, and would otherwise stay
+ * resident, all FRESH, once the hole they make together is never taken again. */
 static void retire_states(lacuna_pool *p, const run *runs, size_t n)
 {
     size_t pg = (size_t)1 << p->page_shift;
     struct iovec iov[LAC_GIVE_BACK_RUNS];
+    size_t span[LAC_GIVE_BACK_RUNS]; /* the iovec of each run */
+    uintptr_t hi_of[LAC_GIVE_BACK_RUNS];
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         /* Across the holes taken along (FRESH: 0 already), or the pages at a run's edges would
          * stay, one or two per run. */
         uintptr_t lo = (uintptr_t)lac_state_at(p, runs[i].la);
         uintptr_t hi = (uintptr_t)lac_state_at(p, runs[i].rb);
-        uintptr_t plo = (lo + pg - 1) & ~(uintptr_t)(pg - 1), phi = hi & ~(uintptr_t)(pg - 1);
-        iov[k++] = (struct iovec){(void *)plo, plo < phi ? phi - plo : 0};
+        if (k == 0 || runs[i].la != runs[i - 1].rb)
+            iov[k++].iov_base = (void *)((lo + pg - 1) & ~(uintptr_t)(pg - 1));
+        hi_of[k - 1] = hi & ~(uintptr_t)(pg - 1);
+        span[i] = k - 1;
+    }
+    for (size_t j = 0; j < k; j++) {
+        uintptr_t plo = (uintptr_t)iov[j].iov_base;
+        iov[j].iov_len = plo < hi_of[j] ? hi_of[j] - plo : 0;
     }
     size_t done = 0;
     uint64_t calls = 0;
@@ -234,7 +257,8 @@ static void retire_states(lacuna_pool *p, const run *runs, size_t n)
     atomic_fetch_add(&p->release_calls, calls);
     for (size_t i = 0; i < n; i++) {
         /* Lines on dropped pages read 0 (FRESH) now: only the others are stored. */
-        uintptr_t plo = (uintptr_t)iov[i].iov_base, len = i < done ? iov[i].iov_len : 0;
+        size_t j = span[i];
+        uintptr_t plo = (uintptr_t)iov[j].iov_base, len = j < done ? iov[j].iov_len : 0;
         for (size_t s = runs[i].a; s < runs[i].b; s++)
             if ((uintptr_t)lac_state_at(p, s) - plo >= len)
                 lac_state_step(p, s, LAC_S_FRESH);
@@ -245,23 +269,28 @@ static void retire_states(lacuna_pool *p, const run *runs, size_t n)
  * above clean_n, the warm ring when empty, the bitmap above fresh. Rare: after a give-back. */
 static void trim_side(lacuna_pool *p, size_t old_fresh)
 {
-    size_t pg = (size_t)1 << p->page_shift;
-    struct iovec iov[4]; /* whole pages inside each span only: the arrays share edge pages */
+    size_t pg = (size_t)1 << p->page_shift, m4 = p->capacity_max * 4;
+    struct iovec iov[4];
     size_t k = 0;
-#define LAC_SPAN(base, from_bytes, to_bytes)                                                       \
+    /* Whole pages from the first one wholly unused, up to the page of the highest byte used: no
+     * further, and never onto the next array's first page (the arrays share edge pages). Rounding
+     * that top page down instead kept one page per round (clean_hi falls round by round). */
+#define LAC_SPAN(base, from_bytes, to_bytes, end_bytes)                                            \
     do {                                                                                           \
+        size_t to_ = (to_bytes) + pg - 1 < (end_bytes) ? (to_bytes) + pg - 1 : (end_bytes);        \
         uintptr_t lo_ = ((uintptr_t)(base) + (from_bytes) + pg - 1) & ~(uintptr_t)(pg - 1);        \
-        uintptr_t hi_ = ((uintptr_t)(base) + (to_bytes)) & ~(uintptr_t)(pg - 1);                   \
+        uintptr_t hi_ = ((uintptr_t)(base) + to_) & ~(uintptr_t)(pg - 1);                          \
         if (lo_ < hi_)                                                                             \
             iov[k++] = (struct iovec){(void *)lo_, hi_ - lo_};                                     \
     } while (0)
-    LAC_SPAN(p->clean, p->clean_n * 4, p->clean_hi * 4);
+    LAC_SPAN(p->clean, p->clean_n * 4, p->clean_hi * 4, m4);
     if (p->warm_n == 0) {
         p->warm_head = 0;
-        LAC_SPAN(p->warm, 0, p->capacity * 4);
-        LAC_SPAN(p->warm_ms, 0, p->capacity * 4);
+        LAC_SPAN(p->warm, 0, p->capacity * 4, m4);
+        LAC_SPAN(p->warm_ms, 0, p->capacity * 4, m4);
     }
-    LAC_SPAN(p->on_clean, (p->fresh + 63) / 64 * 8, (old_fresh + 63) / 64 * 8);
+    LAC_SPAN(p->on_clean, (p->fresh + 63) / 64 * 8, (old_fresh + 63) / 64 * 8,
+             (p->capacity_max + 63) / 64 * 8);
 #undef LAC_SPAN
     size_t done = 0;
     uint64_t calls = 0;
@@ -285,8 +314,11 @@ static size_t run_end_in_chunk(const lacuna_pool *p, size_t s, size_t e)
 }
 
 /* Give back the guards, page tables and state lines of long free runs (pool lock NOT held). Due
- * when `all` (trim) or enough was released since the last round. */
-static void give_back(lacuna_pool *p, bool all)
+ * when `all` (trim) or enough was released since the last round; for an `idle` caller (the
+ * background thread's sweep) also once the shared warm ring is empty and anything was released
+ * since: no call may come to finish the job, and a sweep that drained the ring in two parts
+ * would otherwise leave the second part's slots holding their page tables for good. */
+static void give_back(lacuna_pool *p, bool all, bool idle)
 {
     int mode = atomic_load_explicit(&p->guard_mode, memory_order_relaxed);
     if (mode == LACUNA_GUARD_MPROTECT)
@@ -295,15 +327,18 @@ static void give_back(lacuna_pool *p, bool all)
     struct iovec iov[LAC_GIVE_BACK_RUNS + LAC_CHUNKS_MAX]; /* runs, split where chunks part */
     /* The decay tick of the warm path comes here every 64 allocations: no lock unless a round
      * can be due (it never is below give_back_min). */
-    if (!all && atomic_load_explicit(&p->released_since, memory_order_relaxed) < p->give_back_min)
+    size_t least = idle ? 1 : p->give_back_min;
+    if (!all && atomic_load_explicit(&p->released_since, memory_order_relaxed) < least)
         return;
     for (;;) {
         pthread_mutex_lock(&p->lock);
         /* Due once the releases since the last round could make a quarter of the clean stack
-         * new, or, whatever their number, once the shared warm ring drained: its last regions
-         * were what broke the runs after a burst. */
+         * new, or, once the shared warm ring drained (its last regions were what broke the runs
+         * after a burst), at two page tables' worth (idle: any). */
         size_t due =
             p->clean_n / 4 > p->give_back_min && p->warm_n > 0 ? p->clean_n / 4 : p->give_back_min;
+        if (idle && p->warm_n == 0)
+            due = 1;
         if (!all && atomic_load_explicit(&p->released_since, memory_order_relaxed) < due) {
             pthread_mutex_unlock(&p->lock);
             return;
@@ -349,12 +384,13 @@ static void give_back(lacuna_pool *p, bool all)
     }
 }
 
-int lac_release_due(lacuna_pool *p, bool all)
+/* lac_release_due, with collect's `early`; idle: the background thread's sweep (give_back). */
+static int release_due(lacuna_pool *p, bool all, uint32_t early, bool idle)
 {
     uint32_t slots[LAC_RELEASE_BATCH];
     for (;;) {
         pthread_mutex_lock(&p->lock);
-        size_t n = lac_collect_release(p, slots, LAC_RELEASE_BATCH, all);
+        size_t n = collect(p, slots, LAC_RELEASE_BATCH, all, early);
         pthread_mutex_unlock(&p->lock);
         if (n == 0)
             break;
@@ -363,8 +399,13 @@ int lac_release_due(lacuna_pool *p, bool all)
             return err;
     }
     if (atomic_load_explicit(&p->release_mode, memory_order_relaxed) != LACUNA_RELEASE_NEVER)
-        give_back(p, all);
+        give_back(p, all, idle);
     return 0;
+}
+
+int lac_release_due(lacuna_pool *p, bool all)
+{
+    return release_due(p, all, 0, false);
 }
 
 int lacuna_trim(lacuna_pool *p)
@@ -389,16 +430,44 @@ int lacuna_trim(lacuna_pool *p)
 
 /* ---- background decay --------------------------------------------------------------------- */
 
+/* The background thread sweeps when the oldest warm region comes due, not on a fixed period (a
+ * period of decay_ms / 2 kept a burst's last regions up to 1.5 decay_ms). A sweep releases what
+ * has been idle decay_ms - slack or more, sweeps come at least slack / 2 apart, and the next is
+ * set for when the oldest left reaches decay_ms - slack / 2: regions freed close together go in
+ * one round, and each is released once idle between 15/16 of decay_ms and decay_ms (plus a tick
+ * of the coarse clock and the scheduler's delay). Pool calls still decay at decay_ms exactly. */
+static uint32_t bg_slack(const lacuna_pool *p)
+{
+    return p->decay_ms / 16;
+}
+
+/* ms until the next sweep (pool lock held, right after one; refused: the kernel refused a
+ * release in it). */
+static unsigned bg_wait(const lacuna_pool *p, bool refused)
+{
+    if (p->decay_ms == LACUNA_DECAY_NEVER)
+        return 1000; /* no decay: the sweep only trims a cache over its bound */
+    if (refused)
+        return p->decay_ms / 2 + 1; /* mlocked memory, say: retry calmly, not every slack */
+    uint32_t slack = bg_slack(p), min = slack / 2 ? slack / 2 : 1;
+    uint32_t at = p->decay_ms - slack / 2; /* idle time at which to sweep for the oldest */
+    if (p->warm_n == 0)
+        return at; /* a region freed from now on comes due no sooner */
+    uint32_t age = lac_pool_now_ms(p) - p->warm_ms[p->warm_head];
+    return age < at && at - age > min ? at - age : min;
+}
+
 static void *background(void *arg)
 {
     lacuna_pool *p = arg;
-    unsigned period = p->decay_ms == LACUNA_DECAY_NEVER ? 1000 : p->decay_ms / 2 + 1;
+    bool refused = false;
     pthread_mutex_lock(&p->lock);
     while (!p->bg_stop) {
+        unsigned wait = bg_wait(p, refused);
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
-        t.tv_sec += period / 1000;
-        t.tv_nsec += (long)(period % 1000) * 1000000;
+        t.tv_sec += wait / 1000;
+        t.tv_nsec += (long)(wait % 1000) * 1000000;
         if (t.tv_nsec >= 1000000000) {
             t.tv_sec++;
             t.tv_nsec -= 1000000000;
@@ -407,7 +476,7 @@ static void *background(void *arg)
         if (p->bg_stop)
             break;
         pthread_mutex_unlock(&p->lock);
-        (void)lac_release_due(p, false);
+        refused = release_due(p, false, bg_slack(p), true) != 0;
         pthread_mutex_lock(&p->lock);
     }
     pthread_mutex_unlock(&p->lock);

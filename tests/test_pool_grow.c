@@ -6,12 +6,15 @@
  * every chunk (placed next to the first one or, forced, elsewhere) free and are found; a forked
  * child of a grown pool keeps working. After a burst is freed and trimmed, RSS and VmPTE (from
  * /proc/self/status) drop back near where they started, by lacuna_trim and, unasked, by
- * LACUNA_BACKGROUND. LACUNA_STRICT_GUARD never hands out an unguarded region: with guard installs
- * failing (fault injector) and with the mprotect budget spent for real. */
+ * LACUNA_BACKGROUND, which leaves no more of the side tables resident (mincore) than this
+ * thread's cache needs, and gives back a few late frees too. LACUNA_STRICT_GUARD never hands out
+ * an unguarded region: with guard installs failing (fault injector) and with the mprotect budget
+ * spent for real. */
 #define _GNU_SOURCE
 #include "internal.h"
 #include "test.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -436,6 +439,136 @@ TEST(background_gives_back_unasked)
         CHECK(st.given_back >= N / 2);
         VMA_CHECK(pte2 - pte0 <= 1024);
     }
+    lacuna_pool_destroy(p);
+    free(r);
+}
+
+/* Resident pages of the pool's state lines and of its clean stack (mincore). */
+static size_t state_pages(const lacuna_pool *p)
+{
+    return lt_resident_pages((const void *)p->state, p->capacity_max * LAC_STATE_STRIDE);
+}
+
+static size_t clean_pages(const lacuna_pool *p)
+{
+    uintptr_t lo = (uintptr_t)p->clean & ~(uintptr_t)(PG - 1);
+    return lt_resident_pages((const void *)lo, (uintptr_t)p->clean + p->capacity_max * 4 - lo);
+}
+
+/* Poll the stats (no pool call that releases) until done(st), at most `tries` times 10 ms apart:
+ * only the background thread can get there. */
+static lacuna_stats wait_for(const lacuna_pool *p, bool (*done)(const lacuna_stats *), int tries)
+{
+    lacuna_stats st = lt_stats(p);
+    for (int i = 0; i < tries && !done(&st); i++) {
+        struct timespec t = {0, 10 * 1000000};
+        nanosleep(&t, NULL);
+        st = lt_stats(p);
+    }
+    return st;
+}
+
+static size_t short_run; /* give_back_min of the pool under test: a run this long goes back */
+
+/* All but this thread's cache given back, and nothing clean but runs too short between those. */
+static bool cache_only_warm(const lacuna_stats *st)
+{
+    return st->warm <= LAC_TC_MAX && st->used == st->warm + st->released &&
+           st->released < (st->warm + 1) * short_run;
+}
+
+/* What a burst leaves in the side tables once the background thread has given it back, no call
+ * made: the state lines of the slots in this thread's cache (a page each at most) and of the
+ * short free runs between them (too short to give back: they share those pages), and a page or
+ * two more. Give-back rounds used to leave a page of state lines resident wherever two runs given
+ * back together met (all FRESH, never dropped again: ~300 pages after this burst) and a page of
+ * the clean stack per round (~20). After a trim, with no cache left, nothing but a page or two. */
+TEST(background_leaves_no_side_pages)
+{
+    enum { N = 100000 };
+    lacuna_pool *p = lt_pool(
+        (lacuna_pool_config){.region_size = 64 * KIB, .decay_ms = 100, .flags = LACUNA_BACKGROUND});
+    if (lt_stats(p).guard != LACUNA_GUARD_MARKER)
+        SKIP("mprotect guards (the fallback): free runs are not given back");
+    short_run = p->give_back_min;
+    long rss0 = lt_rss_kib();
+    lacuna_stats st;
+    for (int round = 0; round < 3; round++) { /* later rounds reuse given-back slots */
+        char **r = alloc_n(p, N, 0); /* the side tables are the point: no region page touched */
+        shuffle(r, N);
+        for (size_t i = 0; i < N; i++)
+            CHECK_EQ(lacuna_free(p, r[i]), 0);
+        free(r);
+        st = wait_for(p, cache_only_warm, 2500);
+    }
+    malloc_trim(0); /* the test's arrays of pointers (later ones come from the heap) */
+    long rss1 = lt_rss_kib();
+    size_t sp = state_pages(p), cp = clean_pages(p);
+    fprintf(stderr,
+            "after the background's give-back: %zu state pages, %zu clean-stack pages, RSS +%ld "
+            "KiB; warm %zu, released %zu, used %zu, given back %llu\n",
+            sp, cp, rss1 - rss0, st.warm, st.released, st.used, (unsigned long long)st.given_back);
+    CHECK(cache_only_warm(&st));
+    CHECK(sp <= st.warm + 4);
+    CHECK(cp <= 1);
+    /* those pages, and up to 128 KiB of the other side tables and of the test's own */
+    VMA_CHECK(rss1 - rss0 <= (long)(sp + cp + 32) * 4);
+
+    CHECK_EQ(lacuna_trim(p), 0);
+    sp = state_pages(p), cp = clean_pages(p);
+    st = lt_stats(p);
+    fprintf(stderr, "after a trim: %zu state pages, %zu clean-stack pages, used %zu\n", sp, cp,
+            st.used);
+    CHECK_EQ(st.used, 0);
+    CHECK(sp <= 4);
+    CHECK(cp <= 1);
+    lacuna_pool_destroy(p);
+}
+
+static bool nothing_warm(const lacuna_stats *st)
+{
+    return st->warm == 0;
+}
+
+static bool nothing_used(const lacuna_stats *st)
+{
+    return st->used == 0;
+}
+
+/* A few regions freed after the rest was given back (fewer than two page tables' worth): the
+ * background thread releases them and then gives back their guards, page tables and state lines
+ * too. It used to wait for two page tables' worth of releases that an idle process never makes,
+ * leaving each such slot a page-table page. (cache 63: no thread caches, every free goes to the
+ * shared ring the background thread sweeps.) */
+TEST(background_gives_back_a_late_few)
+{
+    enum { N = 4000, EVERY = 200 };
+    lacuna_pool *p = lt_pool((lacuna_pool_config){
+        .region_size = 64 * KIB, .cache = 63, .decay_ms = 50, .flags = LACUNA_BACKGROUND});
+    if (lt_stats(p).guard != LACUNA_GUARD_MARKER)
+        SKIP("mprotect guards (the fallback): free runs are not given back");
+    char **r = alloc_n(p, N, 1);
+    for (size_t i = 0; i < N; i++)
+        if (i % EVERY != 0)
+            CHECK_EQ(lacuna_free(p, r[i]), 0);
+    CHECK_EQ(lacuna_trim(p), 0); /* the rest given back, nothing counted towards a round */
+    lacuna_stats st = lt_stats(p);
+    CHECK_EQ(st.warm, 0);
+    CHECK_EQ(st.live, N / EVERY);
+    long pte1 = lt_status_kib("VmPTE:");
+    CHECK(N / EVERY < 4 * 1024 * KIB / (64 * KIB + PG)); /* fewer than two tables' worth */
+    for (size_t i = 0; i < N; i += EVERY)
+        CHECK_EQ(lacuna_free(p, r[i]), 0);
+    st = wait_for(p, nothing_warm, 2500);
+    CHECK_EQ(st.warm, 0);
+    st = wait_for(p, nothing_used, 500); /* 100 decays: the give-back follows the release */
+    long pte2 = lt_status_kib("VmPTE:");
+    fprintf(stderr, "the last %d freed: used %zu, released %zu, VmPTE %ld -> %ld KiB\n", N / EVERY,
+            st.used, st.released, pte1, pte2);
+    CHECK_EQ(st.used, 0);
+    CHECK_EQ(st.released, 0);
+    CHECK(state_pages(p) <= 2);
+    VMA_CHECK(pte1 - pte2 >= N / EVERY * 4 / 2); /* a table each (sanitizers keep shadow ones) */
     lacuna_pool_destroy(p);
     free(r);
 }

@@ -83,7 +83,7 @@ done
 step "burst: RSS and page tables over time"
 rounds=3; [ -n "${QUICK:-}" ] && rounds=1
 "$bench" burst --rounds $rounds --csv > "$out/burst.csv"
-"$bench" burst --rounds $rounds > "$out/burst.txt" # the table: peaks, ends, kept per region
+"$bench" burst --rounds $rounds > "$out/burst.txt" # the table: peaks, idle and trimmed ends, back in
 
 step "seed: every answer to 'give these pages back'"
 "$bench" seed --csv > "$out/seed.csv"

@@ -2,7 +2,9 @@
  * times (each region touching 2 pages, as a new green thread's stack would), with an idle pause
  * after each ramp down; a sampler thread reads RSS (/proc/self/statm) and the page tables
  * (VmPTE in /proc/self/status) every 10 ms. Each backend runs in its own process. A table of
- * peaks and end states by default, and what is left over the start after the last ramp down and
+ * peaks and end states by default: how long after the last ramp down RSS and VmPTE came back
+ * within BACK_RSS_KIB and BACK_PTE_KIB of the start (with no call into the allocator: for lacuna
+ * its LACUNA_BACKGROUND thread), and what is left over the start after the last ramp down and
  * a trim (lacuna_trim; malloc_trim for malloc): lacuna's pools grow (capacity 0) and give back
  * the page tables of free runs. With --csv the samples, rows
  * backend,t_ms,phase,live,rss_kib,pte_kib (tools/plots.sh draws them). */
@@ -22,6 +24,10 @@
 #include <unistd.h>
 
 #define REGION (64 * KIB)
+/* "Back": RSS and VmPTE within these of the start, after every region was freed (issue 12's
+ * bound for an idle process: the regions' pages, guards and page tables given back). */
+#define BACK_RSS_KIB 2048
+#define BACK_PTE_KIB 1024
 
 typedef struct burst_cfg {
     const char *backend;
@@ -35,6 +41,7 @@ typedef struct burst_out {
     long start_rss, peak_rss, end_rss; /* KiB: before the first region, highest, after the run */
     long start_pte, peak_pte, end_pte; /* KiB of page tables, the same moments */
     long trim_rss, trim_pte;           /* KiB after the run and a trim */
+    long back_ms; /* from the last ramp down's end until back within the bound for good, or -1 */
 } burst_out;
 
 static const char *const burst_backends[] = {"naive-noguard", "malloc",      "lacuna-never",
@@ -48,6 +55,7 @@ typedef struct sampler {
     _Atomic size_t live;
     _Atomic int phase; /* 0 up, 1 hold, 2 down, 3 idle */
     _Atomic int stop;
+    _Atomic uint64_t down_ns; /* when the last ramp down ended (its idle pause began), or 0 */
     uint64_t t0;
 } sampler;
 
@@ -57,12 +65,20 @@ static void *sample(void *arg)
     static const char *names[] = {"up", "hold", "down", "idle"};
     while (!atomic_load(&s->stop)) {
         long rss = bench_rss_kib(), pte = bench_status_kib("VmPTE:");
+        uint64_t now = bench_now_ns(), down = atomic_load(&s->down_ns);
         s->out->peak_rss = rss > s->out->peak_rss ? rss : s->out->peak_rss;
         s->out->peak_pte = pte > s->out->peak_pte ? pte : s->out->peak_pte;
+        if (down != 0) { /* the first sample of a stretch within the bound that lasts */
+            bool back =
+                rss <= s->out->start_rss + BACK_RSS_KIB && pte <= s->out->start_pte + BACK_PTE_KIB;
+            if (!back)
+                s->out->back_ms = -1;
+            else if (s->out->back_ms < 0)
+                s->out->back_ms = (long)((now - down) / 1000000);
+        }
         if (s->cfg->csv)
-            printf("%s,%.0f,%s,%zu,%ld,%ld\n", s->cfg->backend,
-                   (double)(bench_now_ns() - s->t0) / 1e6, names[atomic_load(&s->phase)],
-                   atomic_load(&s->live), rss, pte);
+            printf("%s,%.0f,%s,%zu,%ld,%ld\n", s->cfg->backend, (double)(now - s->t0) / 1e6,
+                   names[atomic_load(&s->phase)], atomic_load(&s->live), rss, pte);
         struct timespec t = {0, 10 * 1000000};
         nanosleep(&t, NULL);
     }
@@ -102,6 +118,7 @@ static void burst_child(void *arg, void *out)
     }
     o->start_rss = bench_rss_kib();
     o->start_pte = bench_status_kib("VmPTE:");
+    o->back_ms = -1;
     sampler s = {.cfg = cfg, .out = o, .t0 = bench_now_ns()};
     pthread_t th;
     pthread_create(&th, NULL, sample, &s);
@@ -145,6 +162,8 @@ static void burst_child(void *arg, void *out)
             atomic_store_explicit(&s.live, cfg->peak - i - 1, memory_order_relaxed);
         }
         atomic_store(&s.phase, 3);
+        if (round + 1 == cfg->rounds)
+            atomic_store(&s.down_ns, bench_now_ns());
         sleep_ms((unsigned)cfg->idle_ms); /* no calls: only a background release gives back */
     }
 out:
@@ -193,8 +212,8 @@ int bench_burst_main(int argc, char **argv)
     if (cfg.csv)
         printf("backend,t_ms,phase,live,rss_kib,pte_kib\n");
     else
-        printf("%-14s %12s %12s %12s %14s %12s %15s %14s %14s\n", "backend", "peak RSS",
-               "RSS after", "peak VmPTE", "PTE per region", "VmPTE after", "kept per region",
+        printf("%-14s %12s %12s %14s %12s %12s %10s %14s %14s\n", "backend", "peak RSS",
+               "peak VmPTE", "PTE per region", "idle +RSS", "idle +VmPTE", "back in",
                "trimmed +RSS", "trimmed +VmPTE");
     fflush(stdout);
     rc = 0;
@@ -214,26 +233,36 @@ int bench_burst_main(int argc, char **argv)
             rc = 1;
         } else if (!cfg.csv) {
             cli_progress_end(&pr);
-            /* page tables the regions added at the peak, per live region */
-            /* and what stays resident after every region is freed, per region of the peak
-             * (once the background thread has released lacuna's warm cache), and what is left
+            /* page tables the regions added at the peak, per live region; what stays over the
+             * start after every region is freed and the idle pause (once the background thread
+             * has released lacuna's warm cache), when it got within the bound, and what is left
              * over the start after a trim */
-            printf("%-14s %8.1f MiB %8.1f MiB %8ld KiB %8.0f bytes %8ld KiB %9.0f bytes %10ld KiB "
+            char back[32];
+            if (o.back_ms < 0)
+                snprintf(back, sizeof back, "never");
+            else
+                snprintf(back, sizeof back, "%ld ms", o.back_ms);
+            printf("%-14s %8.1f MiB %8ld KiB %8.0f bytes %8ld KiB %8ld KiB %10s %10ld KiB "
                    "%10ld KiB\n",
-                   one.backend, o.peak_rss / 1024.0, o.end_rss / 1024.0, o.peak_pte,
-                   (double)(o.peak_pte - o.start_pte) * 1024 / (double)cfg.peak, o.end_pte,
-                   (double)(o.end_rss - o.start_rss) * 1024 / (double)cfg.peak,
-                   o.trim_rss - o.start_rss, o.trim_pte - o.start_pte);
+                   one.backend, o.peak_rss / 1024.0, o.peak_pte,
+                   (double)(o.peak_pte - o.start_pte) * 1024 / (double)cfg.peak,
+                   o.end_rss - o.start_rss, o.end_pte - o.start_pte, back, o.trim_rss - o.start_rss,
+                   o.trim_pte - o.start_pte);
         }
         fflush(stdout);
     }
     cli_progress_end(&pr);
     if (!cfg.csv)
-        printf("\nPTE per region: page tables the live regions added at the peak. kept per region: "
-               "RSS after\nthe run less RSS before it, per region of the peak, before any trim: "
-               "for lacuna what\nits background thread has not given back yet; lacuna-never and "
-               "lacuna-free keep every\npage. trimmed: RSS and VmPTE over the start after the "
-               "run and a trim (lacuna_trim,\nmalloc_trim for malloc), which gives back the "
-               "guards, page tables and state lines of\nlacuna's free slots.\n");
+        printf(
+            "\nPTE per region: page tables the live regions added at the peak. idle: RSS and "
+            "VmPTE over\nthe start (taken before the first region: the %zu KiB array of pointers "
+            "counts) at the\nend of the last idle pause of %zu ms, no call made: for "
+            "lacuna what its background\nthread has not given back (lacuna-never and "
+            "lacuna-free keep every page). back in: from\nthe end of the last ramp down until "
+            "RSS and VmPTE were within %d and %d KiB of the\nstart for the rest of the pause "
+            "(10 ms samples; lacuna's decay_ms is 1000). trimmed: the\nsame after a trim "
+            "(lacuna_trim, malloc_trim for malloc), which gives back the guards,\npage tables "
+            "and state lines of lacuna's free slots and its thread's cache.\n",
+            cfg.peak * sizeof(char *) / KIB, cfg.idle_ms, BACK_RSS_KIB, BACK_PTE_KIB);
     return rc;
 }
