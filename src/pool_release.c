@@ -325,7 +325,7 @@ static void give_back(lacuna_pool *p, bool all, bool idle)
         return;
     run runs[LAC_GIVE_BACK_RUNS];
     struct iovec iov[LAC_GIVE_BACK_RUNS + LAC_CHUNKS_MAX]; /* runs, split where chunks part */
-    /* The decay tick of the warm path comes here every 64 allocations: no lock unless a round
+    /* The decay tick of the warm path comes here every LAC_TICK allocations: no lock unless a round
      * can be due (it never is below give_back_min). */
     size_t least = idle ? 1 : p->give_back_min;
     if (!all && atomic_load_explicit(&p->released_since, memory_order_relaxed) < least)
