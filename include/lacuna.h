@@ -178,7 +178,10 @@ typedef struct lacuna_stats {
 LACUNA_API int lacuna_pool_create(const lacuna_pool_config *config, lacuna_pool **pool);
 
 /* Unmap the whole reservation and free the pool; NULL is a no-op. Every region of the pool is
- * invalid afterwards. The caller must ensure no other thread is using the pool. */
+ * invalid afterwards. The caller must ensure no other thread is using the pool. (Another thread
+ * that used it keeps the pool's small struct, ~1.5 KiB, until that thread uses other pools or
+ * exits: at most 4 per thread. So no new pool is made at that address while the thread's cache
+ * could still take it for the old one.) */
 LACUNA_API void lacuna_pool_destroy(lacuna_pool *pool);
 
 /* Hand out a region: returns its lowest usable byte, or NULL with errno set to
@@ -204,7 +207,7 @@ LACUNA_API int lacuna_free(lacuna_pool *pool, void *region);
 /* Release every warm region of the shared cache and of the calling thread's cache now, in
  * batches (then give back the guards and page tables of long runs of free slots, which get their
  * guard again when next handed out), and ask every other thread's cache (at most 32 regions each)
- * to do the same: each does it on its owner's next slow path (within 64 of that thread's
+ * to do the same: each does it on its owner's next slow path (within 256 of that thread's
  * allocations, or a free that finds its cache full), so a thread that makes no calls keeps its
  * cache until it does or exits. Returns 0, EINVAL (NULL pool, or the kernel refuses to release
  * locked memory: mlock, mlockall), or the errno of another failed release syscall (those regions

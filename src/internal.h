@@ -325,6 +325,8 @@ enum {
 #define LAC_TC_N_MASK 0xffffu           /* lac_tcache.w: the regions held */
 #define LAC_TC_POP    ((1u << 16) | 1u) /* lac_tcache.w: one pop, one tick */
 #define LAC_TC_BORROW (1u << 31)        /* lac_tcache.w: the tick ran out */
+_Static_assert(LAC_TICK < (1u << 15), "lac_tcache.w has 15 bits for the tick");
+_Static_assert(LAC_TC_MAX <= LAC_TC_N_MASK, "lac_tcache.w has 16 bits for the count");
 #define LAC_OFF_SHIFT                                                                              \
     12 /* offsets are divided in 4 KiB units: every page size is a multiple, and below             \
           LAC_MAX_RESERVE the quotient fits 32 bits (exact multiply-by-reciprocal division) */
@@ -382,11 +384,20 @@ static inline void lac_tc_set_n(lac_tcache *tc, uint32_t n)
     atomic_store_explicit(&tc->w, (w & ~LAC_TC_N_MASK) | n, memory_order_relaxed);
 }
 
-/* The pops a cache made (stats: exact while its owner makes no call; else within a tick). */
-static inline uint64_t lac_tc_allocs(lac_tcache *tc)
+/* A cache's pops (returned) and regions held (*n), for stats: exact while its owner makes no
+ * call, and never torn across a tick reload, which marks the word (LAC_TC_BORROW, never stored
+ * otherwise) while it moves a tick into allocs: a word seen unmarked and unchanged around the
+ * read of allocs is one allocs agrees with. */
+static inline uint64_t lac_tc_snapshot(lac_tcache *tc, uint32_t *n)
 {
-    uint32_t tick = atomic_load_explicit(&tc->w, memory_order_relaxed) >> 16;
-    return atomic_load_explicit(&tc->allocs, memory_order_relaxed) + LAC_TICK - tick;
+    for (;;) {
+        uint32_t w = atomic_load_explicit(&tc->w, memory_order_acquire);
+        uint64_t a = atomic_load_explicit(&tc->allocs, memory_order_acquire);
+        if (!(w & LAC_TC_BORROW) && atomic_load_explicit(&tc->w, memory_order_acquire) == w) {
+            *n = w & LAC_TC_N_MASK;
+            return a + LAC_TICK - (w >> 16);
+        }
+    }
 }
 
 struct lacuna_pool {

@@ -458,8 +458,8 @@ void lacuna_pool_stats(const lacuna_pool *cp, lacuna_stats *st)
     size_t tc_warm = 0;
     pthread_mutex_lock(&p->lock);
     for (lac_tcache *tc = p->tcaches; tc; tc = tc->next) {
-        uint64_t a = lac_tc_allocs(tc);
-        uint32_t n = lac_tc_n(tc);
+        uint32_t n;
+        uint64_t a = lac_tc_snapshot(tc, &n);
         allocs += a;
         frees += n + atomic_load_explicit(&tc->moved_out, memory_order_relaxed) -
                  atomic_load_explicit(&tc->moved_in, memory_order_relaxed) + a;

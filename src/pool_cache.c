@@ -24,6 +24,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +35,7 @@
 #define LAC_TLS_MODEL
 #endif
 /* What the warm paths compare a pool with when way 0 cannot serve them: no pool's address. */
-static const char no_pool;
+static const max_align_t no_pool; /* aligned as any pool: a pointer to it is a valid one */
 #define NO_POOL ((const lacuna_pool *)(const void *)&no_pool)
 
 /* The calling thread's caches, most recently used first. Each way with a cache holds a
@@ -500,15 +501,16 @@ static inline void *hand_out(lacuna_pool *p, uint32_t s, bool zeroed)
     return r;
 }
 
-/* Count a tick's pops into allocs and start the next tick (owner only). */
+/* Count a tick's pops into allocs and start the next tick (owner only). The word is marked
+ * meanwhile, so stats never add a tick twice or not at all (lac_tc_snapshot). */
 static void tick_reload(lac_tcache *tc)
 {
     uint32_t w = atomic_load_explicit(&tc->w, memory_order_relaxed);
-    atomic_store_explicit(
-        &tc->allocs, atomic_load_explicit(&tc->allocs, memory_order_relaxed) + LAC_TICK - (w >> 16),
-        memory_order_relaxed);
+    uint64_t a = atomic_load_explicit(&tc->allocs, memory_order_relaxed) + LAC_TICK - (w >> 16);
+    atomic_store_explicit(&tc->w, w | LAC_TC_BORROW, memory_order_relaxed);
+    atomic_store_explicit(&tc->allocs, a, memory_order_release);
     atomic_store_explicit(&tc->w, (w & LAC_TC_N_MASK) | (uint32_t)LAC_TICK << 16,
-                          memory_order_relaxed);
+                          memory_order_release);
 }
 
 /* Pop the top of a non-empty thread cache outside the warm path (a LACUNA_ZERO pool's always):

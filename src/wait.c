@@ -352,7 +352,8 @@ static int epoll_until(int epfd, struct epoll_event *ev, int n, uint64_t due, bo
 int lac_wait_poll(lac_sched *s, bool block)
 {
     if (block || s->nio > 0) {
-        /* Asleep, it wakes for its next timer or the next aging scan of parked fibers (parked.c). */
+        /* Asleep, it wakes for its next timer or the next aging scan of parked fibers (parked.c).
+         */
         uint64_t due = block ? lac_parked_due() : LAC_FOREVER;
         if (block && s->nheap > 0) {
             lac_spin_lock(&s->tlock);

@@ -153,7 +153,7 @@ TEST(model_zero_cached)
 }
 
 /* lacuna_trim on one thread reaches another thread's cache: not while that thread is idle, but
- * on its next slow path: its 64th warm alloc, or (via_free) a free into its full cache. Only
+ * on its next slow path: its TICK-th warm alloc, or (via_free) a free into its full cache. Only
  * that cache goes: what the shared cache gathered since the trim stays warm. */
 enum { TR_CACHED = 32, TR_EXTRA = 16 };
 
@@ -314,7 +314,9 @@ TEST(pool_destroyed_before_thread_exit)
 /* The warm paths know a thread's last pool by its address: while a thread's cache names a
  * destroyed pool, no new pool may be made at that address, or the thread's next warm call on the
  * new pool would use the dead pool's cache. (Without the pool's reference count, glibc hands the
- * freed struct's memory to the very next pool.) */
+ * freed struct's memory to the very next pool.) The address checks are what this test rests on:
+ * a thread's warm path reading a freed cache may well miss by luck and fall back to the slow
+ * path, so the later checks alone would not catch the reuse without ASan. */
 typedef struct {
     lacuna_pool *p;
     pthread_barrier_t used, replaced;
