@@ -50,7 +50,10 @@ TEST(go_join_from_thread)
     CHECK_EQ(lacuna_run(), 0); /* nothing left */
 }
 
-static int order[16], norder;
+/* Atomic: configured_stacks_go_back_to_the_kernel's yielders run on every worker (the tests
+ * about order pin one worker; the index then hands each writer its own slot). */
+static int order[16];
+static _Atomic int norder;
 
 static void *record(void *arg)
 {
@@ -285,6 +288,9 @@ static void *block_forever(void *arg)
 
 TEST(double_join_by_fibers)
 {
+    /* One worker: j1 is the first joiner only because it runs before j2 (FIFO); with two, the
+     * other worker may steal j2 and run it first (then j1 gets the EINVAL). */
+    CHECK_EQ(lacuna_set_workers(1), 0);
     lacuna_chan *c = lacuna_chan_make(sizeof(int), 0);
     lacuna_fiber *t = lacuna_go(block_forever, c);
     lacuna_fiber *j1 = lacuna_go(join_other, t);

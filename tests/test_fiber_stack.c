@@ -61,6 +61,10 @@ static void *innocent(void *arg)
 static void small_stacks_child(void *arg)
 {
     (void)arg;
+    /* One worker: the neighbour must run and end while the innocent is parked in its yield,
+     * on the innocent's worker; with two, another worker may run it before or beside the
+     * innocent, and the test would check nothing. */
+    CHECK_EQ(lacuna_set_workers(1), 0);
     lacuna_pool_config pc = {.region_size = SMALL_STACK, .cache = LACUNA_CACHE_NONE};
     CHECK_EQ(lacuna_fiber_configure(&pc), 0);
     for (int round = 0; round < 3; round++) {

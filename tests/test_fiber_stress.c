@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/wait.h>
 
@@ -80,8 +81,10 @@ static void *node(void *p)
 {
     node_arg a = *(node_arg *)p; /* copied before the spawner can reuse *p */
     lacuna_stats st = pool_stats();
-    if (st.live > max_live)
-        max_live = st.live;
+    size_t seen = atomic_load(&max_live); /* nodes run on every worker: a maximum lost to a
+                                             concurrent update would hide a breadth-first walk */
+    while (st.live > seen && !atomic_compare_exchange_weak(&max_live, &seen, st.live))
+        ;
     long sum = a.num;
     if (a.size > 1) {
         lacuna_chan *c = lacuna_chan_make(sizeof(long), 10);
