@@ -504,6 +504,51 @@ static double pingpong_once(long n, bool pinned)
     return (double)(client.t1 - client.t0) / (double)n;
 }
 
+/* The floor under any cross-thread round trip here: two plain threads bounce one cache line
+ * (a turn flag), spinning, with no runtime, channel or queue: two line transfers between cores
+ * per round trip. A runtime's round trip moves several lines each way. */
+typedef struct {
+    _Atomic int turn; /* 1: the peer's */
+    long n;
+} floor_cfg;
+
+static void spin_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+static void *floor_peer(void *arg)
+{
+    floor_cfg *c = arg;
+    for (long i = 0; i < c->n; i++) {
+        while (atomic_load_explicit(&c->turn, memory_order_acquire) != 1)
+            spin_pause();
+        atomic_store_explicit(&c->turn, 0, memory_order_release);
+    }
+    return NULL;
+}
+
+static double floor_once(long n)
+{
+    floor_cfg c = {.n = n};
+    pthread_t t;
+    if (pthread_create(&t, NULL, floor_peer, &c) != 0)
+        return -1;
+    uint64_t t0 = bench_now_ns();
+    for (long i = 0; i < n; i++) {
+        atomic_store_explicit(&c.turn, 1, memory_order_release);
+        while (atomic_load_explicit(&c.turn, memory_order_acquire) != 0)
+            spin_pause();
+    }
+    uint64_t t1 = bench_now_ns();
+    pthread_join(t, NULL);
+    return (double)(t1 - t0) / (double)n;
+}
+
 static int pingpong_main(int argc, char **argv)
 {
     size_t n = 200000, runs = 5;
@@ -514,7 +559,9 @@ static int pingpong_main(int argc, char **argv)
         {"csv", CLI_FLAG, &csv, 0, 0, "CSV instead of a table", NULL},
         {0}};
     cli_spec spec = {
-        "lacuna-bench pingpong", "ns per channel round trip between fibers pinned to two workers.",
+        "lacuna-bench pingpong",
+        "ns per channel round trip between fibers pinned to two workers (and unpinned), beside the "
+        "floor: two plain threads bouncing one cache line.",
         opts, NULL, "Compare: tools/go/pingpong.go with GOMAXPROCS=2 (tools/bench.d/fibers.sh).\n"};
     int rc = cli_parse(&spec, argc, argv);
     if (rc != CLI_CONTINUE)
@@ -536,6 +583,17 @@ static int pingpong_main(int argc, char **argv)
                      "%zu x %zu\n",
                what, bench_median(rt, (int)runs), mn, mx, runs, n);
     }
+    double fl[100], mn, mx;
+    for (size_t r = 0; r < runs; r++)
+        if ((fl[r] = floor_once((long)n)) < 0) {
+            fprintf(stderr, "lacuna-bench pingpong: cannot start a thread\n");
+            return 1;
+        }
+    minmax(fl, (int)runs, &mn, &mx);
+    printf(csv ? "pingpong floor,%.1f,%.1f,%.1f,%zu,%zu\n"
+               : "pingpong floor (two plain threads bouncing one cache line, no runtime): %.1f ns "
+                 "(min %.1f, max %.1f), median of %zu x %zu\n",
+           bench_median(fl, (int)runs), mn, mx, runs, n);
     return 0;
 }
 

@@ -67,5 +67,6 @@ echo "| spawn + join of an empty fiber, from a fiber | ≤ 100 ns | $(ns spawn+j
 if [ -s "$in/pingpong.txt" ]; then
   pp() { grep -m1 "^pingpong (channel round trip, $1" "$in/pingpong.txt" | sed -E 's/.*: ([0-9.]+) ns \(min ([0-9.]+), max ([0-9.]+)\).*/\1 ns (\2–\3)/'; }
   gopp=$(grep -m1 '^pingpong (Go' "$in/pingpong-go.txt" 2>/dev/null | sed -E 's/.*: ([0-9.]+) ns \(min ([0-9.]+), max ([0-9.]+)\).*/\1 ns (\2–\3)/' || true)
-  echo "| channel round trip between fibers on 2 workers (\`lacuna-bench pingpong\`; Go: \`tools/go/pingpong.go\`, GOMAXPROCS=2, which may keep both goroutines on one thread) | pinned to two workers: ≤ Go's | pinned to 2 workers: $(pp pinned); unpinned: $(pp unpinned) | $gopp |"
+  fl=$(grep -m1 '^pingpong floor' "$in/pingpong.txt" | sed -E 's/.*: ([0-9.]+) ns \(min ([0-9.]+), max ([0-9.]+)\).*/; the floor, two plain threads bouncing one cache line: \1 ns (\2–\3)/' || true)
+  echo "| channel round trip between fibers on 2 workers (\`lacuna-bench pingpong\`; Go: \`tools/go/pingpong.go\`, GOMAXPROCS=2, which may keep both goroutines on one thread) | pinned to two workers: ≤ Go's | pinned to 2 workers: $(pp pinned); unpinned: $(pp unpinned)$fl | $gopp |"
 fi
