@@ -11,6 +11,9 @@ set -euo pipefail
 "$BENCH" switch --runs "$RUNS" | tee "$OUT/switch.txt"
 "$BENCH" pingpong --runs "$RUNS" | tee "$OUT/pingpong.txt"
 "$BENCH" select --runs "$RUNS" | tee "$OUT/select.txt"
+# A warm-up first: this VM's host backs guest memory again on its first touch after a while, and
+# whichever of lacuna and Go ran first would pay that (docs/fibers.md: a 2.6x swing).
+"$BENCH" parked --n 1000000 --stack 16K >/dev/null
 "$BENCH" parked --n 1000000 --stack 16K | tee "$OUT/parked.txt"
 # Deep once, then parked (issue 13): runs Go's version itself (tools/go/deep.go), or says SKIP go.
 "$BENCH" deep --runs "$RUNS" | tee "$OUT/deep.txt"
