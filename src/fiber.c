@@ -360,9 +360,13 @@ static lacuna_fiber *spawn(const lacuna_fiber_opts *o, void *(*fn)(void *), void
     if (s == NULL)
         return NULL;
     lacuna_pool *pool = atomic_load_explicit(&st->pool, memory_order_relaxed);
-    char *stack = lac_sched_spare_take(s, (unsigned)which);
-    if (stack == NULL && (stack = lacuna_alloc(pool)) == NULL)
-        return NULL; /* errno: ENOMEM */
+    long region;
+    char *stack = lac_sched_spare_take(s, (unsigned)which, &region);
+    if (stack == NULL) {
+        if ((stack = lacuna_alloc(pool)) == NULL)
+            return NULL; /* errno: ENOMEM */
+        region = lacuna_region_index(pool, stack);
+    }
     lac_fiber *f = block_get(s);
     if (f == NULL) {
         (void)lacuna_free(pool, stack);
@@ -388,7 +392,7 @@ static lacuna_fiber *spawn(const lacuna_fiber_opts *o, void *(*fn)(void *), void
     atomic_store_explicit(&f->high_water, 0, memory_order_relaxed); /* its own life's (parked.c) */
     atomic_store_explicit(&f->released, 0, memory_order_relaxed);
     name_copy(f, o->name);
-    f->region = lacuna_region_index(pool, stack);
+    f->region = region;
     atomic_store_explicit(&st->owner[f->region], f->idx, memory_order_relaxed);
     lacuna_fiber *h = handle_of(f);
     lac_sched_start(s, f);

@@ -962,7 +962,7 @@ bool lac_fiber_spares_ok(const lac_fiber *f);
 void lac_fiber_stack_free(char *stack, unsigned stacks);
 
 /* sched.c: a spare stack of that pool for a new fiber, or NULL. */
-char *lac_sched_spare_take(lac_sched *s, unsigned stacks);
+char *lac_sched_spare_take(lac_sched *s, unsigned stacks, long *region);
 
 /* Move a dying scheduler's free control blocks to the shared list. */
 void lac_fiber_blocks_drop(lac_sched *s);

@@ -511,13 +511,14 @@ lac_sched *lac_sched_park(lac_sched *s, lac_spin *unlock)
 /* An ended fiber's stack is kept for this worker's next spawn (up to LAC_SPARE_MAX): no pool call
  * at either end, and the ending fiber switches straight to the next one. What is left when the
  * worker's own loop runs out of ready fibers goes back to the pool there, on the thread's stack. */
-char *lac_sched_spare_take(lac_sched *s, unsigned stacks)
+char *lac_sched_spare_take(lac_sched *s, unsigned stacks, long *region)
 {
     /* Only the most recent: its pages are the hottest, and a mismatch just means a pool call. */
     if (s->nspare == 0 || s->spare[s->nspare - 1].stacks != stacks)
         return NULL;
     lac_spare *sp = &s->spare[--s->nspare];
     spare_forget(sp);
+    *region = sp->region;
     return sp->stack;
 }
 

@@ -155,17 +155,21 @@ static int timer_add(lac_sched *s, lac_fiber *f, uint64_t deadline)
     return err;
 }
 
-/* Take f out of the heap it is in, if any (f runs: on any worker). */
-static void timer_drop(lac_fiber *f)
+static __attribute__((noinline)) void timer_unlink(lac_fiber *f)
 {
     lac_sched *t = f->tsched;
-    if (t == NULL)
-        return;
     lac_spin_lock(&t->tlock);
     if (f->heap_pos != LAC_NO_HEAP)
         heap_remove(t, f);
     lac_spin_unlock(&t->tlock);
     f->tsched = NULL;
+}
+
+/* Take f out of the heap it is in, if any (f runs: on any worker). Most parks have no timer. */
+static inline void timer_drop(lac_fiber *f)
+{
+    if (f->tsched)
+        timer_unlink(f);
 }
 
 /* ---- the wait protocol (see internal.h) --------------------------------------------------- */
