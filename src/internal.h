@@ -891,13 +891,15 @@ enum { LAC_STOP_NONE = 0, LAC_STOP_DONE = 1 }; /* else an errno (EDEADLK) */
  * is under qlock while the runtime has several workers (thieves take from it); `delta` is read
  * by the worker deciding that the runtime is done; `sleeping` and `evfd` by wakers. */
 struct lac_sched {
-    lac_fiber *cur;          /* running fiber; NULL while on the thread's own stack */
-    lac_rt *rt;              /* the runtime it works for */
-    bool multi;              /* rt has several workers now: lock the queue */
-    lac_spin qlock;          /* the run queue, while multi */
-    lac_fiber *head, *tail;  /* run queue */
-    _Atomic size_t nq;       /* its length (written under qlock, read without by thieves) */
-    lac_fiber *runnext;      /* made ready by a hand-off (channel, join): runs next */
+    lac_fiber *cur; /* running fiber; NULL while on the thread's own stack */
+    lac_rt *rt;     /* the runtime it works for */
+    bool multi;     /* rt has several workers now: lock the queue */
+    /* The run queue has a cache line of its own: other workers push to it and read nq, and the
+     * fields around it are written on every switch (a pinned ping-pong paid for sharing). */
+    _Alignas(64) lac_spin qlock;     /* the run queue, while multi */
+    lac_fiber *head, *tail;          /* run queue */
+    _Atomic size_t nq;               /* its length (written under qlock, read without by thieves) */
+    _Alignas(64) lac_fiber *runnext; /* made ready by a hand-off (channel, join): runs next */
     lac_fiber *handed;       /* earlier hand-offs it displaced, a stack: they run before head */
     lac_fiber *spawner;      /* preempted by its spawn; runs when that fiber first gives way */
     unsigned runnext_streak; /* hand-off picks while the queue waited: at most LAC_RUNNEXT_MAX */

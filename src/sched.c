@@ -41,6 +41,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -61,6 +62,7 @@
 
 #define LAC_POLL_EVERY 64   /* scheduling decisions between polls (timers, fds, injections) */
 #define LAC_SPIN_IDLE  2000 /* looks for work before an idle worker sleeps (~20-50 us) */
+#define LAC_SPIN_PEEK  16   /* of those, every how many also look at other workers' queues */
 
 enum { LAC_AFTER_NONE = 0, LAC_AFTER_PUSH_BACK, LAC_AFTER_UNLOCK };
 
@@ -743,11 +745,12 @@ lac_sched *lac_sched_get(void)
         errno = err;
         return NULL;
     }
-    s = calloc(1, sizeof *s);
+    s = aligned_alloc(64, (sizeof *s + 63) / 64 * 64); /* its run queue's line is its own */
     if (s == NULL) {
         errno = ENOMEM;
         return NULL;
     }
+    memset(s, 0, sizeof *s);
     if (lac_tls_id == 0)
         lac_tls_id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
     lac_rt *rt = tls_rt ? tls_rt : rt_get();
@@ -828,11 +831,17 @@ static void wake_all(lac_rt *rt, lac_sched *self)
     }
 }
 
+/* Whether this worker's own queue or its runtime's injection queue has work. */
+static inline bool work_here(const lac_sched *s)
+{
+    return has_ready(s) || atomic_load_explicit(&s->rt->ninj, memory_order_relaxed) != 0;
+}
+
 /* Whether anything this worker could run is visible now. */
 static bool work_visible(lac_sched *s)
 {
     lac_rt *rt = s->rt;
-    if (has_ready(s) || atomic_load_explicit(&rt->ninj, memory_order_relaxed) != 0)
+    if (work_here(s))
         return true;
     if (!s->multi)
         return false;
@@ -850,9 +859,12 @@ static bool work_visible(lac_sched *s)
 static int idle(lac_sched *s)
 {
     lac_rt *rt = s->rt;
+    /* Others' queues only every LAC_SPIN_PEEK-th look: reading them keeps pulling lines their
+     * owners write, which a pinned ping-pong pays on every hop; a steal can wait that long. */
     if (s->multi)
         for (unsigned i = 0; i < LAC_SPIN_IDLE; i++) {
-            if (work_visible(s) || atomic_load_explicit(&rt->stop, memory_order_relaxed))
+            if ((i % LAC_SPIN_PEEK == 0 ? work_visible(s) : work_here(s)) ||
+                atomic_load_explicit(&rt->stop, memory_order_relaxed))
                 return 0;
             LAC_CPU_RELAX();
         }

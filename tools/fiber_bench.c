@@ -447,8 +447,9 @@ static int switch_main(int argc, char **argv)
 typedef struct {
     lacuna_chan *ping, *pong;
     long n;
-    int want;    /* the worker its pinned fiber must run on */
-    bool pinned; /* false: both unpinned, where the scheduler puts them (Go's case) */
+    bool server;
+    bool pinned;        /* false: both unpinned, where the scheduler puts them (Go's case) */
+    _Atomic int *first; /* the worker the first launcher pinned to, or -1 */
     uint64_t t0, t1;
 } pp_cfg;
 
@@ -475,23 +476,31 @@ static void *pp_client(void *arg)
     return (void *)(intptr_t)v;
 }
 
-/* Yield until an idle worker has taken this fiber to `want`, then run fn pinned there. */
+/* Run fn pinned to a worker the other launcher has not taken: the first pins where it runs; the
+ * second yields until it runs elsewhere (the other worker is idle then, and steals it). Insisting
+ * on a given worker each livelocked, 3 runs in 30: two launchers on each other's workers, both
+ * yielding, neither worker ever idle to steal the other. */
 static void *pp_launch(void *arg)
 {
     pp_cfg *c = arg;
+    void *(*fn)(void *) = c->server ? pp_server : pp_client;
     if (!c->pinned)
-        return (c->want ? pp_server : pp_client)(c);
-    while (lacuna_worker_id() != c->want)
-        lacuna_yield();
+        return fn(c);
+    int none = -1;
+    if (!atomic_compare_exchange_strong(c->first, &none, lacuna_worker_id()))
+        while (lacuna_worker_id() == atomic_load(c->first))
+            lacuna_yield();
     lacuna_fiber_opts o = {.flags = LACUNA_FIBER_PINNED};
-    return lacuna_join(lacuna_go_opts(&o, c->want ? pp_server : pp_client, c));
+    return lacuna_join(lacuna_go_opts(&o, fn, c));
 }
 
 static double pingpong_once(long n, bool pinned)
 {
     lacuna_chan *ping = lacuna_chan_make(sizeof(long), 0),
                 *pong = lacuna_chan_make(sizeof(long), 0);
-    pp_cfg client = {ping, pong, n, 0, pinned, 0, 0}, server = {ping, pong, n, 1, pinned, 0, 0};
+    _Atomic int first = -1;
+    pp_cfg client = {ping, pong, n, false, pinned, &first, 0, 0},
+           server = {ping, pong, n, true, pinned, &first, 0, 0};
     lacuna_set_workers(2);
     lacuna_fiber *a = lacuna_go(pp_launch, &client), *b = lacuna_go(pp_launch, &server);
     lacuna_run();
