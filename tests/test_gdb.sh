@@ -35,6 +35,12 @@ live() {
     "$@" -ex kill "$target" >"$out" 2>&1
 }
 
+# gdb on core file $1, the same commands as live(). Output to $2.
+read_core() {
+  gdb -batch -nx -x "$script" -ex 'lacuna fibers' -ex 'lacuna bt deep' -ex 'info lacuna-fibers' \
+    -ex 'lacuna bt marker' "$target" "$1" >"$2" 2>&1
+}
+
 # ---- 1. live ----
 live "$tmp/live.txt"
 if grep -q 'ptrace: Operation not permitted\|Could not trace the inferior\|Couldn.t get registers' "$tmp/live.txt"; then
@@ -72,8 +78,7 @@ fi
 # Guard markers (MADV_GUARD_INSTALL) make gdb's gcore drop the pool's memory: mprotect guards.
 LACUNA_FORCE_FALLBACK=guard live "$tmp/gcore.txt" -ex "gcore $tmp/gcore.core"
 if [ -s "$tmp/gcore.core" ]; then
-  gdb -batch -nx -x "$script" -ex 'lacuna fibers' -ex 'lacuna bt deep' -ex 'info lacuna-fibers' \
-    -ex 'lacuna bt marker' "$target" "$tmp/gcore.core" >"$tmp/gcore-read.txt" 2>&1
+  read_core "$tmp/gcore.core" "$tmp/gcore-read.txt"
   check "$tmp/gcore-read.txt" "gcore core file"
   echo "== gcore core file: checked"
 else
@@ -90,8 +95,7 @@ case $pattern in
     core=
     for c in "$tmp"/crash/core*; do [ -f "$c" ] && core=$c && break; done
     if [ -n "$core" ]; then
-      gdb -batch -nx -x "$script" -ex 'lacuna fibers' -ex 'lacuna bt deep' -ex 'info lacuna-fibers' \
-        -ex 'lacuna bt marker' "$target" "$core" >"$tmp/kcore.txt" 2>&1
+      read_core "$core" "$tmp/kcore.txt"
       check "$tmp/kcore.txt" "kernel core dump"
       echo "== kernel core dump: checked"
     else

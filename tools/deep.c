@@ -168,6 +168,19 @@ static int wake_all(deep_run *r, lacuna_fiber **f, size_t n, bool last)
     return 0;
 }
 
+/* wake_all (not the last time), timed: per fiber microseconds and minor faults, then RSS. */
+static int wake_timed(deep_run *r, lacuna_fiber **f, size_t n, double *us, double *flt,
+                      long *rss_kib)
+{
+    long flt0 = bench_minflt();
+    uint64_t t = bench_now_ns();
+    int err = wake_all(r, f, n, false);
+    *us = (double)(bench_now_ns() - t) / 1e3 / (double)n;
+    *flt = (double)(bench_minflt() - flt0) / (double)n;
+    *rss_kib = bench_rss_kib();
+    return err;
+}
+
 #define FAIL(e, ...)                                                                               \
     do {                                                                                           \
         r->err = (e) ? (e) : EIO;                                                                  \
@@ -224,21 +237,10 @@ static void *driver(void *arg)
     r->used_min = a.umin;
     r->used_max = a.umax;
 
-    flt = bench_minflt();
-    t = bench_now_ns();
-    if ((err = wake_all(r, f, n, false)) != 0)
+    if ((err = wake_timed(r, f, n, &r->resume_us, &r->resume_flt, &r->rss_resumed_kib)) != 0)
         FAIL(err, "resume");
-    r->resume_us = (double)(bench_now_ns() - t) / 1e3 / (double)n;
-    r->resume_flt = (double)(bench_minflt() - flt) / (double)n;
-    r->rss_resumed_kib = bench_rss_kib();
-
-    flt = bench_minflt();
-    t = bench_now_ns();
-    if ((err = wake_all(r, f, n, false)) != 0)
+    if ((err = wake_timed(r, f, n, &r->again_us, &r->again_flt, &r->rss_again_kib)) != 0)
         FAIL(err, "deep again");
-    r->again_us = (double)(bench_now_ns() - t) / 1e3 / (double)n;
-    r->again_flt = (double)(bench_minflt() - flt) / (double)n;
-    r->rss_again_kib = bench_rss_kib();
     if ((err = wake_all(r, f, n, true)) != 0)
         FAIL(err, "the end");
 out:
