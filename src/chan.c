@@ -360,15 +360,18 @@ static __attribute__((noinline)) void perm_fill(const lacuna_select_case *cases,
     sel_rng = x;
 }
 
-/* Whether a case looks ready, without its lock: a hint (see PEEK). */
-static inline bool maybe_ready(const lacuna_select_case *k)
+_Static_assert(LACUNA_SELECT_RECV == LACUNA_SELECT_SEND + 1, "lacuna_select checks op by range");
+
+/* Whether a case on c looks ready, without its lock: a hint (see PEEK). Branch-free but for the
+ * op: select peeks at every case before it takes a lock, so this is most of its fast path. */
+static inline bool maybe_ready(const lacuna_chan *c, int op)
 {
-    lacuna_chan *c = k->chan;
-    if (PEEK(c->closed))
-        return true;
-    if (k->op == LACUNA_SELECT_SEND)
-        return PEEK(c->recvq.head) != NULL || PEEK(c->n) < c->cap;
-    return PEEK(c->n) > 0 || PEEK(c->sendq.head) != NULL;
+    uintptr_t any = PEEK(c->closed);
+    if (op == LACUNA_SELECT_SEND)
+        any |= (uintptr_t)PEEK(c->recvq.head) | (PEEK(c->n) < c->cap);
+    else
+        any |= (uintptr_t)PEEK(c->sendq.head) | PEEK(c->n);
+    return any != 0;
 }
 
 /* One case, under its channel's lock (held, kept): as send_locked. */
@@ -406,7 +409,7 @@ static int select_live(lacuna_select_case *cases, size_t *perm, size_t *order, l
      * where it looks ready, under its own lock only (done already by the caller when tried). */
     for (size_t k = 0; !tried && k < n; k++) {
         lacuna_select_case *cs = &cases[perm[k]];
-        if (!maybe_ready(cs))
+        if (!maybe_ready(cs->chan, cs->op))
             continue;
         lac_spin_lock(&cs->chan->lk);
         int r = case_locked(cs, &woken);
@@ -502,28 +505,61 @@ static __attribute__((noinline)) int select_slow(lacuna_select_case *cases, size
     return err;
 }
 
+/* Several cases look ready (the bits of ready, n <= 64): try them in a uniformly random order,
+ * each under its own lock alone. The result of the one that completed (its index in *chosen), or
+ * -1 when every peek raced away. Kept out of lacuna_select: one ready case is the common one. */
+static __attribute__((noinline)) int select_ready(lacuna_select_case *cases, uint64_t ready,
+                                                  size_t *chosen)
+{
+    uint64_t x = sel_rand();
+    do {
+        uint64_t m = ready;
+        if (m & (m - 1)) { /* several: the r-th of them, r uniform below their count */
+            uint64_t r = ((x >> 32) * (uint64_t)__builtin_popcountll(m)) >> 32;
+            for (; r > 0; r--)
+                m &= m - 1;
+        }
+        size_t i = (size_t)__builtin_ctzll(m);
+        int res = try_case(&cases[i]);
+        if (res >= 0) {
+            *chosen = i;
+            return res;
+        }
+        ready &= ~(1ull << i);
+        x = x * 6364136223846793005ull + 1442695040888963407ull; /* next draw (an LCG) */
+    } while (ready);
+    return -1;
+}
+
 int lacuna_select(lacuna_select_case *cases, size_t n, uint64_t deadline_ns, size_t *chosen)
 {
     if ((cases == NULL && n > 0) || chosen == NULL) {
         LAC_BAD_INPUT("lacuna_select", "NULL cases or chosen", cases);
         return EINVAL;
     }
-    size_t nlive = 0;
-    uint64_t ready = 0; /* with n <= 64: the cases that look ready */
+    /* One pass checks every case and peeks at its channel: with n <= 64, ready has a bit for
+     * each case that looks ready (past 64 the bits wrap and are not used) and last is one of them. */
+    size_t nlive = 0, last = 0;
+    uint64_t ready = 0;
     for (size_t i = 0; i < n; i++) {
-        if (cases[i].op != LACUNA_SELECT_SEND && cases[i].op != LACUNA_SELECT_RECV) {
-            LAC_BAD_INPUT("lacuna_select", "unknown op", &cases[i]);
+        const lacuna_select_case *k = &cases[i];
+        lacuna_chan *c = k->chan;
+        int op = k->op;
+        if ((unsigned)op - LACUNA_SELECT_SEND > 1u) { /* neither SEND nor RECV */
+            LAC_BAD_INPUT("lacuna_select", "unknown op", k);
             return EINVAL;
         }
-        if (cases[i].chan == NULL)
+        if (c == NULL)
             continue;
-        if (cases[i].elem == NULL) {
-            LAC_BAD_INPUT("lacuna_select", "NULL elem", &cases[i]);
+        if (k->elem == NULL) {
+            LAC_BAD_INPUT("lacuna_select", "NULL elem", k);
             return EINVAL;
         }
         nlive++;
-        if (n <= 64 && maybe_ready(&cases[i]))
-            ready |= 1ull << i;
+        if (maybe_ready(c, op)) {
+            ready |= 1ull << (i & 63);
+            last = i;
+        }
     }
     if (nlive == 0) { /* nothing can become ready: only the deadline (or a cancel) ends it */
         if (deadline_ns == LAC_FOREVER) {
@@ -535,27 +571,20 @@ int lacuna_select(lacuna_select_case *cases, size_t n, uint64_t deadline_ns, siz
         int err = lacuna_sleep_until(deadline_ns);
         return err ? err : ETIMEDOUT;
     }
-    /* The common case, up to 64 cases: pick uniformly among those that look ready (one random
-     * number, no permutation) and try it under its lock alone; a peek that raced away is
-     * dropped and another picked. */
+    /* The common case, up to 64 cases: pick uniformly among those that look ready and try it
+     * under its lock alone (one ready: no draw); a peek that raced away is dropped and another
+     * picked. */
     if (n <= 64 && ready) {
-        uint64_t x = ready & (ready - 1) ? sel_rand() : 0; /* one candidate: no draw */
-        do {
-            uint64_t m = ready;
-            if (m & (m - 1)) { /* several: the r-th of them, r uniform below their count */
-                uint64_t r = ((x >> 32) * (uint64_t)__builtin_popcountll(m)) >> 32;
-                for (; r > 0; r--)
-                    m &= m - 1;
-            }
-            size_t i = (size_t)__builtin_ctzll(m);
-            int res = try_case(&cases[i]);
-            if (res >= 0) {
-                *chosen = i;
-                return res;
-            }
-            ready &= ~(1ull << i);
-            x = x * 6364136223846793005ull + 1442695040888963407ull; /* next draw (an LCG) */
-        } while (ready);
+        int res;
+        if ((ready & (ready - 1)) == 0) {
+            res = try_case(&cases[last]);
+            if (res >= 0)
+                *chosen = last;
+        } else {
+            res = select_ready(cases, ready, chosen);
+        }
+        if (res >= 0)
+            return res;
     }
     if (n <= 64 && deadline_ns == 0)
         return ETIMEDOUT;

@@ -7,6 +7,7 @@
 #include "test.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -36,8 +37,12 @@ TEST(select_bad_input)
     lacuna_select_case k[2] = {recv_case(c, &v), recv_case(NULL, &v)};
     CHECK_EQ(lacuna_select(NULL, 1, LACUNA_NOWAIT, &i), EINVAL);
     CHECK_EQ(lacuna_select(k, 1, LACUNA_NOWAIT, NULL), EINVAL);
-    k[0].op = 7;
-    CHECK_EQ(lacuna_select(k, 1, LACUNA_NOWAIT, &i), EINVAL);
+    const int bad_ops[] = {7, 0, 3, -1, INT_MIN, INT_MAX}; /* every side of SEND..RECV */
+    for (size_t b = 0; b < sizeof bad_ops / sizeof *bad_ops; b++) {
+        k[0].op = bad_ops[b];
+        CHECK_EQ(lacuna_select(k, 1, LACUNA_NOWAIT, &i), EINVAL);
+        CHECK_EQ(lacuna_select(k, 2, LACUNA_NOWAIT, &i), EINVAL);
+    }
     k[0] = recv_case(c, NULL);
     CHECK_EQ(lacuna_select(k, 1, LACUNA_NOWAIT, &i), EINVAL);
     k[0] = recv_case(c, &v);
