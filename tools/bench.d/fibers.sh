@@ -1,8 +1,8 @@
 # make bench, fiber layer: skynet by its standard rules (unbuffered channels, 1,111,111 fibers),
 # the 10-slot buffered variant beside it (labelled so in its file), 1 and 2 M:N workers, switch
-# costs (with Boost.Context's raw switch in the same run), a channel round trip across workers and
-# a select over 4 channels beside a plain receive, and deep-then-parked fibers giving their stack
-# pages back.
+# costs (with Boost.Context's raw switch in the same run), a channel round trip across workers, a
+# select over 4 channels beside a plain receive, the mutex (with Go's), and deep-then-parked fibers
+# giving their stack pages back.
 set -euo pipefail
 "$BENCH" skynet --runs "$RUNS" | tee "$OUT/skynet.txt"
 "$BENCH" skynet --buffered --runs "$RUNS" | tee "$OUT/skynet-buffered.txt"
@@ -11,6 +11,7 @@ set -euo pipefail
 "$BENCH" switch --runs "$RUNS" | tee "$OUT/switch.txt"
 "$BENCH" pingpong --runs "$RUNS" | tee "$OUT/pingpong.txt"
 "$BENCH" select --runs "$RUNS" | tee "$OUT/select.txt"
+"$BENCH" sync --runs "$RUNS" | tee "$OUT/sync.txt" # with Go's sync.Mutex when `go` is there
 # A warm-up first: this VM's host backs guest memory again on its first touch after a while, and
 # whichever of lacuna and Go ran first would pay that (docs/fibers.md: a 2.6x swing).
 "$BENCH" parked --n 1000000 --stack 16K >/dev/null
