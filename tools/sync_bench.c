@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static lacuna_mutex mu;
 static volatile long shared; /* under mu */
@@ -42,10 +43,20 @@ static void *lock_fiber(void *arg)
     return NULL;
 }
 
+static double last_busy; /* CPU time over wall time of the last run_once: workers busy at once */
+
+static uint64_t process_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* ns per lock+unlock: `fibers` fibers on `workers` workers (0 fibers: thread context). */
 static double run_once(unsigned workers, int fibers, long n)
 {
     loop_n = n;
+    uint64_t c0 = process_cpu_ns();
     uint64_t t0 = bench_now_ns();
     if (fibers == 0) {
         lock_loop(n);
@@ -55,7 +66,9 @@ static double run_once(unsigned workers, int fibers, long n)
             lacuna_detach(lacuna_go(lock_fiber, NULL));
         lacuna_run();
     }
-    return (double)(bench_now_ns() - t0) / ((double)n * (fibers ? fibers : 1));
+    uint64_t wall = bench_now_ns() - t0;
+    last_busy = (double)(process_cpu_ns() - c0) / (double)wall;
+    return (double)wall / ((double)n * (fibers ? fibers : 1));
 }
 
 /* Go's side: tools/go/mutex.go built once into a temporary directory, so that each round can run
@@ -83,6 +96,8 @@ static char *go_build(char *dir, size_t dirlen, bool csv)
     return dir;
 }
 
+static double go_busy; /* CPU time over wall time of Go's last run */
+
 /* One run of Go's loop (ns per lock+unlock), or a negative value. */
 static double go_contended(const char *dir, long n)
 {
@@ -92,7 +107,8 @@ static double go_contended(const char *dir, long n)
     double ns = -1;
     char line[512];
     while (p && fgets(line, sizeof line, p))
-        (void)sscanf(line, "go_mutex_contended_ns %lf", &ns);
+        if (sscanf(line, "go_mutex_contended_ns %lf", &ns) != 1)
+            (void)sscanf(line, "go_mutex_cpu_per_wall %lf", &go_busy);
     if (p)
         pclose(p);
     return ns;
@@ -128,16 +144,18 @@ int bench_sync_main(int argc, char **argv)
     bench_machine(stdout, csv ? "# " : "");
     char dirbuf[64];
     const char *go = no_go ? NULL : go_build(dirbuf, sizeof dirbuf, csv);
-    double un[100], th[100], ct[100], gt[100], ratio[100];
+    double un[100], th[100], ct[100], gt[100], ratio[100], busy[100], gbusy[100];
     size_t gruns = 0;
     run_once(1, 1, (long)n / 10); /* warm-up: the pool, the stacks, the scheduler */
     for (size_t r = 0; r < runs; r++) {
         un[r] = run_once(1, 1, (long)n);
         th[r] = run_once(0, 0, (long)n);
         ct[r] = run_once(2, 4, (long)cn);
+        busy[r] = last_busy;
         double g = go ? go_contended(go, (long)cn) : -1;
         if (g >= 0) {
             ratio[gruns] = g / ct[r]; /* lacuna's throughput over Go's, this round */
+            gbusy[gruns] = go_busy;
             gt[gruns++] = g;
         }
     }
@@ -148,26 +166,33 @@ int bench_sync_main(int argc, char **argv)
     }
     double u = bench_median(un, (int)runs), t = bench_median(th, (int)runs),
            c = bench_median(ct, (int)runs), g = gruns ? bench_median(gt, (int)gruns) : -1,
-           rt = gruns ? bench_median(ratio, (int)gruns) : -1;
+           rt = gruns ? bench_median(ratio, (int)gruns) : -1, b = bench_median(busy, (int)runs),
+           gb = gruns ? bench_median(gbusy, (int)gruns) : -1;
     if (csv) {
         printf("measure,ns,n,runs\n");
         printf("uncontended_fiber,%.2f,%zu,%zu\nuncontended_thread,%.2f,%zu,%zu\n", u, n, runs, t,
                n, runs);
-        printf("contended_2x2,%.2f,%zu,%zu\n", c, cn, runs);
+        printf("contended_2x2,%.2f,%zu,%zu\ncontended_cpu_per_wall,%.2f,%zu,%zu\n", c, cn, runs, b,
+               cn, runs);
         if (g >= 0)
-            printf("go_contended_2x2,%.2f,%zu,%zu\nthroughput_vs_go,%.2f,%zu,%zu\n", g, cn, gruns, rt,
-                   cn, gruns);
+            printf("go_contended_2x2,%.2f,%zu,%zu\ngo_cpu_per_wall,%.2f,%zu,%zu\n"
+                   "throughput_vs_go,%.2f,%zu,%zu\n",
+                   g, cn, gruns, gb, cn, gruns, rt, cn, gruns);
         return 0;
     }
     printf("uncontended lock+unlock, in a fiber:      %.2f ns (median of %zu)\n", u, runs);
     printf("uncontended lock+unlock, thread context:  %.2f ns\n", t);
     printf("contended, 2 workers x 2 fibers:          %.2f ns per lock+unlock (%.1f M/s)\n", c,
            1e3 / c);
+    printf("  CPU time / wall time of those runs:     %.2f (1: the four fibers ran on one worker at a "
+           "time)\n",
+           b);
     if (g >= 0)
         printf("Go sync.Mutex, GOMAXPROCS=2 x 2 goroutines each: %.2f ns (%.1f M/s; median of %zu, "
                "each run right after lacuna's)\n"
+               "  CPU time / wall time of Go's runs:      %.2f\n"
                "lacuna/Go throughput (median of per-round ratios): %.2fx (target >= 1x)\n",
-               g, 1e3 / g, gruns, rt);
+               g, 1e3 / g, gruns, gb, rt);
     return 0;
 }
 

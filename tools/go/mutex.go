@@ -8,8 +8,16 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 )
+
+// cpuNs: the CPU time this process has used so far (every thread), in ns.
+func cpuNs() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
 
 func main() {
 	n := flag.Int("n", 2000000, "locks per goroutine")
@@ -19,6 +27,7 @@ func main() {
 	var counter int64
 	var wg sync.WaitGroup
 	const goroutines = 4
+	cpu0 := cpuNs()
 	start := time.Now()
 	for g := 0; g < goroutines; g++ {
 		wg.Add(1)
@@ -34,8 +43,10 @@ func main() {
 	}
 	wg.Wait()
 	el := time.Since(start)
+	cpu := cpuNs() - cpu0
 	if counter == 42 {
 		fmt.Println("") // keep the counter alive
 	}
 	fmt.Printf("go_mutex_contended_ns %.2f\n", float64(el.Nanoseconds())/float64(goroutines**n))
+	fmt.Printf("go_mutex_cpu_per_wall %.2f\n", float64(cpu)/float64(el.Nanoseconds()))
 }
