@@ -275,3 +275,77 @@ int main(int argc, char **argv)
     fprintf(stderr, " (see lacuna-bench --help)\n");
     return 2;
 }
+
+/* ---- Go peers ------------------------------------------------------------------------------ */
+
+const char *bench_go_build(const char *name, char *dir, size_t dirlen, const char *prefix)
+{
+    if (system("command -v go >/dev/null 2>&1") != 0) {
+        printf("%sgo: skipped: no `go` command on PATH (Debian: apt-get install golang-go)\n",
+               prefix);
+        return NULL;
+    }
+    snprintf(dir, dirlen, "/tmp/lacuna-bench-go.XXXXXX");
+    if (mkdtemp(dir) == NULL) {
+        printf("%sgo: skipped: no temporary directory (%s)\n", prefix, strerror(errno));
+        return NULL;
+    }
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s/tools/go' && GOCACHE='%s/cache' go build -o '%s/%s' %s.go >/dev/null 2>&1",
+             LACUNA_SOURCE_DIR, dir, dir, name, name);
+    if (system(cmd) != 0) {
+        printf("%sgo: skipped: `go build tools/go/%s.go` failed\n", prefix, name);
+        bench_go_clean(dir);
+        return NULL;
+    }
+    return dir;
+}
+
+long bench_go_run(const char *dir, const char *name, const char *args, unsigned procs,
+                  void (*line)(const char *text, void *ctx), void *ctx)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "GOMAXPROCS=%u exec '%s/%s' %s", procs, dir, name, args);
+    int fd[2];
+    if (pipe(fd) != 0)
+        return -1;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(fd[1], 1);
+        dup2(fd[1], 2);
+        close(fd[0]);
+        close(fd[1]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    FILE *out = fdopen(fd[0], "r");
+    char text[512];
+    while (out && fgets(text, sizeof text, out))
+        if (line)
+            line(text, ctx);
+    if (out)
+        fclose(out);
+    else
+        close(fd[0]);
+    int status;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return -1;
+    return ru.ru_maxrss; /* KiB on Linux; the shell exec'ed into the program */
+}
+
+void bench_go_clean(const char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "lacuna-bench: could not remove %s\n", dir);
+}

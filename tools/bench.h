@@ -30,6 +30,18 @@ void bench_need_static_tls(void);
  * the child fills *out (size bytes) which is copied back. Returns 0, or -1 if the child died. */
 int bench_in_child(void (*fn)(void *arg, void *out), void *arg, void *out, size_t size);
 
+/* Go peers (tools/go/NAME.go), run beside lacuna in the same rounds: a busy machine changes from
+ * second to second, so only runs made side by side compare. bench_go_build builds NAME.go once
+ * into a temporary directory and returns it (to pass to the others), or NULL with the reason
+ * printed (prefixed by `prefix`: "# " in CSV output) when there is no `go` (Debian: golang-go)
+ * or the build failed. bench_go_run runs the built program with `args` and GOMAXPROCS=procs,
+ * gives each line of its output to `line` (with ctx), and returns its peak RSS in KiB (wait4),
+ * or -1 if it could not run or failed. bench_go_clean removes the directory. */
+const char *bench_go_build(const char *name, char *dir, size_t dirlen, const char *prefix);
+long bench_go_run(const char *dir, const char *name, const char *args, unsigned procs,
+                  void (*line)(const char *text, void *ctx), void *ctx);
+void bench_go_clean(const char *dir);
+
 /* churn.c: one configuration, measured as the median of runs after a warm-up. */
 typedef struct churn_cfg {
     const char *backend;

@@ -28,6 +28,7 @@
 
 typedef struct {
     size_t stack, capacity, runs, threads, depth, workers;
+    bool go; /* Go's skynet right after each run (tools/go/skynet.go, GOMAXPROCS = workers) */
     bool buffered, csv;
     long leaves, fibers, expect; /* from depth */
 } sky_cfg;
@@ -204,6 +205,24 @@ static const char *guard_name(int g)
                                         : "none";
 }
 
+static void min_max(const double *v, size_t n, double *mn, double *mx)
+{
+    *mn = *mx = v[0];
+    for (size_t i = 1; i < n; i++) {
+        *mn = v[i] < *mn ? v[i] : *mn;
+        *mx = v[i] > *mx ? v[i] : *mx;
+    }
+}
+
+/* "Result: N in X ms." from Go's skynet: X into *(double *)ctx. */
+static void go_sky_line(const char *text, void *ctx)
+{
+    long result;
+    double ms;
+    if (sscanf(text, "Result: %ld in %lf ms.", &result, &ms) == 2)
+        *(double *)ctx = ms;
+}
+
 static const char sky_more[] =
     "The standard rules (unbuffered channels, every node a fiber) unless --buffered. Stack pool\n"
     "capacity: by default the whole tree, capped so that as many live stacks (a page and page\n"
@@ -224,6 +243,8 @@ static int skynet_main(int argc, char **argv)
          "variant: separate runtimes, the root's 10 subtrees dealt to them", NULL},
         {"buffered", CLI_FLAG, &cfg.buffered, 0, 0,
          "variant: 10-slot buffered channels (not the standard rules)", NULL},
+        {"go", CLI_FLAG, &cfg.go, 0, 0,
+         "also Go's skynet (tools/go/skynet.go, GOMAXPROCS = workers) right after each run", NULL},
         {"csv", CLI_FLAG, &cfg.csv, 0, 0, "CSV instead of a table", NULL},
         {0}};
     cli_spec spec = {"lacuna-bench skynet",
@@ -232,6 +253,9 @@ static int skynet_main(int argc, char **argv)
     int rc = cli_parse(&spec, argc, argv);
     if (rc != CLI_CONTINUE)
         return rc;
+    if (cfg.go && (cfg.buffered || cfg.threads > 1))
+        return cli_usage_error(&spec, "--go: Go's skynet follows the standard rules on one runtime "
+                                      "(no --buffered, no --threads)");
     cfg.leaves = 1;
     for (size_t d = 0; d < cfg.depth; d++)
         cfg.leaves *= 10;
@@ -269,7 +293,13 @@ static int skynet_main(int argc, char **argv)
                    cap_note, cfg.fibers);
     }
     fflush(stdout);
-    double ms[100], peak[100];
+    char godir[64];
+    const char *go = cfg.go ? bench_go_build("skynet", godir, sizeof godir, cfg.csv ? "# " : "")
+                            : NULL;
+    char goargs[32];
+    snprintf(goargs, sizeof goargs, "--depth %zu", cfg.depth);
+    double ms[100], peak[100], gms[100], gpeak[100], rt[100], rm[100];
+    size_t gruns = 0;
     sky_out o = {0};
     cli_progress pr;
     cli_progress_start(&pr);
@@ -304,16 +334,39 @@ static int skynet_main(int argc, char **argv)
                    o.trimmed_kib / 1024.0, (unsigned long long)o.allocs, o.used,
                    guard_name(o.guard));
         fflush(stdout);
+        double g = -1;
+        long gk = go ? bench_go_run(go, "skynet", goargs, (unsigned)cfg.workers, go_sky_line, &g)
+                     : -1;
+        if (gk > 0 && g > 0) {
+            gms[gruns] = g;
+            gpeak[gruns] = (double)gk / 1024;
+            rt[gruns] = ms[r] / g; /* this round's ratios, lacuna over Go */
+            rm[gruns] = peak[r] / gpeak[gruns];
+            if (!cfg.csv)
+                printf("  go run %zu: %.0f ms, peak RSS %.1f MiB\n", gruns + 1, g, gpeak[gruns]);
+            gruns++;
+        }
     }
-    double mn = ms[0], mx = ms[0];
-    for (size_t r = 1; r < cfg.runs; r++) {
-        mn = ms[r] < mn ? ms[r] : mn;
-        mx = ms[r] > mx ? ms[r] : mx;
-    }
+    if (go)
+        bench_go_clean(go);
+    double mn, mx;
+    min_max(ms, cfg.runs, &mn, &mx);
     double med = bench_median(ms, (int)cfg.runs);
     printf("%sskynet%s: median %.1f ms (min %.1f, max %.1f), median peak RSS %.1f MiB\n",
            cfg.csv ? "# " : "", cfg.buffered ? " --buffered (variant)" : "", med, mn, mx,
            bench_median(peak, (int)cfg.runs));
+    if (gruns) {
+        double gmn, gmx;
+        min_max(gms, gruns, &gmn, &gmx);
+        printf("%sgo skynet GOMAXPROCS=%zu, each run right after lacuna's: median %.1f ms (min "
+               "%.1f, max %.1f), median peak RSS %.1f MiB\n",
+               cfg.csv ? "# " : "", cfg.workers, bench_median(gms, (int)gruns), gmn, gmx,
+               bench_median(gpeak, (int)gruns));
+        printf("%slacuna/go, median of per-round ratios: time %.3fx, peak RSS %.4fx\n",
+               cfg.csv ? "# " : "", bench_median(rt, (int)gruns), bench_median(rm, (int)gruns));
+    } else if (go) {
+        printf("%sgo: no run gave a figure\n", cfg.csv ? "# " : "");
+    }
     return 0;
 }
 

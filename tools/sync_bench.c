@@ -71,55 +71,29 @@ static double run_once(unsigned workers, int fibers, long n)
     return (double)wall / ((double)n * (fibers ? fibers : 1));
 }
 
-/* Go's side: tools/go/mutex.go built once into a temporary directory, so that each round can run
- * it right after lacuna's contended run (a busy machine changes from second to second: only
- * rounds run side by side compare). Returns the binary's path, or NULL (reason printed). */
-static char *go_build(char *dir, size_t dirlen, bool csv)
+/* Go's side of a round: tools/go/mutex.go (built once by bench_go_build), run right after
+ * lacuna's contended run. */
+typedef struct go_mutex {
+    double ns, busy; /* ns per lock+unlock; CPU time over wall time */
+} go_mutex;
+
+static void go_mutex_line(const char *text, void *ctx)
 {
-    if (system("command -v go >/dev/null 2>&1") != 0) {
-        printf("%sgo: skipped: no `go` command on PATH (Debian: apt-get install golang-go)\n",
-               csv ? "# " : "");
-        return NULL;
-    }
-    snprintf(dir, dirlen, "/tmp/lacuna-bench-go.XXXXXX");
-    if (mkdtemp(dir) == NULL) {
-        printf("%sgo: skipped: no temporary directory\n", csv ? "# " : "");
-        return NULL;
-    }
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "cd '%s/tools/go' && GOCACHE='%s/cache' go build -o '%s/mutex' mutex.go",
-             LACUNA_SOURCE_DIR, dir, dir);
-    if (system(cmd) != 0) {
-        printf("%sgo: skipped: `go build tools/go/mutex.go` failed\n", csv ? "# " : "");
-        return NULL;
-    }
-    return dir;
+    go_mutex *g = ctx;
+    if (sscanf(text, "go_mutex_contended_ns %lf", &g->ns) != 1)
+        (void)sscanf(text, "go_mutex_cpu_per_wall %lf", &g->busy);
 }
 
-static double go_busy; /* CPU time over wall time of Go's last run */
-
-/* One run of Go's loop (ns per lock+unlock), or a negative value. */
-static double go_contended(const char *dir, long n)
+/* One run of Go's loop (ns per lock+unlock, and *busy), or a negative value. */
+static double go_contended(const char *dir, long n, double *busy)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "'%s/mutex' -n %ld 2>&1", dir, n);
-    FILE *p = popen(cmd, "r");
-    double ns = -1;
-    char line[512];
-    while (p && fgets(line, sizeof line, p))
-        if (sscanf(line, "go_mutex_contended_ns %lf", &ns) != 1)
-            (void)sscanf(line, "go_mutex_cpu_per_wall %lf", &go_busy);
-    if (p)
-        pclose(p);
-    return ns;
-}
-
-static void go_clean(const char *dir)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "lacuna-bench sync: could not remove %s\n", dir);
+    char args[64];
+    snprintf(args, sizeof args, "-n %ld", n);
+    go_mutex g = {-1, -1};
+    if (bench_go_run(dir, "mutex", args, 2, go_mutex_line, &g) < 0)
+        return -1;
+    *busy = g.busy;
+    return g.ns;
 }
 
 int bench_sync_main(int argc, char **argv)
@@ -143,7 +117,7 @@ int bench_sync_main(int argc, char **argv)
         return rc;
     bench_machine(stdout, csv ? "# " : "");
     char dirbuf[64];
-    const char *go = no_go ? NULL : go_build(dirbuf, sizeof dirbuf, csv);
+    const char *go = no_go ? NULL : bench_go_build("mutex", dirbuf, sizeof dirbuf, csv ? "# " : "");
     double un[100], th[100], ct[100], gt[100], ratio[100], busy[100], gbusy[100];
     size_t gruns = 0;
     run_once(1, 1, (long)n / 10); /* warm-up: the pool, the stacks, the scheduler */
@@ -152,15 +126,15 @@ int bench_sync_main(int argc, char **argv)
         th[r] = run_once(0, 0, (long)n);
         ct[r] = run_once(2, 4, (long)cn);
         busy[r] = last_busy;
-        double g = go ? go_contended(go, (long)cn) : -1;
+        double gb_r = -1, g = go ? go_contended(go, (long)cn, &gb_r) : -1;
         if (g >= 0) {
             ratio[gruns] = g / ct[r]; /* lacuna's throughput over Go's, this round */
-            gbusy[gruns] = go_busy;
+            gbusy[gruns] = gb_r;
             gt[gruns++] = g;
         }
     }
     if (go) {
-        go_clean(go);
+        bench_go_clean(go);
         if (gruns < runs)
             printf("%sgo: %zu of %zu runs gave no figure\n", csv ? "# " : "", runs - gruns, runs);
     }
@@ -184,8 +158,8 @@ int bench_sync_main(int argc, char **argv)
     printf("uncontended lock+unlock, thread context:  %.2f ns\n", t);
     printf("contended, 2 workers x 2 fibers:          %.2f ns per lock+unlock (%.1f M/s)\n", c,
            1e3 / c);
-    printf("  CPU time / wall time of those runs:     %.2f (1: the four fibers ran on one worker at a "
-           "time)\n",
+    printf("  CPU time / wall time of those runs:     %.2f (2: both workers busy throughout; 1: one "
+           "at a time)\n",
            b);
     if (g >= 0)
         printf("Go sync.Mutex, GOMAXPROCS=2 x 2 goroutines each: %.2f ns (%.1f M/s; median of %zu, "

@@ -4,9 +4,10 @@
 # select over 4 channels beside a plain receive, the mutex (with Go's), and deep-then-parked fibers
 # giving their stack pages back.
 set -euo pipefail
-"$BENCH" skynet --runs "$RUNS" | tee "$OUT/skynet.txt"
+# --go: Go's skynet (GOMAXPROCS = workers) right after each run, so each ratio is of one moment
+"$BENCH" skynet --go --runs "$RUNS" | tee "$OUT/skynet.txt"
 "$BENCH" skynet --buffered --runs "$RUNS" | tee "$OUT/skynet-buffered.txt"
-"$BENCH" skynet --workers 2 --runs "$RUNS" | tee "$OUT/skynet-workers2.txt"
+"$BENCH" skynet --go --workers 2 --runs "$RUNS" | tee "$OUT/skynet-workers2.txt"
 "$BENCH" skynet --threads 2 --runs "$RUNS" | tee "$OUT/skynet-threads2.txt"
 "$BENCH" switch --runs "$RUNS" | tee "$OUT/switch.txt"
 "$BENCH" pingpong --runs "$RUNS" | tee "$OUT/pingpong.txt"

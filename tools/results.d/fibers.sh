@@ -19,7 +19,24 @@ skynet() {
     awk '{ printf "%.0f ms (%.0f–%.0f), peak RSS %s MiB", $1, $2, $3, $4 }'
 }
 slots() { grep -oE '[0-9]+ slots ever used' "$1" | tail -1 | cut -d' ' -f1; }
+# "--go " when FILE was made with Go's runs beside lacuna's (lacuna-bench skynet --go)
+gogo() { if grep -q '^go skynet GOMAXPROCS=' "$1" 2>/dev/null; then printf -- '--go '; fi; }
 go_skynet() { # GOMAXPROCS -> "921 ms (872–1,041), 226 MiB"
+  # First Go's runs made right after each of lacuna's (`lacuna-bench skynet --go`), with the
+  # per-round ratios; else tools/bench.d's separate Go runs (skynet-go.txt).
+  local own="$in/skynet.txt"
+  [ "$1" = 2 ] && own="$in/skynet-workers2.txt"
+  if grep -q "^go skynet GOMAXPROCS=$1, each run right after" "$own" 2>/dev/null; then
+    local t a b m
+    read -r t a b m < <(grep -m1 "^go skynet GOMAXPROCS=$1, each run right after" "$own" |
+      sed -E 's/.*median ([0-9.]+) ms \(min ([0-9.]+), max ([0-9.]+)\), median peak RSS ([0-9.]+) MiB/\1 \2 \3 \4/' |
+      awk '{ printf "%.0f %.0f %.0f %.0f", $1, $2, $3, $4 }')
+    printf "%s ms (%s–%s), %s MiB; each run right after lacuna's" "$(commas "$t")" "$(commas "$a")" \
+      "$(commas "$b")" "$m"
+    grep -m1 '^lacuna/go, median of per-round ratios' "$own" |
+      sed -E 's/.*time ([0-9.]+)x, peak RSS ([0-9.]+)x/; lacuna\/Go per round: time \1x, peak RSS \2x/'
+    return 0
+  fi
   [ -s "$in/skynet-go.txt" ] || return 0
   local t m
   read -r t tmin tmax < <(grep "GOMAXPROCS=$1\$" "$in/skynet-go.txt" | sed -E 's/.* in ([0-9]+) ms.*/\1/' | stats)
@@ -33,9 +50,9 @@ ns() { # switch.txt line prefix -> "9.07 ns (9.05–9.23)"
 
 echo "| measure | target | lacuna | Go |"
 echo "|---|---|---:|---:|"
-echo "| skynet, **standard rules** (unbuffered channels), 1 thread / GOMAXPROCS=1, 1,111,111 fibers, 64 KiB guarded stacks (\`lacuna-bench skynet --runs 5\`) | ≤ 200 ms, ≤ 64 MiB peak RSS; ≤ 0.2x Go's time, ≤ 0.05x its RSS | $(skynet "$in/skynet.txt"), $(slots "$in/skynet.txt") stack slots ever used | $(go_skynet 1) |"
+echo "| skynet, **standard rules** (unbuffered channels), 1 thread / GOMAXPROCS=1, 1,111,111 fibers, 64 KiB guarded stacks (\`lacuna-bench skynet $(gogo "$in/skynet.txt")--runs 5\`) | ≤ 200 ms, ≤ 64 MiB peak RSS; ≤ 0.2x Go's time, ≤ 0.05x its RSS | $(skynet "$in/skynet.txt"), $(slots "$in/skynet.txt") stack slots ever used | $(go_skynet 1) |"
 [ -s "$in/skynet-workers2.txt" ] &&
-  echo "| the same on **2 M:N workers** (\`--workers 2\`: one runtime, work stealing) / GOMAXPROCS=2 | ≤ 0.2x Go's time; ≥ 1.5x the 1-worker throughput | $(skynet "$in/skynet-workers2.txt") | $(go_skynet 2) |"
+  echo "| the same on **2 M:N workers** (\`$(gogo "$in/skynet-workers2.txt")--workers 2\`: one runtime, work stealing) / GOMAXPROCS=2 | ≤ 0.2x Go's time; ≥ 1.5x the 1-worker throughput | $(skynet "$in/skynet-workers2.txt") | $(go_skynet 2) |"
 [ -s "$in/skynet-threads2.txt" ] &&
   echo "| **variant** \`--threads 2\`: the root's ten subtrees dealt to two separate runtimes (no stealing) | | $(skynet "$in/skynet-threads2.txt") | |"
 [ -s "$in/skynet-buffered.txt" ] &&
