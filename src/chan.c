@@ -537,8 +537,8 @@ int lacuna_select(lacuna_select_case *cases, size_t n, uint64_t deadline_ns, siz
         LAC_BAD_INPUT("lacuna_select", "NULL cases or chosen", cases);
         return EINVAL;
     }
-    /* One pass checks every case and peeks at its channel: with n <= 64, ready has a bit for
-     * each case that looks ready (past 64 the bits wrap and are not used) and last is one of them. */
+    /* One pass checks every case and, with n <= 64, peeks at its channel: ready has a bit for
+     * each case that looks ready and last is one of them. */
     size_t nlive = 0, last = 0;
     uint64_t ready = 0;
     for (size_t i = 0; i < n; i++) {
@@ -556,8 +556,8 @@ int lacuna_select(lacuna_select_case *cases, size_t n, uint64_t deadline_ns, siz
             return EINVAL;
         }
         nlive++;
-        if (maybe_ready(c, op)) {
-            ready |= 1ull << (i & 63);
+        if (n <= 64 && maybe_ready(c, op)) { /* past 64, select_live peeks in its own order */
+            ready |= 1ull << i;
             last = i;
         }
     }

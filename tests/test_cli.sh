@@ -75,6 +75,7 @@ expect 2 '--threads 11: must be a whole number between 1 and 10' "$bench" skynet
 expect 2 '--depth 9: must be a whole number between 1 and 8' "$bench" skynet --depth 9
 expect 2 '--stack 1K: must be between 16K and 8M' "$bench" skynet --stack 1K
 expect 2 "--go: Go's skynet follows the standard rules" "$bench" skynet --go --buffered
+expect 2 "--go: Go's skynet follows the standard rules" "$bench" skynet --go --threads 2
 expect 2 '--size 512K: must be between 1M and 1T' "$bench" wipe --size 512K
 expect 2 "--resident 1,200: '200' must be a percentage" "$bench" wipe --resident 1,200
 expect 2 '--pattern striped: must be one of: random, clustered' "$bench" wipe --pattern striped

@@ -6,6 +6,9 @@
 #include "lacuna.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,6 +281,50 @@ int main(int argc, char **argv)
 
 /* ---- Go peers ------------------------------------------------------------------------------ */
 
+/* Run argv in directory cwd (NULL: here) with its stdout and stderr into fd `out`, and wait for it:
+ * its exit status, or -1. Set GOMAXPROCS=procs first when procs > 0. */
+static int run_argv(const char *cwd, char *const argv[], int out, unsigned procs, struct rusage *ru)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        if (out >= 0) {
+            dup2(out, 1);
+            dup2(out, 2);
+        }
+        if (procs > 0) {
+            char v[16];
+            snprintf(v, sizeof v, "%u", procs);
+            setenv("GOMAXPROCS", v, 1);
+        }
+        if (cwd && chdir(cwd) != 0)
+            _exit(126);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int status;
+    struct rusage r;
+    if (wait4(pid, &status, 0, ru ? ru : &r) != pid)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Print the last lines of file `path`, each after `prefix`. */
+static void print_tail(const char *path, const char *prefix)
+{
+    char lines[4][256] = {{0}}, text[256];
+    unsigned n = 0;
+    FILE *f = fopen(path, "r");
+    while (f && fgets(text, sizeof text, f))
+        snprintf(lines[n++ % 4], sizeof lines[0], "%s", text);
+    if (f)
+        fclose(f);
+    for (unsigned i = n > 4 ? n - 4 : 0; i < n; i++)
+        printf("%s  | %s", prefix, lines[i % 4]);
+}
+
 const char *bench_go_build(const char *name, char *dir, size_t dirlen, const char *prefix)
 {
     if (system("command -v go >/dev/null 2>&1") != 0) {
@@ -285,67 +332,73 @@ const char *bench_go_build(const char *name, char *dir, size_t dirlen, const cha
                prefix);
         return NULL;
     }
-    snprintf(dir, dirlen, "/tmp/lacuna-bench-go.XXXXXX");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, dirlen, "%s/lacuna-bench-go.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (mkdtemp(dir) == NULL) {
-        printf("%sgo: skipped: no temporary directory (%s)\n", prefix, strerror(errno));
+        printf("%sgo: skipped: no temporary directory in %s (%s)\n", prefix,
+               tmp && *tmp ? tmp : "/tmp", strerror(errno));
         return NULL;
     }
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "cd '%s/tools/go' && GOCACHE='%s/cache' go build -o '%s/%s' %s.go >/dev/null 2>&1",
-             LACUNA_SOURCE_DIR, dir, dir, name, name);
-    if (system(cmd) != 0) {
-        printf("%sgo: skipped: `go build tools/go/%s.go` failed\n", prefix, name);
+    /* Go's build cache: its usual place, or (no HOME: CI) one in the temporary directory. */
+    char cache[PATH_MAX], src[PATH_MAX], exe[PATH_MAX], log[PATH_MAX];
+    snprintf(cache, sizeof cache, "%s/cache", dir);
+    if (getenv("HOME") == NULL && getenv("GOCACHE") == NULL)
+        setenv("GOCACHE", cache, 1);
+    snprintf(src, sizeof src, "%s.go", name);
+    snprintf(exe, sizeof exe, "%s/%s", dir, name);
+    snprintf(log, sizeof log, "%s/build.log", dir);
+    int out = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    char *argv[] = {"go", "build", "-o", exe, src, NULL};
+    int rc = out < 0 ? -1 : run_argv(LACUNA_SOURCE_DIR "/tools/go", argv, out, 0, NULL);
+    if (out >= 0)
+        close(out);
+    if (rc != 0) {
+        printf("%sgo: skipped: `go build tools/go/%s.go` failed:\n", prefix, name);
+        print_tail(log, prefix);
         bench_go_clean(dir);
         return NULL;
     }
     return dir;
 }
 
-long bench_go_run(const char *dir, const char *name, const char *args, unsigned procs,
+long bench_go_run(const char *dir, const char *name, const char *const *args, unsigned procs,
                   void (*line)(const char *text, void *ctx), void *ctx)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "GOMAXPROCS=%u exec '%s/%s' %s", procs, dir, name, args);
-    int fd[2];
-    if (pipe(fd) != 0)
+    char exe[PATH_MAX], log[PATH_MAX];
+    snprintf(exe, sizeof exe, "%s/%s", dir, name);
+    snprintf(log, sizeof log, "%s/run.log", dir);
+    int out = open(log, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0)
         return -1;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fd[0]);
-        close(fd[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        dup2(fd[1], 1);
-        dup2(fd[1], 2);
-        close(fd[0]);
-        close(fd[1]);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(fd[1]);
-    FILE *out = fdopen(fd[0], "r");
+    char *argv[16] = {exe};
+    for (size_t i = 0; args && args[i] && i + 2 < sizeof argv / sizeof *argv; i++)
+        argv[i + 1] = (char *)args[i];
+    struct rusage ru;
+    int rc = run_argv(NULL, argv, out, procs, &ru);
+    close(out);
+    FILE *f = fopen(log, "r");
     char text[512];
-    while (out && fgets(text, sizeof text, out))
+    while (f && fgets(text, sizeof text, f))
         if (line)
             line(text, ctx);
-    if (out)
-        fclose(out);
-    else
-        close(fd[0]);
-    int status;
-    struct rusage ru;
-    if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    if (f)
+        fclose(f);
+    if (rc != 0) {
+        printf("go: %s exited with status %d:\n", name, rc);
+        print_tail(log, "");
         return -1;
-    return ru.ru_maxrss; /* KiB on Linux; the shell exec'ed into the program */
+    }
+    return ru.ru_maxrss; /* KiB on Linux */
+}
+
+static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st, (void)type, (void)ftw;
+    return remove(path);
 }
 
 void bench_go_clean(const char *dir)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
+    if (nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
         fprintf(stderr, "lacuna-bench: could not remove %s\n", dir);
 }

@@ -32,13 +32,14 @@ int bench_in_child(void (*fn)(void *arg, void *out), void *arg, void *out, size_
 
 /* Go peers (tools/go/NAME.go), run beside lacuna in the same rounds: a busy machine changes from
  * second to second, so only runs made side by side compare. bench_go_build builds NAME.go once
- * into a temporary directory and returns it (to pass to the others), or NULL with the reason
- * printed (prefixed by `prefix`: "# " in CSV output) when there is no `go` (Debian: golang-go)
- * or the build failed. bench_go_run runs the built program with `args` and GOMAXPROCS=procs,
- * gives each line of its output to `line` (with ctx), and returns its peak RSS in KiB (wait4),
- * or -1 if it could not run or failed. bench_go_clean removes the directory. */
+ * into a temporary directory ($TMPDIR or /tmp) and returns it (to pass to the others), or NULL
+ * with the reason printed after `prefix` ("# " in CSV output): no `go` (Debian: golang-go), or
+ * the build failed (the end of its output shown). bench_go_run runs the built program with the
+ * NULL-terminated `args` and GOMAXPROCS=procs, gives each line of its output to `line` (with ctx),
+ * and returns its peak RSS in KiB (wait4), or -1 when it could not run or failed (the end of its
+ * output shown). bench_go_clean removes the directory. */
 const char *bench_go_build(const char *name, char *dir, size_t dirlen, const char *prefix);
-long bench_go_run(const char *dir, const char *name, const char *args, unsigned procs,
+long bench_go_run(const char *dir, const char *name, const char *const *args, unsigned procs,
                   void (*line)(const char *text, void *ctx), void *ctx);
 void bench_go_clean(const char *dir);
 

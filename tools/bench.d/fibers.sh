@@ -4,7 +4,13 @@
 # select over 4 channels beside a plain receive, the mutex (with Go's), and deep-then-parked fibers
 # giving their stack pages back.
 set -euo pipefail
-# --go: Go's skynet (GOMAXPROCS = workers) right after each run, so each ratio is of one moment
+# The Go peers (tools/go/) need Debian's golang-go: INSTALL=1 installs it first (saying so), else
+# each Go step says why it is skipped.
+if ! command -v go >/dev/null && [ -n "${INSTALL:-}" ]; then
+  echo "installing golang-go from Debian (apt-get install golang-go) for the Go peers" >&2
+  apt-get install -y -qq golang-go >/dev/null || true
+fi
+# --go: a run of Go's skynet (GOMAXPROCS = workers) beside each of lacuna's: ratios of one moment
 "$BENCH" skynet --go --runs "$RUNS" | tee "$OUT/skynet.txt"
 "$BENCH" skynet --buffered --runs "$RUNS" | tee "$OUT/skynet-buffered.txt"
 "$BENCH" skynet --go --workers 2 --runs "$RUNS" | tee "$OUT/skynet-workers2.txt"
@@ -20,30 +26,15 @@ set -euo pipefail
 # Deep once, then parked (issue 13): runs Go's version itself (tools/go/deep.go), or says SKIP go.
 "$BENCH" deep --runs "$RUNS" | tee "$OUT/deep.txt"
 
-# Go's skynet and parked by the same rules (tools/go/), GOMAXPROCS=1 and 2, in the same run: time
-# as Go measures it, peak RSS of the whole process by /usr/bin/time. Needs Debian's golang-go;
-# INSTALL=1 installs it (saying so), else this step says why it is skipped.
-if ! command -v go >/dev/null && [ -n "${INSTALL:-}" ]; then
-  echo "installing golang-go from Debian (apt-get install golang-go) for the Go peer" >&2
-  apt-get install -y -qq golang-go >/dev/null || true
-fi
-if command -v go >/dev/null && [ -x /usr/bin/time ]; then
+# Go's parked and ping-pong by the same rules (tools/go/), in the same run. (Go's skynet runs
+# inside lacuna-bench skynet --go above, a run beside each of lacuna's.)
+if command -v go >/dev/null; then
   gobin=$(mktemp -d)
-  GOCACHE="$gobin/cache" go build -o "$gobin/skynet-go" tools/go/skynet.go
   GOCACHE="$gobin/cache" go build -o "$gobin/parked-go" tools/go/parked.go
   GOCACHE="$gobin/cache" go build -o "$gobin/pingpong-go" tools/go/pingpong.go
   GOMAXPROCS=2 "$gobin/pingpong-go" --runs "$RUNS" | tee "$OUT/pingpong-go.txt"
   GOMAXPROCS=1 "$gobin/parked-go" --n 1000000 | tee "$OUT/parked-go.txt"
-  {
-    echo "go skynet (standard rules), $(go version | cut -d' ' -f3), median of $RUNS runs each"
-    for procs in 1 2; do
-      for _ in $(seq "$RUNS"); do
-        GOMAXPROCS=$procs /usr/bin/time -f "peak %M KiB" "$gobin/skynet-go" 2>&1 | tr '\n' ' '
-        echo "GOMAXPROCS=$procs"
-      done
-    done
-  } | tee "$OUT/skynet-go.txt"
   rm -rf "$gobin"
 else
-  echo "skynet-go: skipped: no go compiler or /usr/bin/time (apt-get install golang-go time, or INSTALL=1)" >&2
+  echo "go peers: skipped: no go compiler (apt-get install golang-go, or INSTALL=1)" >&2
 fi

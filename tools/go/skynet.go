@@ -39,6 +39,7 @@ func main() {
 		c := make(chan int64)
 		go skynet(c, 0, size)
 		result := <-c
-		fmt.Printf("Result: %d in %d ms.\n", result, time.Since(start).Milliseconds())
+		ms := float64(time.Since(start).Microseconds()) / 1000
+		fmt.Printf("Result: %d in %.1f ms.\n", result, ms)
 	}
 }
