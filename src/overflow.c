@@ -3,9 +3,10 @@
  * Owns: the registry of live pools' geometry, read by process.c's SIGSEGV handler. It is a list
  * of entries that are never freed (a destroyed pool's entry is reused by the next pool), so the
  * handler can walk it with atomic loads at any moment, and it has no fixed size: every live pool
- * is covered. The report tells a stack overflow of region k (the faulting context's stack
- * pointer is in region k or its guard) from a write past the end of region k-1 (it is not), and
- * names the fiber when the pool has a namer.
+ * is covered. Each entry has a sequence count, so a report racing a pool's destruction and the
+ * next pool's creation in the same entry never mixes their geometry. The report tells a stack
+ * overflow of region k (the faulting context's stack pointer is in region k or its guard) from a
+ * write past the end of region k-1 (it is not), and names the fiber when the pool has a namer.
  *
  * Async-signal-safe on the reporting side: no locks, no allocation, output by write(2).
  * Does not: install the handler or decide what happens after the report (process.c).
@@ -20,6 +21,10 @@
 #define LAC_CLAIMED ((const lacuna_pool *)-1) /* an entry being filled in: not yet readable */
 
 typedef struct lac_guard_map {
+    /* Odd while a writer changes the entry (writers take it from even to odd by CAS, so they also
+     * exclude each other): a reader whose two loads of it match read one consistent entry, not a
+     * destroyed pool's base with the next pool's stride. */
+    _Atomic unsigned seq;
     _Atomic(const lacuna_pool *) pool; /* NULL = free entry; published last, cleared first */
     _Atomic uintptr_t base;
     _Atomic size_t size, stride, guard;
@@ -49,6 +54,22 @@ static lac_guard_map *claim(void)
     return m;
 }
 
+/* Begin and end a change to m (see seq). */
+static unsigned write_begin(lac_guard_map *m)
+{
+    for (;;) {
+        unsigned v = atomic_load(&m->seq);
+        if (!(v & 1) && atomic_compare_exchange_weak(&m->seq, &v, v + 1))
+            return v + 1;
+        LAC_CPU_RELAX();
+    }
+}
+
+static void write_end(lac_guard_map *m, unsigned odd)
+{
+    atomic_store(&m->seq, odd + 1);
+}
+
 static lac_guard_map *find(const lacuna_pool *pool, lac_guard_map *from)
 {
     for (lac_guard_map *m = from; m; m = m->next)
@@ -65,6 +86,7 @@ int lac_overflow_register(const lacuna_pool *pool, uintptr_t base, size_t size, 
         return ENOMEM;
     /* A pool's later chunk takes the namer its first one was given. */
     lac_guard_map *same = find(pool, atomic_load(&maps));
+    unsigned w = write_begin(m);
     atomic_store(&m->base, base);
     atomic_store(&m->size, size);
     atomic_store(&m->stride, stride);
@@ -73,28 +95,37 @@ int lac_overflow_register(const lacuna_pool *pool, uintptr_t base, size_t size, 
     atomic_store(&m->namer_ctx, same ? atomic_load(&same->namer_ctx) : NULL);
     atomic_store(&m->namer, same ? atomic_load(&same->namer) : NULL);
     atomic_store(&m->pool, pool);
+    write_end(m, w);
     return 0;
 }
 
 void lac_overflow_grow(const lacuna_pool *pool, uintptr_t base, size_t size)
 {
     for (lac_guard_map *m = find(pool, atomic_load(&maps)); m; m = find(pool, m->next))
-        if (atomic_load(&m->base) == base)
-            atomic_store(&m->size, size); /* only ever larger: a stale size misses nothing live */
+        if (atomic_load(&m->base) == base) {
+            unsigned w = write_begin(m);
+            atomic_store(&m->size, size);
+            write_end(m, w);
+        }
 }
 
 void lac_overflow_set_namer(const lacuna_pool *pool, lac_region_namer namer, void *ctx)
 {
     for (lac_guard_map *m = find(pool, atomic_load(&maps)); m; m = find(pool, m->next)) {
+        unsigned w = write_begin(m);
         atomic_store(&m->namer_ctx, ctx);
         atomic_store(&m->namer, namer);
+        write_end(m, w);
     }
 }
 
 void lac_overflow_unregister(const lacuna_pool *pool)
 {
-    for (lac_guard_map *m = find(pool, atomic_load(&maps)); m; m = find(pool, m->next))
+    for (lac_guard_map *m = find(pool, atomic_load(&maps)); m; m = find(pool, m->next)) {
+        unsigned w = write_begin(m);
         atomic_store(&m->pool, NULL);
+        write_end(m, w);
+    }
 }
 
 /* ---- the handler -------------------------------------------------------------------------- */
@@ -127,12 +158,43 @@ static void put_num(line *l, uintptr_t v, unsigned radix)
 /* What a fault in the guard below region k was. */
 enum { OVERFLOW, OVERRUN };
 
-static void report(const lac_guard_map *m, const lacuna_pool *pool, int what, size_t index,
-                   uintptr_t addr)
+/* One entry's fields as read at one moment (see seq). */
+typedef struct geom {
+    const lacuna_pool *pool;
+    uintptr_t base;
+    size_t size, stride, guard, first_index;
+    lac_region_namer namer;
+    void *namer_ctx;
+} geom;
+
+/* Read m whole. False: a free entry, or one that kept changing while read (a few tries: the
+ * writer may be the very thread this handler interrupted). */
+static bool snapshot(const lac_guard_map *m, geom *g)
+{
+    for (int tries = 0; tries < 64; tries++) {
+        unsigned v = atomic_load(&m->seq);
+        if (v & 1) {
+            LAC_CPU_RELAX(); /* another thread's change takes a few stores */
+            continue;
+        }
+        *g = (geom){.pool = atomic_load(&m->pool),
+                    .base = atomic_load(&m->base),
+                    .size = atomic_load(&m->size),
+                    .stride = atomic_load(&m->stride),
+                    .guard = atomic_load(&m->guard),
+                    .first_index = atomic_load(&m->first_index),
+                    .namer = atomic_load(&m->namer),
+                    .namer_ctx = atomic_load(&m->namer_ctx)};
+        if (atomic_load(&m->seq) == v)
+            return g->pool != NULL && g->pool != LAC_CLAIMED && g->stride != 0;
+    }
+    return false;
+}
+
+static void report(const geom *g, int what, size_t index, uintptr_t addr)
 {
     line l = {.n = 0};
-    lac_region_namer namer = atomic_load(&m->namer);
-    const char *name = namer ? namer(atomic_load(&m->namer_ctx), index) : NULL;
+    const char *name = g->namer ? g->namer(g->namer_ctx, index) : NULL;
     put(&l, what == OVERFLOW ? "lacuna: stack overflow in " : "lacuna: write past the end of ");
     if (name) {
         put(&l, "fiber \"");
@@ -143,7 +205,7 @@ static void report(const lac_guard_map *m, const lacuna_pool *pool, int what, si
         put(&l, "region ");
         put_num(&l, index, 10);
         put(&l, " of pool ");
-        put_num(&l, (uintptr_t)pool, 16);
+        put_num(&l, (uintptr_t)g->pool, 16);
         put(&l, " (");
     }
     if (what == OVERRUN) {
@@ -161,27 +223,25 @@ static void report(const lac_guard_map *m, const lacuna_pool *pool, int what, si
 bool lac_overflow_report(uintptr_t a, uintptr_t sp)
 {
     for (lac_guard_map *m = atomic_load(&maps); m; m = m->next) {
-        const lacuna_pool *pool = atomic_load(&m->pool);
-        if (pool == NULL || pool == LAC_CLAIMED)
+        geom g;
+        if (!snapshot(m, &g))
             continue;
-        uintptr_t base = atomic_load(&m->base);
-        uintptr_t off = a - base;
-        if (off >= atomic_load(&m->size))
+        uintptr_t off = a - g.base;
+        if (off >= g.size)
             continue;
-        size_t stride = atomic_load(&m->stride);
-        if (off % stride >= atomic_load(&m->guard))
+        if (off % g.stride >= g.guard)
             return false; /* inside a region: not ours to explain */
         /* The guard below region k is slot k's (slot = [guard][region]). A stack that overflows
          * faults with its stack pointer in region k or, pushing, in the guard itself (with
          * -fstack-clash-protection every large frame probes its way down, so that holds for
          * them too); a stack pointer anywhere else means something wrote upwards past the end
          * of region k-1. */
-        size_t k = off / stride, first = atomic_load(&m->first_index);
-        uintptr_t slot = base + k * stride;
-        if (k == 0 || sp == 0 || sp - slot < stride)
-            report(m, pool, OVERFLOW, first + k, a);
+        size_t k = off / g.stride;
+        uintptr_t slot = g.base + k * g.stride;
+        if (k == 0 || sp == 0 || sp - slot < g.stride)
+            report(&g, OVERFLOW, g.first_index + k, a);
         else
-            report(m, pool, OVERRUN, first + k - 1, a);
+            report(&g, OVERRUN, g.first_index + k - 1, a);
         return true;
     }
     return false;

@@ -1,10 +1,15 @@
 /* Guards really fault, in a forked child; the overflow handler names the region and still dies by
  * SIGSEGV; faults elsewhere pass through to the previous handler unchanged. */
 #define _GNU_SOURCE
+#include "internal.h" /* lac_overflow_*: the registry the handler reads */
 #include "lacuna.h"
 #include "test.h"
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/wait.h>
@@ -272,4 +277,76 @@ TEST(mprotect_budget)
         fprintf(stderr, "%s", err);
         CHECK(0);
     }
+}
+
+/* A report racing one pool's destruction and the next one's creation in the same registry entry
+ * names a region of one geometry or of the other, never a mix of the two (the entry's sequence
+ * count). Two fake geometries over the same base: a (stride 8 KiB, first index 0) and b (16 KiB,
+ * first index 5000); the address is the guard of region 10 of a and of region 5005 of b, so a mix
+ * would say 5010 or 5. The registry is only read: nothing is mapped there. */
+static _Atomic int swap_stop;
+static _Atomic long swaps; /* geometry changes made so far */
+static char fake_pool;
+#define FAKE_BASE ((uintptr_t)1 << 44)
+
+/* Keep a geometry a moment, as a pool lives: the reports mostly see settled entries. */
+static void hold(void)
+{
+    for (volatile int i = 0; i < 200; i++)
+        ;
+}
+
+static void *swap_geometry(void *arg)
+{
+    (void)arg;
+    const lacuna_pool *p = (const lacuna_pool *)(void *)&fake_pool;
+    while (!atomic_load(&swap_stop)) {
+        CHECK_EQ(lac_overflow_register(p, FAKE_BASE, 64 * 8 * KIB, 8 * KIB, 4 * KIB, 0), 0);
+        hold();
+        lac_overflow_unregister(p);
+        CHECK_EQ(lac_overflow_register(p, FAKE_BASE, 64 * 16 * KIB, 16 * KIB, 4 * KIB, 5000), 0);
+        hold();
+        lac_overflow_unregister(p);
+        atomic_fetch_add(&swaps, 1);
+    }
+    return NULL;
+}
+
+TEST(report_never_mixes_two_pools_geometry)
+{
+    char path[] = "/tmp/lacuna-test-guard-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    unlink(path);
+    int saved = dup(STDERR_FILENO);
+    CHECK(dup2(fd, STDERR_FILENO) == STDERR_FILENO); /* the reports, to read back */
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, swap_geometry, NULL), 0);
+    while (atomic_load(&swaps) == 0)
+        sched_yield();
+    /* Side by side for 200,000 looks and 50,000 swaps at least (whichever thread is slower). */
+    long reported = 0, looks = 0;
+    for (long s0 = atomic_load(&swaps); looks < 200000 || atomic_load(&swaps) - s0 < 50000; looks++)
+        reported += lac_overflow_report(FAKE_BASE + 5 * 16 * KIB, 0);
+    atomic_store(&swap_stop, 1);
+    pthread_join(t, NULL);
+    CHECK(dup2(saved, STDERR_FILENO) == STDERR_FILENO);
+    FILE *f = fdopen(fd, "r");
+    CHECK(f != NULL);
+    rewind(f);
+    char line[256];
+    long lines = 0, a = 0, b = 0;
+    while (fgets(line, sizeof line, f)) {
+        lines++;
+        bool of_a = strstr(line, "region 10 of pool") != NULL;
+        bool of_b = strstr(line, "region 5005 of pool") != NULL;
+        a += of_a;
+        b += of_b;
+        if (!of_a && !of_b && lines - a - b == 1) /* the first mixed one */
+            fprintf(stderr, "a mixed report: %s", line);
+    }
+    fclose(f);
+    CHECK_EQ(lines, reported);
+    CHECK_EQ(a + b, lines); /* every report names a region of a or of b */
+    CHECK(lines > 0);
 }

@@ -305,8 +305,8 @@ static int skynet_main(int argc, char **argv)
     }
     fflush(stdout);
     char godir[PATH_MAX];
-    const char *go = cfg.go ? bench_go_build("skynet", godir, sizeof godir, cfg.csv ? "# " : "")
-                            : NULL;
+    const char *go =
+        cfg.go ? bench_go_build("skynet", godir, sizeof godir, cfg.csv ? "# " : "") : NULL;
     double ms[100], peak[100], gms[100], gpeak[100], rt[100], rm[100];
     size_t gruns = 0;
     int status = 0;
@@ -364,8 +364,8 @@ static int skynet_main(int argc, char **argv)
     if (go) {
         bench_go_clean(go);
         if (status == 0 && gruns < cfg.runs)
-            printf("%sgo: %zu of %zu runs gave no figure\n", cfg.csv ? "# " : "",
-                   cfg.runs - gruns, cfg.runs);
+            printf("%sgo: %zu of %zu runs gave no figure\n", cfg.csv ? "# " : "", cfg.runs - gruns,
+                   cfg.runs);
     }
     if (status)
         return status;

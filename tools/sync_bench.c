@@ -165,8 +165,8 @@ int bench_sync_main(int argc, char **argv)
            gb = gruns ? bench_median(gbusy, (int)gruns) : -1;
     if (csv) {
         printf("measure,value,n,runs\n");
-        printf("uncontended_fiber_ns,%.2f,%zu,%zu\nuncontended_thread_ns,%.2f,%zu,%zu\n", u, n, runs,
-               t, n, runs);
+        printf("uncontended_fiber_ns,%.2f,%zu,%zu\nuncontended_thread_ns,%.2f,%zu,%zu\n", u, n,
+               runs, t, n, runs);
         printf("contended_2x2_ns,%.2f,%zu,%zu\ncontended_cpu_per_wall,%.2f,%zu,%zu\n", c, cn, runs,
                b, cn, runs);
         if (g >= 0)
@@ -176,7 +176,9 @@ int bench_sync_main(int argc, char **argv)
         for (int k = 0; k < 3; k++)
             if (kinds[k].n)
                 printf("throughput_vs_go_%s,%.2f,%zu,%zu\n",
-                       k == 0 ? "both_one_core" : k == 1 ? "go_both_cores" : "lacuna_both_cores",
+                       k == 0   ? "both_one_core"
+                       : k == 1 ? "go_both_cores"
+                                : "lacuna_both_cores",
                        bench_median(kinds[k].ratio, (int)kinds[k].n), cn, kinds[k].n);
         return 0;
     }
@@ -184,9 +186,10 @@ int bench_sync_main(int argc, char **argv)
     printf("uncontended lock+unlock, thread context:  %.2f ns\n", t);
     printf("contended, 2 workers x 2 fibers:          %.2f ns per lock+unlock (%.1f M/s)\n", c,
            1e3 / c);
-    printf("  CPU time / wall time of those runs:     %.2f (2: both workers busy throughout; 1: one "
-           "at a time)\n",
-           b);
+    printf(
+        "  CPU time / wall time of those runs:     %.2f (2: both workers busy throughout; 1: one "
+        "at a time)\n",
+        b);
     if (g < 0)
         return 0;
     printf("Go sync.Mutex, GOMAXPROCS=2 x 2 goroutines each: %.2f ns (%.1f M/s; median of %zu, "
