@@ -79,10 +79,37 @@ if [ -s "$in/threads.csv" ]; then
   awk -F, '!/^#/ && $1 != "backend" && $18 == "" {
       k = $6 == 1 ? "1" : $7 == 0 ? "private" : "cross"; ns[$1, k] = $8; cpu[$1, k] = $20; b[$1] = 1 }
     END { for (x in b) { if (!((x, "1") in ns)) continue
-        printf "threads.%s.1.cpu\t%.1f\n", x, cpu[x, "1"]
+        printf "threads.%s.1.cpu\t%.1f\n", x, cpu[x, "1"]; printf "threads.%s.1.ns\t%.1f\n", x, ns[x, "1"]
         for (i = 1; i <= 2; i++) { k = i == 1 ? "private" : "cross"; if (!((x, k) in ns)) continue
           printf "threads.%s.%s.x\t%.2f\n", x, k, ns[x, "1"] / ns[x, k]
-          printf "threads.%s.%s.cpu\t%.1f\n", x, k, cpu[x, k] } } }' "$in/threads.csv"
+          printf "threads.%s.%s.cpu\t%.1f\n", x, k, cpu[x, k]; printf "threads.%s.%s.ns\t%.1f\n", x, k, ns[x, k] } }
+      printf "threads.target-private\t%s\n", (ns["lacuna", "1"] / ns["lacuna", "private"] >= 1.8 ? "met" : "not met")
+      printf "threads.target-cross\t%s\n", (ns["lacuna", "1"] / ns["lacuna", "cross"] >= 1.5 ? "met" : "not met") }' "$in/threads.csv"
+fi
+
+# threads-parts.csv (tools/bench.d/threads-parts.sh): per backend B, touch T and mode M (1: one
+# thread, p: 2 private, x: 2 with 50 % cross), tp.B.tT.M = median CPU ns per cycle over the
+# rounds and tp.B.tT.M-min the minimum; tp.B.tT.extra = x - 1 (medians; -min: minimums);
+# tp.B.tT.allowed = what x may cost over 1 for 1.5x (1/3 of one thread's cycle); tp.B.tT.best =
+# one thread's fastest wall time over the fastest cross run.
+if [ -s "$in/threads-parts.csv" ]; then
+  awk -F, 'function med(k,   n, i, j, t, a) { n = split(v[k], a, " ")
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+    function mn(s,   n, i, a, m) { n = split(s, a, " "); m = a[1]; for (i = 2; i <= n; i++) if (a[i] + 0 < m + 0) m = a[i]; return m }
+    !/^#/ && $1 != "round" && $20 == "" {
+      m = $8 == 1 ? "1" : $9 == 0 ? "p" : "x"; k = $3 ".t" $7; v[k SUBSEP m] = v[k SUBSEP m] " " $22
+      w[k SUBSEP m] = w[k SUBSEP m] " " $10; keys[k] = 1 }
+    END { for (k in keys) { split("1 p x", ms, " ")
+        for (i = 1; i <= 3; i++) if ((k SUBSEP ms[i]) in v) {
+          printf "tp.%s.%s\t%.1f\n", k, ms[i], med(k SUBSEP ms[i]); printf "tp.%s.%s-min\t%.1f\n", k, ms[i], mn(v[k SUBSEP ms[i]]) }
+        if (!((k SUBSEP "1") in v) || !((k SUBSEP "x") in v)) continue
+        printf "tp.%s.extra\t%.1f\n", k, med(k SUBSEP "x") - med(k SUBSEP "1")
+        printf "tp.%s.extra-min\t%.1f\n", k, mn(v[k SUBSEP "x"]) - mn(v[k SUBSEP "1"])
+        printf "tp.%s.allowed\t%.1f\n", k, med(k SUBSEP "1") / 3
+        printf "tp.%s.best\t%.2f\n", k, mn(w[k SUBSEP "1"]) / mn(w[k SUBSEP "x"]) } }' "$in/threads-parts.csv"
+  fig tp.rounds "$(awk -F, '!/^#/ && $1 != "round" { r[$1] = 1 } END { print length(r) }' "$in/threads-parts.csv")"
+  fig tp.load "$(awk -F, '!/^#/ && $1 != "round" { l = $2 + 0; if (lo == "" || l < lo) lo = l; if (l > hi) hi = l } END { print lo "–" hi }' "$in/threads-parts.csv")"
 fi
 
 # burst.txt: the lacuna row of its table (idle and trimmed ends over the start), and malloc's.
