@@ -112,6 +112,19 @@ if [ -s "$in/threads-parts.csv" ]; then
   fig tp.load "$(awk -F, '!/^#/ && $1 != "round" { l = $2 + 0; if (lo == "" || l < lo) lo = l; if (l > hi) hi = l } END { print lo "–" hi }' "$in/threads-parts.csv")"
 fi
 
+# boost-skynet.csv: what Boost's protected_fixedsize_stack did past vm.max_map_count (its deepest
+# run): its mmap failed, or its mprotect did and it went on without guards, or neither.
+if [ -s "$in/boost-skynet.csv" ]; then
+  fig bs.protected.outcome "$(awk -F, 'function commas(n, s, r) { s = sprintf("%d", n); r = ""
+      while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) }
+      return s r }
+    $1 == "protected" { d = $2; f = $12; u = $13; live = $11 }
+    END { if (f > 0) print "failed (std::bad_alloc from its mmap) at " commas(f) " live stacks"
+      else if (u > 0) print "went on without guards: at depth " d " the bench found stack " commas(u) " unguarded, and the run completed with " commas(live) " live"
+      else print "kept every checked stack guarded" }' "$in/boost-skynet.csv")"
+  fig bs.load "$(sed -nE 's/^# load average before: ([0-9.]+).*/\1/p' "$in/boost-skynet.csv")"
+fi
+
 # burst.txt: the lacuna row of its table (idle and trimmed ends over the start), and malloc's.
 if [ -s "$in/burst.txt" ]; then
   awk '$1 == "lacuna" || $1 == "malloc" || $1 == "naive-noguard" {
