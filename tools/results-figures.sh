@@ -143,6 +143,15 @@ if [ -s "$in/skynet.txt" ]; then
   fig skynet.rss-start-mib "$m"
 fi
 
+# skynet by the standard rules, 1 thread, against Go's with GOMAXPROCS=1: medians of time and RSS.
+if [ -s "$in/skynet.txt" ] && [ -s "$in/skynet-go.txt" ]; then
+  read -r t rss < <(sed -nE 's/^skynet: median ([0-9.]+) ms .*median peak RSS ([0-9.]+) MiB.*/\1 \2/p' "$in/skynet.txt" | head -1)
+  read -r gt _ _ < <(sed -nE 's/.* in ([0-9]+) ms\. .*GOMAXPROCS=1$/\1/p' "$in/skynet-go.txt" | stats)
+  read -r grss _ _ < <(sed -nE 's/.*peak ([0-9]+) KiB GOMAXPROCS=1$/\1/p' "$in/skynet-go.txt" | stats)
+  fig skynet.vs-go-time "$(awk -v a="$t" -v b="$gt" 'BEGIN { printf "%.1f", b / a }')"
+  fig skynet.vs-go-rss "$(awk -v a="$rss" -v b="$grss" 'BEGIN { printf "%.0f", b / 1024 / a }')"
+fi
+
 # wipe: AUTO against the best fixed strategy, memset against AUTO at 1 %, and the crossovers.
 for f in "$in/wipe.csv" "$in/wipe-clustered.csv"; do
   [ -s "$f" ] || continue
