@@ -152,6 +152,14 @@ if [ -s "$in/skynet.txt" ] && [ -s "$in/skynet-go.txt" ]; then
   fig skynet.vs-go-rss "$(awk -v a="$rss" -v b="$grss" 'BEGIN { printf "%.0f", b / 1024 / a }')"
 fi
 
+# pingpong.txt and pingpong-go.txt: the channel round trip's medians.
+if [ -s "$in/pingpong.txt" ]; then
+  fig pingpong.pinned "$(sed -nE 's/^pingpong \(channel round trip, pinned.*: ([0-9.]+) ns .*/\1/p' "$in/pingpong.txt")"
+  fig pingpong.unpinned "$(sed -nE 's/^pingpong \(channel round trip, unpinned.*: ([0-9.]+) ns .*/\1/p' "$in/pingpong.txt")"
+fi
+[ -s "$in/pingpong-go.txt" ] &&
+  fig pingpong.go "$(sed -nE 's/^pingpong \(Go.*: ([0-9.]+) ns .*/\1/p' "$in/pingpong-go.txt")"
+
 # wipe: AUTO against the best fixed strategy, memset against AUTO at 1 %, and the crossovers.
 for f in "$in/wipe.csv" "$in/wipe-clustered.csv"; do
   [ -s "$f" ] || continue
