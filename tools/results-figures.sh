@@ -108,6 +108,18 @@ if [ -s "$in/threads-parts.csv" ]; then
         printf "tp.%s.extra-min\t%.1f\n", k, mn(v[k SUBSEP "x"]) - mn(v[k SUBSEP "1"])
         printf "tp.%s.allowed\t%.1f\n", k, med(k SUBSEP "1") / 3
         printf "tp.%s.best\t%.2f\n", k, mn(w[k SUBSEP "1"]) / mn(w[k SUBSEP "x"]) } }' "$in/threads-parts.csv"
+  # whether any round of either floor reached 1.5x with cross-thread frees, touched or not
+  fig tp.floors-verdict "$(awk -F, '!/^#/ && $1 != "round" && $20 == "" && $3 ~ /^floor/ {
+      k = $3 SUBSEP $7; if ($8 == 1) { if (!(k in one) || $10 < one[k]) one[k] = $10 }
+      else if ($9 == 50) { if (!(k in x) || $10 < x[k]) x[k] = $10 } }
+    END { best = 0; for (k in x) if ((k in one) && one[k] / x[k] > best) { best = one[k] / x[k]; split(k, b, SUBSEP); at = b[1] " at --touch " b[2] }
+      if (best < 1.5) printf "neither floor reaches 1.5x in any round (at best %.2fx, %s)", best, at
+      else printf "a floor reached 1.5x in a round (%.2fx, %s): the machine was quiet enough", best, at }' "$in/threads-parts.csv")"
+  # the single-thread cycle above which the floors' cheapest hand-over would fit 1.5x's allowance
+  fig tp.handover-fits-above "$(awk -F, '!/^#/ && $1 != "round" && $20 == "" && $3 ~ /^floor/ && $7 == 0 {
+      k = $3; if ($8 == 1) { if (!(k in one) || $22 < one[k]) one[k] = $22 }
+      else if ($9 == 50) { if (!(k in x) || $22 < x[k]) x[k] = $22 } }
+    END { m = ""; for (k in x) if ((k in one) && (m == "" || x[k] - one[k] < m)) m = x[k] - one[k]; printf "%.0f", 3 * m }' "$in/threads-parts.csv")"
   fig tp.rounds "$(awk -F, '!/^#/ && $1 != "round" { r[$1] = 1 } END { print length(r) }' "$in/threads-parts.csv")"
   fig tp.load "$(awk -F, '!/^#/ && $1 != "round" { l = $2 + 0; if (lo == "" || l < lo) lo = l; if (l > hi) hi = l } END { print lo "–" hi }' "$in/threads-parts.csv")"
 fi

@@ -14,7 +14,7 @@ read -r rounds lo hi < <(awk -F, '!/^#/ && $1 != "round" { r[$1] = 1; l = $2 + 0
     if (lo == "" || l < lo) lo = l; if (l > hi) hi = l } END { print length(r), lo, hi }' "$in/threads-parts.csv")
 echo "**Where the cross-thread time goes** (\`tools/bench.d/threads-parts.sh\`, \`bench/results/threads-parts.csv\`:"
 echo "every row below in each of $rounds rounds, one after the other, \`--runs 3 --cycles $cycles\`; load average"
-echo "$lo–$hi from other work; $machine). CPU ns per cycle, median over the rounds (minimum in"
+echo "$lo–$hi (other work and the run's own threads); $machine). CPU ns per cycle, median over the rounds (minimum in"
 echo "brackets); *extra*: what a cycle on 2 threads with 50 % cross-thread frees costs over one on"
 echo "1 thread; *best 2 vs 1*: one thread's fastest wall time over the fastest 2-thread cross run."
 echo "For 1.5x, a cycle on 2 threads may cost at most 1.33x one thread's CPU time (2 / 1.5):"
