@@ -28,7 +28,9 @@ fi
 if [ -s "$in/pair.txt" ]; then
   n=$(sed -nE 's/.*pair: ([0-9]+) .*/\1/p' "$in/pair.txt")
   fig pair.instructions "$n"
-  fig pair.without-ibt "$((n - 2))" # the two endbr64 pads of lacuna_alloc and lacuna_free
+  fig pair.without-ibt "$((n - 2))"
+  fig pair.ir "$(sed -nE 's/.*\(([0-9]+) Ir over.*/\1/p' "$in/pair.txt")"
+  fig pair.pairs "$(sed -nE 's/.* Ir over ([0-9]+) pairs.*/\1/p' "$in/pair.txt")" # the two endbr64 pads of lacuna_alloc and lacuna_free
 fi
 
 if [ -s "$in/demo.txt" ]; then
