@@ -69,9 +69,10 @@ done
 step "threads: churn on 1 and 2 threads, each with its own 1000 live regions; 0 % and 50 % of frees cross-thread"
 # 4,000,000 cycles (tens of ms a run): 500,000 were a few ms, within a scheduler tick's noise.
 thread_cycles=4000000; [ -n "${QUICK:-}" ] && thread_cycles=$fast_cycles
-# floor: no allocator at all (a per-thread LIFO), the bound every backend is measured against.
+# floor: no allocator at all (a per-thread LIFO), the bound every backend is measured against;
+# floor-owner: the same, but cross-thread frees go back to the thread that carved the region.
 for b in malloc lacuna lacuna-never tcmalloc mimalloc \
-  $(grep -o boost-pooled <<<"$peers" || true) floor; do
+  $(grep -o boost-pooled <<<"$peers" || true) floor floor-owner; do
   csv_to "$out/threads.csv" "$bench" churn --backend $b --threads 1 --runs $runs \
     --cycles $thread_cycles --csv
   for cross in 0 50; do

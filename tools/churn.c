@@ -38,7 +38,9 @@
 #define INBOX       1024
 #define INBOX_BATCH 32
 
-typedef enum kind { NAIVE, NAIVE_NOGUARD, MALLOC, LACUNA, LIB, BOOST, FLOOR } kind;
+typedef enum kind { NAIVE, NAIVE_NOGUARD, MALLOC, LACUNA, LIB, BOOST, FLOOR, FLOOR_OWNER } kind;
+
+struct inbox;
 
 typedef struct churn {
     const churn_cfg *cfg;
@@ -49,8 +51,10 @@ typedef struct churn {
     void *peer;   /* a Boost.Context allocator (boost-* backends) */
     char *floor;  /* "floor": the one mapping its regions are carved from */
     size_t floor_cap;
-    _Atomic size_t floor_used; /* regions carved so far */
-    char **live;               /* threads * live slots; thread i owns [i * live, (i + 1) * live) */
+    _Atomic size_t floor_used;  /* regions carved so far */
+    unsigned char *floor_owner; /* "floor-owner": the thread that carved each region */
+    struct inbox *floor_back;   /* "floor-owner": threads * threads rings, [owner][freer] */
+    char **live;                /* threads * live slots; thread i owns [i * live, (i + 1) * live) */
     _Atomic int failed;
     _Atomic size_t ready;    /* workers at the start line */
     _Atomic size_t finished; /* workers done with their cycles (their inboxes still drained) */
@@ -71,11 +75,11 @@ void boost_peer_free(void *state, void *region);
 static const char *const backends[] = {
     "naive", "naive-noguard", "malloc", "lacuna", "lacuna-never", "lacuna-dontneed",
     "lacuna-free", "lacuna-zero", "tcmalloc", "mimalloc", "jemalloc", "jemalloc-tcache",
-    BOOST_BACKENDS "floor", NULL};
+    BOOST_BACKENDS "floor", "floor-owner", NULL};
 static const char *const choices[] = {
     "all", "naive", "naive-noguard", "malloc", "lacuna", "lacuna-never", "lacuna-dontneed",
     "lacuna-free", "lacuna-zero", "tcmalloc", "mimalloc", "jemalloc", "jemalloc-tcache",
-    BOOST_BACKENDS "floor", NULL};
+    BOOST_BACKENDS "floor", "floor-owner", NULL};
 /* clang-format on */
 
 static void *naive_get(churn *c, int guard)
@@ -91,6 +95,14 @@ static void *naive_get(churn *c, int guard)
     }
     return p + g;
 }
+
+/* One thread's inbox: regions another thread allocated, for this one to free. Single producer
+ * (the previous thread), single consumer; head and tail on lines of their own. */
+typedef struct inbox {
+    _Alignas(64) _Atomic size_t head; /* consumer's */
+    _Alignas(64) _Atomic size_t tail; /* producer's */
+    _Alignas(64) char *slot[INBOX];
+} inbox;
 
 /* "floor": the cost of the workload itself, with an allocator that costs nothing. Each thread
  * keeps the regions it freed on a LIFO of its own (no metadata, no guard, no lock, no syscall)
@@ -127,6 +139,57 @@ static void floor_put(char *r)
     floor_lifo.r[floor_lifo.n++] = r;
 }
 
+/* "floor-owner": the floor, but a region freed by another thread goes back to the thread that
+ * carved it (mimalloc's model: remote frees return to their owner, in batches), so a region is
+ * reused by the CPU that wrote it last. Each (owner, freer) pair has a single-producer ring
+ * published every INBOX_BATCH regions; an owner drains its rings only when its LIFO is empty.
+ * A full ring keeps the region with its freer (a floor never waits). It bounds the allocators
+ * that return remote frees to their owner as "floor" bounds those that keep them. */
+static __thread size_t floor_me;            /* this thread's worker index */
+static __thread size_t floor_sent[64];      /* per owner: regions this thread put in its ring */
+static __thread size_t floor_head_seen[64]; /* per owner: its ring's head as last read */
+
+static void *floor_owner_get(churn *c)
+{
+    size_t t = c->cfg->threads;
+    for (size_t from = 0; floor_lifo.n == 0 && from < t; from++) {
+        inbox *q = &c->floor_back[floor_me * t + from];
+        size_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
+        size_t e = atomic_load_explicit(&q->tail, memory_order_acquire);
+        for (size_t i = h; i != e; i++)
+            floor_put(q->slot[i % INBOX]);
+        atomic_store_explicit(&q->head, e, memory_order_release);
+    }
+    if (floor_lifo.n > 0)
+        return floor_lifo.r[--floor_lifo.n];
+    char *r = floor_get(c);
+    if (r)
+        c->floor_owner[(size_t)(r - c->floor) / c->cfg->region] = (unsigned char)floor_me;
+    return r;
+}
+
+static void floor_owner_put(churn *c, char *r)
+{
+    size_t t = c->cfg->threads, owner = c->floor_owner[(size_t)(r - c->floor) / c->cfg->region];
+    if (owner == floor_me) {
+        floor_put(r);
+        return;
+    }
+    inbox *q = &c->floor_back[owner * t + floor_me];
+    size_t n = floor_sent[owner];
+    if (n - floor_head_seen[owner] == INBOX) {
+        floor_head_seen[owner] = atomic_load_explicit(&q->head, memory_order_acquire);
+        if (n - floor_head_seen[owner] == INBOX) {
+            floor_put(r);
+            return;
+        }
+    }
+    q->slot[n % INBOX] = r;
+    floor_sent[owner] = ++n;
+    if (n % INBOX_BATCH == 0)
+        atomic_store_explicit(&q->tail, n, memory_order_release);
+}
+
 static void *get(churn *c)
 {
     switch (c->kind) {
@@ -136,6 +199,8 @@ static void *get(churn *c)
         return malloc(c->cfg->region);
     case FLOOR:
         return floor_get(c);
+    case FLOOR_OWNER:
+        return floor_owner_get(c);
     case LIB:
         return peer_lib_alloc(&c->lib);
 #ifdef LACUNA_BENCH_BOOST
@@ -158,6 +223,9 @@ static void put(churn *c, void *r)
         break;
     case FLOOR:
         floor_put(r);
+        break;
+    case FLOOR_OWNER:
+        floor_owner_put(c, r);
         break;
     case LIB:
         peer_lib_free(&c->lib, r);
@@ -193,15 +261,30 @@ static int setup(churn *c, char *why, size_t len)
     }
     /* the live sets, the regions in flight to another thread, the thread caches, slack */
     size_t t = c->cfg->threads;
-    if (strcmp(b, "floor") == 0) {
-        c->kind = FLOOR;
-        /* A thread carves only when its LIFO is empty, but cross-thread frees can pile up on
-         * one thread while the other carves: room for 4 times what is live or in flight
-         * (address space only, MAP_NORESERVE; a region costs memory once touched). */
+    if (strcmp(b, "floor") == 0 || strcmp(b, "floor-owner") == 0) {
+        c->kind = b[5] ? FLOOR_OWNER : FLOOR;
+        /* A thread carves only when its LIFO is empty, but cross-thread frees pile up on the
+         * slower thread while the faster one carves, without bound (with --touch 0 a run carved
+         * 4 times what is live or in flight and failed): room for a region per cycle on top
+         * (address space only, MAP_NORESERVE, at most 32 TiB; a region costs memory once
+         * touched). */
         c->floor_cap = 4 * (c->cfg->live * t + (t > 1 ? 2 * INBOX * t : 0)) + 1024;
+        if (t > 1)
+            c->floor_cap += c->cfg->cycles;
+        if (c->floor_cap > ((size_t)1 << 45) / c->cfg->region)
+            c->floor_cap = ((size_t)1 << 45) / c->cfg->region;
         c->floor = mmap(NULL, c->floor_cap * c->cfg->region, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        return c->floor == MAP_FAILED ? errno : 0;
+        if (c->floor == MAP_FAILED)
+            return errno;
+        if (c->kind == FLOOR_OWNER) {
+            c->floor_owner = calloc(c->floor_cap, 1);
+            c->floor_back = aligned_alloc(64, t * t * sizeof *c->floor_back);
+            if (c->floor_owner == NULL || c->floor_back == NULL)
+                return ENOMEM;
+            memset(c->floor_back, 0, t * t * sizeof *c->floor_back);
+        }
+        return 0;
     }
     c->kind = LACUNA;
     lacuna_pool_config pc = {.region_size = c->cfg->region,
@@ -227,14 +310,6 @@ static inline void touch(const churn *c, char *r)
     for (size_t k = 0; k < c->cfg->touch; k++)
         r[c->cfg->region - (k + 1) * c->page] = (char)k; /* from the top, as a stack grows */
 }
-
-/* One thread's inbox: regions another thread allocated, for this one to free. Single producer
- * (the previous thread), single consumer; head and tail on lines of their own. */
-typedef struct inbox {
-    _Alignas(64) _Atomic size_t head; /* consumer's */
-    _Alignas(64) _Atomic size_t tail; /* producer's */
-    _Alignas(64) char *slot[INBOX];
-} inbox;
 
 typedef struct worker {
     churn *c;
@@ -318,6 +393,7 @@ static void *run_worker(void *arg)
     churn *c = w->c;
     uint64_t x = w->seed;
     size_t live = c->cfg->live, acc = 0;
+    floor_me = w->index;
     if (w->threads > 1)
         pin_to_cpu(w->index);
     /* Fill this thread's live set here, so that a "private" run frees only regions its own
@@ -550,6 +626,8 @@ static const char churn_more[] =
 #endif
     "  floor                 no allocator: a per-thread LIFO of pointers into one mapping (no\n"
     "                        guard, no metadata, no lock): the workload's own cost, a bound\n"
+    "  floor-owner           the floor, but other threads' frees go back to the region's\n"
+    "                        owner in batches: the bound for owner-return allocators\n"
     "naive rows pay an mmap and a munmap per cycle while lacuna's reuse a warm cache: compare\n"
     "lacuna-dontneed (pages released on every free) for the cost of giving memory back each "
     "time.\n";

@@ -3,16 +3,21 @@
 #     <!-- results NAME -->   and   <!-- /results -->
 # and is printed by tools/results.d/NAME.sh (or tools/NAME.sh) from bench/results/, the one place
 # each figure comes from: README and docs/fibers.md carry the same fibers table, so they cannot
-# disagree. This rewrites those blocks (make bench runs it), or with --check only says which are
-# stale and exits 1 (ctest runs that: docs_match_results). Usage: tools/results-sync.sh [--check] [RESULTS_DIR]
+# disagree. A figure in the prose is written <!--fig NAME-->VALUE<!--/fig--> and its VALUE is
+# printed by tools/results-figures.sh from the same files. This rewrites those blocks and figures
+# (make bench runs it), or with --check only says which are stale and exits 1 (ctest runs that:
+# docs_match_results). Usage: tools/results-sync.sh [--check] [RESULTS_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 check=
 [ "${1:-}" = --check ] && { check=1; shift; }
 in=${1:-bench/results}
 stale=0
+figures=$(mktemp)
+trap 'rm -f "$figures"' EXIT
+bash tools/results-figures.sh "$in" > "$figures"
 for doc in README.md docs/*.md; do
-  grep -q '^<!-- results [a-z0-9-]* -->$' "$doc" || continue
+  grep -qE '^<!-- results [a-z0-9-]* -->$|<!--fig ' "$doc" || continue
   new=$(mktemp)
   # Each block's body is replaced by its script's output; everything else is copied.
   while IFS= read -r line; do
@@ -34,6 +39,15 @@ for doc in README.md docs/*.md; do
     printf '%s\n' "$line"
   done < "$doc" > "$new"
   [ -z "${skipping:-}" ] || { echo "$doc: a results block has no <!-- /results -->" >&2; exit 1; }
+  # Then every figure in the prose, from tools/results-figures.sh; a name it does not print is an
+  # error (its results file is missing, or the name is misspelt), never a figure left as typed.
+  perl -e 'my %f; open my $fh, "<", shift or die;
+    while (<$fh>) { chomp; my ($k, $v) = split /\t/, $_, 2; $f{$k} = $v }
+    my $doc = shift; local $/; my $t = <STDIN>; my $bad = 0;
+    $t =~ s{<!--fig ([a-z0-9.-]+)-->(.*?)<!--/fig-->}{exists $f{$1} ? "<!--fig $1-->$f{$1}<!--/fig-->"
+      : do { print STDERR "$doc: no figure \"$1\" (tools/results-figures.sh)\n"; $bad = 1; $& }}gse;
+    print $t; exit $bad' "$figures" "$doc" < "$new" > "$new.f" || { rm -f "$new" "$new.f"; exit 1; }
+  mv "$new.f" "$new"
   if cmp -s "$doc" "$new"; then
     rm -f "$new"
   elif [ -n "$check" ]; then
