@@ -232,7 +232,15 @@ static int blocks_refill(lac_sched *s)
     if (s->nfree == 0) {
         uint32_t first = atomic_load_explicit(&table_n, memory_order_relaxed);
         uint32_t c = first >> LAC_BLOCK_CHUNK_SHIFT;
-        lac_fiber *chunk = c < LAC_BLOCK_CHUNKS ? calloc(LAC_BLOCK_CHUNK_N, sizeof *chunk) : NULL;
+        /* Aligned, so each block's first line (what a cross-worker wake touches) is a whole
+         * line: by hand, since calloc's fresh mapping needs no memset (aligned_alloc's would).
+         * Chunks are never freed. */
+        char *mem = c < LAC_BLOCK_CHUNKS
+                        ? calloc(1, LAC_BLOCK_CHUNK_N * sizeof(lac_fiber) + _Alignof(lac_fiber))
+                        : NULL;
+        lac_fiber *chunk = mem ? (lac_fiber *)(((uintptr_t)mem + _Alignof(lac_fiber) - 1) &
+                                               ~(uintptr_t)(_Alignof(lac_fiber) - 1))
+                               : NULL;
         if (chunk == NULL) {
             pthread_mutex_unlock(&global_lock);
             return ENOMEM;

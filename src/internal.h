@@ -799,14 +799,25 @@ enum { LAC_W_NONE = 0, LAC_W_TIMER, LAC_W_IO };
  * Scheduler fields (state, next, wait, heap_pos, deadline) belong to the worker the fiber is on
  * or parked at; join/detach/end fields to whoever holds `lk`. */
 struct lac_fiber {
-    void *sp;        /* saved stack pointer while not running */
-    lac_fiber *next; /* run queue link */
+    /* The first line holds what a wake from another worker touches (the waker: plk, park, state,
+     * wait, next, rt, pin; the worker resuming it: sp, worker, punching, tsched): a cross-worker
+     * hand-over moves this one line of the block, not four. */
+    _Alignas(64) void *sp;           /* saved stack pointer while not running */
+    lac_fiber *next;                 /* run queue (or inbox) link */
+    lac_rt *rt;                      /* its runtime (the workers it may run on); fixed for life */
+    lac_sched *worker;               /* the worker that runs it or ran it last (the pinned one) */
+    _Atomic(struct lac_park *) park; /* the wait it is in (set and cleared under plk), or NULL */
+    lac_sched *tsched;               /* the worker whose timer heap it is in, while a timed wait */
+    lac_spin plk;              /* held from arming a wait until its context is saved (wait.c) */
+    _Atomic uint8_t state;     /* LAC_F_* (scheduler's view); lac_state_set, read by parked.c */
+    uint8_t wait;              /* LAC_W_*: what a parked fiber waits for besides a wake-up */
+    uint16_t pin;              /* 0, or 1 + the index of the only worker it runs on */
+    _Atomic uint8_t punching;  /* a release of its pages is under way: a switch into it waits */
+    _Atomic uint8_t cancelled; /* lacuna_cancel called: every blocking call fails ECANCELED */
     void *(*fn)(void *);
     void *arg;             /* fn's argument, then its result */
     char *stack;           /* lowest byte of the stack region; NULL once freed */
     size_t stack_size;     /* bytes of the region */
-    lac_rt *rt;            /* its runtime (the workers it may run on); fixed for life */
-    lac_sched *worker;     /* the worker that runs it or ran it last (the pinned one, if pinned) */
     uint64_t deadline;     /* CLOCK_MONOTONIC ns, while in the timer heap */
     size_t heap_pos;       /* index in the timer heap, or LAC_NO_HEAP */
     lac_io_wait *io;       /* its fd wait (wait.c), while in one */
@@ -816,12 +827,9 @@ struct lac_fiber {
     _Atomic uint32_t gen;  /* odd while in use; bumped on spawn and on reclaim */
     uint32_t idx;          /* index in the block table (0 is never used) */
     uint32_t next_free;    /* free-list link (an index) */
-    _Atomic uint8_t state; /* LAC_F_* (scheduler's view); lac_state_set, read by parked.c */
-    uint8_t wait;          /* LAC_W_*: what a parked fiber waits for besides a wake-up */
     uint8_t detached;
     uint8_t tjoin;  /* a thread (not a fiber) waits for `done` */
     uint8_t stacks; /* its stack's pool: 0 = the default, else 1 + size class (fiber.c) */
-    uint16_t pin;   /* 0, or 1 + the index of the only worker it runs on */
     long region;    /* stack region index in the pool */
     unsigned vg_id; /* valgrind stack id */
 #ifdef LAC_ASAN
@@ -830,16 +838,11 @@ struct lac_fiber {
 #ifdef LAC_TSAN
     void *tsan; /* TSan fiber */
 #endif
-    lac_spin plk; /* held from arming a wait until its context is saved (wait.c) */
-    _Atomic(struct lac_park *) park; /* the wait it is in (set and cleared under plk), or NULL */
-    lac_sched *tsched;               /* the worker whose timer heap it is in, while a timed wait */
-    _Atomic uint8_t cancelled;       /* lacuna_cancel called: every blocking call fails ECANCELED */
     char name[LACUNA_FIBER_NAME_MAX]; /* read by the SIGSEGV handler: always NUL-terminated */
     void *fls; /* its fiber-local values (sync.c), NULL until the first lacuna_fls_set */
     /* Releasing a parked fiber's stack pages (parked.c). `sp` above reads NULL from a switch into
-     * the fiber until it is saved again. */
+     * the fiber until it is saved again; `punching` above is set while a release is under way. */
     _Atomic uint32_t parks;      /* times it parked (a release-store by the fiber itself) */
-    _Atomic uint8_t punching;    /* a release of its pages is under way: a switch into it waits */
     _Atomic uint32_t parks_aged; /* parks at the previous aging scan: unchanged = parked since */
     _Atomic uint32_t parks_done; /* parks at its last release: unchanged = nothing new below */
     _Atomic size_t high_water;   /* deepest stack use seen, bytes from the top */
@@ -888,17 +891,22 @@ struct lac_rt {
 enum { LAC_STOP_NONE = 0, LAC_STOP_DONE = 1 }; /* else an errno (EDEADLK) */
 
 /* A worker's scheduler. Its fields are its own thread's, except: the run queue (head, tail, nq)
- * is under qlock while the runtime has several workers (thieves take from it); `delta` is read
- * by the worker deciding that the runtime is done; `sleeping` and `evfd` by wakers. */
+ * is under qlock while the runtime has several workers (thieves take from it); other workers push
+ * to `inbox`; `delta` is read by the worker deciding that the runtime is done; `sleeping` and
+ * `evfd` by wakers. */
 struct lac_sched {
     lac_fiber *cur; /* running fiber; NULL while on the thread's own stack */
     lac_rt *rt;     /* the runtime it works for */
     bool multi;     /* rt has several workers now: lock the queue */
     /* The run queue has a cache line of its own: other workers push to it and read nq, and the
      * fields around it are written on every switch (a pinned ping-pong paid for sharing). */
-    _Alignas(64) lac_spin qlock;     /* the run queue, while multi */
-    lac_fiber *head, *tail;          /* run queue */
-    _Atomic size_t nq;               /* its length (written under qlock, read without by thieves) */
+    _Alignas(64) lac_spin qlock; /* the run queue, while multi */
+    lac_fiber *head, *tail;      /* run queue */
+    _Atomic size_t nq;           /* its length (written under qlock, read without by thieves) */
+    /* Fibers pinned here, made ready by other workers: a lock-free stack (pushed with a CAS,
+     * taken whole with an exchange). A line of its own: idle workers read the queue's line above
+     * (work_visible, steal), and a pinned hand-over would pull it away from its taker. */
+    _Alignas(64) _Atomic(lac_fiber *) inbox;
     _Alignas(64) lac_fiber *runnext; /* made ready by a hand-off (channel, join): runs next */
     lac_fiber *handed;       /* earlier hand-offs it displaced, a stack: they run before head */
     lac_fiber *spawner;      /* preempted by its spawn; runs when that fiber first gives way */
@@ -1104,6 +1112,8 @@ typedef struct lac_park {
     _Atomic uint32_t state; /* LAC_PARK_*: who ended the wait */
     _Atomic uint32_t done;  /* a thread's futex word: set once the waker is done with its waiter */
     lac_fiber *fiber;       /* NULL: a plain thread */
+    lac_rt *rt;             /* the fiber's runtime, where a waker checks for an orphan (chan.c)
+                               without a trip to the fiber's block; NULL: a thread or unused */
     bool local;             /* sleep or fd wait: only the worker it parked at may end it */
     bool nocancel;          /* a wait a cancel must not end (a cond waiter taking its mutex back) */
     size_t sel;             /* the waiter that won (lac_waiter.index: a select's case) */

@@ -205,6 +205,35 @@ static inline bool has_ready(const lac_sched *s)
     return s->runnext != NULL || s->handed != NULL || s->spawner != NULL || nq_of(s) != 0;
 }
 
+/* Fibers other workers made ready in s's inbox join the back of its queue, in the order they were
+ * pushed; with the queue empty the first is returned instead (saving a lock round trip), else
+ * NULL. */
+static lac_fiber *take_inbox(lac_sched *s)
+{
+    lac_fiber *f = atomic_exchange_explicit(&s->inbox, NULL, memory_order_acquire), *fifo = NULL;
+    while (f) { /* newest first: reverse */
+        lac_fiber *nx = f->next;
+        f->next = fifo;
+        fifo = f;
+        f = nx;
+    }
+    if (fifo == NULL)
+        return NULL;
+    if (nq_of(s) == 0) {
+        f = fifo;
+        fifo = f->next;
+    }
+    if (fifo) {
+        q_lock(s);
+        for (lac_fiber *nx; fifo; fifo = nx) {
+            nx = fifo->next;
+            link_back(s, fifo);
+        }
+        q_unlock(s);
+    }
+    return f;
+}
+
 /* The next fiber to run here: runnext, then the stack of hand-offs, then the spawner the last
  * spawn preempted, then the queue. Hand-offs get at most LAC_RUNNEXT_MAX turns in a row while
  * others wait (two fibers handing off to each other forever must not starve them): then the
@@ -242,6 +271,9 @@ static inline lac_fiber *next_ready(lac_sched *s)
         s->spawner = NULL;
         return f;
     }
+    if (LAC_UNLIKELY(atomic_load_explicit(&s->inbox, memory_order_relaxed) != NULL) &&
+        (f = take_inbox(s)) != NULL)
+        return f;
     return nq_of(s) ? pop_front(s) : NULL;
 }
 
@@ -645,19 +677,25 @@ static void kick_worker(lac_sched *w)
         lac_wait_kick(w);
 }
 
-/* A fiber pinned to another worker of s's runtime, made ready by s: straight into that worker's
- * queue (it spins a while before it sleeps, so a ping-pong between two workers stays off the
- * kernel). False if that worker is not running (lacuna_run has ended). */
+/* A fiber pinned to another worker of s's runtime, made ready by s: into that worker's inbox (it
+ * spins a while before it sleeps, watching that line, so a ping-pong between two workers stays
+ * off the kernel and off its queue's lock). False if that worker is not running (lacuna_run has
+ * ended). */
 static bool push_pinned(lac_sched *s, lac_fiber *f)
 {
     lac_sched *w = atomic_load_explicit(&s->rt->w[f->pin - 1], memory_order_acquire);
     if (w == NULL || !s->multi)
         return false;
     lac_state_set(f, LAC_F_READY);
-    lac_spin_lock(&w->qlock);
-    link_back(w, f);
-    lac_spin_unlock(&w->qlock);
-    kick_worker(w);
+    lac_fiber *old = atomic_load_explicit(&w->inbox, memory_order_relaxed);
+    do
+        f->next = old;
+    while (!atomic_compare_exchange_weak_explicit(&w->inbox, &old, f, memory_order_seq_cst,
+                                                  memory_order_relaxed));
+    /* No fence: the push (seq_cst) then this load, against idle()'s nidle increment (seq_cst)
+     * then its look at the inbox: one of the two sees the other. */
+    if (atomic_load_explicit(&s->rt->nidle, memory_order_seq_cst) != 0)
+        kick_worker(w);
     return true;
 }
 
@@ -819,6 +857,18 @@ static bool waits_pending(lac_rt *rt)
     return false;
 }
 
+/* rt->lock held: whether a fiber waits in a worker's inbox. Its pusher may be counted asleep
+ * already (it pushed, then went idle), and its worker has not taken it yet: not a deadlock. */
+static bool inbox_pending(lac_rt *rt)
+{
+    for (unsigned i = 0, hi = rt->whi; i < hi; i++) {
+        lac_sched *c = rt->w[i];
+        if (c && atomic_load_explicit(&c->inbox, memory_order_relaxed) != NULL)
+            return true;
+    }
+    return false;
+}
+
 static void wake_all(lac_rt *rt, lac_sched *self)
 {
     for (unsigned i = 0, hi = rt->whi; i < hi; i++) {
@@ -834,7 +884,9 @@ static void wake_all(lac_rt *rt, lac_sched *self)
 /* Whether this worker's own queue or its runtime's injection queue has work. */
 static inline bool work_here(const lac_sched *s)
 {
-    return has_ready(s) || atomic_load_explicit(&s->rt->ninj, memory_order_relaxed) != 0;
+    /* seq_cst: after idle()'s nidle increment, against push_pinned (see there) */
+    return has_ready(s) || atomic_load_explicit(&s->inbox, memory_order_seq_cst) != NULL ||
+           atomic_load_explicit(&s->rt->ninj, memory_order_relaxed) != 0;
 }
 
 /* Whether anything this worker could run is visible now. */
@@ -885,7 +937,7 @@ static int idle(lac_sched *s)
         int verdict = 0;
         if (lac_rt_live(rt) == 0)
             verdict = LAC_STOP_DONE;
-        else if (!waits_pending(rt) && atomic_load(&rt->ninj) == 0 &&
+        else if (!waits_pending(rt) && !inbox_pending(rt) && atomic_load(&rt->ninj) == 0 &&
                  atomic_load(&lac_foreign_blocked) == 0)
             verdict = EDEADLK;
         if (verdict) {

@@ -239,8 +239,16 @@ void lac_park_wake(lac_park *p)
 {
     lac_fiber *f = p->fiber;
     if (f) {
-        lac_spin_lock(&f->plk); /* its context is saved once the parker's switch released it */
-        lac_spin_unlock(&f->plk);
+        /* Its context is saved once the parker's switch released plk. Watched, not taken: the
+         * parker took it before queueing its waiter (so before our claim), and only a losing
+         * canceller may hold it after that; an acquire load that reads it free follows the
+         * parker's release, and no locked instruction pulls the line over for writing twice. */
+        unsigned spins = 0;
+        while (atomic_load_explicit(&f->plk.v, memory_order_acquire) != 0)
+            if (++spins % 128 == 0)
+                sched_yield(); /* the parker's thread may have been preempted */
+            else
+                LAC_CPU_RELAX();
         lac_fiber_ready(f);
     } else {
         atomic_fetch_sub_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
