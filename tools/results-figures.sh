@@ -157,19 +157,12 @@ if [ -s "$in/skynet.txt" ]; then
   fig skynet.rss-start-mib "$m"
 fi
 
-# skynet by the standard rules, 1 thread, against Go's with GOMAXPROCS=1: from the per-round
-# ratios when skynet.txt has Go's runs beside lacuna's (lacuna-bench skynet --go), else from the
-# medians of skynet.txt and the separate skynet-go.txt.
+# skynet by the standard rules, 1 thread, against Go's with GOMAXPROCS=1: the per-round ratios
+# of skynet.txt (lacuna-bench skynet --go: a Go run beside each of lacuna's).
 if grep -q '^lacuna/go, median of per-round ratios' "$in/skynet.txt" 2>/dev/null; then
   read -r rt rm < <(sed -nE 's/^lacuna\/go, median of per-round ratios: time ([0-9.]+)x, peak RSS ([0-9.]+)x.*/\1 \2/p' "$in/skynet.txt")
   fig skynet.vs-go-time "$(awk -v r="$rt" 'BEGIN { printf "%.1f", 1 / r }')"
   fig skynet.vs-go-rss "$(awk -v r="$rm" 'BEGIN { printf "%.0f", 1 / r }')"
-elif [ -s "$in/skynet.txt" ] && [ -s "$in/skynet-go.txt" ]; then
-  read -r t rss < <(sed -nE 's/^skynet: median ([0-9.]+) ms .*median peak RSS ([0-9.]+) MiB.*/\1 \2/p' "$in/skynet.txt" | head -1)
-  read -r gt _ _ < <(sed -nE 's/.* in ([0-9.]+) ms\. .*GOMAXPROCS=1$/\1/p' "$in/skynet-go.txt" | stats)
-  read -r grss _ _ < <(sed -nE 's/.*peak ([0-9]+) KiB GOMAXPROCS=1$/\1/p' "$in/skynet-go.txt" | stats)
-  fig skynet.vs-go-time "$(awk -v a="$t" -v b="$gt" 'BEGIN { printf "%.1f", b / a }')"
-  fig skynet.vs-go-rss "$(awk -v a="$rss" -v b="$grss" 'BEGIN { printf "%.0f", b / 1024 / a }')"
 fi
 
 # pingpong.txt and pingpong-go.txt: the channel round trip's medians.

@@ -21,28 +21,18 @@ skynet() {
 slots() { grep -oE '[0-9]+ slots ever used' "$1" | tail -1 | cut -d' ' -f1; }
 # "--go " when FILE was made with Go's runs beside lacuna's (lacuna-bench skynet --go)
 gogo() { if grep -q '^go skynet GOMAXPROCS=' "$1" 2>/dev/null; then printf -- '--go '; fi; }
-go_skynet() { # GOMAXPROCS -> "921 ms (872–1,041), 226 MiB"
-  # First Go's runs made right after each of lacuna's (`lacuna-bench skynet --go`), with the
-  # per-round ratios; else tools/bench.d's separate Go runs (skynet-go.txt).
-  local own="$in/skynet.txt"
+go_skynet() { # GOMAXPROCS -> "908 ms (885–1,011), 219 MiB; a run beside each of lacuna's; ..."
+  # Go's runs made beside lacuna's (lacuna-bench skynet --go), with the per-round ratios.
+  local own="$in/skynet.txt" t a b m
   [ "$1" = 2 ] && own="$in/skynet-workers2.txt"
-  if grep -q "^go skynet GOMAXPROCS=$1, one run per round" "$own" 2>/dev/null; then
-    local t a b m
-    read -r t a b m < <(grep -m1 "^go skynet GOMAXPROCS=$1, one run per round" "$own" |
-      sed -E 's/.*median ([0-9.]+) ms \(min ([0-9.]+), max ([0-9.]+)\), median peak RSS ([0-9.]+) MiB/\1 \2 \3 \4/' |
-      awk '{ printf "%.0f %.0f %.0f %.0f", $1, $2, $3, $4 }')
-    printf "%s ms (%s–%s), %s MiB; a run beside each of lacuna's" "$(commas "$t")" "$(commas "$a")" \
-      "$(commas "$b")" "$m"
-    grep -m1 '^lacuna/go, median of per-round ratios' "$own" |
-      sed -E 's/.*time ([0-9.]+)x, peak RSS ([0-9.]+)x/; lacuna\/Go per round: time \1x, peak RSS \2x/'
-    return 0
-  fi
-  [ -s "$in/skynet-go.txt" ] || return 0
-  local t m
-  read -r t tmin tmax < <(grep "GOMAXPROCS=$1\$" "$in/skynet-go.txt" | sed -E 's/.* in ([0-9.]+) ms.*/\1/' | stats)
-  read -r m _ _ < <(grep "GOMAXPROCS=$1\$" "$in/skynet-go.txt" | sed -E 's/.*peak ([0-9]+) KiB.*/\1/' | stats)
-  printf '%s ms (%s–%s), %s MiB' "$(commas "$t")" "$(commas "$tmin")" "$(commas "$tmax")" \
-    "$(awk -v m="$m" 'BEGIN { printf "%.0f", m / 1024 }')"
+  grep -q "^go skynet GOMAXPROCS=$1, one run per round" "$own" 2>/dev/null || return 0
+  read -r t a b m < <(grep -m1 "^go skynet GOMAXPROCS=$1, one run per round" "$own" |
+    sed -E 's/.*median ([0-9.]+) ms \(min ([0-9.]+), max ([0-9.]+)\), median peak RSS ([0-9.]+) MiB/\1 \2 \3 \4/' |
+    awk '{ printf "%.0f %.0f %.0f %.0f", $1, $2, $3, $4 }')
+  printf "%s ms (%s–%s), %s MiB; a run beside each of lacuna's" "$(commas "$t")" "$(commas "$a")" \
+    "$(commas "$b")" "$m"
+  grep -m1 '^lacuna/go, median of per-round ratios' "$own" |
+    sed -E 's/.*time ([0-9.]+)x, peak RSS ([0-9.]+)x/; lacuna\/Go per round: time \1x, peak RSS \2x/'
 }
 ns() { # switch.txt line prefix -> "9.07 ns (9.05–9.23)"
   grep -m1 "^$1" "$in/switch.txt" | sed -E 's/.*: ([0-9.]+) ns \(min ([0-9.]+), max ([0-9.]+)\)/\1 ns (\2–\3)/'
