@@ -40,8 +40,8 @@ typedef struct chq {
     lac_waiter *head, *tail; /* oldest first */
 } chq;
 
-/* What every send and receive reads or writes is on the first cache line: a hand-over between
- * workers moves that one line of the channel. */
+/* What every send and receive reads or writes is in the first 64 bytes: a hand-over between
+ * workers moves at most two lines of the channel (it is not line-aligned: see lacuna_chan_make). */
 struct lacuna_chan {
     lac_spin lk;
     bool closed;

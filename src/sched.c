@@ -241,7 +241,8 @@ static lac_fiber *take_inbox(lac_sched *s)
 static inline lac_fiber *next_ready(lac_sched *s)
 {
     if (LAC_LIKELY(s->runnext_streak < LAC_RUNNEXT_MAX) ||
-        (nq_of(s) == 0 && s->handed == NULL && s->spawner == NULL)) {
+        (nq_of(s) == 0 && s->handed == NULL && s->spawner == NULL &&
+         atomic_load_explicit(&s->inbox, memory_order_relaxed) == NULL)) {
         lac_fiber *f = s->runnext;
         if (f) {
             s->runnext = NULL;
@@ -297,8 +298,8 @@ static inline bool takes(lac_rt *rt, lac_fiber *f, lac_sched *s)
     return true;
 }
 
-/* Fibers woken from outside the runtime (or pinned here and woken by another worker): into this
- * worker's queue. */
+/* Fibers woken from outside the runtime (a fiber pinned here and woken by another worker comes
+ * through the inbox instead): into this worker's queue. */
 static void take_injected(lac_sched *s)
 {
     lac_rt *rt = s->rt;

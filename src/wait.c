@@ -15,8 +15,9 @@
  *     wake-ups never restart it; a retry loop cannot stretch it.
  *   - A wait ends once: whoever wins its park's state (lac_park_claim's CAS) makes it runnable.
  *     A fiber arms its wait holding f->plk, which its switch releases once its context is saved
- *     (sched.c); a waker or a canceller takes plk before it readies the fiber, so nobody resumes a
- *     fiber still running. A timer fires on the worker the fiber parked at, after that switch.
+ *     (sched.c); a waker waits until it reads plk free (lac_park_wake: watched, not taken) and a
+ *     canceller takes it, before either readies the fiber, so nobody resumes a fiber still
+ *     running. A timer fires on the worker the fiber parked at, after that switch.
  *   - Local waits (sleep, fd) are in the heap of the worker they parked at for their whole wait
  *     (an untimed fd wait at LAC_FOREVER), and only that worker ends them: the fd, the deadline,
  *     or a cancel, which moves the deadline to 0 and kicks the worker. So the fd registration is

@@ -486,3 +486,103 @@ TEST(randomized_pipelines_one_worker)
     CHECK_EQ(lacuna_run(), 0);
     CHECK(lacuna_join(f) == NULL);
 }
+
+/* ---- a hand-off pair cannot starve a fiber woken from another worker ---------------------- */
+
+/* Fibers A and B, pinned to one worker, hand a message to each other until P (pinned there too)
+ * has run; a fiber on the other worker wakes P. P arrives through that worker's inbox, and the
+ * hand-off bound (64 turns while others wait) must count it as waiting: else A and B keep the
+ * worker for ever (a livelock here, since they stop only when P has run). */
+static lacuna_chan *hp_ab, *hp_ba, *hp_p;
+static _Atomic int hp_setup, hp_p_ran;
+static _Atomic long hp_rounds_after_wake;
+static _Atomic int hp_woken;
+#define HP_ROUNDS_MAX 2000000l /* far more hand-offs than the bound allows */
+
+static void *hp_a(void *arg)
+{
+    (void)arg;
+    int v = 0;
+    for (long r = 0; !atomic_load(&hp_p_ran) && r < HP_ROUNDS_MAX; r++) {
+        if (atomic_load(&hp_woken))
+            atomic_fetch_add(&hp_rounds_after_wake, 1);
+        CHECK_EQ(lacuna_chan_send(hp_ab, &v), 0);
+        CHECK_EQ(lacuna_chan_recv(hp_ba, &v), 0);
+    }
+    v = 1; /* the last message tells B to stop */
+    CHECK_EQ(lacuna_chan_send(hp_ab, &v), 0);
+    return NULL;
+}
+
+static void *hp_b(void *arg)
+{
+    (void)arg;
+    for (int v = 0;;) {
+        CHECK_EQ(lacuna_chan_recv(hp_ab, &v), 0);
+        if (v)
+            return NULL;
+        CHECK_EQ(lacuna_chan_send(hp_ba, &v), 0);
+    }
+}
+
+static void *hp_p_fn(void *arg)
+{
+    (void)arg;
+    int v;
+    CHECK_EQ(lacuna_chan_recv(hp_p, &v), 0);
+    atomic_store(&hp_p_ran, 1);
+    return NULL;
+}
+
+/* Spawned many times: the first that runs on worker 1 starts P, B and A there, pinned. */
+static void *hp_seeker(void *arg)
+{
+    (void)arg;
+    while (lacuna_worker_id() != 1) {
+        if (atomic_load(&hp_setup))
+            return NULL;
+        lacuna_yield();
+    }
+    int none = 0;
+    if (!atomic_compare_exchange_strong(&hp_setup, &none, 1))
+        return NULL;
+    lacuna_fiber_opts o = {.flags = LACUNA_FIBER_PINNED};
+    CHECK_EQ(lacuna_detach(lacuna_go_opts(&o, hp_p_fn, NULL)), 0);
+    CHECK_EQ(lacuna_detach(lacuna_go_opts(&o, hp_b, NULL)), 0);
+    CHECK_EQ(lacuna_detach(lacuna_go_opts(&o, hp_a, NULL)), 0);
+    atomic_store(&hp_setup, 2);
+    return NULL;
+}
+
+/* On worker 0 (pinned): once the pair runs, wake P across workers. */
+static void *hp_waker(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&hp_setup) != 2)
+        CHECK_EQ(lacuna_sleep_ms(1), 0);
+    CHECK_EQ(lacuna_sleep_ms(5), 0); /* the pair well under way */
+    atomic_store(&hp_woken, 1);
+    int v = 7;
+    CHECK_EQ(lacuna_chan_send(hp_p, &v), 0);
+    return NULL;
+}
+
+TEST(handoff_pair_cannot_starve_a_fiber_woken_from_another_worker)
+{
+    CHECK_EQ(lacuna_set_workers(2), 0);
+    hp_ab = lacuna_chan_make(sizeof(int), 0);
+    hp_ba = lacuna_chan_make(sizeof(int), 0);
+    hp_p = lacuna_chan_make(sizeof(int), 1);
+    lacuna_fiber_opts o = {.flags = LACUNA_FIBER_PINNED};
+    CHECK_EQ(lacuna_detach(lacuna_go_opts(&o, hp_waker, NULL)), 0); /* worker 0: this thread */
+    for (int i = 0; i < 8; i++)
+        CHECK_EQ(lacuna_detach(lacuna_go(hp_seeker, NULL)), 0);
+    CHECK_EQ(lacuna_run(), 0);
+    CHECK(atomic_load(&hp_p_ran));
+    /* P ran while the pair still had rounds to go, a bounded number of hand-offs after its wake
+     * reached the worker (the pair's worker may have been descheduled meanwhile: a wide margin). */
+    CHECK(atomic_load(&hp_rounds_after_wake) < HP_ROUNDS_MAX / 2);
+    lacuna_chan_free(hp_ab);
+    lacuna_chan_free(hp_ba);
+    lacuna_chan_free(hp_p);
+}
