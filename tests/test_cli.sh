@@ -23,7 +23,7 @@ expect() {
 
 # --help everywhere: exit 0, on stdout.
 expect 0 'cases' "$bench" --help
-for c in demo churn burst seed keep pair skynet switch pingpong sync select parked census deep wipe; do
+for c in demo churn burst seed keep pair skynet switch pingpong crossfree sync select parked census deep wipe; do
   expect 0 "usage: lacuna-bench $c" "$bench" "$c" --help
   expect 0 "--csv +(every .* as )?CSV instead of" "$bench" "$c" --help # CSV everywhere
   expect 2 "unknown option '--no-such-option'" "$bench" "$c" --no-such-option
@@ -34,6 +34,7 @@ expect 0 '^fibers,stack,spawn_ms,.*peak_rss_kib' "$bench" parked --n 1 --csv
 expect 0 '^ratio_rss_to_needed_plus_baseline,' "$bench" deep --fibers 2 --depth 8K --runs 1 --no-go --csv
 expect 0 '^measure,value,n,runs' "$bench" sync --n 1000 --contended 1000 --runs 1 --no-go --csv
 expect 0 '^measure,ns,n,runs' "$bench" select --n 1000 --runs 1 --csv
+expect 0 '^measure,ns_per_fiber,.*ended_elsewhere' "$bench" crossfree --n 100 --runs 1 --csv
 # Without Go the comparison is skipped with the reason, and the run still succeeds.
 expect 0 'SKIP go: no .go. command on PATH' env PATH=/nonexistent "$bench" deep --fibers 2 --depth 8K --runs 1
 expect 0 'go: skipped: no .go. command on PATH' env PATH=/nonexistent "$bench" sync --n 1000 --contended 1000 --runs 1

@@ -238,6 +238,7 @@ static const struct bench_case {
     {"skynet", bench_skynet_main, "the skynet benchmark (1,111,111 fibers): time, peak RSS"},
     {"switch", bench_switch_main, "ns per fiber switch (lacuna_yield) and per spawn+join"},
     {"pingpong", bench_pingpong_main, "ns per channel round trip between two workers"},
+    {"crossfree", bench_crossfree_main, "fibers that end on another worker: their stacks' way back"},
     {"sync", bench_sync_main, "ns per lacuna_mutex lock+unlock, uncontended and contended, vs Go"},
     {"select", bench_select_main, "ns per lacuna_select over 4 channels, one ready, vs a recv"},
     {"parked", bench_parked_main, "a million parked fibers: time, RSS, page tables"},

@@ -101,6 +101,7 @@ int bench_seed_main(int argc, char **argv);
 int bench_skynet_main(int argc, char **argv);       /* fiber_bench.c */
 int bench_switch_main(int argc, char **argv);       /* fiber_bench.c */
 int bench_pingpong_main(int argc, char **argv);     /* fiber_bench.c */
+int bench_crossfree_main(int argc, char **argv);    /* fiber_bench.c */
 int bench_parked_main(int argc, char **argv);       /* parked.c */
 int bench_census_main(int argc, char **argv);       /* census.c */
 int bench_deep_main(int argc, char **argv);         /* deep.c */

@@ -206,10 +206,10 @@ static const char *guard_name(int g)
                                         : "none";
 }
 
-static void min_max(const double *v, size_t n, double *mn, double *mx)
+static void minmax(const double *v, int n, double *mn, double *mx)
 {
     *mn = *mx = v[0];
-    for (size_t i = 1; i < n; i++) {
+    for (int i = 1; i < n; i++) {
         *mn = v[i] < *mn ? v[i] : *mn;
         *mx = v[i] > *mx ? v[i] : *mx;
     }
@@ -370,14 +370,14 @@ static int skynet_main(int argc, char **argv)
     if (status)
         return status;
     double mn, mx;
-    min_max(ms, cfg.runs, &mn, &mx);
+    minmax(ms, (int)cfg.runs, &mn, &mx);
     double med = bench_median(ms, (int)cfg.runs);
     printf("%sskynet%s: median %.1f ms (min %.1f, max %.1f), median peak RSS %.1f MiB\n",
            cfg.csv ? "# " : "", cfg.buffered ? " --buffered (variant)" : "", med, mn, mx,
            bench_median(peak, (int)cfg.runs));
     if (gruns) {
         double gmn, gmx;
-        min_max(gms, gruns, &gmn, &gmx);
+        minmax(gms, (int)gruns, &gmn, &gmx);
         printf("%sgo skynet GOMAXPROCS=%zu, one run per round beside lacuna's: median %.1f ms (min "
                "%.1f, max %.1f), median peak RSS %.1f MiB\n",
                cfg.csv ? "# " : "", cfg.workers, bench_median(gms, (int)gruns), gmn, gmx,
@@ -439,14 +439,6 @@ static double spawn_once(long n)
     return (double)(bench_now_ns() - t0) / (double)n;
 }
 
-static void minmax(const double *v, int n, double *mn, double *mx)
-{
-    *mn = *mx = v[0];
-    for (int i = 1; i < n; i++) {
-        *mn = v[i] < *mn ? v[i] : *mn;
-        *mx = v[i] > *mx ? v[i] : *mx;
-    }
-}
 
 static int switch_main(int argc, char **argv)
 {
@@ -675,6 +667,163 @@ static int pingpong_main(int argc, char **argv)
                  "(min %.1f, max %.1f), median of %zu x %zu\n",
            bench_median(fl, (int)runs), mn, mx, runs, n);
     return 0;
+}
+
+/* ---- crossfree: stacks of fibers that end on another worker ------------------------------ */
+
+/* A launcher pinned to one worker spawns a fiber, which waits on a channel; a feeder pinned to
+ * the other worker (or, for comparison, to the same one) sends to it, so the fiber resumes on the
+ * feeder's worker (a hand-off) and ends there; the launcher joins it and spawns the next. The
+ * stack came from the launcher's thread and goes back on the feeder's: past the feeder's spare
+ * stacks, through the pool's cross-thread free path (its thread cache, then the shared lists the
+ * launcher's cache refills from). */
+typedef struct {
+    lacuna_chan *go;
+    long n;
+    bool same;          /* feeder on the launcher's worker */
+    _Atomic int *first; /* the worker the launcher pinned to, or -1 */
+    uint64_t t0, t1;
+    long cross; /* fibers that ended on another worker than the launcher's */
+} xf_cfg;
+
+static _Atomic int xf_end_worker;
+
+static void *xf_child(void *arg)
+{
+    lacuna_chan *go = arg;
+    long v;
+    lacuna_chan_recv(go, &v);
+    atomic_store_explicit(&xf_end_worker, lacuna_worker_id(), memory_order_relaxed);
+    return NULL;
+}
+
+static void *xf_launcher(void *arg)
+{
+    xf_cfg *c = arg;
+    int me = lacuna_worker_id();
+    c->t0 = bench_now_ns();
+    for (long i = 0; i < c->n; i++) {
+        lacuna_fiber *f = lacuna_go(xf_child, c->go); /* runs first, waits on go */
+        lacuna_join(f);
+        c->cross += atomic_load_explicit(&xf_end_worker, memory_order_relaxed) != me;
+    }
+    c->t1 = bench_now_ns();
+    lacuna_chan_close(c->go);
+    return NULL;
+}
+
+static void *xf_feeder(void *arg)
+{
+    xf_cfg *c = arg;
+    long v = 0;
+    while (lacuna_chan_send(c->go, &v) == 0)
+        v++;
+    return NULL;
+}
+
+/* Pin the launcher where the first of these runs, and the feeder to the other worker (or the
+ * same one): as pp_launch. */
+static void *xf_launch_launcher(void *arg)
+{
+    xf_cfg *c = arg;
+    int none = -1;
+    atomic_compare_exchange_strong(c->first, &none, lacuna_worker_id());
+    while (lacuna_worker_id() != atomic_load(c->first))
+        lacuna_yield();
+    lacuna_fiber_opts o = {.flags = LACUNA_FIBER_PINNED};
+    return lacuna_join(lacuna_go_opts(&o, xf_launcher, c));
+}
+
+static void *xf_launch_feeder(void *arg)
+{
+    xf_cfg *c = arg;
+    int none = -1;
+    atomic_compare_exchange_strong(c->first, &none, lacuna_worker_id());
+    while ((lacuna_worker_id() == atomic_load(c->first)) != c->same)
+        lacuna_yield();
+    lacuna_fiber_opts o = {.flags = LACUNA_FIBER_PINNED};
+    return lacuna_join(lacuna_go_opts(&o, xf_feeder, c));
+}
+
+/* ns per fiber; *allocs and *frees: the stack pool's per fiber; -1 on a failed run. */
+static double crossfree_once(long n, bool same, double *allocs, double *frees, double *cross)
+{
+    lacuna_pool *pool = lacuna_fiber_pool();
+    lacuna_stats a, b;
+    if (pool == NULL)
+        return -1;
+    lacuna_pool_stats(pool, &a);
+    _Atomic int first = -1;
+    xf_cfg c = {lacuna_chan_make(sizeof(long), 0), n, same, &first, 0, 0, 0};
+    lacuna_set_workers(2);
+    lacuna_detach(lacuna_go(xf_launch_launcher, &c));
+    lacuna_detach(lacuna_go(xf_launch_feeder, &c));
+    int err = lacuna_run();
+    lacuna_chan_free(c.go);
+    if (err)
+        return -1;
+    lacuna_pool_stats(pool, &b);
+    *allocs = (double)(b.allocs - a.allocs) / (double)n;
+    *frees = (double)(b.frees - a.frees) / (double)n;
+    *cross = (double)c.cross / (double)n;
+    return (double)(c.t1 - c.t0) / (double)n;
+}
+
+static int crossfree_main(int argc, char **argv)
+{
+    size_t n = 200000, runs = 5;
+    bool csv = false;
+    const cli_opt opts[] = {
+        {"n", CLI_COUNT, &n, 1, 1000000000, "fibers per run", NULL},
+        {"runs", CLI_COUNT, &runs, 1, 100, "runs; the median is reported", NULL},
+        {"csv", CLI_FLAG, &csv, 0, 0, "CSV instead of a table", NULL},
+        {0}};
+    cli_spec spec = {"lacuna-bench crossfree",
+                     "Fibers spawned on one worker that end on the other (their stacks go back "
+                     "through the pool's cross-thread free path), beside the same loop on one "
+                     "worker: ns per fiber, and the stack pool's allocs and frees per fiber.",
+                     opts, NULL, NULL};
+    int rc = cli_parse(&spec, argc, argv);
+    if (rc != CLI_CONTINUE)
+        return rc;
+    lacuna_pool_config pc = {.region_size = 64 * KIB}; /* the default stack pool, made now */
+    int err = lacuna_fiber_configure(&pc);
+    if (err && err != EBUSY) {
+        fprintf(stderr, "lacuna-bench crossfree: no stack pool: %s\n", strerror(err));
+        return CLI_FAILED;
+    }
+    bench_machine(stdout, csv ? "# " : "");
+    if (csv)
+        printf("measure,ns_per_fiber,ns_min,ns_max,pool_allocs_per_fiber,pool_frees_per_fiber,"
+               "ended_elsewhere,n,runs\n");
+    double dummy[3];
+    crossfree_once((long)n / 10, false, &dummy[0], &dummy[1], &dummy[2]); /* warm-up */
+    for (int same = 0; same <= 1; same++) {
+        double ns[100] = {0}, al[100], fr[100], cr[100], mn, mx;
+        for (size_t r = 0; r < runs; r++)
+            if ((ns[r] = crossfree_once((long)n, same, &al[r], &fr[r], &cr[r])) < 0) {
+                fprintf(stderr, "lacuna-bench crossfree: a run failed\n");
+                return CLI_FAILED;
+            }
+        minmax(ns, (int)runs, &mn, &mx);
+        const char *what = same ? "same worker" : "ends on the other worker";
+        double a = bench_median(al, (int)runs), f = bench_median(fr, (int)runs),
+               c = bench_median(cr, (int)runs);
+        if (csv)
+            printf("%s,%.1f,%.1f,%.1f,%.3f,%.3f,%.3f,%zu,%zu\n", what, bench_median(ns, (int)runs),
+                   mn, mx, a, f, c, n, runs);
+        else
+            printf("crossfree (spawn, %s): %.1f ns per fiber (min %.1f, max %.1f); stack pool "
+                   "allocs %.3f and frees %.3f per fiber; %.0f %% ended on another worker; "
+                   "median of %zu x %zu\n",
+                   what, bench_median(ns, (int)runs), mn, mx, a, f, 100 * c, runs, n);
+    }
+    return 0;
+}
+
+int bench_crossfree_main(int argc, char **argv)
+{
+    return crossfree_main(argc, argv);
 }
 
 int bench_pingpong_main(int argc, char **argv)

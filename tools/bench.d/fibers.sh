@@ -1,8 +1,8 @@
 # make bench, fiber layer: skynet by its standard rules (unbuffered channels, 1,111,111 fibers),
 # the 10-slot buffered variant beside it (labelled so in its file), 1 and 2 M:N workers, switch
-# costs (with Boost.Context's raw switch in the same run), a channel round trip across workers, a
-# select over 4 channels beside a plain receive, the mutex (with Go's), and deep-then-parked fibers
-# giving their stack pages back.
+# costs (with Boost.Context's raw switch in the same run), a channel round trip across workers,
+# fibers that end on another worker than their spawner's, a select over 4 channels beside a plain
+# receive, the mutex (with Go's), and deep-then-parked fibers giving their stack pages back.
 set -euo pipefail
 # The Go peers (tools/go/) need Debian's golang-go: INSTALL=1 installs it first (saying so), else
 # each Go step says why it is skipped.
@@ -17,6 +17,7 @@ fi
 "$BENCH" skynet --threads 2 --runs "$RUNS" | tee "$OUT/skynet-threads2.txt"
 "$BENCH" switch --runs "$RUNS" | tee "$OUT/switch.txt"
 "$BENCH" pingpong --runs "$RUNS" | tee "$OUT/pingpong.txt"
+"$BENCH" crossfree --runs "$RUNS" | tee "$OUT/crossfree.txt"
 "$BENCH" select --runs "$RUNS" | tee "$OUT/select.txt"
 "$BENCH" sync --runs "$RUNS" | tee "$OUT/sync.txt" # with Go's sync.Mutex when `go` is there
 # A warm-up first: this VM's host backs guest memory again on its first touch after a while, and
