@@ -238,7 +238,8 @@ static const struct bench_case {
     {"skynet", bench_skynet_main, "the skynet benchmark (1,111,111 fibers): time, peak RSS"},
     {"switch", bench_switch_main, "ns per fiber switch (lacuna_yield) and per spawn+join"},
     {"pingpong", bench_pingpong_main, "ns per channel round trip between two workers"},
-    {"crossfree", bench_crossfree_main, "fibers that end on another worker: their stacks' way back"},
+    {"crossfree", bench_crossfree_main,
+     "fibers that end on another worker: their stacks' way back"},
     {"sync", bench_sync_main, "ns per lacuna_mutex lock+unlock, uncontended and contended, vs Go"},
     {"select", bench_select_main, "ns per lacuna_select over 4 channels, one ready, vs a recv"},
     {"parked", bench_parked_main, "a million parked fibers: time, RSS, page tables"},
@@ -283,31 +284,41 @@ int main(int argc, char **argv)
 /* ---- Go peers ------------------------------------------------------------------------------ */
 
 /* Run argv in directory cwd (NULL: here) with its stdout and stderr into fd `out`, and wait for it:
- * its exit status, or -1. Set GOMAXPROCS=procs first when procs > 0. */
+ * its exit status, or -1. With procs > 0 it runs with GOMAXPROCS=procs. Its environment is built
+ * before the fork: after it, the child calls only async-signal-safe functions (lacuna-bench may
+ * have threads). */
 static int run_argv(const char *cwd, char *const argv[], int out, unsigned procs, struct rusage *ru)
 {
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + 2, sizeof *env), maxprocs[32];
+    if (env == NULL)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (procs == 0 || strncmp(environ[i], "GOMAXPROCS=", 11) != 0)
+            env[k++] = environ[i];
+    snprintf(maxprocs, sizeof maxprocs, "GOMAXPROCS=%u", procs);
+    if (procs > 0)
+        env[k++] = maxprocs;
     fflush(stdout);
     pid_t pid = fork();
-    if (pid < 0)
-        return -1;
     if (pid == 0) {
         if (out >= 0) {
             dup2(out, 1);
             dup2(out, 2);
         }
-        if (procs > 0) {
-            char v[16];
-            snprintf(v, sizeof v, "%u", procs);
-            setenv("GOMAXPROCS", v, 1);
-        }
         if (cwd && chdir(cwd) != 0)
             _exit(126);
-        execvp(argv[0], argv);
+        execvpe(argv[0], argv, env);
         _exit(127);
     }
+    free(env);
     int status;
     struct rusage r;
-    if (wait4(pid, &status, 0, ru ? ru : &r) != pid)
+    if (pid < 0 || wait4(pid, &status, 0, ru ? ru : &r) != pid)
         return -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

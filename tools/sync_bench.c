@@ -44,8 +44,6 @@ static void *lock_fiber(void *arg)
     return NULL;
 }
 
-static double last_busy; /* CPU time over wall time of the last run_once: workers busy at once */
-
 static uint64_t process_cpu_ns(void)
 {
     struct timespec ts;
@@ -53,8 +51,9 @@ static uint64_t process_cpu_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* ns per lock+unlock: `fibers` fibers on `workers` workers (0 fibers: thread context). */
-static double run_once(unsigned workers, int fibers, long n)
+/* ns per lock+unlock: `fibers` fibers on `workers` workers (0 fibers: thread context); into *busy
+ * (NULL: not wanted) CPU time over wall time: how many workers were busy at once. */
+static double run_once(unsigned workers, int fibers, long n, double *busy)
 {
     loop_n = n;
     uint64_t c0 = process_cpu_ns();
@@ -68,7 +67,8 @@ static double run_once(unsigned workers, int fibers, long n)
         lacuna_run();
     }
     uint64_t wall = bench_now_ns() - t0;
-    last_busy = (double)(process_cpu_ns() - c0) / (double)wall;
+    if (busy)
+        *busy = (double)(process_cpu_ns() - c0) / (double)wall;
     return (double)wall / ((double)n * (fibers ? fibers : 1));
 }
 
@@ -103,7 +103,7 @@ static double go_contended(const char *dir, long n, double *busy)
 
 /* The rounds of one kind (by where each side ran), with their ratios. */
 typedef struct kind {
-    const char *what;
+    const char *what, *csv; /* in the table; in a CSV measure's name */
     double ratio[100];
     size_t n;
 } kind;
@@ -132,18 +132,17 @@ int bench_sync_main(int argc, char **argv)
     char dirbuf[PATH_MAX];
     const char *go = no_go ? NULL : bench_go_build("mutex", dirbuf, sizeof dirbuf, csv ? "# " : "");
     double un[100], th[100], ct[100], gt[100], ratio[100], busy[100], gbusy[100];
-    kind kinds[3] = {{"both on one core at a time", {0}, 0},
-                     {"lacuna on one core, Go on both", {0}, 0},
-                     {"lacuna on both cores", {0}, 0}};
+    kind kinds[3] = {{"both on one core at a time", "both_one_core", {0}, 0},
+                     {"lacuna on one core, Go on both", "go_both_cores", {0}, 0},
+                     {"lacuna on both cores", "lacuna_both_cores", {0}, 0}};
     size_t gruns = 0;
-    run_once(1, 1, (long)n / 10); /* warm-up: the pool, the stacks, the scheduler */
+    run_once(1, 1, (long)n / 10, NULL); /* warm-up: the pool, the stacks, the scheduler */
     for (size_t r = 0; r < runs; r++) {
-        un[r] = run_once(1, 1, (long)n);
-        th[r] = run_once(0, 0, (long)n);
+        un[r] = run_once(1, 1, (long)n, NULL);
+        th[r] = run_once(0, 0, (long)n, NULL);
         /* Alternate which side goes first: the later one may find the host's pages warm. */
         double gb_r = -1, g = go && r % 2 ? go_contended(go, (long)cn, &gb_r) : -1;
-        ct[r] = run_once(2, 4, (long)cn);
-        busy[r] = last_busy;
+        ct[r] = run_once(2, 4, (long)cn, &busy[r]);
         if (go && r % 2 == 0)
             g = go_contended(go, (long)cn, &gb_r);
         if (g >= 0) {
@@ -175,10 +174,7 @@ int bench_sync_main(int argc, char **argv)
                    g, cn, gruns, gb, cn, gruns, rt, cn, gruns);
         for (int k = 0; k < 3; k++)
             if (kinds[k].n)
-                printf("throughput_vs_go_%s,%.2f,%zu,%zu\n",
-                       k == 0   ? "both_one_core"
-                       : k == 1 ? "go_both_cores"
-                                : "lacuna_both_cores",
+                printf("throughput_vs_go_%s,%.2f,%zu,%zu\n", kinds[k].csv,
                        bench_median(kinds[k].ratio, (int)kinds[k].n), cn, kinds[k].n);
         return 0;
     }
