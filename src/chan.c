@@ -109,16 +109,30 @@ static inline bool live(const lac_waiter *w)
     return atomic_load_explicit(&w->park->state, memory_order_relaxed) == LAC_PARK_WAITING;
 }
 
+/* Whether a waiter is a fiber that can never run again (its thread exited). */
+static inline bool orphan(const lac_waiter *w)
+{
+    const lac_rt *rt = w->park->rt;
+    return rt && atomic_load_explicit(&rt->dead, memory_order_relaxed);
+}
+
 /* The first waiter of q whose wait the caller wins (claimed and unlinked: ours to hand over to
- * and wake), or NULL. Waiters whose wait ended otherwise (a deadline, a cancel, another case of
- * their select) stay: their owners unlink them. */
-static inline lac_waiter *q_take(chq *q)
+ * and wake), or NULL; also NULL, with *orphaned set, when the first waiter still waiting is an
+ * orphan: nothing may be handed to it or taken from it (orphaned NULL: orphans are taken too).
+ * Waiters whose wait ended otherwise (a deadline, a cancel, another case of their select) stay:
+ * their owners unlink them. */
+static inline lac_waiter *q_take(chq *q, bool *orphaned)
 {
     for (lac_waiter *w = q->head; w; w = w->next) {
-        if (live(w) && lac_park_claim(w->park)) {
-            /* its block's line, which the wake needs, comes while the hand-over goes on */
+        if (!live(w))
+            continue;
+        if (LAC_UNLIKELY(orphaned && orphan(w))) {
+            *orphaned = true;
+            return NULL;
+        }
+        if (lac_park_claim(w->park)) {
+            /* its block's first line, which the wake needs, comes while the hand-over goes on */
             __builtin_prefetch(w->park->fiber);
-            w->park->sel = w->index;
             q_unlink(q, w);
             return w;
         }
@@ -131,21 +145,22 @@ static inline unsigned char *slot(lacuna_chan *c, size_t i)
     return c->buf + ((c->head + i) % c->cap) * c->elem_size;
 }
 
-/* Whether a waiter is a fiber that can never run again (its thread exited). */
-static inline bool orphan(const lac_waiter *w)
+/* An element's copy: the common sizes as plain moves, not a call. */
+static inline void elem_copy(void *dst, const void *src, size_t n)
 {
-    const lac_rt *rt = w->park->rt;
-    return rt && atomic_load_explicit(&rt->dead, memory_order_relaxed);
-}
-
-/* Whether the first waiter still waiting in q is an orphan: nothing may be handed to it or taken
- * from it. */
-static bool orphan_first(const chq *q)
-{
-    for (const lac_waiter *w = q->head; w; w = w->next)
-        if (live(w))
-            return orphan(w);
-    return false;
+    switch (n) {
+    case 4:
+        memcpy(dst, src, 4);
+        break;
+    case 8:
+        memcpy(dst, src, 8);
+        break;
+    case 16:
+        memcpy(dst, src, 16);
+        break;
+    default:
+        memcpy(dst, src, n);
+    }
 }
 
 static bool any_orphan(const chq *q)
@@ -170,16 +185,17 @@ static int send_locked(lacuna_chan *c, const void *elem, lac_waiter **woken)
     *woken = NULL;
     if (c->closed)
         return EPIPE;
-    if (orphan_first(&c->recvq))
-        return EINVAL;
-    lac_waiter *r = q_take(&c->recvq);
+    bool orphaned = false;
+    lac_waiter *r = q_take(&c->recvq, &orphaned);
     if (r) { /* the buffer is empty: hand over directly */
-        memcpy(r->elem, elem, c->elem_size);
+        elem_copy(r->elem, elem, c->elem_size);
         *woken = r;
         return 0;
     }
+    if (orphaned)
+        return EINVAL;
     if (c->n < c->cap) {
-        memcpy(slot(c, c->n), elem, c->elem_size);
+        elem_copy(slot(c, c->n), elem, c->elem_size);
         SET(c->n, c->n + 1);
         return 0;
     }
@@ -189,24 +205,22 @@ static int send_locked(lacuna_chan *c, const void *elem, lac_waiter **woken)
 /* A receive that needs no wait (channel lock held, and kept): as send_locked. */
 static int recv_locked(lacuna_chan *c, void *elem, lac_waiter **woken)
 {
-    *woken = NULL;
-    if (orphan_first(&c->sendq))
+    bool orphaned = false;
+    lac_waiter *w = q_take(&c->sendq, &orphaned);
+    *woken = w;
+    if (orphaned)
         return EINVAL;
     if (c->n > 0) {
-        memcpy(elem, slot(c, 0), c->elem_size);
+        elem_copy(elem, slot(c, 0), c->elem_size);
         c->head = (c->head + 1) % c->cap;
-        lac_waiter *w = q_take(&c->sendq);
         if (w) /* room now: the oldest waiting sender's element joins the buffer */
-            memcpy(slot(c, c->n - 1), w->elem, c->elem_size);
+            elem_copy(slot(c, c->n - 1), w->elem, c->elem_size);
         else
             SET(c->n, c->n - 1);
-        *woken = w;
         return 0;
     }
-    lac_waiter *w = q_take(&c->sendq);
     if (w) { /* unbuffered: take it straight from the sender */
-        memcpy(elem, w->elem, c->elem_size);
-        *woken = w;
+        elem_copy(elem, w->elem, c->elem_size);
         return 0;
     }
     return c->closed ? EPIPE : -1;
@@ -223,31 +237,22 @@ static bool refuse_block(const lac_sched *s)
  * verdict, ETIMEDOUT, ECANCELED, or EPERM (see refuse_block). */
 static int wait_in(lacuna_chan *c, chq *q, void *elem, uint64_t deadline)
 {
-    /* The park and the waiter side by side from a line's start: the waker's first reads (the
-     * waiter's links and park, the park's state and runtime) are one line of the waiting stack,
-     * and the rest of the waiter the next one, fetched alongside. */
-    struct {
-        _Alignas(64) lac_park p;
-        lac_waiter w;
-    } pw;
-    lac_park *p = &pw.p;
-    lac_waiter *w = &pw.w;
     lac_sched *s = lac_tls_sched;
-    *p = (lac_park){.fiber = s ? s->cur : NULL, .rt = s && s->cur ? s->rt : NULL};
-    *w = (lac_waiter){.park = p, .elem = elem};
-    int err = refuse_block(s) ? EPERM : lac_park_arm(p, deadline);
+    lac_park tp, *p = lac_park_mine(s, &tp);
+    int err = refuse_block(s) ? EPERM : lac_park_arm(p, deadline, 0);
     if (err) {
         lac_spin_unlock(&c->lk);
         return err;
     }
-    q_push(q, w);
+    lac_waiter w = {.park = p, .elem = elem};
+    q_push(q, &w);
     lac_spin_unlock(&c->lk);
     err = lac_park_block(p, deadline);
     if (err == 0)
-        return w->result;
+        return w.result;
     lac_spin_lock(&c->lk); /* timed out or cancelled: still queued, unlink ourselves */
-    if (w->linked)
-        q_unlink(q, w);
+    if (w.linked)
+        q_unlink(q, &w);
     lac_spin_unlock(&c->lk);
     return err;
 }
@@ -469,31 +474,35 @@ static int select_live(lacuna_select_case *cases, size_t *perm, size_t *order, l
         }
     }
     lac_sched *s = lac_tls_sched;
-    lac_park p = {.fiber = s ? s->cur : NULL, .rt = s && s->cur ? s->rt : NULL};
-    int err = refuse_block(s) ? EPERM : lac_park_arm(&p, deadline);
+    lac_park tp, *p = lac_park_mine(s, &tp);
+    int err = refuse_block(s) ? EPERM : lac_park_arm(p, deadline, 0);
     if (err) {
         unlock_all(cases, order, n);
         return err;
     }
     for (size_t k = 0; k < n; k++) {
         lacuna_select_case *cs = &cases[perm[k]];
-        ws[k] = (lac_waiter){.park = &p, .elem = cs->elem, .index = perm[k]};
+        ws[k] = (lac_waiter){.park = p, .elem = cs->elem, .index = perm[k]};
         q_push(cs->op == LACUNA_SELECT_SEND ? &cs->chan->sendq : &cs->chan->recvq, &ws[k]);
     }
     unlock_all(cases, order, n);
-    err = lac_park_block(&p, deadline);
-    /* The winning case's waiter was unlinked by its waker; the others are ours to unlink. */
+    err = lac_park_block(p, deadline);
+    /* The winning case's waiter was unlinked by its waker (the only one a waker unlinks: one
+     * wins the park); the others are ours to unlink. */
+    size_t won = n;
     lock_all(cases, order, n);
     for (size_t k = 0; k < n; k++) {
         lacuna_select_case *cs = &cases[perm[k]];
         if (ws[k].linked)
             q_unlink(cs->op == LACUNA_SELECT_SEND ? &cs->chan->sendq : &cs->chan->recvq, &ws[k]);
-        else if (err == 0 && ws[k].index == p.sel)
-            err = ws[k].result;
+        else
+            won = k;
     }
     unlock_all(cases, order, n);
-    if (err == 0 || err == EPIPE)
-        *chosen = p.sel;
+    if (err == 0 && won < n) {
+        err = ws[won].result;
+        *chosen = ws[won].index;
+    }
     return err;
 }
 
@@ -652,11 +661,11 @@ int lacuna_chan_close(lacuna_chan *c)
     /* Take every waiter still waiting first: once woken, a waiter's record (on its stack) is
      * gone. Oldest first, receivers before senders. */
     lac_waiter *woken = NULL, **tail = &woken, *w;
-    while ((w = q_take(&c->recvq)) != NULL) {
+    while ((w = q_take(&c->recvq, NULL)) != NULL) {
         *tail = w;
         tail = &w->next;
     }
-    while ((w = q_take(&c->sendq)) != NULL) {
+    while ((w = q_take(&c->sendq, NULL)) != NULL) {
         *tail = w;
         tail = &w->next;
     }

@@ -393,7 +393,9 @@ static lacuna_fiber *spawn(const lacuna_fiber_opts *o, void *(*fn)(void *), void
     f->detached = 0;
     f->tjoin = 0;
     f->tsched = NULL;
-    atomic_store_explicit(&f->park, NULL, memory_order_relaxed);
+    f->wp.fiber = f;
+    f->wp.rt = s->rt;
+    atomic_store_explicit(&f->wp.state, LAC_PARK_IDLE, memory_order_relaxed);
     atomic_store_explicit(&f->cancelled, 0, memory_order_relaxed);
     f->pin = (o->flags & LACUNA_FIBER_PINNED) ? (uint16_t)(s->idx + 1) : 0;
     atomic_store_explicit(&f->done, 0, memory_order_relaxed);
@@ -439,8 +441,7 @@ lac_fiber *lac_fiber_finish(lac_sched *s, lac_fiber *f, lac_spare *sp)
     lac_fiber *joiner = f->joiner;
     f->joiner = NULL;
     /* A joining fiber whose wait timed out or was cancelled is left alone: it cleans up itself. */
-    lac_park *jp = joiner ? atomic_load_explicit(&joiner->park, memory_order_relaxed) : NULL;
-    if (joiner && (jp == NULL || !lac_park_claim(jp)))
+    if (joiner && !lac_park_claim(&joiner->wp))
         joiner = NULL;
     bool detached = f->detached, thread_joins = f->tjoin;
     if (thread_joins)
@@ -502,15 +503,15 @@ static int join_wait(lac_sched *s, lac_fiber *f, uint64_t deadline)
             lac_spin_unlock(&f->lk);
             return ENOTRECOVERABLE;
         }
-        lac_park p = {.fiber = self};
-        int err = lac_park_arm(&p, deadline);
+        lac_park *p = &self->wp;
+        int err = lac_park_arm(p, deadline, 0);
         if (err) {
             lac_spin_unlock(&f->lk);
             return err;
         }
         f->joiner = self;
         lac_spin_unlock(&f->lk);
-        err = lac_park_block(&p, deadline);
+        err = lac_park_block(p, deadline);
         if (err) { /* timed out or cancelled: f stays joinable */
             lac_spin_lock(&f->lk);
             if (f->joiner == self)

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdalign.h>
@@ -773,17 +774,12 @@ typedef struct lac_spin {
     _Atomic uint32_t v;
 } lac_spin;
 
+void lac_spin_lock_slow(lac_spin *l); /* sched.c: the contended case, out of line */
+
 static inline void lac_spin_lock(lac_spin *l)
 {
-    unsigned spins = 0;
-    while (atomic_exchange_explicit(&l->v, 1, memory_order_acquire)) {
-        while (atomic_load_explicit(&l->v, memory_order_relaxed)) {
-            if (++spins % 128 == 0)
-                sched_yield(); /* the holder may have been preempted (a busy machine) */
-            else
-                LAC_CPU_RELAX();
-        }
-    }
+    if (LAC_UNLIKELY(atomic_exchange_explicit(&l->v, 1, memory_order_acquire)))
+        lac_spin_lock_slow(l);
 }
 
 static inline void lac_spin_unlock(lac_spin *l)
@@ -795,43 +791,67 @@ enum { LAC_F_FREE = 0, LAC_F_READY, LAC_F_RUNNING, LAC_F_PARKED, LAC_F_DONE };
 enum { LAC_W_NONE = 0, LAC_W_TIMER, LAC_W_IO };
 #define LAC_NO_HEAP SIZE_MAX /* lac_fiber.heap_pos of a fiber not in the timer heap */
 
+/* One blocking wait: the arbiter between whoever may end it. Exactly one of the waker (holding
+ * the lock of the queue the waiter is in), the deadline (the timer heap of the worker it parked
+ * at) and lacuna_cancel wins `state` by compare-and-swap from LAC_PARK_WAITING, and only the
+ * winner makes it runnable. A waiter whose wait someone else won stays in its queue: wakers skip
+ * it and its owner unlinks it under the queue's lock once it runs (so the queue's object outlives
+ * it). A fiber's park is part of its block (lac_fiber.wp), so it is valid memory for as long as
+ * anyone can hold a pointer to it: a canceller that finds a wait already ended just loses its
+ * compare-and-swap, and the woken fiber has nothing to take back. A plain thread's is on its own
+ * stack, valid while it waits (threads are not cancelled). */
+enum { LAC_PARK_WAITING = 0, LAC_PARK_WOKEN, LAC_PARK_TIMEOUT, LAC_PARK_CANCEL, LAC_PARK_IDLE };
+/* lac_park_arm's `how`. LOCAL: a sleep or fd wait, which only the worker it parked at may end;
+ * NOCANCEL: a wait a cancel must not end (a cond waiter taking its mutex back). */
+enum { LAC_PARK_LOCAL = 1, LAC_PARK_NOCANCEL = 2 };
+typedef struct lac_park {
+    _Atomic uint32_t state; /* LAC_PARK_*: who ended the wait; IDLE: a fiber not in one */
+    _Atomic uint32_t done;  /* a thread's futex word: set once the waker is done with its waiter */
+    lac_fiber *fiber;       /* NULL: a plain thread */
+    lac_rt *rt;             /* the fiber's runtime, where a waker checks for an orphan (chan.c)
+                               without a trip to the fiber's block; NULL: a thread */
+    uint8_t how;            /* lac_park_arm's LAC_PARK_LOCAL | LAC_PARK_NOCANCEL */
+} lac_park;
+
 /* A fiber's control block. Never inside a stack region (those pages are released); see fiber.c.
  * Scheduler fields (state, next, wait, heap_pos, deadline) belong to the worker the fiber is on
  * or parked at; join/detach/end fields to whoever holds `lk`. */
 struct lac_fiber {
-    /* The first line holds what a wake from another worker touches (the waker: plk, park, state,
-     * wait, next, rt, pin; the worker resuming it: sp, worker, punching, tsched): a cross-worker
-     * hand-over moves this one line of the block, not four. */
-    _Alignas(64) void *sp;           /* saved stack pointer while not running */
-    lac_fiber *next;                 /* run queue (or inbox) link */
-    lac_rt *rt;                      /* its runtime (the workers it may run on); fixed for life */
-    lac_sched *worker;               /* the worker that runs it or ran it last (the pinned one) */
-    _Atomic(struct lac_park *) park; /* the wait it is in (set and cleared under plk), or NULL */
-    lac_sched *tsched;               /* the worker whose timer heap it is in, while a timed wait */
+    /* The first line holds what a wake from another worker touches (the waker: plk, the park's
+     * state, state, wait, next, rt, pin; the worker resuming it: sp, worker, punching, tsched); the
+     * rest of the park, on the second, is read there but written only at a spawn (and `how` when
+     * it changes): a cross-worker hand-over moves the first line of the block, not four. */
+    _Alignas(64) void *sp;     /* saved stack pointer while not running */
+    lac_fiber *next;           /* run queue (or inbox) link */
+    lac_rt *rt;                /* its runtime (the workers it may run on); fixed for life */
+    lac_sched *worker;         /* the worker that runs it or ran it last (the pinned one) */
+    lac_sched *tsched;         /* the worker whose timer heap it is in, while a timed wait */
     lac_spin plk;              /* held from arming a wait until its context is saved (wait.c) */
     _Atomic uint8_t state;     /* LAC_F_* (scheduler's view); lac_state_set, read by parked.c */
     uint8_t wait;              /* LAC_W_*: what a parked fiber waits for besides a wake-up */
     uint16_t pin;              /* 0, or 1 + the index of the only worker it runs on */
     _Atomic uint8_t punching;  /* a release of its pages is under way: a switch into it waits */
     _Atomic uint8_t cancelled; /* lacuna_cancel called: every blocking call fails ECANCELED */
+    lac_park wp;               /* its waits' park (wait.c); state IDLE between waits */
     void *(*fn)(void *);
-    void *arg;             /* fn's argument, then its result */
-    char *stack;           /* lowest byte of the stack region; NULL once freed */
-    size_t stack_size;     /* bytes of the region */
-    uint64_t deadline;     /* CLOCK_MONOTONIC ns, while in the timer heap */
-    size_t heap_pos;       /* index in the timer heap, or LAC_NO_HEAP */
-    lac_io_wait *io;       /* its fd wait (wait.c), while in one */
-    lac_spin lk;           /* guards joiner, tjoin, detached and done */
-    lac_fiber *joiner;     /* fiber blocked in lacuna_join on this one */
+    void *arg;         /* fn's argument, then its result */
+    char *stack;       /* lowest byte of the stack region; NULL once freed */
+    size_t stack_size; /* bytes of the region */
+    uint64_t deadline; /* CLOCK_MONOTONIC ns, while in the timer heap */
+    size_t heap_pos;   /* index in the timer heap, or LAC_NO_HEAP */
+    lac_io_wait *io;   /* its fd wait (wait.c), while in one */
+    lac_fiber *joiner; /* fiber blocked in lacuna_join on this one */
+    long region;       /* stack region index in the pool */
+    void *fls;         /* its fiber-local values (sync.c), NULL until the first lacuna_fls_set */
+    lac_spin lk;       /* guards joiner, tjoin, detached and done */
     _Atomic uint32_t done; /* 1 once ended: a futex word for a joining thread */
     _Atomic uint32_t gen;  /* odd while in use; bumped on spawn and on reclaim */
     uint32_t idx;          /* index in the block table (0 is never used) */
     uint32_t next_free;    /* free-list link (an index) */
+    unsigned vg_id;        /* valgrind stack id */
     uint8_t detached;
     uint8_t tjoin;  /* a thread (not a fiber) waits for `done` */
     uint8_t stacks; /* its stack's pool: 0 = the default, else 1 + size class (fiber.c) */
-    long region;    /* stack region index in the pool */
-    unsigned vg_id; /* valgrind stack id */
 #ifdef LAC_ASAN
     void *asan_fake; /* ASan fake stack saved across a switch */
 #endif
@@ -839,7 +859,6 @@ struct lac_fiber {
     void *tsan; /* TSan fiber */
 #endif
     char name[LACUNA_FIBER_NAME_MAX]; /* read by the SIGSEGV handler: always NUL-terminated */
-    void *fls; /* its fiber-local values (sync.c), NULL until the first lacuna_fls_set */
     /* Releasing a parked fiber's stack pages (parked.c). `sp` above reads NULL from a switch into
      * the fiber until it is saved again; `punching` above is set while a release is under way. */
     _Atomic uint32_t parks;      /* times it parked (a release-store by the fiber itself) */
@@ -848,6 +867,12 @@ struct lac_fiber {
     _Atomic size_t high_water;   /* deepest stack use seen, bytes from the top */
     _Atomic size_t released;     /* bytes of its pages released while parked, over its life */
 };
+#if !defined(LAC_ASAN) && !defined(LAC_TSAN)
+/* A million parked fibers keep a million blocks: each line more is 64 MB. */
+_Static_assert(sizeof(struct lac_fiber) == 256, "a fiber's block is four lines");
+_Static_assert(offsetof(struct lac_fiber, wp.state) + sizeof(uint32_t) <= 64,
+               "a wake's compare-and-swap is on the block's first line");
+#endif
 
 /* A fiber's scheduler state: relaxed, as parked.c reads it from other threads (a hint there). */
 static inline void lac_state_set(lac_fiber *f, uint8_t state)
@@ -1101,35 +1126,43 @@ void lac_fiber_fork_prepare(void);
 void lac_fiber_fork_parent(void);
 void lac_fiber_fork_child(void);
 
-/* One blocking wait of a fiber or a plain thread (on its own stack, valid while it waits): the
- * arbiter between whoever may end it. Exactly one of the waker (holding the lock of the queue the
- * waiter is in), the deadline (the timer heap of the worker it parked at) and lacuna_cancel wins
- * `state` by compare-and-swap from LAC_PARK_WAITING, and only the winner makes it runnable. A
- * waiter whose wait someone else won stays in its queue: wakers skip it and its owner unlinks
- * it under the queue's lock once it runs (so the queue's object outlives it). */
-enum { LAC_PARK_WAITING = 0, LAC_PARK_WOKEN, LAC_PARK_TIMEOUT, LAC_PARK_CANCEL };
-typedef struct lac_park {
-    _Atomic uint32_t state; /* LAC_PARK_*: who ended the wait */
-    _Atomic uint32_t done;  /* a thread's futex word: set once the waker is done with its waiter */
-    lac_fiber *fiber;       /* NULL: a plain thread */
-    lac_rt *rt;             /* the fiber's runtime, where a waker checks for an orphan (chan.c)
-                               without a trip to the fiber's block; NULL: a thread or unused */
-    bool local;             /* sleep or fd wait: only the worker it parked at may end it */
-    bool nocancel;          /* a wait a cancel must not end (a cond waiter taking its mutex back) */
-    size_t sel;             /* the waiter that won (lac_waiter.index: a select's case) */
-} lac_park;
-
 #define LAC_FOREVER UINT64_MAX /* no deadline */
 
 /* wait.c: the protocol every blocking call follows (the callers: chan.c, sync.c, fiber.c).
- *   1. Under the lock(s) of the queue(s) it joins, the caller queues its waiter(s) and calls
- *      lac_park_arm: 0 = armed (a fiber now holds f->plk; a deadline is in the heap), or
- *      ECANCELED / ENOMEM / ETIMEDOUT (passed deadline): not armed, unlink and fail.
+ *   1. It takes its park (lac_park_mine). Under the lock(s) of the queue(s) it joins, it calls
+ *      lac_park_arm with how (LAC_PARK_LOCAL, LAC_PARK_NOCANCEL or 0) and queues its waiter(s):
+ *      0 = armed (a fiber now holds f->plk; a deadline is in the heap), or ECANCELED / ENOMEM /
+ *      ETIMEDOUT (passed deadline): not armed, queue nothing and fail.
  *   2. It releases its locks and calls lac_park_block: 0 (woken by a waker), ETIMEDOUT or
  *      ECANCELED. On the latter two it takes its locks again and unlinks its waiter(s).
  * A waker, under the queue's lock, calls lac_park_claim on a waiter's park (false: skip it), hands
  * over, releases the lock, then lac_park_wake. */
-int lac_park_arm(lac_park *p, uint64_t deadline);
+static inline lac_park *lac_park_mine(const lac_sched *s, lac_park *tp)
+{
+    if (s && s->cur)
+        return &s->cur->wp;
+    *tp = (lac_park){.state = LAC_PARK_IDLE};
+    return tp;
+}
+int lac_park_arm_slow(lac_park *p, uint64_t deadline, unsigned how);
+static inline int lac_park_arm(lac_park *p, uint64_t deadline, unsigned how)
+{
+    lac_fiber *f = p->fiber;
+    if (LAC_UNLIKELY(f == NULL || deadline != LAC_FOREVER || how != 0))
+        return lac_park_arm_slow(p, deadline, how);
+    /* As the slow path's: the cancelled flag before and under plk (see lac_park_cancel). */
+    if (atomic_load_explicit(&f->cancelled, memory_order_relaxed))
+        return ECANCELED;
+    lac_spin_lock(&f->plk);
+    if (LAC_UNLIKELY(atomic_load_explicit(&f->cancelled, memory_order_relaxed))) {
+        lac_spin_unlock(&f->plk);
+        return ECANCELED;
+    }
+    if (LAC_UNLIKELY(p->how != 0)) /* written only when it changes: other workers read its line */
+        p->how = 0;
+    atomic_store_explicit(&p->state, LAC_PARK_WAITING, memory_order_relaxed);
+    return 0;
+}
 int lac_park_block(lac_park *p, uint64_t deadline);
 static inline bool lac_park_claim(lac_park *p)
 {

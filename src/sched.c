@@ -421,6 +421,21 @@ static inline void san_after(lac_sched *s, lac_fiber *self)
 #endif
 }
 
+/* Out of line, so the uncontended lock inlined everywhere is one exchange and a branch, and
+ * its callers keep their registers for their own work. */
+__attribute__((noinline, cold)) void lac_spin_lock_slow(lac_spin *l)
+{
+    unsigned spins = 0;
+    do {
+        while (atomic_load_explicit(&l->v, memory_order_relaxed)) {
+            if (++spins % 128 == 0)
+                sched_yield(); /* the holder may have been preempted (a busy machine) */
+            else
+                LAC_CPU_RELAX();
+        }
+    } while (atomic_exchange_explicit(&l->v, 1, memory_order_acquire));
+}
+
 /* What the context that left must have done once it is saved (see the invariants). */
 static inline void after_switch(lac_sched *s)
 {

@@ -156,9 +156,9 @@ static int block_as(lac_spin *lk, wq *q, uint64_t token, uint64_t since, uint64_
                     bool nocancel)
 {
     lac_sched *s = here();
-    lac_park p = {.fiber = s ? s->cur : NULL, .nocancel = nocancel};
-    waiter w = {.park = &p, .token = token, .since = since};
-    int err = lac_park_arm(&p, deadline);
+    lac_park tp, *p = lac_park_mine(s, &tp);
+    waiter w = {.park = p, .token = token, .since = since};
+    int err = lac_park_arm(p, deadline, nocancel ? LAC_PARK_NOCANCEL : 0);
     if (err)
         return err;
     if (since && q->head && q->head->since > since)
@@ -166,7 +166,7 @@ static int block_as(lac_spin *lk, wq *q, uint64_t token, uint64_t since, uint64_
     else
         wq_push(q, &w);
     lac_spin_unlock(lk);
-    err = lac_park_block(&p, deadline);
+    err = lac_park_block(p, deadline);
     if (err) {
         lac_spin_lock(lk);
         if (w.linked)
@@ -423,9 +423,9 @@ static int cond_wait(lacuna_cond *cond, lacuna_mutex *mutex, uint64_t deadline)
     /* Queued before the mutex is released (lock order: cond, then mutex): a signal sent by
      * whoever takes the mutex next finds this waiter. */
     lac_sched *s = here();
-    lac_park p = {.fiber = s ? s->cur : NULL};
-    waiter w = {.park = &p};
-    int err = lac_park_arm(&p, deadline);
+    lac_park tp, *p = lac_park_mine(s, &tp);
+    waiter w = {.park = p};
+    int err = lac_park_arm(p, deadline, 0);
     if (err) { /* cancelled, or LACUNA_NOWAIT: the mutex was never released */
         lac_spin_unlock(&c->lk);
         return err;
@@ -433,7 +433,7 @@ static int cond_wait(lacuna_cond *cond, lacuna_mutex *mutex, uint64_t deadline)
     wq_push(&c->q, &w);
     (void)lacuna_mutex_unlock(mutex); /* ours: cannot fail */
     lac_spin_unlock(&c->lk);
-    err = lac_park_block(&p, deadline);
+    err = lac_park_block(p, deadline);
     if (err) {
         lac_spin_lock(&c->lk);
         if (w.linked)

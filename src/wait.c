@@ -175,33 +175,49 @@ static inline void timer_drop(lac_fiber *f)
 
 /* ---- the wait protocol (see internal.h) --------------------------------------------------- */
 
-int lac_park_arm(lac_park *p, uint64_t deadline)
+/* lac_park_arm's general case (internal.h has the common one inline: a fiber's untimed wait). */
+int lac_park_arm_slow(lac_park *p, uint64_t deadline, unsigned how)
 {
     if (deadline == 0)
         return ETIMEDOUT; /* LACUNA_NOWAIT: it would have to wait */
+    bool local = how & LAC_PARK_LOCAL, nocancel = how & LAC_PARK_NOCANCEL;
     lac_fiber *f = p->fiber;
     if (f == NULL) {
+        p->how = (uint8_t)how;
+        atomic_store_explicit(&p->state, LAC_PARK_WAITING, memory_order_relaxed);
         atomic_fetch_add_explicit(&lac_foreign_blocked, 1, memory_order_relaxed);
         return 0;
     }
-    if (!p->nocancel && atomic_load_explicit(&f->cancelled, memory_order_relaxed))
+    if (!nocancel && atomic_load_explicit(&f->cancelled, memory_order_relaxed))
         return ECANCELED;
-    if (deadline != LAC_FOREVER || p->local) {
+    if (deadline != LAC_FOREVER || local) {
         int err = timer_add(f->worker, f, deadline);
         if (err)
             return err;
     }
-    /* A canceller sets f->cancelled, then takes plk and looks for a park: either it sees this one
-     * (after the switch releases plk), or this check sees its flag. */
+    /* A canceller sets f->cancelled, then takes plk and looks at the park: either it sees this
+     * wait (after the switch releases plk), or this check sees its flag. The flags are written
+     * under plk too: a canceller reads them there. */
     lac_spin_lock(&f->plk);
-    atomic_store_explicit(&f->park, p, memory_order_relaxed);
-    if (!p->nocancel && atomic_load_explicit(&f->cancelled, memory_order_relaxed)) {
-        atomic_store_explicit(&f->park, NULL, memory_order_relaxed);
+    if (!nocancel && atomic_load_explicit(&f->cancelled, memory_order_relaxed)) {
         lac_spin_unlock(&f->plk);
         timer_drop(f);
         return ECANCELED;
     }
+    if (p->how != how) /* written only when it changes: other workers read its line */
+        p->how = (uint8_t)how;
+    atomic_store_explicit(&p->state, LAC_PARK_WAITING, memory_order_relaxed);
     return 0;
+}
+
+/* Take back an armed wait that never parked (its fiber holds plk, so nobody else can have won
+ * it): the fd wait whose registration failed. */
+static void park_disarm(lac_park *p)
+{
+    lac_fiber *f = p->fiber;
+    atomic_store_explicit(&p->state, LAC_PARK_IDLE, memory_order_relaxed);
+    lac_spin_unlock(&f->plk);
+    timer_drop(f);
 }
 
 static int outcome(uint32_t state)
@@ -215,9 +231,8 @@ int lac_park_block(lac_park *p, uint64_t deadline)
     if (f) {
         lac_sched_park(f->worker, &f->plk);
         timer_drop(f); /* whoever won: the heap must not name a fiber that moves on */
-        lac_spin_lock(&f->plk);
-        atomic_store_explicit(&f->park, NULL, memory_order_relaxed);
-        lac_spin_unlock(&f->plk);
+        /* Nothing to take back under plk: the park is the block's, and a canceller that comes
+         * late finds its state ended and loses. */
         return outcome(atomic_load_explicit(&p->state, memory_order_acquire));
     }
     if (deadline == LAC_FOREVER) {
@@ -260,12 +275,15 @@ void lac_park_wake(lac_park *p)
 void lac_park_cancel(lac_fiber *f)
 {
     lac_spin_lock(&f->plk);
-    lac_park *p = atomic_load_explicit(&f->park, memory_order_relaxed);
+    lac_park *p = &f->wp;
     uint32_t w = LAC_PARK_WAITING;
-    bool won = p && !p->nocancel &&
+    /* State first: the flags are only stable (written under plk) while it waits. */
+    bool won = atomic_load_explicit(&p->state, memory_order_relaxed) == LAC_PARK_WAITING &&
+               !(p->how & LAC_PARK_NOCANCEL) &&
                atomic_compare_exchange_strong_explicit(&p->state, &w, LAC_PARK_CANCEL,
                                                        memory_order_acq_rel, memory_order_relaxed);
-    if (won && p->local) {
+    bool local = p->how & LAC_PARK_LOCAL;
+    if (won && local) {
         /* Only its worker may end a local wait: make its deadline now and wake that worker. Under
          * plk, f cannot have moved on, so its worker is still there. */
         lac_sched *t = f->tsched;
@@ -278,7 +296,7 @@ void lac_park_cancel(lac_fiber *f)
         lac_sched_kick(t);
     }
     lac_spin_unlock(&f->plk);
-    if (won && !p->local)
+    if (won && !local)
         lac_fiber_ready(f); /* it parked (we saw its park under plk) and only we may wake it */
 }
 
@@ -386,7 +404,7 @@ int lac_wait_poll(lac_sched *s, bool block)
                 continue;
             }
             lac_fiber *f = ((lac_io_wait *)ev[i].data.ptr)->fiber;
-            if (f->io != ev[i].data.ptr || !lac_park_claim(f->park))
+            if (f->io != ev[i].data.ptr || !lac_park_claim(&f->wp))
                 continue; /* ended already, or cancelled: its heap entry, due now, ends it */
             timer_drop(f);
             ready_local(s, f);
@@ -400,11 +418,12 @@ int lac_wait_poll(lac_sched *s, bool block)
         while (s->nheap > 0 && s->heap[0]->deadline <= now) {
             lac_fiber *f = s->heap[0];
             heap_remove(s, f);
-            lac_park *p = atomic_load_explicit(&f->park, memory_order_relaxed);
+            lac_park *p = &f->wp;
             uint32_t w = LAC_PARK_WAITING;
             bool won = atomic_compare_exchange_strong_explicit(
                 &p->state, &w, LAC_PARK_TIMEOUT, memory_order_acq_rel, memory_order_relaxed);
-            if (won || p->local) { /* a local wait a cancel won is ours to end too */
+            if (won ||
+                (p->how & LAC_PARK_LOCAL)) { /* a local wait a cancel won is ours to end too */
                 *tail = f;
                 tail = &f->next;
             }
@@ -414,7 +433,7 @@ int lac_wait_poll(lac_sched *s, bool block)
         while (due) {
             lac_fiber *f = due;
             due = f->next;
-            if (atomic_load_explicit(&f->park, memory_order_relaxed)->local) {
+            if (f->wp.how & LAC_PARK_LOCAL) {
                 ready_local(s, f);
             } else {
                 f->wait = LAC_W_NONE;
@@ -474,8 +493,8 @@ static int sleep_until_ns(uint64_t deadline)
         lacuna_yield();
         return 0;
     }
-    lac_park p = {.fiber = self, .local = true};
-    int err = lac_park_arm(&p, deadline);
+    lac_park *p = &self->wp;
+    int err = lac_park_arm(p, deadline, LAC_PARK_LOCAL);
     if (err == ENOMEM) { /* no memory for the heap: sleep the thread instead */
         sleep_until(deadline);
         return 0;
@@ -483,7 +502,7 @@ static int sleep_until_ns(uint64_t deadline)
     if (err)
         return err;
     self->wait = LAC_W_TIMER;
-    err = lac_park_block(&p, deadline);
+    err = lac_park_block(p, deadline);
     return err == ETIMEDOUT ? 0 : err; /* the deadline is a sleep's normal end */
 }
 
@@ -539,8 +558,8 @@ static int fd_wait(int fd, short events, uint64_t deadline)
         ev.events |= EPOLLOUT;
     /* Armed first (heap entry, park published): the registration may fire at once, but only this
      * worker reads events, and it runs this fiber until it parks. */
-    lac_park p = {.fiber = self, .local = true};
-    int err = lac_park_arm(&p, deadline);
+    lac_park *p = &self->wp;
+    int err = lac_park_arm(p, deadline, LAC_PARK_LOCAL);
     if (err)
         return err;
     /* epoll keeps one registration per (file, fd number): a second fiber waiting on the same fd
@@ -559,9 +578,7 @@ static int fd_wait(int fd, short events, uint64_t deadline)
             err = -1;
         }
         if (err) { /* not parked after all: take the arming back */
-            atomic_store_explicit(&self->park, NULL, memory_order_relaxed);
-            lac_spin_unlock(&self->plk);
-            timer_drop(self);
+            park_disarm(p);
             return err < 0 ? 0 : err;
         }
     }
@@ -573,7 +590,7 @@ static int fd_wait(int fd, short events, uint64_t deadline)
     self->wait = LAC_W_IO;
     self->io = &w;
     s->nio++;
-    return lac_park_block(&p, deadline); /* the poller that ends it undoes the registration */
+    return lac_park_block(p, deadline); /* the poller that ends it undoes the registration */
 }
 
 /* All return their error: the caller's errno survives the syscalls made underneath. */

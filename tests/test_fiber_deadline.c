@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -527,6 +528,107 @@ TEST(cancel_races_wake_and_timeout)
     CHECK_EQ(atomic_load(&sent_n), atomic_load(&got_n));
     CHECK_EQ(atomic_load(&sent_sum), atomic_load(&got_sum));
     CHECK_EQ(lacuna_chan_free(rc), 0);
+}
+
+/* A cancel from another thread landing anywhere in a cycle of waits: before the first, inside one,
+ * in the instant a wake-up or a timeout ends one, between two. One that comes late loses to
+ * whoever ended the wait (a fiber's park outlives its waits: wait.c), one that wins ends exactly
+ * that wait, and nothing is received that was not sent. A new pair on two workers each round, the
+ * cancels after random delays. */
+#define CYCLE_ROUNDS 300
+static lacuna_chan *cyc[2];
+static _Atomic long cyc_sent, cyc_got;
+static _Atomic int cyc_round;
+static lacuna_fiber *_Atomic cyc_pair[2];
+
+static void *cycle_recv(void *arg)
+{
+    (void)arg;
+    for (unsigned i = 0;; i++) {
+        int v = 0, r;
+        if (i % 2) {
+            lacuna_select_case k[2] = {{cyc[0], &v, LACUNA_SELECT_RECV},
+                                       {cyc[1], &v, LACUNA_SELECT_RECV}};
+            size_t which = 2;
+            r = lacuna_select(k, 2, lacuna_now_ns() + 50000, &which);
+            if (r == 0)
+                CHECK(which < 2);
+        } else {
+            r = lacuna_chan_recv(cyc[0], &v); /* untimed: a send or the cancel ends it */
+        }
+        if (r == ECANCELED)
+            return NULL;
+        if (r == 0)
+            atomic_fetch_add(&cyc_got, v);
+        else
+            CHECK_EQ(r, ETIMEDOUT);
+    }
+}
+
+static void *cycle_send(void *arg)
+{
+    (void)arg;
+    for (int n = 1;; n++) {
+        int r = lacuna_chan_send_until(cyc[n % 2], &n, lacuna_now_ns() + 50000);
+        if (r == ECANCELED)
+            return NULL;
+        if (r == 0)
+            atomic_fetch_add(&cyc_sent, n);
+        else
+            CHECK_EQ(r, ETIMEDOUT);
+    }
+}
+
+static void *cycle_driver(void *arg)
+{
+    (void)arg;
+    for (int round = 1; round <= CYCLE_ROUNDS; round++) {
+        atomic_store(&cyc_pair[0], lacuna_go(cycle_recv, NULL));
+        atomic_store(&cyc_pair[1], lacuna_go(cycle_send, NULL));
+        atomic_store(&cyc_round, round); /* the canceller's go */
+        CHECK(lacuna_join(atomic_load(&cyc_pair[0])) == NULL);
+        CHECK(lacuna_join(atomic_load(&cyc_pair[1])) == NULL);
+        CHECK_EQ(atomic_load(&cyc_sent), atomic_load(&cyc_got));
+    }
+    return NULL;
+}
+
+static void spin_ns(uint64_t ns)
+{
+    uint64_t end = lacuna_now_ns() + ns;
+    while (lacuna_now_ns() < end)
+        ;
+}
+
+static void *cycle_canceller(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    for (int round = 1; round <= CYCLE_ROUNDS; round++) {
+        while (atomic_load(&cyc_round) != round)
+            sched_yield();
+        /* a quarter at once (before the receiver ran, often), the rest within 200 us */
+        spin_ns(rand_r(&seed) % 4 ? (uint64_t)(rand_r(&seed) % 200000) : 0);
+        CHECK_EQ(lacuna_cancel(atomic_load(&cyc_pair[0])), 0);
+        spin_ns((uint64_t)(rand_r(&seed) % 100000));
+        CHECK_EQ(lacuna_cancel(atomic_load(&cyc_pair[1])), 0);
+    }
+    return NULL;
+}
+
+TEST(cancel_lands_anywhere_in_a_cycle_of_waits)
+{
+    lacuna_set_workers(2);
+    cyc[0] = lacuna_chan_make(sizeof(int), 0);
+    cyc[1] = lacuna_chan_make(sizeof(int), 0);
+    lacuna_fiber *d = lacuna_go(cycle_driver, NULL);
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, cycle_canceller, (void *)(uintptr_t)getpid()), 0);
+    CHECK_EQ(lacuna_run(), 0);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK(lacuna_join(d) == NULL);
+    CHECK(atomic_load(&cyc_got) > 0); /* values really passed, not only cancels */
+    CHECK_EQ(lacuna_chan_free(cyc[0]), 0);
+    CHECK_EQ(lacuna_chan_free(cyc[1]), 0);
 }
 
 /* 100,000 fibers blocked on channels (unbuffered receives, sends, selects), cancelled by a fiber:
