@@ -165,10 +165,54 @@ if grep -q '^lacuna/go, median of per-round ratios' "$in/skynet.txt" 2>/dev/null
   fig skynet.vs-go-rss "$(awk -v r="$rm" 'BEGIN { printf "%.0f", 1 / r }')"
 fi
 
+# deep.txt (lacuna-bench deep --runs 5, with tools/go/deep.go): the prose under its table.
+if [ -s "$in/deep.txt" ]; then
+  awk 'function num(k,   i) { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9][0-9.]*$/ && --k == 0) return $i }
+    /^lacuna-bench deep:/ { s = "l" } /^go deep:/ { g++; s = "g" g }
+    s == "l" && /^baseline/ { match($0, /RSS [0-9.]+/); base = substr($0, RSTART + 4, RLENGTH - 4) }
+    s == "l" && /^RSS after lacuna_fiber_release_idle/ { after = num(1) }
+    s == "l" && /^needed:/ { match($0, /\(([0-9]+)\.\./); used = substr($0, RSTART + 1, RLENGTH - 3) }
+    s == "l" && /^ +[0-9]+ pages \(/ { if ($1 + 0 > hw) hw = $1 + 0 }
+    s == "l" && /^resident stack pages after/ { match($0, / [0-9]+\.\./); kept = substr($0, RSTART + 1, RLENGTH - 3) }
+    s == "l" && /^  go deep again/ { again_us = num(1); again_f = num(2) }
+    /^RSS, all parked, no GC yet/ { gbase[s] = num(1) }
+    s == "g1" && /^RSS after FreeOSMemory until flat/ { match($0, /\([0-9]+ GCs/); gcs = substr($0, RSTART + 1, RLENGTH - 5)
+      match($0, /\([0-9.]+ MiB/); gstack = substr($0, RSTART + 1, RLENGTH - 5) }
+    /^lacuna-bench deep:/ { n = $3 }
+    END { printf "deep.used-bytes\t%s\n", used; printf "deep.pages-kept\t%s\n", kept
+      printf "deep.pages-released\t%d\n", hw - kept; printf "deep.residue-mib\t%.1f\n", after - base
+      printf "deep.again-us-per-fault\t%.1f\n", again_us / again_f
+      if ("g2" in gbase) printf "deep.go-shallow-lighter-mib\t%.0f\n", base - gbase["g2"]
+      if (gcs != "") { printf "deep.go-gcs\t%s\n", gcs; printf "deep.go-stack-kib\t%.0f\n", gstack * 1024 / n } }' "$in/deep.txt"
+fi
+
+# parked.txt and parked-go.txt (tools/bench.d/fibers.sh): a million parked fibers, per phase.
+if [ -s "$in/parked.txt" ]; then
+  read -r sp wj < <(sed -nE 's/^spawn and park: ([0-9]+) ms; wake and join: ([0-9]+) ms.*/\1 \2/p' "$in/parked.txt")
+  fig parked.spawn-s "$(awk -v v="$sp" 'BEGIN { printf "%.1f", v / 1000 }')"
+  fig parked.wake-s "$(awk -v v="$wj" 'BEGIN { printf "%.1f", v / 1000 }')"
+  fig parked.bytes-per-fiber "$(commas "$(sed -nE 's/.*RSS [0-9.]+ MiB \(([0-9]+) bytes per fiber\).*/\1/p' "$in/parked.txt")")"
+fi
+if [ -s "$in/parked-go.txt" ]; then
+  read -r n sp wj < <(sed -nE 's/^go parked: ([0-9]+) goroutines: spawn and park ([0-9]+) ms; wake and join ([0-9]+) ms.*/\1 \2 \3/p' "$in/parked-go.txt")
+  fig parked.go.spawn-s "$(awk -v v="$sp" 'BEGIN { printf "%.1f", v / 1000 }')"
+  fig parked.go.wake-s "$(awk -v v="$wj" 'BEGIN { printf "%.2f", v / 1000 }')"
+  fig parked.go.bytes-per-fiber "$(commas "$(sed -nE 's/^while parked: RSS ([0-9]+) kB.*/\1/p' "$in/parked-go.txt" |
+    awk -v n="$n" '{ printf "%.0f", $1 * 1024 / n }')")"
+fi
+
+# crossfree.txt: fibers that end on another worker than their spawner's, and on the same one.
+if [ -s "$in/crossfree.txt" ]; then
+  fig crossfree.share "$(sed -nE 's/^crossfree \(spawn, ends on the other worker\):.* ([0-9]+) % ended on another worker.*/\1/p' "$in/crossfree.txt")"
+  fig crossfree.ns "$(commas "$(sed -nE 's/^crossfree \(spawn, ends on the other worker\): ([0-9.]+) ns.*/\1/p' "$in/crossfree.txt" | awk '{ printf "%.0f", $1 }')")"
+  fig crossfree.same-ns "$(commas "$(sed -nE 's/^crossfree \(spawn, same worker\): ([0-9.]+) ns.*/\1/p' "$in/crossfree.txt" | awk '{ printf "%.0f", $1 }')")"
+fi
+
 # pingpong.txt and pingpong-go.txt: the channel round trip's medians.
 if [ -s "$in/pingpong.txt" ]; then
   fig pingpong.pinned "$(sed -nE 's/^pingpong \(channel round trip, pinned.*: ([0-9.]+) ns .*/\1/p' "$in/pingpong.txt")"
   fig pingpong.unpinned "$(sed -nE 's/^pingpong \(channel round trip, unpinned.*: ([0-9.]+) ns .*/\1/p' "$in/pingpong.txt")"
+  fig pingpong.floor "$(sed -nE 's/^pingpong floor .*: ([0-9.]+) ns .*/\1/p' "$in/pingpong.txt")"
 fi
 [ -s "$in/pingpong-go.txt" ] &&
   fig pingpong.go "$(sed -nE 's/^pingpong \(Go.*: ([0-9.]+) ns .*/\1/p' "$in/pingpong-go.txt")"
