@@ -244,7 +244,14 @@ for f in "$in/wipe.csv" "$in/wipe-clustered.csv"; do
       printf "wipe.%s.mincore-100\t%.1f\n", p, c[100, "mincore"]
       printf "wipe.%s.memset-ahead-100-pct\t%.0f\n", p, 100 * (c[100, "mincore"] / c[100, "memset"] - 1)
       m = 1; for (i = 1; i <= n; i++) if (res[i] < 100 && c[res[i], "mincore"] >= c[res[i], "memset"]) m = 0
-      printf "wipe.%s.mincore-wins-below-100\t%s\n", p, m ? "every residency below 100 %" : "not at every residency below 100 %" }' "$f"
+      printf "wipe.%s.mincore-wins-below-100\t%s\n", p, m ? "every residency below 100 %" : "not at every residency below 100 %"
+      # the lowest residency from which mincore-guided zeroing is at least as fast as PAGEMAP_SCAN for good
+      from = ""; for (i = n; i >= 1; i--) { if (c[res[i], "mincore"] <= c[res[i], "pagemap"]) from = i; else break }
+      printf "wipe.%s.mincore-beats-pagemap-from\t%s\n", p, res[from]
+      # kernel-tracked (AUTO) tables against manual ones, from 10 % resident up
+      lo = hi = ""; for (i = 1; i <= n; i++) if (res[i] >= 10) { q = c[res[i], "table-auto"] / c[res[i], "table-manual"]
+        if (lo == "" || q < lo) lo = q; if (hi == "" || q > hi) hi = q }
+      printf "wipe.%s.table-auto-vs-manual\t%.0f-%.0f\n", p, lo, hi }' "$f"
 done
 if [ -s "$in/wipe-runlen.txt" ]; then
   # rows "L runs | zero z.cycle release r.cycle | ...": releasing against zeroing, alone and with the faults
@@ -255,11 +262,25 @@ if [ -s "$in/wipe-runlen.txt" ]; then
   fig wipe.runlen.zero-1 "$(awk '$1 == 1 && $3 == "|" { print $4 }' "$in/wipe-runlen.txt")"
   fig wipe.runlen.memset-1 "$(awk '$1 == 1 && $3 == "|" { print $9 }' "$in/wipe-runlen.txt")"
   fig wipe.runlen.max "$(awk '$1 ~ /^[0-9]+$/ && $3 == "|" { m = $1 } END { print m }' "$in/wipe-runlen.txt")"
+  # the page fault of writing a released page again: r.cycle - release
+  fig wipe.runlen.refault-range "$(awk '$1 ~ /^[0-9]+$/ && $3 == "|" { print $7 - $6 }' "$in/wipe-runlen.txt" | range %.0f |
+    sed -E ':a; s/(^|[^0-9])([0-9]+)([0-9]{3})/\1\2,\3/; ta')"
+  # memset against lacuna's streaming zeroing, on single pages and on the longest runs
+  fig wipe.runlen.memset-vs-zero-1 "$(awk '$1 == 1 && $3 == "|" { printf "%.1f", $9 / $4 }' "$in/wipe-runlen.txt")"
+  fig wipe.runlen.memset-vs-zero-max "$(awk '$1 ~ /^[0-9]+$/ && $3 == "|" { r = $9 / $4 } END { printf "%.1f", r }' "$in/wipe-runlen.txt")"
 fi
 if [ -s "$in/sparse_table.txt" ]; then
   read -r a b c < <(sed -nE 's/^faster than memset: manual \(lines\) ([0-9]+)x, manual with LACUNA_TABLE_PAGES ([0-9]+)x, automatic ([0-9]+)x/\1 \2 \3/p' "$in/sparse_table.txt")
   fig table.lines-x "$a"
   fig table.pages-x "$b"
   fig table.auto-x "$c"
+  # the first memset (faulting the table in), and the GB/s of memset and of page-tracked wipes
+  read -r first ms < <(sed -nE 's/^memset of the whole table +([0-9.]+) ms per wipe .*faulting it all in: ([0-9.]+) ms.*/\2 \1/p' "$in/sparse_table.txt")
+  pages=$(sed -nE 's/^lacuna_table_wipe, PAGES +([0-9.]+) ms per wipe.*/\1/p' "$in/sparse_table.txt")
+  read -r size keys < <(sed -nE 's/^open-addressing hash table, ([0-9]+) GiB .*, ([0-9]+) keys per round.*/\1 \2/p' "$in/sparse_table.txt")
+  fig table.first-memset-ms "$(awk -v v="$first" 'BEGIN { printf "%.0f", v }')"
+  fig table.pages-vs-first-x "$(awk -v a="$first" -v b="$pages" 'BEGIN { printf "%.0f", a / b }')"
+  fig table.memset-gbs "$(awk -v g="$size" -v t="$ms" 'BEGIN { printf "%.0f", g * 1073741824 / (t / 1000) / 1e9 }')"
+  fig table.pages-gbs "$(awk -v k="$keys" -v t="$pages" 'BEGIN { printf "%.0f", k * 4096 / (t / 1000) / 1e9 }')"
 fi
 exit 0
