@@ -208,6 +208,19 @@ if [ -s "$in/crossfree.txt" ]; then
   fig crossfree.same-ns "$(commas "$(sed -nE 's/^crossfree \(spawn, same worker\): ([0-9.]+) ns.*/\1/p' "$in/crossfree.txt" | awk '{ printf "%.0f", $1 }')")"
 fi
 
+# test-figures.txt (tools/bench.d/test-figures.sh): what test_memory_given_back and test_fault
+# printed: each case's peak RSS in MiB, and the stack a release used on a painted small stack.
+if [ -s "$in/test-figures.txt" ]; then
+  for c in default+trim default+decay never; do
+    fig "given-back.${c//+/-}.mib" "$(sed -nE "s/^${c//+/\\+}: [0-9]+ rounds: hwm_kib=([0-9]+) .*/\\1/p" "$in/test-figures.txt" |
+      awk '{ printf "%.0f", $1 / 1024 }')"
+  done
+  fig given-back.rounds "$(sed -nE 's/^default\+trim: ([0-9]+) rounds:.*/\1/p' "$in/test-figures.txt")"
+  fig release-stack.bytes "$(commas "$(sed -nE 's/^released on a [0-9]+ KiB stack, ([0-9]+) bytes of it used.*/\1/p' "$in/test-figures.txt")")"
+  fig release-stack.kib "$(sed -nE 's/^released on a ([0-9]+) KiB stack.*/\1/p' "$in/test-figures.txt")"
+  fig grow.million.vmas "$(sed -nE 's/^1,000,000 live: \+([0-9]+) VMAs.*/\1/p' "$in/test-figures.txt")"
+fi
+
 # pingpong.txt and pingpong-go.txt: the channel round trip's medians.
 if [ -s "$in/pingpong.txt" ]; then
   fig pingpong.pinned "$(sed -nE 's/^pingpong \(channel round trip, pinned.*: ([0-9.]+) ns .*/\1/p' "$in/pingpong.txt")"
