@@ -51,7 +51,7 @@ peers=$("$bench" churn --help | grep -o 'boost-[a-z]*' | sort -u | tr '\n' ' ' |
 [ -n "$peers" ] || echo "churn: no Boost.Context peers (install libboost-context-dev and rebuild)" >&2
 
 step "churn: regions ($regions) x touch ($touches) x backends, median of $runs"
-rm -f "$out/churn.csv" "$out/threads.csv"
+rm -f "$out/churn.csv"
 for region in $regions; do
   for touch in $touches; do
     case $region in *M) bytes=$(( ${region%M} * 1048576 )) ;; *K) bytes=$(( ${region%K} * 1024 )) ;; esac
@@ -66,20 +66,7 @@ for region in $regions; do
   done
 done
 
-step "threads: churn on 1 and 2 threads, each with its own 1000 live regions; 0 % and 50 % of frees cross-thread"
-# 4,000,000 cycles (tens of ms a run): 500,000 were a few ms, within a scheduler tick's noise.
-thread_cycles=4000000; [ -n "${QUICK:-}" ] && thread_cycles=$fast_cycles
-# floor: no allocator at all (a per-thread LIFO), the bound every backend is measured against;
-# floor-owner: the same, but cross-thread frees go back to the thread that carved the region.
-for b in malloc lacuna lacuna-never tcmalloc mimalloc \
-  $(grep -o boost-pooled <<<"$peers" || true) floor floor-owner; do
-  csv_to "$out/threads.csv" "$bench" churn --backend $b --threads 1 --runs $runs \
-    --cycles $thread_cycles --csv
-  for cross in 0 50; do
-    csv_to "$out/threads.csv" "$bench" churn --backend $b --threads 2 --cross $cross \
-      --runs $runs --cycles $thread_cycles --csv
-  done
-done
+# threads.csv: tools/bench.d/threads.sh (it can be run alone).
 
 step "burst: RSS and page tables over time"
 rounds=3; [ -n "${QUICK:-}" ] && rounds=1

@@ -165,10 +165,67 @@ if grep -q '^lacuna/go, median of per-round ratios' "$in/skynet.txt" 2>/dev/null
   fig skynet.vs-go-rss "$(awk -v r="$rm" 'BEGIN { printf "%.0f", 1 / r }')"
 fi
 
+# deep.txt (lacuna-bench deep --runs 5, with tools/go/deep.go): the prose under its table.
+if [ -s "$in/deep.txt" ]; then
+  awk 'function num(k,   i) { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9][0-9.]*$/ && --k == 0) return $i }
+    /^lacuna-bench deep:/ { s = "l" } /^go deep:/ { g++; s = "g" g }
+    s == "l" && /^baseline/ { match($0, /RSS [0-9.]+/); base = substr($0, RSTART + 4, RLENGTH - 4) }
+    s == "l" && /^RSS after lacuna_fiber_release_idle/ { after = num(1) }
+    s == "l" && /^needed:/ { match($0, /\(([0-9]+)\.\./); used = substr($0, RSTART + 1, RLENGTH - 3) }
+    s == "l" && /^ +[0-9]+ pages \(/ { if ($1 + 0 > hw) hw = $1 + 0 }
+    s == "l" && /^resident stack pages after/ { match($0, / [0-9]+\.\./); kept = substr($0, RSTART + 1, RLENGTH - 3) }
+    s == "l" && /^  go deep again/ { again_us = num(1); again_f = num(2) }
+    /^RSS, all parked, no GC yet/ { gbase[s] = num(1) }
+    s == "g1" && /^RSS after FreeOSMemory until flat/ { match($0, /\([0-9]+ GCs/); gcs = substr($0, RSTART + 1, RLENGTH - 5)
+      match($0, /\([0-9.]+ MiB/); gstack = substr($0, RSTART + 1, RLENGTH - 5) }
+    /^lacuna-bench deep:/ { n = $3 }
+    END { printf "deep.used-bytes\t%s\n", used; printf "deep.pages-kept\t%s\n", kept
+      printf "deep.pages-released\t%d\n", hw - kept; printf "deep.residue-mib\t%.1f\n", after - base
+      printf "deep.again-us-per-fault\t%.1f\n", again_us / again_f
+      if ("g2" in gbase) printf "deep.go-shallow-lighter-mib\t%.0f\n", base - gbase["g2"]
+      if (gcs != "") { printf "deep.go-gcs\t%s\n", gcs; printf "deep.go-stack-kib\t%.0f\n", gstack * 1024 / n } }' "$in/deep.txt"
+fi
+
+# parked.txt and parked-go.txt (tools/bench.d/fibers.sh): a million parked fibers, per phase.
+if [ -s "$in/parked.txt" ]; then
+  read -r sp wj < <(sed -nE 's/^spawn and park: ([0-9]+) ms; wake and join: ([0-9]+) ms.*/\1 \2/p' "$in/parked.txt")
+  fig parked.spawn-s "$(awk -v v="$sp" 'BEGIN { printf "%.1f", v / 1000 }')"
+  fig parked.wake-s "$(awk -v v="$wj" 'BEGIN { printf "%.1f", v / 1000 }')"
+  fig parked.bytes-per-fiber "$(commas "$(sed -nE 's/.*RSS [0-9.]+ MiB \(([0-9]+) bytes per fiber\).*/\1/p' "$in/parked.txt")")"
+fi
+if [ -s "$in/parked-go.txt" ]; then
+  read -r n sp wj < <(sed -nE 's/^go parked: ([0-9]+) goroutines: spawn and park ([0-9]+) ms; wake and join ([0-9]+) ms.*/\1 \2 \3/p' "$in/parked-go.txt")
+  fig parked.go.spawn-s "$(awk -v v="$sp" 'BEGIN { printf "%.1f", v / 1000 }')"
+  fig parked.go.wake-s "$(awk -v v="$wj" 'BEGIN { printf "%.2f", v / 1000 }')"
+  fig parked.go.bytes-per-fiber "$(commas "$(sed -nE 's/^while parked: RSS ([0-9]+) kB.*/\1/p' "$in/parked-go.txt" |
+    awk -v n="$n" '{ printf "%.0f", $1 * 1024 / n }')")"
+fi
+
+# crossfree.txt: fibers that end on another worker than their spawner's, and on the same one.
+if [ -s "$in/crossfree.txt" ]; then
+  fig crossfree.share "$(sed -nE 's/^crossfree \(spawn, ends on the other worker\):.* ([0-9]+) % ended on another worker.*/\1/p' "$in/crossfree.txt")"
+  fig crossfree.ns "$(commas "$(sed -nE 's/^crossfree \(spawn, ends on the other worker\): ([0-9.]+) ns.*/\1/p' "$in/crossfree.txt" | awk '{ printf "%.0f", $1 }')")"
+  fig crossfree.same-ns "$(commas "$(sed -nE 's/^crossfree \(spawn, same worker\): ([0-9.]+) ns.*/\1/p' "$in/crossfree.txt" | awk '{ printf "%.0f", $1 }')")"
+fi
+
+# test-figures.txt (tools/bench.d/test-figures.sh): what test_memory_given_back and test_fault
+# printed: each case's peak RSS in MiB, and the stack a release used on a painted small stack.
+if [ -s "$in/test-figures.txt" ]; then
+  for c in default+trim default+decay never; do
+    fig "given-back.${c//+/-}.mib" "$(sed -nE "s/^${c//+/\\+}: [0-9]+ rounds: hwm_kib=([0-9]+) .*/\\1/p" "$in/test-figures.txt" |
+      awk '{ printf "%.0f", $1 / 1024 }')"
+  done
+  fig given-back.rounds "$(sed -nE 's/^default\+trim: ([0-9]+) rounds:.*/\1/p' "$in/test-figures.txt")"
+  fig release-stack.bytes "$(commas "$(sed -nE 's/^released on a [0-9]+ KiB stack, ([0-9]+) bytes of it used.*/\1/p' "$in/test-figures.txt")")"
+  fig release-stack.kib "$(sed -nE 's/^released on a ([0-9]+) KiB stack.*/\1/p' "$in/test-figures.txt")"
+  fig grow.million.vmas "$(sed -nE 's/^1,000,000 live: \+([0-9]+) VMAs.*/\1/p' "$in/test-figures.txt")"
+fi
+
 # pingpong.txt and pingpong-go.txt: the channel round trip's medians.
 if [ -s "$in/pingpong.txt" ]; then
   fig pingpong.pinned "$(sed -nE 's/^pingpong \(channel round trip, pinned.*: ([0-9.]+) ns .*/\1/p' "$in/pingpong.txt")"
   fig pingpong.unpinned "$(sed -nE 's/^pingpong \(channel round trip, unpinned.*: ([0-9.]+) ns .*/\1/p' "$in/pingpong.txt")"
+  fig pingpong.floor "$(sed -nE 's/^pingpong floor .*: ([0-9.]+) ns .*/\1/p' "$in/pingpong.txt")"
 fi
 [ -s "$in/pingpong-go.txt" ] &&
   fig pingpong.go "$(sed -nE 's/^pingpong \(Go.*: ([0-9.]+) ns .*/\1/p' "$in/pingpong-go.txt")"
@@ -200,7 +257,14 @@ for f in "$in/wipe.csv" "$in/wipe-clustered.csv"; do
       printf "wipe.%s.mincore-100\t%.1f\n", p, c[100, "mincore"]
       printf "wipe.%s.memset-ahead-100-pct\t%.0f\n", p, 100 * (c[100, "mincore"] / c[100, "memset"] - 1)
       m = 1; for (i = 1; i <= n; i++) if (res[i] < 100 && c[res[i], "mincore"] >= c[res[i], "memset"]) m = 0
-      printf "wipe.%s.mincore-wins-below-100\t%s\n", p, m ? "every residency below 100 %" : "not at every residency below 100 %" }' "$f"
+      printf "wipe.%s.mincore-wins-below-100\t%s\n", p, m ? "every residency below 100 %" : "not at every residency below 100 %"
+      # the lowest residency from which mincore-guided zeroing is at least as fast as PAGEMAP_SCAN for good
+      from = ""; for (i = n; i >= 1; i--) { if (c[res[i], "mincore"] <= c[res[i], "pagemap"]) from = i; else break }
+      printf "wipe.%s.mincore-beats-pagemap-from\t%s\n", p, res[from]
+      # kernel-tracked (AUTO) tables against manual ones, from 10 % resident up
+      lo = hi = ""; for (i = 1; i <= n; i++) if (res[i] >= 10) { q = c[res[i], "table-auto"] / c[res[i], "table-manual"]
+        if (lo == "" || q < lo) lo = q; if (hi == "" || q > hi) hi = q }
+      printf "wipe.%s.table-auto-vs-manual\t%.0f-%.0f\n", p, lo, hi }' "$f"
 done
 if [ -s "$in/wipe-runlen.txt" ]; then
   # rows "L runs | zero z.cycle release r.cycle | ...": releasing against zeroing, alone and with the faults
@@ -211,11 +275,25 @@ if [ -s "$in/wipe-runlen.txt" ]; then
   fig wipe.runlen.zero-1 "$(awk '$1 == 1 && $3 == "|" { print $4 }' "$in/wipe-runlen.txt")"
   fig wipe.runlen.memset-1 "$(awk '$1 == 1 && $3 == "|" { print $9 }' "$in/wipe-runlen.txt")"
   fig wipe.runlen.max "$(awk '$1 ~ /^[0-9]+$/ && $3 == "|" { m = $1 } END { print m }' "$in/wipe-runlen.txt")"
+  # the page fault of writing a released page again: r.cycle - release
+  fig wipe.runlen.refault-range "$(awk '$1 ~ /^[0-9]+$/ && $3 == "|" { print $7 - $6 }' "$in/wipe-runlen.txt" | range %.0f |
+    sed -E ':a; s/(^|[^0-9])([0-9]+)([0-9]{3})/\1\2,\3/; ta')"
+  # memset against lacuna's streaming zeroing, on single pages and on the longest runs
+  fig wipe.runlen.memset-vs-zero-1 "$(awk '$1 == 1 && $3 == "|" { printf "%.1f", $9 / $4 }' "$in/wipe-runlen.txt")"
+  fig wipe.runlen.memset-vs-zero-max "$(awk '$1 ~ /^[0-9]+$/ && $3 == "|" { r = $9 / $4 } END { printf "%.1f", r }' "$in/wipe-runlen.txt")"
 fi
 if [ -s "$in/sparse_table.txt" ]; then
   read -r a b c < <(sed -nE 's/^faster than memset: manual \(lines\) ([0-9]+)x, manual with LACUNA_TABLE_PAGES ([0-9]+)x, automatic ([0-9]+)x/\1 \2 \3/p' "$in/sparse_table.txt")
   fig table.lines-x "$a"
   fig table.pages-x "$b"
   fig table.auto-x "$c"
+  # the first memset (faulting the table in), and the GB/s of memset and of page-tracked wipes
+  read -r first ms < <(sed -nE 's/^memset of the whole table +([0-9.]+) ms per wipe .*faulting it all in: ([0-9.]+) ms.*/\2 \1/p' "$in/sparse_table.txt")
+  pages=$(sed -nE 's/^lacuna_table_wipe, PAGES +([0-9.]+) ms per wipe.*/\1/p' "$in/sparse_table.txt")
+  read -r size keys < <(sed -nE 's/^open-addressing hash table, ([0-9]+) GiB .*, ([0-9]+) keys per round.*/\1 \2/p' "$in/sparse_table.txt")
+  fig table.first-memset-ms "$(awk -v v="$first" 'BEGIN { printf "%.0f", v }')"
+  fig table.pages-vs-first-x "$(awk -v a="$first" -v b="$pages" 'BEGIN { printf "%.0f", a / b }')"
+  fig table.memset-gbs "$(awk -v g="$size" -v t="$ms" 'BEGIN { printf "%.0f", g * 1073741824 / (t / 1000) / 1e9 }')"
+  fig table.pages-gbs "$(awk -v k="$keys" -v t="$pages" 'BEGIN { printf "%.0f", k * 4096 / (t / 1000) / 1e9 }')"
 fi
 exit 0

@@ -60,4 +60,15 @@ for doc in README.md docs/*.md; do
     echo "results-sync: updated the tables in $doc from $in/" >&2
   fi
 done
+# A figure that bench/results cannot carry (a measurement of an older build) is labelled history
+# in the text with the commit that recorded it: every such `commit HASH` must name a commit of
+# this repository (checked where there is a whole git history to look in, not in a shallow clone; --check fails
+# on one).
+if git rev-parse --git-dir >/dev/null 2>&1 && [ "$(git rev-parse --is-shallow-repository)" = false ]; then
+  while read -r doc hash; do
+    git cat-file -e "$hash^{commit}" 2>/dev/null ||
+      { echo "$doc: commit \`$hash\` is not a commit of this repository" >&2; [ -z "$check" ] || stale=1; }
+  done < <(perl -0777 -ne 'while (/commits?\s+`([0-9a-f]{7,40})`(?:\s+and\s+`([0-9a-f]{7,40})`)?/g) {
+      print "$ARGV $1\n"; print "$ARGV $2\n" if $2 }' README.md docs/*.md)
+fi
 exit $stale

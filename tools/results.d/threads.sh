@@ -9,7 +9,8 @@ machine() { grep -m1 '^# machine' "$1" | sed 's/^# machine: //'; }
 echo "**threads** — churn on 1 and 2 threads, every thread with its own 1000 live 64 KiB regions"
 echo "(so 2 threads hold twice the regions); with \`--cross 50\` exactly half of each thread's"
 echo "frees are done by the other thread (\`lacuna-bench churn --backend B --threads T --cross PCT"
-echo "--cycles 4000000 --runs 5\`; $(machine "$in/threads.csv"))."
+load=$(sed -nE 's/^# load average before: (.*)/; load average before: \1/p' "$in/threads.csv")
+echo "--cycles 4000000 --runs 5\` by \`tools/bench.d/threads.sh\`; $(machine "$in/threads.csv")$load)."
 echo "Wall-clock ns per cycle (all"
 echo "threads' cycles together), then the CPU time per cycle: on 2 threads that run at once, ns ×"
 echo "2 ≈ CPU ns; a cell marked *busy* had ns × threads more than 15 % above its CPU time, so its"
