@@ -61,8 +61,10 @@ func main() {
 	}
 	wg.Wait()
 	spawn, wake := t1.Sub(start), time.Since(t2)
+	after := status("VmRSS:")
 	fmt.Printf("go parked: %d goroutines: spawn and park %d ms; wake and join %d ms; total %d ms\n",
 		*n, spawn.Milliseconds(), wake.Milliseconds(), (spawn + wake).Milliseconds())
 	fmt.Printf("while parked: RSS %s, page tables (VmPTE) %s; peak RSS (VmHWM) %s\n", rss, pte, status("VmHWM:"))
+	fmt.Printf("all joined: RSS %s (the goroutines' stacks stay with the runtime)\n", after)
 	fmt.Printf("not timed: runtime.GC() before reading RSS, %d ms\n", gc.Milliseconds())
 }
