@@ -51,7 +51,8 @@ extern "C" {
  *
  * Freed regions first go to a warm cache (most recently freed is reused first: its pages are the
  * hottest). Past the cache bound, or after decay_ms unused, regions are released to the kernel
- * in batches (one process_madvise per 128 regions where the kernel allows it).
+ * in batches (one process_madvise per 128 regions where the kernel allows it; neighbouring
+ * regions as one range, across the guard markers between them, which stay).
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct lacuna_pool lacuna_pool;
