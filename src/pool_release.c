@@ -69,6 +69,44 @@ static void warn_refused(int err)
                         "counted in lacuna_stats.release_errors\n");
 }
 
+/* Sort ranges by address and join neighbours: regions of adjacent slots, with the guard between
+ * them, become one range. The kernel's cost is per range (a VMA lookup and a page-table walk
+ * from the top: measured 1.0-1.3 us a 16 KiB region with one page resident, 0.46-0.59 us when
+ * 128 neighbours go as one range), and a guard marker survives DONTNEED and FREE. Returns the
+ * number of ranges left. Insertion sort: rounds are mostly in address order already (slots are
+ * handed out and freed in runs), and n <= LAC_RELEASE_BATCH. */
+static size_t join_neighbours(struct iovec *iov, size_t n, size_t guard)
+{
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && iov[j].iov_base < iov[j - 1].iov_base; j--) {
+            struct iovec t = iov[j];
+            iov[j] = iov[j - 1];
+            iov[j - 1] = t;
+        }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (k > 0 && (char *)iov[k - 1].iov_base + iov[k - 1].iov_len + guard == iov[i].iov_base)
+            iov[k - 1].iov_len += guard + iov[i].iov_len;
+        else
+            iov[k++] = iov[i];
+    }
+    return k;
+}
+
+/* The range of iov[0, k) (sorted, disjoint) that holds r. */
+static size_t range_of(const struct iovec *iov, size_t k, const char *r)
+{
+    size_t lo = 0, hi = k;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if ((const char *)iov[mid].iov_base <= r)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 int lac_release_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
 {
     struct iovec iov[LAC_RELEASE_BATCH];
@@ -83,31 +121,51 @@ int lac_release_slots(lacuna_pool *p, const uint32_t *slots, size_t n)
         if (p->keep && (p->flags & LACUNA_ZERO))
             memset(r + len, 0, p->keep); /* measured cheaper than refaulting 1-4 pages */
     }
+    /* Only whole regions, and only over guards that are page-table markers or nothing: an
+     * mprotect guard is a VMA of its own, and kept tops must stay. */
+    int mode = atomic_load_explicit(&p->guard_mode, memory_order_relaxed);
+    bool join = p->keep == 0 && (mode == LACUNA_GUARD_MARKER || mode == LACUNA_GUARD_NONE);
+    size_t k = join ? join_neighbours(iov, n, p->guard) : n;
     uint64_t calls = 0;
     size_t done = 0;
-    int err = lac_os_release(iov, n, p->advice, &done, &calls);
+    int err = lac_os_release(iov, k, p->advice, &done, &calls);
     atomic_fetch_add(&p->release_calls, calls);
-    atomic_fetch_add(&p->released_regions, done);
     if (err)
         warn_refused(err);
 
     pthread_mutex_lock(&p->lock);
-    for (size_t i = 0; i < done; i++) {
-        lac_state_step(p, slots[i], LAC_S_CLEAN);
-        lac_clean_push(p, slots[i]);
+    size_t released = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = done == k ? 0 : join ? range_of(iov, k, lac_slot_region(p, slots[i])) : i;
+        if (j < done) {
+            lac_state_step(p, slots[i], LAC_S_CLEAN);
+            lac_clean_push(p, slots[i]);
+            released++;
+        }
     }
+    atomic_fetch_add(&p->released_regions, released);
     atomic_store_explicit(&p->released_since,
-                          atomic_load_explicit(&p->released_since, memory_order_relaxed) + done,
+                          atomic_load_explicit(&p->released_since, memory_order_relaxed) + released,
                           memory_order_relaxed);
-    if (done < n) {
-        /* The range the kernel refused (an mlocked stack, say) goes to the top: reused first,
-         * and never again first in line, where it would block every later release round. */
+    if (done < k) {
+        /* The range the kernel refused (an mlocked stack, say, with the neighbours it was joined
+         * with) goes to the top: reused first, and never again first in line, where it would
+         * block every later release round. Untried ones go to the bottom, retried next round. */
         atomic_fetch_add(&p->release_errors, 1);
-        lac_state_step(p, slots[done], LAC_S_WARM);
-        lac_warm_push(p, slots[done], lac_pool_now_ms(p));
-        for (size_t i = n; i-- > done + 1;) { /* untried: to the bottom, retried next round */
-            lac_state_step(p, slots[i], LAC_S_WARM);
-            lac_warm_push_bottom(p, slots[i]);
+        uint32_t now = lac_pool_now_ms(p);
+        for (size_t i = n; i-- > 0;) {
+            size_t j = join ? range_of(iov, k, lac_slot_region(p, slots[i])) : i;
+            if (j > done) {
+                lac_state_step(p, slots[i], LAC_S_WARM);
+                lac_warm_push_bottom(p, slots[i]);
+            }
+        }
+        for (size_t i = 0; i < n; i++) {
+            size_t j = join ? range_of(iov, k, lac_slot_region(p, slots[i])) : i;
+            if (j == done) {
+                lac_state_step(p, slots[i], LAC_S_WARM);
+                lac_warm_push(p, slots[i], now);
+            }
         }
     }
     p->releasing -= n;

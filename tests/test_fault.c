@@ -305,30 +305,46 @@ static void partial_completed(void *unused)
     enum { M = 10 };
     lacuna_features f;
     lacuna_features_get(&f);
-    for (int partial = 0; partial <= 1; partial++) {
-        lacuna_pool *p = lt_pool((lacuna_pool_config){
-            .region_size = 64 * KIB, .capacity = M, .cache = M, .decay_ms = LACUNA_DECAY_NEVER});
-        char *r[M];
-        unsigned char live[M] = {0};
-        alloc_all(p, r, M, live, M);
-        for (size_t i = 0; i < M; i++)
-            memset(r[i], 1, 64 * KIB); /* every page: both halves of a range must go */
-        free_all(p, r, M, live);
-        CHECK_EQ(pool_resident(p, r[0]), 16 * M);
-        if (partial)
-            lac_fault_inject(LAC_OP_RELEASE, 1, LAC_FAULT_PARTIAL);
-        CHECK_EQ(lacuna_trim(p), 0);
-        lac_fault_inject(LAC_OP_RELEASE, 0, 0);
-        lacuna_stats st = lt_stats(p);
-        CHECK_EQ(st.released_regions, M);
-        CHECK_EQ(st.release_errors, 0);
-        CHECK_EQ(pool_resident(p, r[0]), 0);
-        if (!f.batch_release)
-            CHECK_EQ(st.release_calls, M); /* one madvise per region; nothing to be partial */
-        else
-            /* the half the "kernel" did, the rest of that range, then the vector's remainder */
-            CHECK_EQ(st.release_calls, partial ? 3 : 1);
-        lacuna_pool_destroy(p);
+    /* spread 0: M neighbouring regions, released as one range over the guard markers between
+     * them (one madvise); 1: every other region of 2M, so M ranges; 2: two runs of M/2
+     * neighbours with a gap between, so two ranges, the first of which the "kernel" stops in. */
+    for (int spread = 0; spread <= 2; spread++) {
+        for (int partial = 0; partial <= 1; partial++) {
+            lacuna_pool *p = lt_pool((lacuna_pool_config){.region_size = 64 * KIB,
+                                                          .capacity = 2 * M,
+                                                          .cache = 2 * M,
+                                                          .decay_ms = LACUNA_DECAY_NEVER});
+            char *all[2 * M], *r[M];
+            unsigned char live[2 * M] = {0};
+            alloc_all(p, all, 2 * M, live, 2 * M);
+            for (size_t i = 0; i < M; i++) {
+                r[i] = all[spread == 1 ? 2 * i : spread == 2 && i >= M / 2 ? i + 1 : i];
+                memset(r[i], 1, 64 * KIB); /* every page: both halves of a range must go */
+            }
+            free_all(p, r, M, live);
+            CHECK_EQ(pool_resident(p, r[0]), 16 * M);
+            bool joined = spread != 1 && lt_stats(p).guard == LACUNA_GUARD_MARKER;
+            if (partial)
+                lac_fault_inject(LAC_OP_RELEASE, 1, LAC_FAULT_PARTIAL);
+            CHECK_EQ(lacuna_trim(p), 0);
+            lac_fault_inject(LAC_OP_RELEASE, 0, 0);
+            lacuna_stats st = lt_stats(p);
+            CHECK_EQ(st.released_regions, M);
+            CHECK_EQ(st.release_errors, 0);
+            CHECK_EQ(pool_resident(p, r[0]), 0);
+            for (size_t i = 0; i < M; i++)
+                CHECK(lt_guarded(r[i], st.guard_size)); /* a joined range keeps its markers */
+            if (joined && spread == 0) /* one range: a plain madvise, nothing to be partial */
+                CHECK_EQ(st.release_calls, 1);
+            else if (joined && !f.batch_release)
+                CHECK_EQ(st.release_calls, 2); /* a madvise per run */
+            else if (!f.batch_release)
+                CHECK_EQ(st.release_calls, M); /* one madvise per region; nothing to be partial */
+            else
+                /* the half the "kernel" did, the rest of that range, then the vector's remainder */
+                CHECK_EQ(st.release_calls, partial ? 3 : 1);
+            lacuna_pool_destroy(p);
+        }
     }
 }
 

@@ -138,16 +138,19 @@ static void release_after_close_range(void *reuse)
     CHECK_EQ(close_range(3, ~0U, 0), 0);
     if (reuse)
         CHECK(fopen("/dev/null", "r") != NULL); /* takes the lowest number: 3 */
-    for (int i = 0; i < N; i++)
+    /* Every other one: neighbours would be released as one range, by plain madvise. */
+    for (int i = 0; i < N; i += 2)
         CHECK_EQ(lacuna_free(p, r[i]), 0);
     CHECK_EQ(lacuna_trim(p), 0);
     lacuna_stats st = lt_stats(p);
     CHECK_EQ(st.release_errors, 0);
     CHECK_EQ(st.warm, 0);
     size_t resident = 0;
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < N; i += 2)
         resident += lt_resident_pages(r[i], 64 * KIB);
     CHECK_EQ(resident, 0);
+    for (int i = 1; i < N; i += 2)
+        CHECK_EQ(lacuna_free(p, r[i]), 0);
     lacuna_features f;
     lacuna_features_get(&f);
     fprintf(stderr, "batch %d, forced \"%s\", pidfd renewals %llu\n", f.batch_release, f.forced,
