@@ -152,7 +152,7 @@ static int timer_add(lac_sched *s, lac_fiber *f, uint64_t deadline)
     int err = heap_push(s, f);
     lac_spin_unlock(&s->tlock);
     if (err == 0)
-        f->tsched = s;
+        __atomic_store_n(&f->tsched, s, __ATOMIC_RELAXED); /* lac_park_cancel may read it */
     return err;
 }
 
@@ -163,7 +163,7 @@ static __attribute__((noinline)) void timer_unlink(lac_fiber *f)
     if (f->heap_pos != LAC_NO_HEAP)
         heap_remove(t, f);
     lac_spin_unlock(&t->tlock);
-    f->tsched = NULL;
+    __atomic_store_n(&f->tsched, NULL, __ATOMIC_RELAXED);
 }
 
 /* Take f out of the heap it is in, if any (f runs: on any worker). Most parks have no timer. */
@@ -276,17 +276,22 @@ void lac_park_cancel(lac_fiber *f)
 {
     lac_spin_lock(&f->plk);
     lac_park *p = &f->wp;
+    /* State first: the flags are only stable (written under plk) while it waits. So is the worker
+     * whose heap a local wait is in, read now and not after the CAS: once the CAS wins, that
+     * worker's timer loop may end the wait anyway (it ends local waits a cancel won, below), and
+     * the fiber run and leave the heap (timer_unlink clears tsched). Cancelled, it cannot arm
+     * again, so t stays the worker that holds it, if anyone does. */
+    bool waiting = atomic_load_explicit(&p->state, memory_order_relaxed) == LAC_PARK_WAITING;
+    bool local = waiting && (p->how & LAC_PARK_LOCAL);
+    /* (a relaxed read: a timeout that ends the wait first lets the fiber clear it meanwhile, and
+     * then t goes unused, as the CAS below fails) */
+    lac_sched *t = local ? __atomic_load_n(&f->tsched, __ATOMIC_RELAXED) : NULL;
     uint32_t w = LAC_PARK_WAITING;
-    /* State first: the flags are only stable (written under plk) while it waits. */
-    bool won = atomic_load_explicit(&p->state, memory_order_relaxed) == LAC_PARK_WAITING &&
-               !(p->how & LAC_PARK_NOCANCEL) &&
+    bool won = waiting && !(p->how & LAC_PARK_NOCANCEL) &&
                atomic_compare_exchange_strong_explicit(&p->state, &w, LAC_PARK_CANCEL,
                                                        memory_order_acq_rel, memory_order_relaxed);
-    bool local = p->how & LAC_PARK_LOCAL;
     if (won && local) {
-        /* Only its worker may end a local wait: make its deadline now and wake that worker. Under
-         * plk, f cannot have moved on, so its worker is still there. */
-        lac_sched *t = f->tsched;
+        /* Only its worker may end a local wait: make its deadline now and wake that worker. */
         lac_spin_lock(&t->tlock);
         if (f->heap_pos != LAC_NO_HEAP) {
             f->deadline = 0;
@@ -420,8 +425,10 @@ int lac_wait_poll(lac_sched *s, bool block)
             heap_remove(s, f);
             lac_park *p = &f->wp;
             uint32_t w = LAC_PARK_WAITING;
+            /* acquire on failure too: a cancel that won happened before the fiber runs again
+             * (lac_park_cancel read its tsched before its CAS) */
             bool won = atomic_compare_exchange_strong_explicit(
-                &p->state, &w, LAC_PARK_TIMEOUT, memory_order_acq_rel, memory_order_relaxed);
+                &p->state, &w, LAC_PARK_TIMEOUT, memory_order_acq_rel, memory_order_acquire);
             if (won ||
                 (p->how & LAC_PARK_LOCAL)) { /* a local wait a cancel won is ours to end too */
                 *tail = f;

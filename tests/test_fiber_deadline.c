@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -629,6 +630,73 @@ TEST(cancel_lands_anywhere_in_a_cycle_of_waits)
     CHECK(atomic_load(&cyc_got) > 0); /* values really passed, not only cancels */
     CHECK_EQ(lacuna_chan_free(cyc[0]), 0);
     CHECK_EQ(lacuna_chan_free(cyc[1]), 0);
+}
+
+/* Sleeps and fd waits cancelled around their deadlines: a cancel that wins a local wait leaves its
+ * ending to the worker whose heap holds it, which may end it at once for its deadline; the fiber
+ * then runs and leaves the heap while the canceller still works on it. The canceller must take
+ * that worker before its compare-and-swap (found by a review: it read it after, a NULL when the
+ * fiber had left; TSan names the race here, 3 runs in 3, on the code before the fix). */
+#define LOCAL_WAITERS 8
+#define LOCAL_ROUNDS  600
+static lacuna_fiber *_Atomic locals[LOCAL_WAITERS];
+static _Atomic int local_round;
+static int local_pipe[2];
+
+static void *local_waiter(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    bool sleeps = (uintptr_t)arg % 2;
+    for (;;) {
+        uint64_t ns = (uint64_t)(rand_r(&seed) % 20000);
+        int r = sleeps ? lacuna_sleep_ns(ns)
+                       : lacuna_fd_wait_until(local_pipe[0], POLLIN, lacuna_now_ns() + ns);
+        if (r == ECANCELED)
+            return NULL;
+        CHECK(sleeps ? r == 0 : r == ETIMEDOUT); /* the pipe is never written */
+    }
+}
+
+static void *local_driver(void *arg)
+{
+    (void)arg;
+    for (int round = 1; round <= LOCAL_ROUNDS; round++) {
+        for (int i = 0; i < LOCAL_WAITERS; i++)
+            atomic_store(&locals[i],
+                         lacuna_go(local_waiter, (void *)(uintptr_t)(round * LOCAL_WAITERS + i)));
+        atomic_store(&local_round, round);
+        for (int i = 0; i < LOCAL_WAITERS; i++)
+            CHECK(lacuna_join(atomic_load(&locals[i])) == NULL);
+    }
+    return NULL;
+}
+
+static void *local_canceller(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    for (int round = 1; round <= LOCAL_ROUNDS; round++) {
+        while (atomic_load(&local_round) != round)
+            sched_yield();
+        for (int i = 0; i < LOCAL_WAITERS; i++) {
+            spin_ns((uint64_t)(rand_r(&seed) % 30000));
+            CHECK_EQ(lacuna_cancel(atomic_load(&locals[i])), 0);
+        }
+    }
+    return NULL;
+}
+
+TEST(local_waits_cancelled_around_their_deadlines)
+{
+    CHECK_EQ(pipe(local_pipe), 0);
+    lacuna_set_workers(2);
+    lacuna_fiber *d = lacuna_go(local_driver, NULL);
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, local_canceller, (void *)(uintptr_t)getpid()), 0);
+    CHECK_EQ(lacuna_run(), 0);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK(lacuna_join(d) == NULL);
+    close(local_pipe[0]);
+    close(local_pipe[1]);
 }
 
 /* 100,000 fibers blocked on channels (unbuffered receives, sends, selects), cancelled by a fiber:
