@@ -244,7 +244,9 @@ static int wait_in(lacuna_chan *c, chq *q, void *elem, uint64_t deadline)
         lac_spin_unlock(&c->lk);
         return err;
     }
-    lac_waiter w = {.park = p, .elem = elem};
+    /* On a line of its own: a waker on another worker reads and writes it while this fiber's
+     * switch saves its registers just below (pinned ping-pong: 7 % slower when they shared one). */
+    _Alignas(64) lac_waiter w = {.park = p, .elem = elem};
     q_push(q, &w);
     lac_spin_unlock(&c->lk);
     err = lac_park_block(p, deadline);
