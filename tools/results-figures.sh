@@ -192,6 +192,8 @@ if [ -s "$in/parked.txt" ]; then
   fig parked.spawn-s "$(awk -v v="$sp" 'BEGIN { printf "%.1f", v / 1000 }')"
   fig parked.wake-s "$(awk -v v="$wj" 'BEGIN { printf "%.1f", v / 1000 }')"
   fig parked.bytes-per-fiber "$(commas "$(sed -nE 's/.*RSS [0-9.]+ MiB \(([0-9]+) bytes per fiber\).*/\1/p' "$in/parked.txt")")"
+  after=$(sed -nE 's/^all joined: RSS ([0-9.]+) MiB.*/\1/p' "$in/parked.txt")
+  [ -z "$after" ] || fig parked.after-mib "$(commas "$(printf '%.0f' "$after")")"
 fi
 if [ -s "$in/parked-go.txt" ]; then
   read -r n sp wj < <(sed -nE 's/^go parked: ([0-9]+) goroutines: spawn and park ([0-9]+) ms; wake and join ([0-9]+) ms.*/\1 \2 \3/p' "$in/parked-go.txt")
@@ -199,6 +201,10 @@ if [ -s "$in/parked-go.txt" ]; then
   fig parked.go.wake-s "$(awk -v v="$wj" 'BEGIN { printf "%.2f", v / 1000 }')"
   fig parked.go.bytes-per-fiber "$(commas "$(sed -nE 's/^while parked: RSS ([0-9]+) kB.*/\1/p' "$in/parked-go.txt" |
     awk -v n="$n" '{ printf "%.0f", $1 * 1024 / n }')")"
+  after=$(sed -nE 's/^all joined: RSS ([0-9]+) kB.*/\1/p' "$in/parked-go.txt")
+  [ -z "$after" ] || fig parked.go.after-mib "$(commas "$(awk -v v="$after" 'BEGIN { printf "%.0f", v / 1024 }')")"
+  gc=$(sed -nE 's/^not timed: runtime.GC\(\) before reading RSS, ([0-9]+) ms.*/\1/p' "$in/parked-go.txt")
+  [ -z "$gc" ] || fig parked.go.gc-s "$(awk -v v="$gc" 'BEGIN { printf "%.1f", v / 1000 }')"
 fi
 
 # crossfree.txt: fibers that end on another worker than their spawner's, and on the same one.

@@ -40,7 +40,7 @@ ns() { # switch.txt line prefix -> "9.07 ns (9.05–9.23)"
 
 echo "| measure | target | lacuna | Go |"
 echo "|---|---|---:|---:|"
-echo "| skynet, **standard rules** (unbuffered channels), 1 thread / GOMAXPROCS=1, 1,111,111 fibers, 64 KiB guarded stacks (\`lacuna-bench skynet $(gogo "$in/skynet.txt")--runs 5\`) | ≤ 200 ms, ≤ 64 MiB peak RSS; ≤ 0.2x Go's time, ≤ 0.05x its RSS | $(skynet "$in/skynet.txt"), $(slots "$in/skynet.txt") stack slots ever used | $(go_skynet 1) |"
+echo "| skynet, **standard rules** (unbuffered channels), 1 thread / GOMAXPROCS=1, 1,111,111 fibers, 64 KiB guarded stacks (\`lacuna-bench skynet $(gogo "$in/skynet.txt")--runs 9\`) | ≤ 200 ms, ≤ 64 MiB peak RSS; ≤ 0.2x Go's time, ≤ 0.05x its RSS | $(skynet "$in/skynet.txt"), $(slots "$in/skynet.txt") stack slots ever used | $(go_skynet 1) |"
 [ -s "$in/skynet-workers2.txt" ] &&
   echo "| the same on **2 M:N workers** (\`$(gogo "$in/skynet-workers2.txt")--workers 2\`: one runtime, work stealing) / GOMAXPROCS=2 | ≤ 0.2x Go's time; ≥ 1.5x the 1-worker throughput | $(skynet "$in/skynet-workers2.txt") | $(go_skynet 2) |"
 [ -s "$in/skynet-threads2.txt" ] &&
