@@ -1154,24 +1154,33 @@ static inline lac_park *lac_park_mine(const lac_sched *s, lac_park *tp)
     *tp = (lac_park){.state = LAC_PARK_IDLE};
     return tp;
 }
+/* The end of arming every fiber's wait, both paths: plk taken, the cancelled flag looked at again
+ * under it (a canceller sets the flag, then takes plk and looks at the park: either it sees this
+ * wait, after the switch releases plk, or this sees its flag), then `how` and WAITING published,
+ * under plk too since a canceller reads them there. ECANCELED: not armed, plk released. */
+static inline int lac_park_publish(lac_park *p, lac_fiber *f, unsigned how)
+{
+    lac_spin_lock(&f->plk);
+    if (!(how & LAC_PARK_NOCANCEL) &&
+        LAC_UNLIKELY(atomic_load_explicit(&f->cancelled, memory_order_relaxed))) {
+        lac_spin_unlock(&f->plk);
+        return ECANCELED;
+    }
+    if (LAC_UNLIKELY(p->how != how)) /* written only when it changes: other workers read its line */
+        p->how = (uint8_t)how;
+    atomic_store_explicit(&p->state, LAC_PARK_WAITING, memory_order_relaxed);
+    return 0;
+}
 int lac_park_arm_slow(lac_park *p, uint64_t deadline, unsigned how);
+/* The common case inline: a fiber's untimed wait that is neither local nor uncancellable. */
 static inline int lac_park_arm(lac_park *p, uint64_t deadline, unsigned how)
 {
     lac_fiber *f = p->fiber;
     if (LAC_UNLIKELY(f == NULL || deadline != LAC_FOREVER || how != 0))
         return lac_park_arm_slow(p, deadline, how);
-    /* As the slow path's: the cancelled flag before and under plk (see lac_park_cancel). */
     if (atomic_load_explicit(&f->cancelled, memory_order_relaxed))
         return ECANCELED;
-    lac_spin_lock(&f->plk);
-    if (LAC_UNLIKELY(atomic_load_explicit(&f->cancelled, memory_order_relaxed))) {
-        lac_spin_unlock(&f->plk);
-        return ECANCELED;
-    }
-    if (LAC_UNLIKELY(p->how != 0)) /* written only when it changes: other workers read its line */
-        p->how = 0;
-    atomic_store_explicit(&p->state, LAC_PARK_WAITING, memory_order_relaxed);
-    return 0;
+    return lac_park_publish(p, f, 0);
 }
 int lac_park_block(lac_park *p, uint64_t deadline);
 static inline bool lac_park_claim(lac_park *p)

@@ -175,7 +175,7 @@ static inline void timer_drop(lac_fiber *f)
 
 /* ---- the wait protocol (see internal.h) --------------------------------------------------- */
 
-/* lac_park_arm's general case (internal.h has the common one inline: a fiber's untimed wait). */
+/* lac_park_arm's general case: a thread, a deadline, or flags (internal.h has the common one). */
 int lac_park_arm_slow(lac_park *p, uint64_t deadline, unsigned how)
 {
     if (deadline == 0)
@@ -195,18 +195,10 @@ int lac_park_arm_slow(lac_park *p, uint64_t deadline, unsigned how)
         if (err)
             return err;
     }
-    /* A canceller sets f->cancelled, then takes plk and looks at the park: either it sees this
-     * wait (after the switch releases plk), or this check sees its flag. The flags are written
-     * under plk too: a canceller reads them there. */
-    lac_spin_lock(&f->plk);
-    if (!nocancel && atomic_load_explicit(&f->cancelled, memory_order_relaxed)) {
-        lac_spin_unlock(&f->plk);
+    if (lac_park_publish(p, f, how)) {
         timer_drop(f);
         return ECANCELED;
     }
-    if (p->how != how) /* written only when it changes: other workers read its line */
-        p->how = (uint8_t)how;
-    atomic_store_explicit(&p->state, LAC_PARK_WAITING, memory_order_relaxed);
     return 0;
 }
 
