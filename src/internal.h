@@ -316,6 +316,8 @@ enum {
 #define LAC_TLS_WAYS 4  /* pools a thread uses at once without evicting a cache */
 #define LAC_REMOTE_BATCH                                                                           \
     16 /* regions another thread frees before it hands them back to their cache in one CAS */
+#define LAC_REMOTE_MAX                                                                             \
+    (2 * LAC_TC_MAX) /* regions on a cache's remote list at most: what an idle owner holds back */
 #define LAC_REMOTE_CLOSED ((uintptr_t)1) /* lac_tcache.remote: no owner, take no more */
 #define LAC_RELEASE_BATCH                                                                          \
     128                    /* regions per release round: 2.5 KiB of stack (this may run on a       \
@@ -378,6 +380,7 @@ typedef struct lac_tcache {
     struct lac_tcache *out_to;
     _Atomic uint32_t *out_head, *out_tail;
     uint32_t out_n;
+    _Atomic uint32_t *taken; /* owner only: the rest of a remote list taken, beyond lines[] */
     /* Regions this cache handed out that other threads freed: a list of batches linked through
      * their state lines, pushed by other threads with a CAS and taken whole by the owner with an
      * exchange; LAC_REMOTE_CLOSED while no thread owns the cache. A line of its own: other

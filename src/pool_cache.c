@@ -130,14 +130,15 @@ static void tcache_drain(lacuna_pool *p, lac_tcache *tc, size_t keep)
  *
  * The links live in the slots' state lines, past the state and the region address: the freer
  * has just written that line, so linking costs no other line. The line's owner field is written
- * by the allocation, which writes the line anyway. A list holds at most a cache's worth (the
- * count in its first line), so the owner's empty cache takes it whole; past that, or when the
- * cache has no owner (LAC_REMOTE_CLOSED), the freer keeps the batch in its own cache, as before.
- * Regions on a remote list or in a batch are WARM and on no shared list: the cache's owner gives
- * them to the shared lists when it exits or trims, and a fork child rebuilds them as it rebuilds
- * what other threads held (lac_defer_mark_mine). Counting: the freer counts each into its
- * moved_out when it links it, the taker into its moved_in, so frees stay exact; lacuna_stats'
- * warm does not see regions between two threads (at most a cache and a batch per cache). */
+ * by the allocation, which writes the line anyway. A list holds at most LAC_REMOTE_MAX (the
+ * count in its first line); past that, or when the cache has no owner (LAC_REMOTE_CLOSED), the
+ * freer keeps the batch in its own cache, as before. The owner moves what does not fit its
+ * cache to a chain of its own (lac_tcache.taken), used before the list next time. Regions on a
+ * remote list, in a batch or taken are WARM and on no shared list: the cache's owner gives them
+ * to the shared lists when it exits or trims, and a fork child rebuilds them as it rebuilds what
+ * other threads held (lac_defer_mark_mine). Counting: the freer counts each into its moved_out
+ * when it links it, the taker into its moved_in, so frees stay exact; lacuna_stats' warm does
+ * not see regions between two threads (at most LAC_REMOTE_MAX and a batch per cache). */
 
 /* The cache that handed out the region of this line (NULL: none), and the remote-list links. */
 static inline _Atomic(lac_tcache *) *line_owner(_Atomic uint32_t *line)
@@ -181,9 +182,11 @@ static void remote_shelve(lacuna_pool *p, lac_tcache *tc, bool close)
 {
     uint32_t ms = lac_pool_now_ms(p);
     shelve_chain(p, tc->out_head, ms);
+    shelve_chain(p, tc->taken, ms);
     tc->out_to = NULL;
     tc->out_head = tc->out_tail = NULL;
     tc->out_n = 0;
+    tc->taken = NULL;
     uintptr_t h =
         atomic_exchange_explicit(&tc->remote, close ? LAC_REMOTE_CLOSED : 0, memory_order_acquire);
     if (h != LAC_REMOTE_CLOSED)
@@ -227,7 +230,7 @@ static void remote_push(lacuna_pool *p, lac_tcache *tc)
         uint32_t pending =
             old ? atomic_load_explicit(line_pending((_Atomic uint32_t *)old), memory_order_relaxed)
                 : 0;
-        if (pending + k > o->cap)
+        if (pending + k > LAC_REMOTE_MAX)
             break; /* the owner has enough coming: keep these */
         atomic_store_explicit(line_next(tail), (_Atomic uint32_t *)old, memory_order_relaxed);
         atomic_store_explicit(line_pending(head), pending + k, memory_order_relaxed);
@@ -257,25 +260,23 @@ static __attribute__((noinline)) int free_remote(lacuna_pool *p, lac_tcache *tc,
     return 0;
 }
 
-/* The owner, its cache empty: take what other threads gave back, in one exchange. Returns the
- * regions the cache holds now. */
-static uint32_t remote_take(lacuna_pool *p, lac_tcache *tc)
+/* The owner, its cache empty: take what other threads gave back (what it took before and did
+ * not fit first, else the remote list, in one exchange). Returns the regions the cache holds. */
+static uint32_t remote_take(lac_tcache *tc)
 {
     uint32_t n = lac_tc_n(tc);
-    if (atomic_load_explicit(&tc->remote, memory_order_relaxed) == 0)
-        return n;
-    _Atomic uint32_t *line =
-        (_Atomic uint32_t *)atomic_exchange_explicit(&tc->remote, 0, memory_order_acquire);
+    _Atomic uint32_t *line = tc->taken;
+    if (line == NULL) {
+        if (atomic_load_explicit(&tc->remote, memory_order_relaxed) == 0)
+            return n; /* a read: the line stays shared until there is something to take */
+        line = (_Atomic uint32_t *)atomic_exchange_explicit(&tc->remote, 0, memory_order_acquire);
+    }
     uint32_t k = 0;
     for (; line && n < tc->cap; k++) {
         tc->lines[n++] = line;
         line = atomic_load_explicit(line_next(line), memory_order_relaxed);
     }
-    if (line) { /* more than fits (a count read stale by a pusher): the rest to the lists */
-        pthread_mutex_lock(&p->lock);
-        shelve_chain(p, line, lac_pool_now_ms(p));
-        pthread_mutex_unlock(&p->lock);
-    }
+    tc->taken = line;
     lac_tc_set_n(tc, n);
     count_add(&tc->moved_in, k);
     return n;
@@ -471,12 +472,14 @@ static void fork_mark_remote(lacuna_pool *p, uint32_t bit)
             tc->out_to = NULL;
             tc->out_head = tc->out_tail = NULL;
             tc->out_n = 0;
+            tc->taken = NULL;
             atomic_store_explicit(&tc->remote, LAC_REMOTE_CLOSED, memory_order_relaxed);
             continue;
         }
-        _Atomic uint32_t *chains[2] = {tc->out_head, (_Atomic uint32_t *)atomic_load_explicit(
-                                                         &tc->remote, memory_order_relaxed)};
-        for (int i = 0; i < 2; i++)
+        _Atomic uint32_t *chains[3] = {
+            tc->out_head, tc->taken,
+            (_Atomic uint32_t *)atomic_load_explicit(&tc->remote, memory_order_relaxed)};
+        for (int i = 0; i < 3; i++)
             for (_Atomic uint32_t *l = chains[i]; l;
                  l = atomic_load_explicit(line_next(l), memory_order_relaxed))
                 atomic_fetch_or_explicit(l, bit, memory_order_relaxed);
@@ -846,7 +849,7 @@ static __attribute__((noinline)) void *alloc_miss(lacuna_pool *p)
     }
     uint32_t n = lac_tc_n(tc);
     if (n == 0)
-        n = remote_take(p, tc);
+        n = remote_take(tc);
     return n > 0 ? tcache_pop(p, tc, n) : alloc_slow(p, tc);
 }
 

@@ -16,6 +16,8 @@
 
 #define KIB 1024u
 #define N   LAC_REMOTE_BATCH /* one batch: pushed to the owner when the last is freed */
+#define M   (3 * N)          /* more than a cache holds (LAC_TC_MAX), at most LAC_REMOTE_MAX */
+_Static_assert(M > LAC_TC_MAX && M <= LAC_REMOTE_MAX, "M batches: some beyond the cache");
 
 static bool in(char *const *set, int n, const char *r)
 {
@@ -30,8 +32,8 @@ typedef struct peer {
     lacuna_pool *p;
     pthread_barrier_t go, done;
     void (*step)(struct peer *);
-    char *r[LAC_TC_MAX];
-    int n, rc[LAC_TC_MAX], rc2;
+    char *r[2 * LAC_TC_MAX];
+    int n, rc[2 * LAC_TC_MAX];
     bool quit;
 } peer;
 
@@ -91,37 +93,38 @@ static lacuna_pool *pool(size_t capacity)
     return lt_pool(c);
 }
 
-/* This thread allocates a batch, the peer frees it: the regions come back to this thread's cache
- * (its next allocations are those regions), not to the peer's (which used to hand them out next:
- * the owner then wrote pages last written on the other CPU, and both threads went through the
- * pool lock as one cache overflowed and the other ran dry). */
+/* This thread allocates three batches, the peer frees them: the regions come back to this
+ * thread's cache (its next allocations are those regions, more than its cache holds at once),
+ * not to the peer's (which used to hand them out next: the owner then wrote pages last written
+ * on the other CPU, and both threads went through the pool lock as one cache overflowed and the
+ * other ran dry). */
 TEST(frees_from_another_thread_go_back_to_the_allocating_thread)
 {
     lacuna_pool *p = pool(256);
     peer e;
     pthread_t t;
     peer_start(&e, &t, p);
-    char *mine[N];
-    for (int i = 0; i < N; i++) /* a fresh pool's first refill: the cache is empty after */
+    char *mine[M];
+    for (int i = 0; i < M; i++) /* refills of half a cache: the cache is empty after */
         CHECK((mine[i] = lacuna_alloc(p)) != NULL);
     memcpy(e.r, mine, sizeof mine);
-    e.n = N;
+    e.n = M;
     peer_run(&e, free_them);
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < M; i++)
         CHECK_EQ(e.rc[i], 0);
     peer_run(&e, alloc_them); /* the peer's own allocations: none of this thread's regions */
-    for (int i = 0; i < N; i++)
-        CHECK(!in(mine, N, e.r[i]));
-    for (int i = 0; i < N; i++) { /* this thread's: exactly those */
+    for (int i = 0; i < M; i++)
+        CHECK(!in(mine, M, e.r[i]));
+    for (int i = 0; i < M; i++) { /* this thread's: exactly those */
         char *r = lacuna_alloc(p);
-        CHECK(in(mine, N, r));
-        for (int j = 0; j < N; j++) /* each once */
+        CHECK(in(mine, M, r));
+        for (int j = 0; j < M; j++) /* each once */
             mine[j] = mine[j] == r ? NULL : mine[j];
     }
     lacuna_stats st = lt_stats(p);
-    CHECK_EQ(st.allocs, 3 * N);
-    CHECK_EQ(st.frees, N);
-    CHECK_EQ(st.live, 2 * N);
+    CHECK_EQ(st.allocs, 3 * M);
+    CHECK_EQ(st.frees, M);
+    CHECK_EQ(st.live, 2 * M);
     peer_stop(&e, t);
     lacuna_pool_destroy(p);
 }
@@ -161,23 +164,25 @@ TEST(double_free_refused_on_the_way_back)
     lacuna_pool_destroy(p);
 }
 
-/* The owner's trim releases what other threads gave back to it. */
+/* The owner's trim releases what other threads gave back to it, in its cache or taken aside. */
 TEST(owners_trim_releases_regions_given_back)
 {
     lacuna_pool *p = pool(256);
     peer e;
     pthread_t t;
     peer_start(&e, &t, p);
-    char *mine[N];
-    for (int i = 0; i < N; i++) {
+    char *mine[M];
+    for (int i = 0; i < M; i++) {
         CHECK((mine[i] = lacuna_alloc(p)) != NULL);
         memset(mine[i], 1, 16 * KIB);
     }
     memcpy(e.r, mine, sizeof mine);
-    e.n = N;
+    e.n = M;
     peer_run(&e, free_them);
+    /* One alloc takes the list: a cacheful, and the rest taken aside. */
+    CHECK_EQ(lacuna_free(p, lacuna_alloc(p)), 0);
     CHECK_EQ(lacuna_trim(p), 0);
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < M; i++)
         CHECK_EQ(lt_resident_pages(mine[i], 16 * KIB), 0);
     lacuna_stats st = lt_stats(p);
     CHECK_EQ(st.live, 0);
@@ -214,9 +219,10 @@ TEST(regions_of_an_exited_thread_are_not_lost)
     lacuna_pool_destroy(p);
 }
 
-/* fork with regions on the forking thread's remote list and in another thread's batch: the child
- * gets every free slot exactly once (the copied list stays this thread's; the batch, whose thread
- * was not copied, comes back through the child's rebuild). */
+/* fork with regions on the forking thread's remote list, taken aside by it, and in another
+ * thread's batch: the child gets every free slot exactly once (the copied list and chain stay
+ * this thread's; the batch, whose thread was not copied, comes back through the child's
+ * rebuild). */
 typedef struct fork_arg {
     lacuna_pool *p;
     size_t capacity, live;
@@ -246,15 +252,22 @@ TEST(fork_keeps_regions_on_their_way_back)
     peer e;
     pthread_t t;
     peer_start(&e, &t, p);
-    char *mine[N + 5];
-    for (int i = 0; i < N + 5; i++)
+    enum { MINE = 2 * LAC_TC_MAX, FREED = M + 5 };
+    char *mine[MINE];
+    for (int i = 0; i < MINE; i++) /* refills of half a cache: the cache is empty after */
         CHECK((mine[i] = lacuna_alloc(p)) != NULL);
-    memcpy(e.r, mine, sizeof mine); /* a batch to this thread's list, 5 left in the peer's */
-    e.n = N + 5;
+    memcpy(e.r, mine, FREED * sizeof mine[0]); /* M to this thread's list, 5 in the peer's */
+    e.n = FREED;
     peer_run(&e, free_them);
-    fork_arg a = {.p = p, .capacity = CAP, .live = 0};
+    fork_arg a = {.p = p, .capacity = CAP, .live = MINE - FREED};
     char err[512];
     int status = lt_fork_run(child_takes_all, &a, err, sizeof err);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "child: %s", err);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(lacuna_alloc(p) != NULL); /* takes the list: a cacheful, the rest aside */
+    a.live++;
+    status = lt_fork_run(child_takes_all, &a, err, sizeof err);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fprintf(stderr, "child: %s", err);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
