@@ -132,8 +132,9 @@ static void tcache_drain(lacuna_pool *p, lac_tcache *tc, size_t keep)
  * has just written that line, so linking costs no other line. The line's owner field is written
  * by the allocation, which writes the line anyway. A list holds at most LAC_REMOTE_MAX (the
  * count in its first line); past that, or when the cache has no owner (LAC_REMOTE_CLOSED), the
- * freer keeps the batch in its own cache, as before. The owner moves what does not fit its
- * cache to a chain of its own (lac_tcache.taken), used before the list next time. Regions on a
+ * freer keeps the batch in its own cache, as before. The owner takes the whole list when its
+ * cache is empty and keeps it as a chain of its own (lac_tcache.taken), handing it out one
+ * region per empty cache. Regions on a
  * remote list, in a batch or taken are WARM and on no shared list: the cache's owner gives them
  * to the shared lists when it exits or trims, and a fork child rebuilds them as it rebuilds what
  * other threads held (lac_defer_mark_mine). Counting: the freer counts each into its moved_out
@@ -260,26 +261,26 @@ static __attribute__((noinline)) int free_remote(lacuna_pool *p, lac_tcache *tc,
     return 0;
 }
 
-/* The owner, its cache empty: take what other threads gave back (what it took before and did
- * not fit first, else the remote list, in one exchange). Returns the regions the cache holds. */
+/* The owner, its cache empty: take one region of what other threads gave back (the chain it
+ * took before, else the remote list, in one exchange). One at a time: the link to the next is
+ * read from the line this allocation writes anyway, where walking the chain here waited for each
+ * line in turn from the other CPU (the walk was most of the time of a cross-thread cycle).
+ * Returns the regions the cache holds: 0 or 1. */
 static uint32_t remote_take(lac_tcache *tc)
 {
-    uint32_t n = lac_tc_n(tc);
     _Atomic uint32_t *line = tc->taken;
     if (line == NULL) {
         if (atomic_load_explicit(&tc->remote, memory_order_relaxed) == 0)
-            return n; /* a read: the line stays shared until there is something to take */
+            return 0; /* a read: the line stays shared until there is something to take */
         line = (_Atomic uint32_t *)atomic_exchange_explicit(&tc->remote, 0, memory_order_acquire);
     }
-    uint32_t k = 0;
-    for (; line && n < tc->cap; k++) {
-        tc->lines[n++] = line;
-        line = atomic_load_explicit(line_next(line), memory_order_relaxed);
-    }
-    tc->taken = line;
-    lac_tc_set_n(tc, n);
-    count_add(&tc->moved_in, k);
-    return n;
+    tc->taken = atomic_load_explicit(line_next(line), memory_order_relaxed);
+    if (tc->taken) /* the next take's line, on its way meanwhile (this one's was, by the last) */
+        __builtin_prefetch(tc->taken);
+    tc->lines[0] = line;
+    lac_tc_set_n(tc, 1);
+    count_add(&tc->moved_in, 1);
+    return 1;
 }
 
 static void abandon(lacuna_pool *p, void *ctx)
