@@ -378,7 +378,7 @@ typedef struct lac_tcache {
      * cache in one push (pool_cache.c's remote frees). Linked through their state lines; already
      * counted in moved_out. */
     struct lac_tcache *out_to;
-    _Atomic uint32_t *out_head, *out_tail;
+    _Atomic uint32_t *out_head, *out_tail, *out_tail_prev; /* tail_prev links to tail */
     uint32_t out_n;
     _Atomic uint32_t *taken; /* owner only: the rest of a remote list taken, beyond lines[] */
     /* Regions this cache handed out that other threads freed: a list of batches linked through

@@ -158,7 +158,18 @@ static inline _Atomic uint32_t *line_pending(_Atomic uint32_t *line)
     return (_Atomic uint32_t *)(void *)((char *)line + 32);
 }
 
-_Static_assert(LAC_STATE_STRIDE >= 40, "a state line holds the state, region, owner and links");
+/* The line after the next (NULL: none): what the owner prefetches when it takes this one. */
+static inline _Atomic(_Atomic uint32_t *) *line_next2(_Atomic uint32_t *line)
+{
+    return (_Atomic(_Atomic uint32_t *) *)(void *)((char *)line + 40);
+}
+
+static inline _Atomic uint32_t *next_of(_Atomic uint32_t *line)
+{
+    return line ? atomic_load_explicit(line_next(line), memory_order_relaxed) : NULL;
+}
+
+_Static_assert(LAC_STATE_STRIDE >= 48, "a state line holds the state, region, owner and links");
 _Static_assert(2 * LAC_REMOTE_BATCH <= LAC_TC_MAX, "a kept batch fits a half-drained cache");
 
 static inline void count_add(_Atomic uint64_t *c, uint64_t n)
@@ -185,7 +196,7 @@ static void remote_shelve(lacuna_pool *p, lac_tcache *tc, bool close)
     shelve_chain(p, tc->out_head, ms);
     shelve_chain(p, tc->taken, ms);
     tc->out_to = NULL;
-    tc->out_head = tc->out_tail = NULL;
+    tc->out_head = tc->out_tail = tc->out_tail_prev = NULL;
     tc->out_n = 0;
     tc->taken = NULL;
     uintptr_t h =
@@ -219,10 +230,10 @@ static void remote_keep(lacuna_pool *p, lac_tcache *tc, _Atomic uint32_t *line, 
 static void remote_push(lacuna_pool *p, lac_tcache *tc)
 {
     lac_tcache *o = tc->out_to;
-    _Atomic uint32_t *head = tc->out_head, *tail = tc->out_tail;
+    _Atomic uint32_t *head = tc->out_head, *tail = tc->out_tail, *tail_prev = tc->out_tail_prev;
     uint32_t k = tc->out_n;
     tc->out_to = NULL;
-    tc->out_head = tc->out_tail = NULL;
+    tc->out_head = tc->out_tail = tc->out_tail_prev = NULL;
     tc->out_n = 0;
     uintptr_t old = atomic_load_explicit(&o->remote, memory_order_acquire); /* its count */
     while (old != LAC_REMOTE_CLOSED) {
@@ -234,6 +245,11 @@ static void remote_push(lacuna_pool *p, lac_tcache *tc)
         if (pending + k > LAC_REMOTE_MAX)
             break; /* the owner has enough coming: keep these */
         atomic_store_explicit(line_next(tail), (_Atomic uint32_t *)old, memory_order_relaxed);
+        atomic_store_explicit(line_next2(tail), next_of((_Atomic uint32_t *)old),
+                              memory_order_relaxed);
+        if (tail_prev)
+            atomic_store_explicit(line_next2(tail_prev), (_Atomic uint32_t *)old,
+                                  memory_order_relaxed);
         atomic_store_explicit(line_pending(head), pending + k, memory_order_relaxed);
         if (atomic_compare_exchange_weak_explicit(&o->remote, &old, (uintptr_t)head,
                                                   memory_order_release, memory_order_acquire))
@@ -251,8 +267,11 @@ static __attribute__((noinline)) int free_remote(lacuna_pool *p, lac_tcache *tc,
     if (tc->out_n > 0 && tc->out_to != o)
         remote_push(p, tc); /* a batch goes to one owner */
     atomic_store_explicit(line_next(line), tc->out_head, memory_order_relaxed);
+    atomic_store_explicit(line_next2(line), next_of(tc->out_head), memory_order_relaxed);
     if (tc->out_n == 0)
         tc->out_tail = line;
+    else if (tc->out_n == 1)
+        tc->out_tail_prev = line;
     tc->out_head = line;
     tc->out_to = o;
     count_add(&tc->moved_out, 1);
@@ -273,10 +292,15 @@ static uint32_t remote_take(lac_tcache *tc)
         if (atomic_load_explicit(&tc->remote, memory_order_relaxed) == 0)
             return 0; /* a read: the line stays shared until there is something to take */
         line = (_Atomic uint32_t *)atomic_exchange_explicit(&tc->remote, 0, memory_order_acquire);
+        if ((tc->taken = next_of(line)) != NULL)
+            __builtin_prefetch(tc->taken);
     }
     tc->taken = atomic_load_explicit(line_next(line), memory_order_relaxed);
-    if (tc->taken) /* the next take's line, on its way meanwhile (this one's was, by the last) */
-        __builtin_prefetch(tc->taken);
+    /* The line two takes ahead, on its way meanwhile (the next one's is, since the last take): a
+     * take a line at a time would otherwise wait for each from the other CPU. */
+    _Atomic uint32_t *ahead = atomic_load_explicit(line_next2(line), memory_order_relaxed);
+    if (ahead)
+        __builtin_prefetch(ahead);
     tc->lines[0] = line;
     lac_tc_set_n(tc, 1);
     count_add(&tc->moved_in, 1);
@@ -471,7 +495,7 @@ static void fork_mark_remote(lacuna_pool *p, uint32_t bit)
     for (lac_tcache *tc = p->tcaches; tc; tc = tc->next) {
         if (!tc->owned || !pthread_equal(tc->owner, self)) {
             tc->out_to = NULL;
-            tc->out_head = tc->out_tail = NULL;
+            tc->out_head = tc->out_tail = tc->out_tail_prev = NULL;
             tc->out_n = 0;
             tc->taken = NULL;
             atomic_store_explicit(&tc->remote, LAC_REMOTE_CLOSED, memory_order_relaxed);
