@@ -647,8 +647,11 @@ lac_tcache *lac_tcache_peek(const lacuna_pool *p);
 /* How many of the calling thread's cache ways name p (a fork child recounts p's references). */
 unsigned lac_tcache_refs(const lacuna_pool *p);
 /* Fork child (pool lock held): OR `bit` into the state of each region of p the calling thread
- * deferred (lacuna_free_deferred), so the rebuild keeps them DEFERRED for this thread to free. */
-void lac_defer_mark_mine(lacuna_pool *p, uint32_t bit);
+ * deferred (lacuna_free_deferred) or holds on the way back to or from its cache (its unsent
+ * batch, its remote list, the chain it took aside), so the rebuild leaves them where they are;
+ * every other cache's batch, chain and remote list are emptied and closed (the scan shelves
+ * their regions). */
+void lac_fork_mark_mine(lacuna_pool *p, uint32_t bit);
 /* Thread exit: the calling thread's deferred frees are done and every cache of the calling
  * thread goes back to its pool. */
 void lac_pool_thread_exit(void);

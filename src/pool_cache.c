@@ -131,15 +131,17 @@ static void tcache_drain(lacuna_pool *p, lac_tcache *tc, size_t keep)
  * The links live in the slots' state lines, past the state and the region address: the freer
  * has just written that line, so linking costs no other line. The line's owner field is written
  * by the allocation, which writes the line anyway. A list holds at most LAC_REMOTE_MAX (the
- * count in its first line); past that, or when the cache has no owner (LAC_REMOTE_CLOSED), the
- * freer keeps the batch in its own cache, as before. The owner takes the whole list when its
- * cache is empty and keeps it as a chain of its own (lac_tcache.taken), handing it out one
- * region per empty cache. Regions on a
+ * count in its first line, a hint: a push that raced the owner's take may read a stale one);
+ * past that, or when the cache has no owner (LAC_REMOTE_CLOSED), the freer keeps the batch in its
+ * own cache, as before, and so does a freer whose alloc finds nothing else free. The owner takes
+ * the whole list when its cache is empty and keeps it as a chain of its own (lac_tcache.taken,
+ * so up to LAC_REMOTE_MAX - 1 more held), handing it out one region per empty cache. Regions on a
  * remote list, in a batch or taken are WARM and on no shared list: the cache's owner gives them
- * to the shared lists when it exits or trims, and a fork child rebuilds them as it rebuilds what
- * other threads held (lac_defer_mark_mine). Counting: the freer counts each into its moved_out
- * when it links it, the taker into its moved_in, so frees stay exact; lacuna_stats' warm does
- * not see regions between two threads (at most LAC_REMOTE_MAX and a batch per cache). */
+ * to the shared lists when it exits, releases them when it trims, and a fork child rebuilds them
+ * as it rebuilds what other threads held (lac_fork_mark_mine). Counting: the freer counts each
+ * into its moved_out when it links it, the taker into its moved_in, so frees stay exact;
+ * lacuna_stats' warm does not see regions between two threads (at most 2 * LAC_REMOTE_MAX - 1
+ * and a batch per cache). */
 
 /* The cache that handed out the region of this line (NULL: none), and the remote-list links. */
 static inline _Atomic(lac_tcache *) *line_owner(_Atomic uint32_t *line)
@@ -188,21 +190,62 @@ static void shelve_chain(lacuna_pool *p, _Atomic uint32_t *line, uint32_t ms)
     }
 }
 
-/* A cache's pending batch and remote list to the shared lists (pool lock held; the owner's, or
- * a cache without a thread). `close`: no more pushes, the cache loses its owner. */
-static void remote_shelve(lacuna_pool *p, lac_tcache *tc, bool close)
+/* Take the calling thread's unsent batch out of its cache: its first line, *k regions. */
+static _Atomic uint32_t *batch_take(lac_tcache *tc, uint32_t *k)
 {
-    uint32_t ms = lac_pool_now_ms(p);
-    shelve_chain(p, tc->out_head, ms);
-    shelve_chain(p, tc->taken, ms);
+    _Atomic uint32_t *head = tc->out_head;
+    *k = tc->out_n;
     tc->out_to = NULL;
     tc->out_head = tc->out_tail = tc->out_tail_prev = NULL;
     tc->out_n = 0;
+    return head;
+}
+
+/* Take a cache's pending batch (NULL-terminated, as it was linked), the chain it took aside and
+ * its remote list out of it (the owner's, or a cache without a thread): into c[0..2].
+ * `close`: no more pushes, the cache loses its owner. */
+static void remote_detach(lac_tcache *tc, bool close, _Atomic uint32_t *c[3])
+{
+    uint32_t k;
+    c[0] = batch_take(tc, &k);
+    c[1] = tc->taken;
     tc->taken = NULL;
     uintptr_t h =
         atomic_exchange_explicit(&tc->remote, close ? LAC_REMOTE_CLOSED : 0, memory_order_acquire);
-    if (h != LAC_REMOTE_CLOSED)
-        shelve_chain(p, (_Atomic uint32_t *)h, ms);
+    c[2] = h == LAC_REMOTE_CLOSED ? NULL : (_Atomic uint32_t *)h;
+}
+
+/* A cache's pending batch and remote list to the shared lists (pool lock held). */
+static void remote_shelve(lacuna_pool *p, lac_tcache *tc, bool close)
+{
+    _Atomic uint32_t *c[3];
+    remote_detach(tc, close, c);
+    uint32_t ms = lac_pool_now_ms(p);
+    for (int i = 0; i < 3; i++)
+        shelve_chain(p, c[i], ms);
+}
+
+/* Release the regions linked from `line` (pool lock NOT held), a round at a time: what a trim
+ * asks of the regions on their way back to or from a cache, as of the cache's own. 0 or the
+ * errno of a refused release (those regions went back to warm). */
+static int release_chain(lacuna_pool *p, _Atomic uint32_t *line)
+{
+    int err = 0;
+    while (line) {
+        uint32_t slots[LAC_RELEASE_BATCH];
+        size_t k = 0;
+        pthread_mutex_lock(&p->lock);
+        for (; line && k < LAC_RELEASE_BATCH;
+             line = atomic_load_explicit(line_next(line), memory_order_relaxed))
+            slots[k++] = lac_line_slot(p, line);
+        for (size_t i = 0; i < k; i++) /* WARM: they were freed live (after the links are read) */
+            lac_state_step(p, slots[i], LAC_S_RELEASING);
+        p->releasing += k;
+        pthread_mutex_unlock(&p->lock);
+        int e = lac_release_slots(p, slots, k);
+        err = err ? err : e;
+    }
+    return err;
 }
 
 /* Put k regions linked from `line` in the calling thread's own cache, spilling half of it to the
@@ -230,15 +273,15 @@ static void remote_keep(lacuna_pool *p, lac_tcache *tc, _Atomic uint32_t *line, 
 static void remote_push(lacuna_pool *p, lac_tcache *tc)
 {
     lac_tcache *o = tc->out_to;
-    _Atomic uint32_t *head = tc->out_head, *tail = tc->out_tail, *tail_prev = tc->out_tail_prev;
-    uint32_t k = tc->out_n;
-    tc->out_to = NULL;
-    tc->out_head = tc->out_tail = tc->out_tail_prev = NULL;
-    tc->out_n = 0;
+    _Atomic uint32_t *tail = tc->out_tail, *tail_prev = tc->out_tail_prev;
+    uint32_t k;
+    _Atomic uint32_t *head = batch_take(tc, &k);
     uintptr_t old = atomic_load_explicit(&o->remote, memory_order_acquire); /* its count */
     while (old != LAC_REMOTE_CLOSED) {
-        /* Read from a line the owner may have taken meanwhile: then the CAS fails and retries
-         * (pushes only, and the owner takes the whole list, so a head seen again is the list's) */
+        /* Read from a line the owner may have taken meanwhile: then the CAS fails and retries,
+         * unless the line is the head again (taken, handed out and pushed back: ABA). The links
+         * are right even then (this batch's own lines are written), but pending and next2 may
+         * be stale: a bound and a prefetch hint, never followed for the structure. */
         uint32_t pending =
             old ? atomic_load_explicit(line_pending((_Atomic uint32_t *)old), memory_order_relaxed)
                 : 0;
@@ -494,9 +537,8 @@ static void fork_mark_remote(lacuna_pool *p, uint32_t bit)
     pthread_t self = pthread_self();
     for (lac_tcache *tc = p->tcaches; tc; tc = tc->next) {
         if (!tc->owned || !pthread_equal(tc->owner, self)) {
-            tc->out_to = NULL;
-            tc->out_head = tc->out_tail = tc->out_tail_prev = NULL;
-            tc->out_n = 0;
+            uint32_t k;
+            (void)batch_take(tc, &k);
             tc->taken = NULL;
             atomic_store_explicit(&tc->remote, LAC_REMOTE_CLOSED, memory_order_relaxed);
             continue;
@@ -511,7 +553,7 @@ static void fork_mark_remote(lacuna_pool *p, uint32_t bit)
     }
 }
 
-void lac_defer_mark_mine(lacuna_pool *p, uint32_t bit)
+void lac_fork_mark_mine(lacuna_pool *p, uint32_t bit)
 {
     for (uint32_t i = 0; i < defer.n; i++)
         if (defer.e[i].id == p->id)
@@ -784,6 +826,14 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
             pthread_mutex_unlock(&p->lock);
         }
     }
+    if (ngot == 0 && tc && tc->out_n > 0) {
+        /* "Free one and retry" (lacuna.h): what this thread freed last may still wait in its
+         * unsent batch, where nothing else can reach it. Keep the batch instead. */
+        uint32_t k;
+        _Atomic uint32_t *head = batch_take(tc, &k);
+        remote_keep(p, tc, head, k); /* its tail links to NULL: it was linked first */
+        return tcache_pop(p, tc, lac_tc_n(tc));
+    }
     if (ngot == 0) {
         errno = err;
         return NULL;
@@ -812,8 +862,10 @@ int lac_tcache_release(lacuna_pool *p, lac_tcache *tc)
         return 0; /* such a pool releases nothing */
     uint32_t slots[LAC_TC_MAX];
     size_t k = 0;
+    _Atomic uint32_t *c[3];
     pthread_mutex_lock(&p->lock);
-    remote_shelve(p, tc, false); /* released by lacuna_trim's round of the shared cache */
+    /* Released here, not shelved: a thread that sees another's trim releases only its own. */
+    remote_detach(tc, false, c);
     uint32_t n = lac_tc_n(tc);
     for (uint32_t i = 0; i < n; i++) {
         uint32_t s = tc_slot(p, tc, i);
@@ -831,7 +883,12 @@ int lac_tcache_release(lacuna_pool *p, lac_tcache *tc)
                           atomic_load_explicit(&tc->moved_out, memory_order_relaxed) + n,
                           memory_order_relaxed);
     pthread_mutex_unlock(&p->lock);
-    return lac_release_slots(p, slots, k);
+    int err = lac_release_slots(p, slots, k);
+    for (int i = 0; i < 3; i++) {
+        int e = release_chain(p, c[i]);
+        err = err ? err : e;
+    }
+    return err;
 }
 
 /* lacuna_trim on another thread asked every cache to be given back: release this thread's (the
