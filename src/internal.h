@@ -320,6 +320,11 @@ enum {
 
 #define LAC_TC_MAX   32 /* regions a thread keeps per pool: 2 MiB of 64 KiB stacks */
 #define LAC_TLS_WAYS 4  /* pools a thread uses at once without evicting a cache */
+#define LAC_REMOTE_BATCH                                                                           \
+    16 /* regions another thread frees before it hands them back to their cache in one CAS */
+#define LAC_REMOTE_MAX                                                                             \
+    (2 * LAC_TC_MAX) /* regions on a cache's remote list at most: what an idle owner holds back */
+#define LAC_REMOTE_CLOSED ((uintptr_t)1) /* lac_tcache.remote: no owner, take no more */
 #define LAC_RELEASE_BATCH                                                                          \
     128                    /* regions per release round: 2.5 KiB of stack (this may run on a       \
                               small fiber stack); 128 ranges per process_madvise is plenty */
@@ -375,6 +380,18 @@ typedef struct lac_tcache {
     struct lac_tcache *next;             /* the pool's list of caches (under the pool lock) */
     _Atomic uint32_t *lines[LAC_TC_MAX]; /* the held slots' state lines (lac_state_at): the warm
                                             alloc goes from one to its region in a load */
+    /* Owner only: regions of one other cache that this thread freed, waiting to go back to that
+     * cache in one push (pool_cache.c's remote frees). Linked through their state lines; already
+     * counted in moved_out. */
+    struct lac_tcache *out_to;
+    _Atomic uint32_t *out_head, *out_tail, *out_tail_prev; /* tail_prev links to tail */
+    uint32_t out_n;
+    _Atomic uint32_t *taken; /* owner only: the rest of a remote list taken, beyond lines[] */
+    /* Regions this cache handed out that other threads freed: a list of batches linked through
+     * their state lines, pushed by other threads with a CAS and taken whole by the owner with an
+     * exchange; LAC_REMOTE_CLOSED while no thread owns the cache. A line of its own: other
+     * threads write it. */
+    alignas(64) _Atomic uintptr_t remote;
 } lac_tcache;
 
 /* The regions a cache holds. */
@@ -637,8 +654,11 @@ lac_tcache *lac_tcache_peek(const lacuna_pool *p);
 /* How many of the calling thread's cache ways name p (a fork child recounts p's references). */
 unsigned lac_tcache_refs(const lacuna_pool *p);
 /* Fork child (pool lock held): OR `bit` into the state of each region of p the calling thread
- * deferred (lacuna_free_deferred), so the rebuild keeps them DEFERRED for this thread to free. */
-void lac_defer_mark_mine(lacuna_pool *p, uint32_t bit);
+ * deferred (lacuna_free_deferred) or holds on the way back to or from its cache (its unsent
+ * batch, its remote list, the chain it took aside), so the rebuild leaves them where they are;
+ * every other cache's batch, chain and remote list are emptied and closed (the scan shelves
+ * their regions). */
+void lac_fork_mark_mine(lacuna_pool *p, uint32_t bit);
 /* Thread exit: the calling thread's deferred frees are done and every cache of the calling
  * thread goes back to its pool. */
 void lac_pool_thread_exit(void);

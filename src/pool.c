@@ -384,10 +384,11 @@ static void mark(lacuna_pool *p, size_t s, uint32_t v)
  * they were releasing, and what they deferred (lacuna_free_deferred: done with, but freed only by
  * their next call): none of those threads was copied, so none of it would come back, and
  * alloc_slow would wait for the releases forever. This thread's own deferrals stay DEFERRED: its
- * list was copied, and its next call frees them. O(slots ever used), once per fork. */
+ * list was copied, and its next call frees them; so do its batch, taken chain and remote list
+ * (lac_fork_mark_mine). O(slots ever used), once per fork. */
 static void rebuild_lists(lacuna_pool *p, pthread_t self)
 {
-    lac_defer_mark_mine(p, S_MINE);
+    lac_fork_mark_mine(p, S_MINE);
     for (lac_tcache *tc = p->tcaches; tc; tc = tc->next) {
         uint32_t n = lac_tc_n(tc);
         if (tc->owned && pthread_equal(tc->owner, self)) {

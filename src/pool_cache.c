@@ -117,10 +117,244 @@ static void tcache_drain(lacuna_pool *p, lac_tcache *tc, size_t keep)
                           memory_order_relaxed);
 }
 
+/* ---- remote frees ---------------------------------------------------------------------------
+ *
+ * A region freed by a thread other than the one whose cache handed it out goes back to that cache
+ * (mimalloc's thread_free lists do the same for its pages): the freer clears its LIVE bit as every
+ * free does (so a double free is still refused at once), links it into a batch of its own
+ * (lac_tcache.out_*), and pushes the batch onto the owner's remote list in one CAS every
+ * LAC_REMOTE_BATCH regions; the owner takes the whole list in one exchange when its cache runs
+ * empty, before it would take the pool lock. Without it, the freer kept such regions: its cache
+ * overflowed while the owner's ran dry, so both went through the pool lock and its shared lists
+ * every few dozen cycles, and the owner then wrote pages last written on the other CPU.
+ *
+ * The links live in the slots' state lines, past the state and the region address: the freer
+ * has just written that line, so linking costs no other line. The line's owner field is written
+ * by the allocation, which writes the line anyway. A list holds at most LAC_REMOTE_MAX (the
+ * count in its first line, a hint: a push that raced the owner's take may read a stale one);
+ * past that, or when the cache has no owner (LAC_REMOTE_CLOSED), the freer keeps the batch in its
+ * own cache, as before, and so does a freer whose alloc finds nothing else free. The owner takes
+ * the whole list when its cache is empty and keeps it as a chain of its own (lac_tcache.taken,
+ * so up to LAC_REMOTE_MAX - 1 more held), handing it out one region per empty cache. Regions on a
+ * remote list, in a batch or taken are WARM and on no shared list: the cache's owner gives them
+ * to the shared lists when it exits, releases them when it trims, and a fork child rebuilds them
+ * as it rebuilds what other threads held (lac_fork_mark_mine). Counting: the freer counts each
+ * into its moved_out when it links it, the taker into its moved_in, so frees stay exact;
+ * lacuna_stats' warm does not see regions between two threads (at most 2 * LAC_REMOTE_MAX - 1
+ * and a batch per cache). */
+
+/* The cache that handed out the region of this line (NULL: none), and the remote-list links. */
+static inline _Atomic(lac_tcache *) *line_owner(_Atomic uint32_t *line)
+{
+    return (_Atomic(lac_tcache *) *)(void *)((char *)line + 16);
+}
+
+static inline _Atomic(_Atomic uint32_t *) *line_next(_Atomic uint32_t *line)
+{
+    return (_Atomic(_Atomic uint32_t *) *)(void *)((char *)line + 24);
+}
+
+/* In a list's first line: the regions on the list from it down. */
+static inline _Atomic uint32_t *line_pending(_Atomic uint32_t *line)
+{
+    return (_Atomic uint32_t *)(void *)((char *)line + 32);
+}
+
+/* The line after the next (NULL: none): what the owner prefetches when it takes this one. */
+static inline _Atomic(_Atomic uint32_t *) *line_next2(_Atomic uint32_t *line)
+{
+    return (_Atomic(_Atomic uint32_t *) *)(void *)((char *)line + 40);
+}
+
+static inline _Atomic uint32_t *next_of(_Atomic uint32_t *line)
+{
+    return line ? atomic_load_explicit(line_next(line), memory_order_relaxed) : NULL;
+}
+
+_Static_assert(LAC_STATE_STRIDE >= 48, "a state line holds the state, region, owner and links");
+_Static_assert(2 * LAC_REMOTE_BATCH <= LAC_TC_MAX, "a kept batch fits a half-drained cache");
+
+static inline void count_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* Put regions on the shared lists, following the links from `line` (pool lock held). */
+static void shelve_chain(lacuna_pool *p, _Atomic uint32_t *line, uint32_t ms)
+{
+    while (line) {
+        _Atomic uint32_t *next = atomic_load_explicit(line_next(line), memory_order_relaxed);
+        lac_shelve(p, lac_line_slot(p, line), ms);
+        line = next;
+    }
+}
+
+/* Take the calling thread's unsent batch out of its cache: its first line, *k regions. */
+static _Atomic uint32_t *batch_take(lac_tcache *tc, uint32_t *k)
+{
+    _Atomic uint32_t *head = tc->out_head;
+    *k = tc->out_n;
+    tc->out_to = NULL;
+    tc->out_head = tc->out_tail = tc->out_tail_prev = NULL;
+    tc->out_n = 0;
+    return head;
+}
+
+/* Take a cache's pending batch (NULL-terminated, as it was linked), the chain it took aside and
+ * its remote list out of it (the owner's, or a cache without a thread): into c[0..2].
+ * `close`: no more pushes, the cache loses its owner. */
+static void remote_detach(lac_tcache *tc, bool close, _Atomic uint32_t *c[3])
+{
+    uint32_t k;
+    c[0] = batch_take(tc, &k);
+    c[1] = tc->taken;
+    tc->taken = NULL;
+    uintptr_t h =
+        atomic_exchange_explicit(&tc->remote, close ? LAC_REMOTE_CLOSED : 0, memory_order_acquire);
+    c[2] = h == LAC_REMOTE_CLOSED ? NULL : (_Atomic uint32_t *)h;
+}
+
+/* A cache's pending batch and remote list to the shared lists (pool lock held). */
+static void remote_shelve(lacuna_pool *p, lac_tcache *tc, bool close)
+{
+    _Atomic uint32_t *c[3];
+    remote_detach(tc, close, c);
+    uint32_t ms = lac_pool_now_ms(p);
+    for (int i = 0; i < 3; i++)
+        shelve_chain(p, c[i], ms);
+}
+
+/* Release the regions linked from `line` (pool lock NOT held), a round at a time: what a trim
+ * asks of the regions on their way back to or from a cache, as of the cache's own. 0 or the
+ * errno of a refused release (those regions went back to warm). */
+static int release_chain(lacuna_pool *p, _Atomic uint32_t *line)
+{
+    int err = 0;
+    while (line) {
+        uint32_t slots[LAC_RELEASE_BATCH];
+        size_t k = 0;
+        pthread_mutex_lock(&p->lock);
+        for (; line && k < LAC_RELEASE_BATCH;
+             line = atomic_load_explicit(line_next(line), memory_order_relaxed))
+            slots[k++] = lac_line_slot(p, line);
+        for (size_t i = 0; i < k; i++) /* WARM: they were freed live (after the links are read) */
+            lac_state_step(p, slots[i], LAC_S_RELEASING);
+        p->releasing += k;
+        pthread_mutex_unlock(&p->lock);
+        int e = lac_release_slots(p, slots, k);
+        err = err ? err : e;
+    }
+    return err;
+}
+
+/* Put k regions linked from `line` in the calling thread's own cache, spilling half of it to the
+ * shared lists first if they do not fit. They were counted out when linked: count them in. */
+static void remote_keep(lacuna_pool *p, lac_tcache *tc, _Atomic uint32_t *line, uint32_t k)
+{
+    uint32_t batch[LAC_RELEASE_BATCH];
+    size_t nrel = 0;
+    if (lac_tc_n(tc) + k > tc->cap) {
+        pthread_mutex_lock(&p->lock);
+        tcache_drain(p, tc, tc->cap / 2);
+        nrel = lac_collect_release(p, batch, LAC_RELEASE_BATCH, false);
+        pthread_mutex_unlock(&p->lock);
+    }
+    uint32_t n = lac_tc_n(tc);
+    for (; line; line = atomic_load_explicit(line_next(line), memory_order_relaxed))
+        tc->lines[n++] = line;
+    lac_tc_set_n(tc, n);
+    count_add(&tc->moved_in, k);
+    if (nrel > 0)
+        (void)lac_release_slots(p, batch, nrel); /* failure: kept warm and retried */
+}
+
+/* Hand the calling thread's pending batch to its owner's remote list, or keep it. */
+static void remote_push(lacuna_pool *p, lac_tcache *tc)
+{
+    lac_tcache *o = tc->out_to;
+    _Atomic uint32_t *tail = tc->out_tail, *tail_prev = tc->out_tail_prev;
+    uint32_t k;
+    _Atomic uint32_t *head = batch_take(tc, &k);
+    uintptr_t old = atomic_load_explicit(&o->remote, memory_order_acquire); /* its count */
+    while (old != LAC_REMOTE_CLOSED) {
+        /* Read from a line the owner may have taken meanwhile: then the CAS fails and retries,
+         * unless the line is the head again (taken, handed out and pushed back: ABA). The links
+         * are right even then (this batch's own lines are written), but pending and next2 may
+         * be stale: a bound and a prefetch hint, never followed for the structure. */
+        uint32_t pending =
+            old ? atomic_load_explicit(line_pending((_Atomic uint32_t *)old), memory_order_relaxed)
+                : 0;
+        if (pending + k > LAC_REMOTE_MAX)
+            break; /* the owner has enough coming: keep these */
+        atomic_store_explicit(line_next(tail), (_Atomic uint32_t *)old, memory_order_relaxed);
+        atomic_store_explicit(line_next2(tail), next_of((_Atomic uint32_t *)old),
+                              memory_order_relaxed);
+        if (tail_prev)
+            atomic_store_explicit(line_next2(tail_prev), (_Atomic uint32_t *)old,
+                                  memory_order_relaxed);
+        atomic_store_explicit(line_pending(head), pending + k, memory_order_relaxed);
+        if (atomic_compare_exchange_weak_explicit(&o->remote, &old, (uintptr_t)head,
+                                                  memory_order_release, memory_order_acquire))
+            return;
+    }
+    atomic_store_explicit(line_next(tail), NULL, memory_order_relaxed);
+    remote_keep(p, tc, head, k);
+}
+
+/* Free a region (already WARM) that cache o handed out, o being another thread's cache: into
+ * the calling thread's batch for o (tc, its cache of p). */
+static __attribute__((noinline)) int free_remote(lacuna_pool *p, lac_tcache *tc,
+                                                 _Atomic uint32_t *line, lac_tcache *o)
+{
+    if (tc->out_n > 0 && tc->out_to != o)
+        remote_push(p, tc); /* a batch goes to one owner */
+    atomic_store_explicit(line_next(line), tc->out_head, memory_order_relaxed);
+    atomic_store_explicit(line_next2(line), next_of(tc->out_head), memory_order_relaxed);
+    if (tc->out_n == 0)
+        tc->out_tail = line;
+    else if (tc->out_n == 1)
+        tc->out_tail_prev = line;
+    tc->out_head = line;
+    tc->out_to = o;
+    count_add(&tc->moved_out, 1);
+    if (++tc->out_n == LAC_REMOTE_BATCH)
+        remote_push(p, tc);
+    return 0;
+}
+
+/* The owner, its cache empty: take one region of what other threads gave back (the chain it
+ * took before, else the remote list, in one exchange). One at a time: the link to the next is
+ * read from the line this allocation writes anyway, where walking the chain here waited for each
+ * line in turn from the other CPU (the walk was most of the time of a cross-thread cycle).
+ * Returns the regions the cache holds: 0 or 1. */
+static uint32_t remote_take(lac_tcache *tc)
+{
+    _Atomic uint32_t *line = tc->taken;
+    if (line == NULL) {
+        if (atomic_load_explicit(&tc->remote, memory_order_relaxed) == 0)
+            return 0; /* a read: the line stays shared until there is something to take */
+        line = (_Atomic uint32_t *)atomic_exchange_explicit(&tc->remote, 0, memory_order_acquire);
+        if ((tc->taken = next_of(line)) != NULL)
+            __builtin_prefetch(tc->taken);
+    }
+    tc->taken = atomic_load_explicit(line_next(line), memory_order_relaxed);
+    /* The line two takes ahead, on its way meanwhile (the next one's is, since the last take): a
+     * take a line at a time would otherwise wait for each from the other CPU. */
+    _Atomic uint32_t *ahead = atomic_load_explicit(line_next2(line), memory_order_relaxed);
+    if (ahead)
+        __builtin_prefetch(ahead);
+    tc->lines[0] = line;
+    lac_tc_set_n(tc, 1);
+    count_add(&tc->moved_in, 1);
+    return 1;
+}
+
 static void abandon(lacuna_pool *p, void *ctx)
 {
     lac_tcache *tc = ctx;
     pthread_mutex_lock(&p->lock);
+    remote_shelve(p, tc, true);
     tcache_drain(p, tc, 0);
     tc->owned = false;
     pthread_mutex_unlock(&p->lock);
@@ -221,6 +455,7 @@ static __attribute__((noinline)) lac_tcache *tcache_slow(lacuna_pool *p)
         if (tc) {
             tc->owned = true;
             tc->zeroed = 0; /* a fork child emptied it without clearing its marks */
+            atomic_store_explicit(&tc->remote, 0, memory_order_relaxed); /* open: see abandon */
             tc->owner = pthread_self();
             tc->trim_seen = atomic_load_explicit(&p->trim_epoch, memory_order_relaxed);
         }
@@ -294,11 +529,36 @@ static void defer_exit_all(void)
     defer.n = defer.cap = 0;
 }
 
-void lac_defer_mark_mine(lacuna_pool *p, uint32_t bit)
+/* The forking thread's batches and remote list (its cache's) are copied with it: its regions
+ * there are marked to stay where they are. Other threads' are not: their caches lose them to the
+ * scan, and take no more pushes. */
+static void fork_mark_remote(lacuna_pool *p, uint32_t bit)
+{
+    pthread_t self = pthread_self();
+    for (lac_tcache *tc = p->tcaches; tc; tc = tc->next) {
+        if (!tc->owned || !pthread_equal(tc->owner, self)) {
+            uint32_t k;
+            (void)batch_take(tc, &k);
+            tc->taken = NULL;
+            atomic_store_explicit(&tc->remote, LAC_REMOTE_CLOSED, memory_order_relaxed);
+            continue;
+        }
+        _Atomic uint32_t *chains[3] = {
+            tc->out_head, tc->taken,
+            (_Atomic uint32_t *)atomic_load_explicit(&tc->remote, memory_order_relaxed)};
+        for (int i = 0; i < 3; i++)
+            for (_Atomic uint32_t *l = chains[i]; l;
+                 l = atomic_load_explicit(line_next(l), memory_order_relaxed))
+                atomic_fetch_or_explicit(l, bit, memory_order_relaxed);
+    }
+}
+
+void lac_fork_mark_mine(lacuna_pool *p, uint32_t bit)
 {
     for (uint32_t i = 0; i < defer.n; i++)
         if (defer.e[i].id == p->id)
             atomic_fetch_or_explicit(lac_state_at(p, defer.e[i].slot), bit, memory_order_relaxed);
+    fork_mark_remote(p, bit);
 }
 
 int lacuna_free_deferred(lacuna_pool *p, void *region)
@@ -475,6 +735,7 @@ static void *zero_and_return(lacuna_pool *p, lac_tcache *tc, uint32_t pos, char 
         tc_put(p, tc, (uint32_t)j, s);
         tc->zeroed &= ~(1u << j);
         lac_state_step(p, t, LAC_S_LIVE);
+        atomic_store_explicit(line_owner(lac_state_at(p, t)), tc, memory_order_relaxed);
         return lac_slot_region(p, t);
     }
     char *batch[LAC_TC_MAX + 1];
@@ -490,11 +751,13 @@ static void *zero_and_return(lacuna_pool *p, lac_tcache *tc, uint32_t pos, char 
     return r;
 }
 
-/* Hand out slot s; `zeroed`: a LACUNA_ZERO region already zeroed in a thread cache. */
-static inline void *hand_out(lacuna_pool *p, uint32_t s, bool zeroed)
+/* Hand out slot s from cache tc (NULL: none); `zeroed`: a LACUNA_ZERO region already zeroed in
+ * a thread cache. */
+static inline void *hand_out(lacuna_pool *p, lac_tcache *tc, uint32_t s, bool zeroed)
 {
     uint32_t was = lac_state_get(p, s);
     lac_state_step(p, s, LAC_S_LIVE);
+    atomic_store_explicit(line_owner(lac_state_at(p, s)), tc, memory_order_relaxed);
     char *r = lac_slot_region(p, s);
     if (LAC_UNLIKELY(p->flags & LACUNA_ZERO) && was == LAC_S_WARM && !zeroed)
         zero_used(p, r);
@@ -523,11 +786,12 @@ static void *tcache_pop(lacuna_pool *p, lac_tcache *tc, uint32_t n)
     uint32_t s = tc_slot(p, tc, n - 1), bit = 1u << (n - 1);
     if (p->flags & LACUNA_ZERO && lac_state_get(p, s) == LAC_S_WARM) {
         lac_state_step(p, s, LAC_S_LIVE);
+        atomic_store_explicit(line_owner(lac_state_at(p, s)), tc, memory_order_relaxed);
         return zero_and_return(p, tc, n - 1, lac_slot_region(p, s));
     }
     bool zeroed = (tc->zeroed & bit) != 0;
     tc->zeroed &= ~bit; /* bits at and above n stay clear */
-    return hand_out(p, s, zeroed);
+    return hand_out(p, tc, s, zeroed);
 }
 
 /* Fault in the top of the page-less (CLEAN) regions of a refill in one call. The kernel's work
@@ -579,6 +843,14 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
             pthread_mutex_unlock(&p->lock);
         }
     }
+    if (ngot == 0 && tc && tc->out_n > 0) {
+        /* "Free one and retry" (lacuna.h): what this thread freed last may still wait in its
+         * unsent batch, where nothing else can reach it. Keep the batch instead. */
+        uint32_t k;
+        _Atomic uint32_t *head = batch_take(tc, &k);
+        remote_keep(p, tc, head, k); /* its tail links to NULL: it was linked first */
+        return tcache_pop(p, tc, lac_tc_n(tc));
+    }
     if (ngot == 0) {
         errno = err;
         return NULL;
@@ -587,7 +859,7 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
         prefault(p, got, ngot);
     if (tc == NULL) {
         atomic_fetch_add(&p->allocs, 1);
-        return hand_out(p, got[0], false);
+        return hand_out(p, NULL, got[0], false);
     }
     /* got[0] is the hottest: push it last, then pop it as the warm path would. */
     uint32_t n = lac_tc_n(tc);
@@ -609,7 +881,10 @@ int lac_tcache_release(lacuna_pool *p, lac_tcache *tc)
         return 0; /* such a pool releases nothing */
     uint32_t slots[LAC_TC_MAX];
     size_t k = 0;
+    _Atomic uint32_t *c[3];
     pthread_mutex_lock(&p->lock);
+    /* Released here, not shelved: a thread that sees another's trim releases only its own. */
+    remote_detach(tc, false, c);
     uint32_t n = lac_tc_n(tc);
     for (uint32_t i = 0; i < n; i++) {
         uint32_t s = tc_slot(p, tc, i);
@@ -627,7 +902,12 @@ int lac_tcache_release(lacuna_pool *p, lac_tcache *tc)
                           atomic_load_explicit(&tc->moved_out, memory_order_relaxed) + n,
                           memory_order_relaxed);
     pthread_mutex_unlock(&p->lock);
-    return lac_release_slots(p, slots, k);
+    int err = lac_release_slots(p, slots, k);
+    for (int i = 0; i < 3; i++) {
+        int e = release_chain(p, c[i]);
+        err = err ? err : e;
+    }
+    return err;
 }
 
 /* lacuna_trim on another thread asked every cache to be given back: release this thread's (the
@@ -669,6 +949,8 @@ static __attribute__((noinline)) void *alloc_miss(lacuna_pool *p)
             (void)lac_release_due(p, false);
     }
     uint32_t n = lac_tc_n(tc);
+    if (n == 0)
+        n = remote_take(tc);
     return n > 0 ? tcache_pop(p, tc, n) : alloc_slow(p, tc);
 }
 
@@ -688,6 +970,7 @@ void *lacuna_alloc(lacuna_pool *p)
     _Atomic uint32_t *line = tc->lines[w & LAC_TC_N_MASK];
     assert(lac_state_step_ok(atomic_load_explicit(line, memory_order_relaxed), LAC_S_LIVE));
     atomic_store_explicit(line, LAC_S_LIVE, memory_order_relaxed);
+    atomic_store_explicit(line_owner(line), tc, memory_order_relaxed); /* a line it writes */
     return atomic_load_explicit(lac_line_region(line), memory_order_relaxed);
 }
 
@@ -719,6 +1002,9 @@ static __attribute__((noinline)) int free_miss(lacuna_pool *p, _Atomic uint32_t 
         defer_run(p);
     lac_tcache *tc = tcache_of(p);
     trim_if_asked(p, tc);
+    lac_tcache *o = atomic_load_explicit(line_owner(line), memory_order_relaxed);
+    if (tc && o && o != tc)
+        return free_remote(p, tc, line, o);
     return free_slow(p, tc, lac_line_slot(p, line));
 }
 
@@ -739,6 +1025,9 @@ static int free_push(lacuna_pool *p, _Atomic uint32_t *line)
 {
     if (tls.free_key == p) {
         lac_tcache *tc = tls.tc[0];
+        lac_tcache *o = atomic_load_explicit(line_owner(line), memory_order_relaxed);
+        if (o && o != tc)
+            return free_remote(p, tc, line, o);
         uint32_t w = atomic_load_explicit(&tc->w, memory_order_relaxed);
         if ((w & LAC_TC_N_MASK) < tc->cap) {
             tc->lines[w & LAC_TC_N_MASK] = line;
@@ -779,6 +1068,9 @@ int lacuna_free(lacuna_pool *p, void *region)
     if (LAC_UNLIKELY(!lac_line_unlive(line)))
         return free_bad(p, region);
     lac_tcache *tc = tls.tc[0];
+    /* Another cache's region goes back to it (free_push: also when it handed out none) */
+    if (LAC_UNLIKELY(atomic_load_explicit(line_owner(line), memory_order_relaxed) != tc))
+        return free_push(p, line);
     uint32_t w = atomic_load_explicit(&tc->w, memory_order_relaxed);
     if (LAC_UNLIKELY((w & LAC_TC_N_MASK) >= tc->cap))
         return free_miss(p, line);
