@@ -789,6 +789,18 @@ typedef struct lac_sched lac_sched;
 typedef struct lac_rt lac_rt;
 typedef struct lac_io_wait lac_io_wait;
 
+/* Fetch a line this CPU is about to write, in a state that lets it write: a load that misses
+ * then a write to the same line costs two trips to the CPU that last wrote it (data, then
+ * ownership). x86's prefetchw is a NOP where unsupported. */
+static inline void lac_prefetch_w(const void *p)
+{
+#if defined(__x86_64__)
+    __asm__("prefetchw %0" ::"m"(*(const char *)p));
+#else
+    __builtin_prefetch(p, 1);
+#endif
+}
+
 /* A spin lock for the short critical sections of the runtime (a channel, a fiber's end, a run
  * queue): a few dozen instructions are held at most, but a lock may be held across a context
  * switch (a fiber parks holding the lock that guards its waiter; the next context releases it). */

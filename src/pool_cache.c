@@ -336,14 +336,14 @@ static uint32_t remote_take(lac_tcache *tc)
             return 0; /* a read: the line stays shared until there is something to take */
         line = (_Atomic uint32_t *)atomic_exchange_explicit(&tc->remote, 0, memory_order_acquire);
         if ((tc->taken = next_of(line)) != NULL)
-            __builtin_prefetch(tc->taken);
+            lac_prefetch_w(tc->taken);
     }
     tc->taken = atomic_load_explicit(line_next(line), memory_order_relaxed);
     /* The line two takes ahead, on its way meanwhile (the next one's is, since the last take): a
      * take a line at a time would otherwise wait for each from the other CPU. */
     _Atomic uint32_t *ahead = atomic_load_explicit(line_next2(line), memory_order_relaxed);
     if (ahead)
-        __builtin_prefetch(ahead);
+        lac_prefetch_w(ahead);
     tc->lines[0] = line;
     lac_tc_set_n(tc, 1);
     count_add(&tc->moved_in, 1);
@@ -1062,6 +1062,7 @@ int lacuna_free(lacuna_pool *p, void *region)
     if (LAC_UNLIKELY(off >= atomic_load_explicit(&p->span, memory_order_relaxed)))
         return free_far(p, region);
     _Atomic uint32_t *line = lac_state_at(p, lac_slot_div(p, off));
+    lac_prefetch_w(line); /* another thread's region: its line comes once, writable */
     char *at = atomic_load_explicit(lac_line_region(line), memory_order_relaxed);
     if (LAC_UNLIKELY(at != region)) /* not a region's start, or a slot never handed out */
         return free_far(p, region);
