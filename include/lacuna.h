@@ -189,7 +189,7 @@ LACUNA_API void lacuna_pool_destroy(lacuna_pool *pool);
  *   EINVAL  pool is NULL;
  *   ENOMEM  no slot is free in the shared lists: every slot is live or sits in another thread's
  *           cache or on its way back to the thread that allocated it (a thread holds at most 32
- *           in its cache, 15 freed it has not handed back, and 127 others handed back to it; the
+ *           in its cache, 16 freed it has not handed back, and 127 others handed back to it; the
  *           pool keeps working: free one and retry), a growing
  *           pool is at its ceiling or could not reserve more address space, or a guard could not
  *           be installed (guard markers and the kernel is out of memory; or LACUNA_STRICT_GUARD
@@ -275,7 +275,9 @@ LACUNA_API int lacuna_resident(const lacuna_pool *pool, const void *region, size
 LACUNA_API int lacuna_free_deferred(lacuna_pool *pool, void *region);
 
 /* Free now every region the calling thread deferred on this pool (the other threads' stay
- * deferred). Returns 0, or EINVAL when pool is NULL. */
+ * deferred), and hand back the regions of other threads it freed that still wait in its batch
+ * (such regions go back to the thread that allocated them, 16 at a time). Returns
+ * 0, or EINVAL when pool is NULL. */
 LACUNA_API int lacuna_flush(lacuna_pool *pool);
 
 /* lacuna_free by a region's top: the address one past its last byte (region + region_size),

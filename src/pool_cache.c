@@ -302,13 +302,21 @@ static void remote_push(lacuna_pool *p, lac_tcache *tc)
     remote_keep(p, tc, head, k);
 }
 
+static void trim_if_asked(lacuna_pool *p, lac_tcache *tc);
+
 /* Free a region (already WARM) that cache o handed out, o being another thread's cache: into
  * the calling thread's batch for o (tc, its cache of p). */
 static __attribute__((noinline)) int free_remote(lacuna_pool *p, lac_tcache *tc,
                                                  _Atomic uint32_t *line, lac_tcache *o)
 {
-    if (tc->out_n > 0 && tc->out_to != o)
-        remote_push(p, tc); /* a batch goes to one owner */
+    /* A batch goes to one owner, and leaves when the next free finds it full, not as the free
+     * that fills it returns: the region a thread freed last is then always in its own batch,
+     * where alloc_slow finds it ("free one and retry", lacuna.h). */
+    if (tc->out_n > 0 && (tc->out_to != o || tc->out_n == LAC_REMOTE_BATCH)) {
+        trim_if_asked(p, tc); /* a push is this free's slow path: it sees a trim as others do */
+        if (tc->out_n > 0)    /* (a trim released the batch) */
+            remote_push(p, tc);
+    }
     atomic_store_explicit(line_next(line), tc->out_head, memory_order_relaxed);
     atomic_store_explicit(line_next2(line), next_of(tc->out_head), memory_order_relaxed);
     if (tc->out_n == 0)
@@ -318,8 +326,7 @@ static __attribute__((noinline)) int free_remote(lacuna_pool *p, lac_tcache *tc,
     tc->out_head = line;
     tc->out_to = o;
     count_add(&tc->moved_out, 1);
-    if (++tc->out_n == LAC_REMOTE_BATCH)
-        remote_push(p, tc);
+    tc->out_n++;
     return 0;
 }
 
@@ -602,6 +609,9 @@ int lacuna_flush(lacuna_pool *p)
     }
     if (defer.n > 0)
         defer_run(p);
+    lac_tcache *tc = lac_tcache_peek(p);
+    if (tc && tc->out_n > 0)
+        remote_push(p, tc);
     return 0;
 }
 

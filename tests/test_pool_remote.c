@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #define KIB 1024u
-#define N   LAC_REMOTE_BATCH /* one batch: pushed to the owner when the last is freed */
+#define N   LAC_REMOTE_BATCH /* one batch: handed to the owner by lacuna_flush or the next free */
 #define M   (3 * N)          /* more than a cache holds (LAC_TC_MAX), at most LAC_REMOTE_MAX */
 _Static_assert(M > LAC_TC_MAX && M <= LAC_REMOTE_MAX, "M batches: some beyond the cache");
 
@@ -80,6 +80,12 @@ static void free_them(peer *e) /* frees e->r[0 .. n) */
         e->rc[i] = lacuna_free(e->p, e->r[i]);
 }
 
+static void free_and_flush(peer *e) /* and hands the last batch back (lacuna_flush) */
+{
+    free_them(e);
+    CHECK_EQ(lacuna_flush(e->p), 0);
+}
+
 static void alloc_them(peer *e) /* allocates e->r[0 .. n) */
 {
     for (int i = 0; i < e->n; i++)
@@ -109,7 +115,7 @@ TEST(frees_from_another_thread_go_back_to_the_allocating_thread)
         CHECK((mine[i] = lacuna_alloc(p)) != NULL);
     memcpy(e.r, mine, sizeof mine);
     e.n = M;
-    peer_run(&e, free_them);
+    peer_run(&e, free_and_flush);
     for (int i = 0; i < M; i++)
         CHECK_EQ(e.rc[i], 0);
     peer_run(&e, alloc_them); /* the peer's own allocations: none of this thread's regions */
@@ -149,7 +155,7 @@ TEST(double_free_refused_on_the_way_back)
     CHECK_EQ(lacuna_free(p, mine[0]), EINVAL);
     memcpy(e.r, mine + 1, (N - 1) * sizeof mine[0]); /* completes the batch: on the owner's list */
     e.n = N - 1;
-    peer_run(&e, free_them);
+    peer_run(&e, free_and_flush);
     for (int i = 0; i < N - 1; i++)
         CHECK_EQ(e.rc[i], 0);
     peer_run(&e, free_them);
@@ -178,7 +184,7 @@ TEST(owners_trim_releases_regions_given_back)
     }
     memcpy(e.r, mine, sizeof mine);
     e.n = M;
-    peer_run(&e, free_them);
+    peer_run(&e, free_and_flush);
     /* One alloc takes the list: a cacheful, and the rest taken aside. */
     CHECK_EQ(lacuna_free(p, lacuna_alloc(p)), 0);
     CHECK_EQ(lacuna_trim(p), 0);

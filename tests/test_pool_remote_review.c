@@ -104,6 +104,17 @@ TEST(free_one_and_retry_works_while_the_allocator_idles)
         char *again = lacuna_alloc(o.p);
         CHECK(again == o.r[k]);
     }
+    /* A whole batch: the free that fills it must not send it away (to an idle owner that would
+     * hold it), so the retry finds them; they all come back to this thread. */
+    for (int k = 3; k < 3 + LAC_REMOTE_BATCH; k++)
+        CHECK_EQ(lacuna_free(o.p, o.r[k]), 0);
+    for (int k = 3; k < 3 + LAC_REMOTE_BATCH; k++) {
+        char *again = lacuna_alloc(o.p);
+        bool freed = false;
+        for (int i = 3; i < 3 + LAC_REMOTE_BATCH; i++)
+            freed |= again == o.r[i];
+        CHECK(freed);
+    }
     pthread_barrier_wait(&o.done);
     pthread_join(t, NULL);
     pthread_barrier_destroy(&o.allocated);
