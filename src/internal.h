@@ -584,9 +584,10 @@ static inline bool lac_line_unlive(_Atomic uint32_t *line)
 uint64_t lac_slot_find(const lacuna_pool *p, const void *region);
 
 /* The slot an offset from the first region falls in (below LAC_MAX_RESERVE): one multiply. */
-static inline uint32_t lac_slot_div(const lacuna_pool *p, uintptr_t off)
+static inline size_t lac_slot_div(const lacuna_pool *p, uintptr_t off)
 {
-    return (uint32_t)(((unsigned __int128)p->stride_recip * (off >> LAC_OFF_SHIFT)) >> 64);
+    /* below 2^32 for every offset below LAC_MAX_RESERVE: not narrowed (a move less) */
+    return (size_t)(((unsigned __int128)p->stride_recip * (off >> LAC_OFF_SHIFT)) >> 64);
 }
 
 /* Slot index of a region start in the first reservation and those placed right after it (one
@@ -598,7 +599,7 @@ static inline bool lac_slot_near(const lacuna_pool *p, const void *region, uint3
     uintptr_t off = (uintptr_t)region - (uintptr_t)p->first;
     if (LAC_UNLIKELY(off >= atomic_load_explicit(&p->span, memory_order_relaxed)))
         return false;
-    uint32_t s = lac_slot_div(p, off);
+    uint32_t s = (uint32_t)lac_slot_div(p, off);
     *slot = s;
     return (uint64_t)s * p->stride == off;
 }
@@ -800,6 +801,36 @@ static inline void lac_prefetch_w(const void *p)
     __builtin_prefetch(p, 1);
 #endif
 }
+
+/* A word other threads may write, loaded relaxed and compared with v (unsigned) in the one
+ * instruction: gcc does not fold an atomic load into a compare, which cost lacuna_free a move per
+ * check. An aligned word's load is atomic on x86-64; volatile, so it is never hoisted above the
+ * checks that make the address valid. TSan builds keep the atomic load, which TSan sees. */
+#if defined(__x86_64__) && !defined(LAC_TSAN)
+static inline bool lac_relaxed_eq(const void *word, uintptr_t v)
+{
+    bool eq;
+    __asm__ volatile("cmp %2, %1" : "=@cce"(eq) : "r"(v), "m"(*(const uintptr_t *)word));
+    return eq;
+}
+
+static inline bool lac_relaxed_le(const void *word, uintptr_t v) /* *word <= v */
+{
+    bool ae;
+    __asm__ volatile("cmp %2, %1" : "=@ccae"(ae) : "r"(v), "m"(*(const uintptr_t *)word));
+    return ae;
+}
+#else
+static inline bool lac_relaxed_eq(const void *word, uintptr_t v)
+{
+    return atomic_load_explicit((const _Atomic uintptr_t *)word, memory_order_relaxed) == v;
+}
+
+static inline bool lac_relaxed_le(const void *word, uintptr_t v)
+{
+    return atomic_load_explicit((const _Atomic uintptr_t *)word, memory_order_relaxed) <= v;
+}
+#endif
 
 /* A spin lock for the short critical sections of the runtime (a channel, a fiber's end, a run
  * queue): a few dozen instructions are held at most, but a lock may be held across a context

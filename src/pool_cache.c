@@ -94,9 +94,24 @@ static inline uint32_t tc_slot(const lacuna_pool *p, const lac_tcache *tc, uint3
     return lac_line_slot(p, tc->lines[i]);
 }
 
+/* The cache a slot last entered (NULL: handed out by no cache): the one a free from another
+ * thread sends it back to. Written as the slot enters a cache's lines (tc_put, line_enter) or is
+ * handed out without one, never by the warm alloc: every slot a cache holds names that cache. */
+static inline _Atomic(lac_tcache *) *line_owner(_Atomic uint32_t *line)
+{
+    return (_Atomic(lac_tcache *) *)(void *)((char *)line + 16);
+}
+
+/* Put a state line at position i of a cache, the cache becoming its owner. */
+static inline void line_enter(lac_tcache *tc, uint32_t i, _Atomic uint32_t *line)
+{
+    tc->lines[i] = line;
+    atomic_store_explicit(line_owner(line), tc, memory_order_relaxed);
+}
+
 static inline void tc_put(const lacuna_pool *p, lac_tcache *tc, uint32_t i, uint32_t s)
 {
-    tc->lines[i] = lac_state_at(p, s);
+    line_enter(tc, i, lac_state_at(p, s));
 }
 
 /* Move a cache's regions to the shared lists (pool lock held). */
@@ -143,11 +158,7 @@ static void tcache_drain(lacuna_pool *p, lac_tcache *tc, size_t keep)
  * lacuna_stats' warm does not see regions between two threads (at most 2 * LAC_REMOTE_MAX - 1
  * and a batch per cache). */
 
-/* The cache that handed out the region of this line (NULL: none), and the remote-list links. */
-static inline _Atomic(lac_tcache *) *line_owner(_Atomic uint32_t *line)
-{
-    return (_Atomic(lac_tcache *) *)(void *)((char *)line + 16);
-}
+/* The remote-list links. */
 
 static inline _Atomic(_Atomic uint32_t *) *line_next(_Atomic uint32_t *line)
 {
@@ -262,7 +273,7 @@ static void remote_keep(lacuna_pool *p, lac_tcache *tc, _Atomic uint32_t *line, 
     }
     uint32_t n = lac_tc_n(tc);
     for (; line; line = atomic_load_explicit(line_next(line), memory_order_relaxed))
-        tc->lines[n++] = line;
+        line_enter(tc, n++, line);
     lac_tc_set_n(tc, n);
     count_add(&tc->moved_in, k);
     if (nrel > 0)
@@ -979,8 +990,8 @@ void *lacuna_alloc(lacuna_pool *p)
     atomic_store_explicit(&tc->w, w, memory_order_relaxed);
     _Atomic uint32_t *line = tc->lines[w & LAC_TC_N_MASK];
     assert(lac_state_step_ok(atomic_load_explicit(line, memory_order_relaxed), LAC_S_LIVE));
+    assert(atomic_load_explicit(line_owner(line), memory_order_relaxed) == tc);
     atomic_store_explicit(line, LAC_S_LIVE, memory_order_relaxed);
-    atomic_store_explicit(line_owner(line), tc, memory_order_relaxed); /* a line it writes */
     return atomic_load_explicit(lac_line_region(line), memory_order_relaxed);
 }
 
@@ -1040,7 +1051,7 @@ static int free_push(lacuna_pool *p, _Atomic uint32_t *line)
             return free_remote(p, tc, line, o);
         uint32_t w = atomic_load_explicit(&tc->w, memory_order_relaxed);
         if ((w & LAC_TC_N_MASK) < tc->cap) {
-            tc->lines[w & LAC_TC_N_MASK] = line;
+            line_enter(tc, w & LAC_TC_N_MASK, line); /* its owner was no cache */
             atomic_store_explicit(&tc->w, w + 1, memory_order_relaxed);
             return 0;
         }
@@ -1069,18 +1080,18 @@ int lacuna_free(lacuna_pool *p, void *region)
     if (LAC_UNLIKELY(tls.free_key != p)) /* NULL too */
         return free_far(p, region);
     uintptr_t off = (uintptr_t)region - (uintptr_t)p->first;
-    if (LAC_UNLIKELY(off >= atomic_load_explicit(&p->span, memory_order_relaxed)))
+    if (LAC_UNLIKELY(lac_relaxed_le(&p->span, off)))
         return free_far(p, region);
     _Atomic uint32_t *line = lac_state_at(p, lac_slot_div(p, off));
     lac_prefetch_w(line); /* another thread's region: its line comes once, writable */
-    char *at = atomic_load_explicit(lac_line_region(line), memory_order_relaxed);
-    if (LAC_UNLIKELY(at != region)) /* not a region's start, or a slot never handed out */
+    /* not a region's start, or a slot never handed out */
+    if (LAC_UNLIKELY(!lac_relaxed_eq(lac_line_region(line), (uintptr_t)region)))
         return free_far(p, region);
     if (LAC_UNLIKELY(!lac_line_unlive(line)))
         return free_bad(p, region);
     lac_tcache *tc = tls.tc[0];
     /* Another cache's region goes back to it (free_push: also when it handed out none) */
-    if (LAC_UNLIKELY(atomic_load_explicit(line_owner(line), memory_order_relaxed) != tc))
+    if (LAC_UNLIKELY(!lac_relaxed_eq(line_owner(line), (uintptr_t)tc)))
         return free_push(p, line);
     uint32_t w = atomic_load_explicit(&tc->w, memory_order_relaxed);
     if (LAC_UNLIKELY((w & LAC_TC_N_MASK) >= tc->cap))

@@ -31,6 +31,7 @@ typedef struct box {
 static box boxes[THREADS];
 static lacuna_pool *P;
 static atomic_long handed;
+static atomic_bool stop; /* the workers run until the main thread is done forking or trimming */
 
 static uint64_t rng(uint64_t *s)
 {
@@ -73,7 +74,9 @@ static void *worker(void *arg)
 {
     int me = (int)(intptr_t)arg;
     uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(me + 1);
-    for (int i = 0; i < ROUNDS; i++) {
+    /* Until told to stop: a thread that had finished, unjoined, when a fork came is reported by
+     * TSan in the child as leaked (which fails the child). */
+    for (int i = 0; i < ROUNDS || !atomic_load(&stop); i++) {
         unsigned k = rng(&s) % 8;
         for (unsigned j = 0; j < k; j++) {
             char *r = lacuna_alloc(P);
@@ -123,6 +126,7 @@ static void run(bool forks)
 {
     lacuna_pool_config c = {.region_size = KIB * 1024, .capacity = CAP, .decay_ms = 1};
     P = lt_pool(c);
+    atomic_store(&stop, false);
     for (int i = 0; i < THREADS; i++) {
         pthread_mutex_init(&boxes[i].m, NULL);
         boxes[i].n = 0;
@@ -143,6 +147,7 @@ static void run(bool forks)
         }
         usleep(1000);
     }
+    atomic_store(&stop, true);
     for (int i = 0; i < THREADS; i++)
         pthread_join(t[i], NULL);
     for (int i = 0; i < THREADS; i++) /* put there after their thread drained its box */
