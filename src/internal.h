@@ -1029,7 +1029,9 @@ struct lac_sched {
     unsigned aged_tick;        /* tick when it last scheduled an aging scan (parked.c) */
     bool poll_due;             /* main polls (non-blocking) before it runs the next fiber */
     int epfd;                  /* -1 until the first fd wait or idle sleep */
-    int evfd;                  /* eventfd that wakes it from an idle sleep, -1 until needed */
+    int evfd;                  /* eventfd that wakes it from an idle sleep, -1 until needed
+                                  (read by kickers: __atomic, as a napping helper may make it) */
+    bool epfd_lost;            /* epoll_wait said epfd is no epoll (closed under it): not ours */
     bool sleeping;             /* asleep in idle() (rt->lock) */
     bool sleep_waits;          /* asleep with timers or fd waits of its own (rt->lock) */
     unsigned idx;              /* its index in rt->w */
@@ -1286,11 +1288,22 @@ int lac_wait_poll(lac_sched *s, bool block);
  * errno. */
 int lac_wait_prepare(lac_sched *s);
 
-/* Wake a worker asleep in lac_wait_poll(s, true) (lac_wait_prepare(s) has succeeded). */
+/* Wake a worker asleep in lac_wait_poll(s, true); one in lac_wait_nap is not woken (it looks
+ * again soon). */
 void lac_wait_kick(lac_sched *s);
 
 /* Release what a scheduler's waits hold (the heap, the epoll instance, the eventfd). */
 void lac_wait_free(lac_sched *s);
+
+/* A helper whose lac_wait_prepare failed cannot be woken: sleep until its next timer, at most a
+ * millisecond, instead of lac_wait_poll(s, true). Returns 0 (as a poll that found nothing). */
+int lac_wait_nap(lac_sched *s);
+
+/* A helper worker `from` has left with timers or fd waits: they move to `to` (its home worker),
+ * fd waits registered on to's epoll (one that cannot be ends with that errno). On to's thread,
+ * while no worker of the runtime runs a fiber (lacuna_run, its helpers joined); other threads
+ * may still cancel or wake those fibers meanwhile. from's heap is empty after. */
+void lac_wait_adopt(lac_sched *to, lac_sched *from);
 
 /* In a forked child: a new epoll instance for s, with its parked fd waits registered again. */
 void lac_wait_fork_child(lac_sched *s);

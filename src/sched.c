@@ -32,6 +32,11 @@
  *   - A worker with nothing to run, steal or take sleeps in epoll (its fds, its next timer, its
  *     eventfd). The last worker to fall asleep decides: no fiber left (done), or none can ever
  *     wake (EDEADLK: no timer, no fd wait, no thread outside blocked on one); then all leave.
+ *     A helper that cannot make its epoll or eventfd (the fd limit) naps instead, a millisecond
+ *     at most, and tries again; the home reports it (lacuna_run).
+ *   - A helper never takes fibers with it: one that leaves early (its epoll_wait failed: the run
+ *     ends with that error) or on another worker's error leaves what it holds (ready fibers,
+ *     timers, fd waits) to the home, which takes it once every helper is joined (helper_adopt).
  *
  * Does not: allocate stacks or control blocks (fiber.c), keep timers or fds (wait.c), preempt.
  */
@@ -828,13 +833,12 @@ lac_sched *lac_sched_get(void)
     return s;
 }
 
-/* Give back what a scheduler holds and leave its runtime; the memory itself stays (see
- * helper_main). On the scheduler's own thread. */
+/* Give back what a scheduler holds and leave its runtime; its waits (lac_wait_free) and the
+ * memory itself stay (see helper_main). On the scheduler's own thread. */
 static void sched_retire(lac_sched *s)
 {
     spares_free(s);
     lac_fiber_blocks_drop(s);
-    lac_wait_free(s);
     lac_rt *rt = s->rt;
     pthread_mutex_lock(&rt->lock);
     rt->gone += atomic_load_explicit(&s->delta, memory_order_relaxed);
@@ -847,6 +851,7 @@ static void sched_retire(lac_sched *s)
 void lac_sched_free(lac_sched *s)
 {
     sched_retire(s);
+    lac_wait_free(s);
     free(s);
 }
 
@@ -938,7 +943,11 @@ static int idle(lac_sched *s)
         }
     lac_parked_idle(s);            /* parked fibers' pages, when an aging scan is due */
     int err = lac_wait_prepare(s); /* before anyone may see it asleep and kick it */
-    if (err)
+    /* No epoll or eventfd (the fd limit, no memory): the home reports it (lacuna_run), its fibers
+     * kept; a helper naps below instead, counted asleep like any other (a kick just misses it),
+     * and tries again at its next idle, so it leaves nothing behind and recovers once fds are
+     * free. */
+    if (LAC_UNLIKELY(err) && s->idx == 0)
         return err;
     pthread_mutex_lock(&rt->lock);
     int stop = atomic_load_explicit(&rt->stop, memory_order_relaxed);
@@ -970,7 +979,7 @@ static int idle(lac_sched *s)
     }
     pthread_mutex_unlock(&rt->lock);
     /* Asleep as far as wakers know; a push made before they could see it is seen here. */
-    err = work_visible(s) ? 0 : lac_wait_poll(s, true);
+    err = work_visible(s) ? 0 : LAC_LIKELY(err == 0) ? lac_wait_poll(s, true) : lac_wait_nap(s);
     pthread_mutex_lock(&rt->lock);
     s->sleep_waits = false;
     if (s->sleeping) {
@@ -1042,6 +1051,31 @@ typedef struct helper {
     int err;      /* its loop's result, or why it could not start */
 } helper;
 
+/* rt->lock held: helper s's loop failed on its own (its epoll_wait: the descriptor closed under
+ * it): the run ends with that error rather than with fibers only s could wake. */
+static __attribute__((noinline, cold)) void helper_failed(lac_rt *rt, lac_sched *s, int err)
+{
+    atomic_store(&rt->stop, err);
+    wake_all(rt, s);
+}
+
+/* On the home s once every helper is joined: what helper h still holds moves to s, so the next
+ * lacuna_run (this one ended with an error) runs it: ready fibers (runnext, hand-offs, spawner,
+ * queue, inbox) join s's queue, re-pinned to s as takes() would; timers and fd waits move to s's
+ * heap and epoll (wait.c). Then h's waits are freed. No fiber of the runtime runs meanwhile, so
+ * only other threads (a cancel, a wake: injected) touch these fibers. */
+static void helper_adopt(lac_sched *s, lac_sched *h)
+{
+    lac_fiber *f;
+    while ((f = next_ready(h)) != NULL) {
+        if (f->pin == h->idx + 1u)
+            f->pin = (uint16_t)(s->idx + 1);
+        push_back(s, f);
+    }
+    lac_wait_adopt(s, h);
+    lac_wait_free(h);
+}
+
 static void *helper_main(void *arg)
 {
     helper *h = arg;
@@ -1064,10 +1098,12 @@ static void *helper_main(void *arg)
     h->err = lac_sched_loop(s, NULL);
 
     pthread_mutex_lock(&rt->lock);
+    if (LAC_UNLIKELY(h->err) && atomic_load(&rt->stop) == LAC_STOP_NONE)
+        helper_failed(rt, s, h->err);
     atomic_fetch_sub_explicit(&rt->nw, 1, memory_order_relaxed);
     pthread_mutex_unlock(&rt->lock);
     sched_retire(s); /* leaves rt->w[idx] and folds its count into rt->gone */
-    h->s = s;
+    h->s = s;        /* what it still holds, lacuna_run moves to the home (helper_adopt) */
     return NULL;
 }
 
@@ -1137,7 +1173,10 @@ static int run_workers(lac_sched *s, unsigned n)
         for (unsigned i = 0; i < started; i++)
             pthread_join(hs[i].thread, NULL);
         for (unsigned i = 0; i < started; i++)
-            free(hs[i].s);
+            if (hs[i].s) {
+                helper_adopt(s, hs[i].s);
+                free(hs[i].s);
+            }
     }
     s->multi = false;
     atomic_store(&rt->stop, LAC_STOP_NONE);

@@ -48,6 +48,7 @@ struct lac_io_wait {
     int fd;          /* what epoll watches: the caller's fd, or a dup of it */
     int user_fd;     /* the caller's fd */
     uint32_t events; /* its epoll events, for a forked child's new epoll */
+    int err; /* set when the wait ended without its fd: it could not move (lac_wait_adopt) */
 };
 _Static_assert(offsetof(lac_io_wait, user_fd) == LAC_IO_WAIT_FD_OFF &&
                    offsetof(lac_io_wait, events) == LAC_IO_WAIT_EVENTS_OFF,
@@ -344,15 +345,35 @@ int lac_wait_prepare(lac_sched *s)
         close(e);
         return err;
     }
-    s->evfd = e;
+    /* A helper that failed here before naps counted asleep, so a kicker may be reading it now */
+    __atomic_store_n(&s->evfd, e, __ATOMIC_RELAXED);
     return 0;
 }
 
 void lac_wait_kick(lac_sched *s)
 {
     uint64_t one = 1;
-    ssize_t n = write(s->evfd, &one, sizeof one); /* EAGAIN: the counter is full, it wakes anyway */
+    /* -1 (a napping helper, lac_wait_nap): EBADF, and it looks again within LAC_NAP_NS anyway.
+     * EAGAIN: the counter is full, it wakes anyway. */
+    ssize_t n = write(__atomic_load_n(&s->evfd, __ATOMIC_RELAXED), &one, sizeof one);
     (void)n;
+}
+
+/* How long a helper that could not make its epoll or eventfd sleeps at most before it looks for
+ * work again: nobody can wake it, so this bounds how late it sees new work (and a stop). */
+#define LAC_NAP_NS 1000000u
+
+int lac_wait_nap(lac_sched *s)
+{
+    uint64_t due = now_ns() + LAC_NAP_NS;
+    if (s->nheap > 0) {
+        lac_spin_lock(&s->tlock);
+        if (s->nheap > 0 && s->heap[0]->deadline < due)
+            due = s->heap[0]->deadline;
+        lac_spin_unlock(&s->tlock);
+    }
+    sleep_until(due);
+    return 0;
 }
 
 /* epoll_pwait2 (Linux 5.11) takes a timeout in ns, so sleeps end within microseconds of their
@@ -377,6 +398,16 @@ static int epoll_until(int epfd, struct epoll_event *ev, int n, uint64_t due, bo
     return epoll_wait(epfd, ev, n, ms > INT_MAX ? INT_MAX : (int)ms);
 }
 
+/* epoll_wait failed (not EINTR): its errno. EBADF or EINVAL: the number no longer names this
+ * worker's epoll (the program closed it, maybe reused it), so it is not ours to close. */
+static __attribute__((noinline, cold)) int epoll_failed(lac_sched *s)
+{
+    int err = errno;
+    if (err == EBADF || err == EINVAL)
+        s->epfd_lost = true;
+    return err;
+}
+
 int lac_wait_poll(lac_sched *s, bool block)
 {
     if (block || s->nio > 0) {
@@ -392,7 +423,7 @@ int lac_wait_poll(lac_sched *s, bool block)
         struct epoll_event ev[128];
         int n = epoll_until(s->epfd, ev, 128, due, block);
         if (n < 0 && errno != EINTR)
-            return errno;
+            return epoll_failed(s);
         for (int i = 0; i < n; i++) {
             if (ev[i].data.ptr == &s->evfd) {
                 uint64_t v;
@@ -447,9 +478,135 @@ void lac_wait_free(lac_sched *s)
 {
     if (s->evfd >= 0)
         close(s->evfd);
-    if (s->epfd >= 0)
+    if (s->epfd >= 0 && !s->epfd_lost)
         close(s->epfd);
     free(s->heap);
+}
+
+/* ---- a helper's waits, moved to the home worker as it leaves -------------------------------- */
+
+/* Make room for n more timers in s's heap (s->tlock held). 0 or ENOMEM. */
+static int heap_reserve(lac_sched *s, size_t n)
+{
+    if (s->heap_cap - s->nheap >= n)
+        return 0;
+    size_t cap = s->heap_cap ? s->heap_cap : 64;
+    while (cap - s->nheap < n)
+        cap *= 2;
+    lac_fiber **h = realloc(s->heap, cap * sizeof *h);
+    if (h == NULL)
+        return ENOMEM;
+    s->heap = h;
+    s->heap_cap = cap;
+    return 0;
+}
+
+/* Register fd wait w on s's epoll (made now if s has none): 0 or errno, as fd_wait would. */
+static int io_register(lac_sched *s, lac_io_wait *w)
+{
+    if (s->epfd_lost)
+        return EBADF; /* that number may be someone else's epoll now */
+    if (s->epfd < 0 && (s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        return errno;
+    struct epoll_event ev = {.events = w->events, .data.ptr = w};
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, w->fd, &ev) == 0)
+        return 0;
+    if (errno != EEXIST || w->fd != w->user_fd) /* a dup of its own is registered nowhere else */
+        return errno;
+    int d = fcntl(w->user_fd, F_DUPFD_CLOEXEC, 3); /* s waits on that fd already: as fd_wait */
+    if (d < 0)
+        return errno;
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, d, &ev) != 0) {
+        int err = errno;
+        close(d);
+        return err;
+    }
+    w->fd = d;
+    return 0;
+}
+
+/* from's fd waits, onto to's list and epoll. One that cannot be registered there ends now with
+ * that errno (fd_wait returns it), unless a cancel won it first: its timer ends it then. */
+static void io_adopt(lac_sched *to, lac_sched *from)
+{
+    while (from->io_waits) {
+        lac_io_wait *w = from->io_waits;
+        lac_fiber *f = w->fiber;
+        from->io_waits = w->next;
+        from->nio--;
+        int err = io_register(to, w);
+        if (err && lac_park_claim(&f->wp)) {
+            timer_drop(f); /* still in from's heap: timers_adopt comes next */
+            if (w->fd != w->user_fd)
+                close(w->fd); /* from's epoll, closed soon, drops its registration */
+            w->err = err;
+            f->io = NULL;
+            f->wait = LAC_W_NONE;
+            lac_sched_push(to, f);
+            continue;
+        }
+        w->prev = NULL;
+        w->next = to->io_waits;
+        if (w->next)
+            w->next->prev = w;
+        to->io_waits = w;
+        to->nio++;
+    }
+}
+
+/* from's timer heap, emptied into to's. Each fiber's plk and both tlocks are held while it moves:
+ * a canceller reads f->tsched under plk, then changes that heap under its worker's tlock. A timer
+ * that finds no room in to's heap (no memory) ends now, as if its deadline had passed. */
+static void timers_adopt(lac_sched *to, lac_sched *from)
+{
+    lac_spin_lock(&to->tlock);
+    (void)heap_reserve(to, from->nheap); /* a failure shows below, fiber by fiber */
+    lac_spin_unlock(&to->tlock);
+    for (;;) {
+        lac_spin_lock(&from->tlock);
+        lac_fiber *f = from->nheap > 0 ? from->heap[from->nheap - 1] : NULL;
+        lac_spin_unlock(&from->tlock);
+        if (f == NULL)
+            return;
+        /* Only from's poller or f itself takes f out of from's heap, and neither runs now; a
+         * canceller (plk, then from->tlock) may move it within the heap meanwhile. */
+        lac_spin_lock(&f->plk);
+        lac_spin_lock(&from->tlock);
+        heap_remove(from, f);
+        lac_spin_lock(&to->tlock);
+        int err = heap_push(to, f);
+        lac_spin_unlock(&to->tlock);
+        lac_spin_unlock(&from->tlock);
+        if (f->pin == from->idx + 1u) /* waits at to now: re-pinned there, as takes() (sched.c) */
+            f->pin = (uint16_t)(to->idx + 1);
+        bool end = false;
+        if (err == 0) {
+            __atomic_store_n(&f->tsched, to, __ATOMIC_RELAXED);
+        } else {
+            /* Decided under plk, before tsched reads NULL: a canceller that reads it must lose. */
+            uint32_t w = LAC_PARK_WAITING;
+            end = atomic_compare_exchange_strong_explicit(&f->wp.state, &w, LAC_PARK_TIMEOUT,
+                                                          memory_order_acq_rel,
+                                                          memory_order_acquire) ||
+                  (f->wp.how & LAC_PARK_LOCAL);
+            __atomic_store_n(&f->tsched, NULL, __ATOMIC_RELAXED);
+        }
+        lac_spin_unlock(&f->plk);
+        if (!end)
+            continue;
+        if (f->wp.how & LAC_PARK_LOCAL) {
+            ready_local(to, f); /* its fd wait, if any, is on to's list now (io_adopt) */
+        } else {
+            f->wait = LAC_W_NONE;
+            lac_sched_push(to, f);
+        }
+    }
+}
+
+void lac_wait_adopt(lac_sched *to, lac_sched *from)
+{
+    io_adopt(to, from);
+    timers_adopt(to, from);
 }
 
 /* fork() copies the scheduler of the forking thread, epoll descriptor included, but an epoll
@@ -589,7 +746,8 @@ static int fd_wait(int fd, short events, uint64_t deadline)
     self->wait = LAC_W_IO;
     self->io = &w;
     s->nio++;
-    return lac_park_block(p, deadline); /* the poller that ends it undoes the registration */
+    err = lac_park_block(p, deadline); /* the poller that ends it undoes the registration */
+    return err == 0 ? w.err : err;     /* w.err: its worker left and it could not follow */
 }
 
 /* All return their error: the caller's errno survives the syscalls made underneath. */

@@ -206,7 +206,13 @@ LACUNA_API int lacuna_detach(lacuna_fiber *fiber);
  * no thread outside the runtime blocked on a channel or join to wake it: they stay blocked; close
  * or feed their channels and call lacuna_run again),
  * ENOTRECOVERABLE (called on the thread's stack while the scheduler thinks a fiber runs: that
- * fiber was left by longjmp; every later call returns it too), or an errno from epoll_wait. */
+ * fiber was left by longjmp; every later call returns it too), an errno from epoll_wait (any
+ * worker's: EBADF or EINVAL when the program closed a worker's epoll descriptor), or EMFILE,
+ * ENFILE or ENOMEM when the calling thread could not make its epoll instance or eventfd (a helper
+ * that cannot make its own polls its timers every millisecond instead, and keeps working). After
+ * an error every remaining fiber is kept, whichever worker held it (its fd waits join the calling
+ * thread's epoll; one that cannot ends with that errno): remove the cause and call lacuna_run
+ * again. */
 LACUNA_API int lacuna_run(void);
 
 /* ---------------------------------------------------------------------------------------------
