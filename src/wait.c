@@ -623,7 +623,9 @@ void lac_wait_fork_child(lac_sched *s)
     }
     if (s->epfd < 0)
         return;
-    close(s->epfd);
+    if (!s->epfd_lost) /* a lost number may be the program's now (epoll_failed) */
+        close(s->epfd);
+    s->epfd_lost = false;
     s->epfd = s->nio > 0 ? epoll_create1(EPOLL_CLOEXEC) : -1;
     if (s->epfd < 0)
         return; /* no fd waits pending, or no epoll: the next lacuna_fd_wait makes one */
