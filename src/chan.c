@@ -91,16 +91,22 @@ static void q_push(chq *q, lac_waiter *w)
     w->linked = true;
 }
 
+/* The head's prev is left stale: unlinking the head (every hand-over) then writes no other
+ * waiter, whose line is on another fiber's stack and cold; a waiter whose prev is read is known
+ * not to be the head. */
 static void q_unlink(chq *q, lac_waiter *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
+    if (q->head == w) {
         SET(q->head, w->next);
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        q->tail = w->prev;
+        if (w->next == NULL)
+            q->tail = NULL;
+    } else {
+        w->prev->next = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        else
+            q->tail = w->prev;
+    }
     w->linked = false;
 }
 
