@@ -333,10 +333,11 @@ enum {
     64 /* bytes between two slots' states: a cache line each, or threads freeing neighbouring      \
           slots false-share (measured: 2 threads scaled 1.21x with 1 byte per slot, see            \
           tools/churn.c). Untouched state pages cost nothing: 64 B per slot ever used. */
-#define LAC_TICK      256 /* a decay check every 256 warm-path allocs: a locked look, amortised */
-#define LAC_TC_N_MASK 0xffffu           /* lac_tcache.w: the regions held */
-#define LAC_TC_POP    ((1u << 16) | 1u) /* lac_tcache.w: one pop, one tick */
-#define LAC_TC_BORROW (1u << 31)        /* lac_tcache.w: the tick ran out */
+#define LAC_STACK_COLORS 16  /* fiber stack tops: 16 offsets 64 bytes apart (sched.c) */
+#define LAC_TICK         256 /* a decay check every 256 warm-path allocs: a locked look, amortised */
+#define LAC_TC_N_MASK    0xffffu           /* lac_tcache.w: the regions held */
+#define LAC_TC_POP       ((1u << 16) | 1u) /* lac_tcache.w: one pop, one tick */
+#define LAC_TC_BORROW    (1u << 31)        /* lac_tcache.w: the tick ran out */
 _Static_assert(LAC_TICK < (1u << 15), "lac_tcache.w has 15 bits for the tick");
 _Static_assert(LAC_TC_MAX <= LAC_TC_N_MASK, "lac_tcache.w has 16 bits for the count");
 #define LAC_OFF_SHIFT                                                                              \
