@@ -621,8 +621,13 @@ int lacuna_flush(lacuna_pool *p)
     if (defer.n > 0)
         defer_run(p);
     lac_tcache *tc = lac_tcache_peek(p);
-    if (tc && tc->out_n > 0)
-        remote_push(p, tc);
+    if (tc && tc->out_n > 0) {
+        /* A push, as free_remote's: a trim asked meanwhile releases the batch here, where the
+         * owner may have seen the trim already and would keep what it is handed now. */
+        trim_if_asked(p, tc);
+        if (tc->out_n > 0)
+            remote_push(p, tc);
+    }
     return 0;
 }
 
