@@ -145,8 +145,10 @@ static void tcache_drain(lacuna_pool *p, lac_tcache *tc, size_t keep)
  *
  * The links live in the slots' state lines, past the state and the region address: the freer
  * has just written that line, so linking costs no other line. The line's owner field is written
- * by the allocation, which writes the line anyway. A list holds at most LAC_REMOTE_MAX (the
- * count in its first line, a hint: a push that raced the owner's take may read a stale one);
+ * as the slot enters a cache's lines (line_enter) or is handed out by no cache (hand_out); a
+ * region on its way back already names the cache that takes it (remote_take writes nothing). A
+ * list holds at most LAC_REMOTE_MAX (the count in its first line, a hint: a push that raced the
+ * owner's take may read a stale one);
  * past that, or when the cache has no owner (LAC_REMOTE_CLOSED), the freer keeps the batch in its
  * own cache, as before, and so does a freer whose alloc finds nothing else free. The owner takes
  * the whole list when its cache is empty and keeps it as a chain of its own (lac_tcache.taken,
@@ -362,6 +364,7 @@ static uint32_t remote_take(lac_tcache *tc)
     _Atomic uint32_t *ahead = atomic_load_explicit(line_next2(line), memory_order_relaxed);
     if (ahead)
         lac_prefetch_w(ahead);
+    assert(atomic_load_explicit(line_owner(line), memory_order_relaxed) == tc);
     tc->lines[0] = line;
     lac_tc_set_n(tc, 1);
     count_add(&tc->moved_in, 1);
@@ -621,8 +624,13 @@ int lacuna_flush(lacuna_pool *p)
     if (defer.n > 0)
         defer_run(p);
     lac_tcache *tc = lac_tcache_peek(p);
-    if (tc && tc->out_n > 0)
-        remote_push(p, tc);
+    if (tc && tc->out_n > 0) {
+        /* A push, as free_remote's: a trim asked meanwhile releases the batch here, where the
+         * owner may have seen the trim already and would keep what it is handed now. */
+        trim_if_asked(p, tc);
+        if (tc->out_n > 0)
+            remote_push(p, tc);
+    }
     return 0;
 }
 
