@@ -145,7 +145,9 @@ typedef struct lacuna_fiber_opts {
                           (lacuna_fiber_configure's, else 64 KiB). Otherwise rounded up to a
                           size class, a power of two from 16 KiB to 8 MiB, each class a pool of
                           its own (one guard page per stack, growing on demand like the
-                          default pool), created on first use. */
+                          default pool), created on first use. A fiber's frames start up to
+                          960 bytes below its stack's top (stacks are staggered so that
+                          neighbours' hottest lines do not share an L1 cache set). */
     const char *name;  /* as lacuna_go_named; NULL = unnamed */
     unsigned flags;    /* LACUNA_FIBER_PINNED, or 0 */
 } lacuna_fiber_opts;
