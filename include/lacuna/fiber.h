@@ -34,7 +34,8 @@
  * Stack: a fiber's stack holds its own frames plus those of the lacuna call it is in, nothing
  * else. The runtime's own work (freeing an ended fiber's stack through the pool, polling, timers)
  * runs on the worker thread's stack. What each call needs below the caller's frame, at most
- * (x86-64, glibc; measured by tests/test_fiber_stack.c with the pool's slow paths taken, rounded
+ * (x86-64, glibc, an optimized build of the library (-O0 uses more); measured by
+ * tests/test_fiber_stack.c with the pool's slow paths taken, rounded
  * up with margin; the measurement includes lazy symbol binding, ~1.7 KiB on the test machine, when
  * the call is the first user of a libc function; it can be larger on CPUs with wider vector state,
  * and disappears when the program is linked with -z now):
