@@ -173,6 +173,12 @@ static inline _Atomic uint32_t *line_pending(_Atomic uint32_t *line)
     return (_Atomic uint32_t *)(void *)((char *)line + 32);
 }
 
+/* In a list's first line: when the list began (lac_pool_now_ms of its oldest push). */
+static inline _Atomic uint32_t *line_since(_Atomic uint32_t *line)
+{
+    return (_Atomic uint32_t *)(void *)((char *)line + 48);
+}
+
 /* The line after the next (NULL: none): what the owner prefetches when it takes this one. */
 static inline _Atomic(_Atomic uint32_t *) *line_next2(_Atomic uint32_t *line)
 {
@@ -184,7 +190,7 @@ static inline _Atomic uint32_t *next_of(_Atomic uint32_t *line)
     return line ? atomic_load_explicit(line_next(line), memory_order_relaxed) : NULL;
 }
 
-_Static_assert(LAC_STATE_STRIDE >= 48, "a state line holds the state, region, owner and links");
+_Static_assert(LAC_STATE_STRIDE >= 52, "a state line holds the state, region, owner and links");
 _Static_assert(2 * LAC_REMOTE_BATCH <= LAC_TC_MAX, "a kept batch fits a half-drained cache");
 
 static inline void count_add(_Atomic uint64_t *c, uint64_t n)
@@ -261,6 +267,28 @@ static int release_chain(lacuna_pool *p, _Atomic uint32_t *line)
     return err;
 }
 
+void lac_remote_sweep(lacuna_pool *p, bool all)
+{
+    uint32_t now = lac_pool_now_ms(p), decay = p->decay_ms;
+    if (!all && (decay == LACUNA_DECAY_NEVER || now - p->remote_swept < decay / 2))
+        return;
+    p->remote_swept = now;
+    for (lac_tcache *tc = p->tcaches; tc; tc = tc->next) {
+        uintptr_t h = atomic_load_explicit(&tc->remote, memory_order_acquire);
+        if (h == 0 || h == LAC_REMOTE_CLOSED)
+            continue;
+        uint32_t since =
+            atomic_load_explicit(line_since((_Atomic uint32_t *)h), memory_order_relaxed);
+        if (!all && now - since < decay)
+            continue;
+        /* Only an unchanged head is taken (a push or the owner's take meanwhile: next time); an
+         * ABA head is a whole list too, and its links are read after the exchange. */
+        if (atomic_compare_exchange_strong_explicit(&tc->remote, &h, 0, memory_order_acquire,
+                                                    memory_order_relaxed))
+            shelve_chain(p, (_Atomic uint32_t *)h, all ? now : since);
+    }
+}
+
 /* Put k regions linked from `line` in the calling thread's own cache, spilling half of it to the
  * shared lists first if they do not fit. They were counted out when linked: count them in. */
 static void remote_keep(lacuna_pool *p, lac_tcache *tc, _Atomic uint32_t *line, uint32_t k)
@@ -290,6 +318,7 @@ static void remote_push(lacuna_pool *p, lac_tcache *tc)
     uint32_t k;
     _Atomic uint32_t *head = batch_take(tc, &k);
     uintptr_t old = atomic_load_explicit(&o->remote, memory_order_acquire); /* its count */
+    uint32_t now = lac_pool_now_ms(p);
     while (old != LAC_REMOTE_CLOSED) {
         /* Read from a line the owner may have taken meanwhile: then the CAS fails and retries,
          * unless the line is the head again (taken, handed out and pushed back: ABA). The links
@@ -307,6 +336,11 @@ static void remote_push(lacuna_pool *p, lac_tcache *tc)
             atomic_store_explicit(line_next2(tail_prev), (_Atomic uint32_t *)old,
                                   memory_order_relaxed);
         atomic_store_explicit(line_pending(head), pending + k, memory_order_relaxed);
+        atomic_store_explicit(
+            line_since(head),
+            old ? atomic_load_explicit(line_since((_Atomic uint32_t *)old), memory_order_relaxed)
+                : now,
+            memory_order_relaxed); /* a hint too, as pending */
         if (atomic_compare_exchange_weak_explicit(&o->remote, &old, (uintptr_t)head,
                                                   memory_order_release, memory_order_acquire))
             return;
@@ -355,6 +389,8 @@ static uint32_t remote_take(lac_tcache *tc)
         if (atomic_load_explicit(&tc->remote, memory_order_relaxed) == 0)
             return 0; /* a read: the line stays shared until there is something to take */
         line = (_Atomic uint32_t *)atomic_exchange_explicit(&tc->remote, 0, memory_order_acquire);
+        if (line == NULL)
+            return 0; /* a sweep took the list meanwhile (lac_remote_sweep) */
         if ((tc->taken = next_of(line)) != NULL)
             lac_prefetch_w(tc->taken);
     }
@@ -847,8 +883,13 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
     size_t ngot = 0, nfresh = 0;
 
     pthread_mutex_lock(&p->lock);
-    for (;;) {
+    for (bool swept = false;;) {
         lac_take_slots(p, want, got, &ngot, fresh, &nfresh);
+        if (ngot + nfresh == 0 && !swept) { /* regions waiting for idle owners: take them now */
+            lac_remote_sweep(p, true);
+            swept = true;
+            continue;
+        }
         if (ngot + nfresh > 0 || p->releasing == 0)
             break;
         pthread_cond_wait(&p->released, &p->lock); /* all free slots are out being released */

@@ -446,8 +446,10 @@ static void give_back(lacuna_pool *p, bool all, bool idle)
 static int release_due(lacuna_pool *p, bool all, uint32_t early, bool idle)
 {
     uint32_t slots[LAC_RELEASE_BATCH];
-    for (;;) {
+    for (bool first = true;; first = false) {
         pthread_mutex_lock(&p->lock);
+        if (first) /* regions freed back to idle threads decay too */
+            lac_remote_sweep(p, all);
         size_t n = collect(p, slots, LAC_RELEASE_BATCH, all, early);
         pthread_mutex_unlock(&p->lock);
         if (n == 0)

@@ -280,3 +280,59 @@ TEST(fork_keeps_regions_on_their_way_back)
     peer_stop(&e, t);
     lacuna_pool_destroy(p);
 }
+
+/* Regions handed back to a thread that then idles are not held for good: a trim from any thread
+ * releases them (without waiting for the idle thread's next call), and so does decay (here the
+ * background thread's). */
+static void alloc_and_touch(peer *e)
+{
+    alloc_them(e);
+    for (int i = 0; i < e->n; i++)
+        memset(e->r[i], 1, 16 * KIB);
+}
+
+static size_t resident_of(char *const *r, int n)
+{
+    size_t pages = 0;
+    for (int i = 0; i < n; i++)
+        pages += lt_resident_pages(r[i], 16 * KIB);
+    return pages;
+}
+
+static void handed_back_to_idle_peer_released(lacuna_pool *p, bool by_trim)
+{
+    peer e;
+    pthread_t t;
+    peer_start(&e, &t, p);
+    e.n = 2 * N;
+    peer_run(&e, alloc_and_touch); /* the peer's regions, its cache empty after */
+    char *r[2 * N];
+    memcpy(r, e.r, sizeof r);
+    for (int i = 0; i < 2 * N; i++)
+        CHECK_EQ(lacuna_free(p, r[i]), 0);
+    CHECK_EQ(lacuna_flush(p), 0); /* all on the peer's remote list; the peer idles */
+    CHECK_EQ(resident_of(r, 2 * N), 2 * N * 4);
+    if (by_trim) {
+        CHECK_EQ(lacuna_trim(p), 0);
+    } else {
+        for (int i = 0; i < 400 && resident_of(r, 2 * N) > 0; i++)
+            usleep(5000); /* decay 20 ms: the background thread's sweeps */
+    }
+    CHECK_EQ(resident_of(r, 2 * N), 0);
+    lacuna_stats st = lt_stats(p);
+    CHECK_EQ(st.live, 0);
+    peer_stop(&e, t);
+    lacuna_pool_destroy(p);
+}
+
+TEST(trim_releases_regions_handed_back_to_an_idle_thread)
+{
+    handed_back_to_idle_peer_released(pool(256), true);
+}
+
+TEST(decay_releases_regions_handed_back_to_an_idle_thread)
+{
+    lacuna_pool_config c = {
+        .region_size = 16 * KIB, .capacity = 256, .decay_ms = 20, .flags = LACUNA_BACKGROUND};
+    handed_back_to_idle_peer_released(lt_pool(c), false);
+}
