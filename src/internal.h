@@ -451,12 +451,13 @@ struct lacuna_pool {
     lac_advice advice;
     uint32_t tc_cap;
 
-    pthread_mutex_t lock;  /* guards everything below */
-    size_t capacity;       /* slots reserved now (sum of the chunks' n) */
-    uint32_t remote_swept; /* lac_pool_now_ms of the last lac_remote_sweep */
-    size_t reserve_len;    /* bytes reserved now for regions and guards */
-    uint32_t *warm;        /* ring of capacity slot indices; bottom at warm_head */
-    uint32_t *warm_ms;     /* when each warm entry was pushed (ms since create) */
+    pthread_mutex_t lock;           /* guards everything below */
+    size_t capacity;                /* slots reserved now (sum of the chunks' n) */
+    uint32_t remote_swept;          /* lac_pool_now_ms of the last lac_remote_sweep */
+    _Atomic uint32_t remote_sweeps; /* sweeps so far: the age of a remote list, in sweeps */
+    size_t reserve_len;             /* bytes reserved now for regions and guards */
+    uint32_t *warm;                 /* ring of capacity slot indices; bottom at warm_head */
+    uint32_t *warm_ms;              /* when each warm entry was pushed (ms since create) */
     size_t warm_head, warm_n;
     uint32_t *clean; /* stack of released slots (and fresh ones whose guard install failed) */
     size_t clean_n;
@@ -663,8 +664,8 @@ unsigned lac_tcache_refs(const lacuna_pool *p);
  * their regions). */
 void lac_fork_mark_mine(lacuna_pool *p, uint32_t bit);
 /* Pool lock held: the remote lists (pool_cache.c) whose owners have not taken them within the
- * decay (all: every one) go to the shared lists, stamped with when they began, where decay and
- * trim release them as any freed region. Every decay_ms / 2 at most, unless all. */
+ * decay (all: every one) go to the shared lists, where decay and trim release them as any freed
+ * region. Every decay_ms / 2 at most, unless all. */
 void lac_remote_sweep(lacuna_pool *p, bool all);
 /* Thread exit: the calling thread's deferred frees are done and every cache of the calling
  * thread goes back to its pool. */

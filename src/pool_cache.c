@@ -173,7 +173,8 @@ static inline _Atomic uint32_t *line_pending(_Atomic uint32_t *line)
     return (_Atomic uint32_t *)(void *)((char *)line + 32);
 }
 
-/* In a list's first line: when the list began (lac_pool_now_ms of its oldest push). */
+/* In a list's first line: when the list began, in sweeps (lacuna_pool.remote_sweeps at its first
+ * push): a count, not a clock, so a push reads no clock. */
 static inline _Atomic uint32_t *line_since(_Atomic uint32_t *line)
 {
     return (_Atomic uint32_t *)(void *)((char *)line + 48);
@@ -273,19 +274,23 @@ void lac_remote_sweep(lacuna_pool *p, bool all)
     if (!all && (decay == LACUNA_DECAY_NEVER || now - p->remote_swept < decay / 2))
         return;
     p->remote_swept = now;
+    /* A list begun at sweep k was begun after sweep k - 1 ended; sweeps are decay / 2 apart or
+     * more: one begun 3 sweeps ago has waited decay_ms at least. */
+    uint32_t sweeps = atomic_load_explicit(&p->remote_sweeps, memory_order_relaxed) + 1;
+    atomic_store_explicit(&p->remote_sweeps, sweeps, memory_order_relaxed);
     for (lac_tcache *tc = p->tcaches; tc; tc = tc->next) {
         uintptr_t h = atomic_load_explicit(&tc->remote, memory_order_acquire);
         if (h == 0 || h == LAC_REMOTE_CLOSED)
             continue;
         uint32_t since =
             atomic_load_explicit(line_since((_Atomic uint32_t *)h), memory_order_relaxed);
-        if (!all && now - since < decay)
+        if (!all && sweeps - since < 3)
             continue;
         /* Only an unchanged head is taken (a push or the owner's take meanwhile: next time); an
          * ABA head is a whole list too, and its links are read after the exchange. */
         if (atomic_compare_exchange_strong_explicit(&tc->remote, &h, 0, memory_order_acquire,
                                                     memory_order_relaxed))
-            shelve_chain(p, (_Atomic uint32_t *)h, all ? now : since);
+            shelve_chain(p, (_Atomic uint32_t *)h, now);
     }
 }
 
@@ -318,7 +323,7 @@ static void remote_push(lacuna_pool *p, lac_tcache *tc)
     uint32_t k;
     _Atomic uint32_t *head = batch_take(tc, &k);
     uintptr_t old = atomic_load_explicit(&o->remote, memory_order_acquire); /* its count */
-    uint32_t now = lac_pool_now_ms(p);
+    uint32_t sweeps = atomic_load_explicit(&p->remote_sweeps, memory_order_relaxed);
     while (old != LAC_REMOTE_CLOSED) {
         /* Read from a line the owner may have taken meanwhile: then the CAS fails and retries,
          * unless the line is the head again (taken, handed out and pushed back: ABA). The links
@@ -339,7 +344,7 @@ static void remote_push(lacuna_pool *p, lac_tcache *tc)
         atomic_store_explicit(
             line_since(head),
             old ? atomic_load_explicit(line_since((_Atomic uint32_t *)old), memory_order_relaxed)
-                : now,
+                : sweeps,
             memory_order_relaxed); /* a hint too, as pending */
         if (atomic_compare_exchange_weak_explicit(&o->remote, &old, (uintptr_t)head,
                                                   memory_order_release, memory_order_acquire))
