@@ -190,7 +190,7 @@ LACUNA_API void lacuna_pool_destroy(lacuna_pool *pool);
  *   ENOMEM  no slot is free in the shared lists: every slot is live or sits in another thread's
  *           cache or on its way back to the thread that allocated it (a thread holds at most 32
  *           in its cache, 16 freed it has not handed back, and 63 others handed back to it;
- *           regions handed back and not yet taken are taken before ENOMEM; the pool keeps
+ *           regions handed back and not yet taken are taken first; the pool keeps
  *           working: free one and retry), a growing
  *           pool is at its ceiling or could not reserve more address space, or a guard could not
  *           be installed (guard markers and the kernel is out of memory; or LACUNA_STRICT_GUARD

@@ -323,7 +323,7 @@ enum {
 #define LAC_REMOTE_BATCH                                                                           \
     16 /* regions another thread frees before it hands them back to their cache in one CAS */
 #define LAC_REMOTE_MAX                                                                             \
-    (2 * LAC_TC_MAX) /* regions on a cache's remote list at most: what an idle owner holds back */
+    (2 * LAC_TC_MAX) /* regions on a cache's remote list at most (decay, trims take it too) */
 #define LAC_REMOTE_CLOSED ((uintptr_t)1) /* lac_tcache.remote: no owner, take no more */
 #define LAC_RELEASE_BATCH                                                                          \
     128                    /* regions per release round: 2.5 KiB of stack (this may run on a       \
@@ -390,8 +390,8 @@ typedef struct lac_tcache {
     _Atomic uint32_t *taken; /* owner only: the rest of a remote list taken, beyond lines[] */
     /* Regions this cache handed out that other threads freed: a list of batches linked through
      * their state lines, pushed by other threads with a CAS and taken whole by the owner with an
-     * exchange; LAC_REMOTE_CLOSED while no thread owns the cache. A line of its own: other
-     * threads write it. */
+     * exchange, or by a sweep under the pool lock (lac_remote_sweep); LAC_REMOTE_CLOSED while no
+     * thread owns the cache. A line of its own: other threads write it. */
     alignas(64) _Atomic uintptr_t remote;
 } lac_tcache;
 

@@ -152,13 +152,15 @@ static void tcache_drain(lacuna_pool *p, lac_tcache *tc, size_t keep)
  * past that, or when the cache has no owner (LAC_REMOTE_CLOSED), the freer keeps the batch in its
  * own cache, as before, and so does a freer whose alloc finds nothing else free. The owner takes
  * the whole list when its cache is empty and keeps it as a chain of its own (lac_tcache.taken,
- * so up to LAC_REMOTE_MAX - 1 more held), handing it out one region per empty cache. Regions on a
- * remote list, in a batch or taken are WARM and on no shared list: the cache's owner gives them
- * to the shared lists when it exits, releases them when it trims, and a fork child rebuilds them
- * as it rebuilds what other threads held (lac_fork_mark_mine). Counting: the freer counts each
- * into its moved_out when it links it, the taker into its moved_in, so frees stay exact;
- * lacuna_stats' warm does not see regions between two threads (at most 2 * LAC_REMOTE_MAX - 1
- * and a batch per cache). */
+ * so up to LAC_REMOTE_MAX - 1 more held), handing it out one region per empty cache. Any thread
+ * holding the pool lock may take a list too (lac_remote_sweep: decay, a trim, an alloc about to
+ * fail), onto the shared lists: only the owner's take runs without the lock, and it allows for
+ * that. Regions on a remote list, in a batch or taken are WARM and on no shared list: the cache's
+ * owner gives them to the shared lists when it exits, releases them when it trims, and a fork
+ * child rebuilds them as it rebuilds what other threads held (lac_fork_mark_mine). Counting: the
+ * freer counts each into its moved_out when it links it, the taker into its moved_in, so frees stay
+ * exact; lacuna_stats' warm does not see regions between two threads (at most 2 * LAC_REMOTE_MAX -
+ * 1 and a batch per cache). */
 
 /* The remote-list links. */
 
@@ -274,8 +276,11 @@ void lac_remote_sweep(lacuna_pool *p, bool all)
     if (!all && (decay == LACUNA_DECAY_NEVER || now - p->remote_swept < decay / 2))
         return;
     p->remote_swept = now;
-    /* A list begun at sweep k was begun after sweep k - 1 ended; sweeps are decay / 2 apart or
-     * more: one begun 3 sweeps ago has waited decay_ms at least. */
+    /* A list stamped k was begun before sweep k + 1 (a pusher may stamp an older count, and
+     * trims' sweeps count too: both only make a take earlier, which costs its owner locality, not
+     * memory); sweeps of decay are decay / 2 apart or more, so one stamped 3 sweeps ago has
+     * waited about decay_ms. Its regions are stamped now on the shared lists: their release
+     * still waits a whole decay. */
     uint32_t sweeps = atomic_load_explicit(&p->remote_sweeps, memory_order_relaxed) + 1;
     atomic_store_explicit(&p->remote_sweeps, sweeps, memory_order_relaxed);
     for (lac_tcache *tc = p->tcaches; tc; tc = tc->next) {
@@ -325,7 +330,8 @@ static void remote_push(lacuna_pool *p, lac_tcache *tc)
     uintptr_t old = atomic_load_explicit(&o->remote, memory_order_acquire); /* its count */
     uint32_t sweeps = atomic_load_explicit(&p->remote_sweeps, memory_order_relaxed);
     while (old != LAC_REMOTE_CLOSED) {
-        /* Read from a line the owner may have taken meanwhile: then the CAS fails and retries,
+        /* Read from a line the owner or a sweep may have taken meanwhile (handed out, or on the
+         * shared lists now; the state table is never unmapped): then the CAS fails and retries,
          * unless the line is the head again (taken, handed out and pushed back: ABA). The links
          * are right even then (this batch's own lines are written), but pending and next2 may
          * be stale: a bound and a prefetch hint, never followed for the structure. */
