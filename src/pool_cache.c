@@ -114,6 +114,13 @@ static inline void tc_put(const lacuna_pool *p, lac_tcache *tc, uint32_t i, uint
     line_enter(tc, i, lac_state_at(p, s));
 }
 
+/* Add to a counter only its cache's owner writes (stats read it from other threads). */
+static inline void count_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
 /* Move a cache's regions to the shared lists (pool lock held). */
 static void tcache_drain(lacuna_pool *p, lac_tcache *tc, size_t keep)
 {
@@ -127,9 +134,7 @@ static void tcache_drain(lacuna_pool *p, lac_tcache *tc, size_t keep)
     memmove(tc->lines, tc->lines + out, keep * sizeof tc->lines[0]);
     tc->zeroed = out >= 32 ? 0 : tc->zeroed >> out; /* the marks move with their slots */
     lac_tc_set_n(tc, (uint32_t)keep);
-    atomic_store_explicit(&tc->moved_out,
-                          atomic_load_explicit(&tc->moved_out, memory_order_relaxed) + out,
-                          memory_order_relaxed);
+    count_add(&tc->moved_out, out);
 }
 
 /* ---- remote frees ---------------------------------------------------------------------------
@@ -195,12 +200,6 @@ static inline _Atomic uint32_t *next_of(_Atomic uint32_t *line)
 
 _Static_assert(LAC_STATE_STRIDE >= 52, "a state line holds the state, region, owner and links");
 _Static_assert(2 * LAC_REMOTE_BATCH <= LAC_TC_MAX, "a kept batch fits a half-drained cache");
-
-static inline void count_add(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-}
 
 /* Put regions on the shared lists, following the links from `line` (pool lock held). */
 static void shelve_chain(lacuna_pool *p, _Atomic uint32_t *line, uint32_t ms)
@@ -403,9 +402,10 @@ static uint32_t remote_take(lac_tcache *tc)
         if (line == NULL)
             return 0; /* a sweep took the list meanwhile (lac_remote_sweep) */
         if ((tc->taken = next_of(line)) != NULL)
-            lac_prefetch_w(tc->taken);
+            lac_prefetch_w(tc->taken); /* the next take's line; later ones come two ahead */
+    } else {
+        tc->taken = next_of(line);
     }
-    tc->taken = atomic_load_explicit(line_next(line), memory_order_relaxed);
     /* The line two takes ahead, on its way meanwhile (the next one's is, since the last take): a
      * take a line at a time would otherwise wait for each from the other CPU. */
     _Atomic uint32_t *ahead = atomic_load_explicit(line_next2(line), memory_order_relaxed);
@@ -946,9 +946,7 @@ static __attribute__((noinline)) void *alloc_slow(lacuna_pool *p, lac_tcache *tc
     uint32_t n = lac_tc_n(tc);
     for (size_t i = ngot; i-- > 0;)
         tc_put(p, tc, n++, got[i]);
-    atomic_store_explicit(&tc->moved_in,
-                          atomic_load_explicit(&tc->moved_in, memory_order_relaxed) + ngot,
-                          memory_order_relaxed);
+    count_add(&tc->moved_in, ngot);
     lac_tc_set_n(tc, n);
     return tcache_pop(p, tc, n);
 }
@@ -979,9 +977,7 @@ int lac_tcache_release(lacuna_pool *p, lac_tcache *tc)
     p->releasing += k;
     lac_tc_set_n(tc, 0);
     tc->zeroed = 0;
-    atomic_store_explicit(&tc->moved_out,
-                          atomic_load_explicit(&tc->moved_out, memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    count_add(&tc->moved_out, n);
     pthread_mutex_unlock(&p->lock);
     int err = lac_release_slots(p, slots, k);
     for (int i = 0; i < 3; i++) {
